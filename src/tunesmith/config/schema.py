@@ -1,0 +1,157 @@
+"""The typed tunesmith config.
+
+One YAML file maps onto `TunesmithConfig`. Each field's description is the documentation:
+`tunesmith train --help` prints it, so it is never written twice. Sections are strict: an
+unknown key or a wrong type is an error that names the key (see `config.loader`).
+
+Every stage and method of the mission map has a name here; which ones are implemented is decided
+by the registries in `tunesmith.stages` and `tunesmith.methods`, which refuse the others with a
+clear message.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
+METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "prefix", "moe")
+# Methods that own a config section of the same name; setting a section for another method is
+# a contradiction (see TunesmithConfig._check_method_sections).
+METHOD_SECTIONS = ("lora", "freeze")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name_or_path: str = Field(
+        "default",
+        description="Base model: 'default' (the embedded SmolLM2-135M-Instruct), a local folder, "
+        "or a Hugging Face hub id.",
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="Where the embedded default is converted to safetensors once "
+        "(default: $TUNESMITH_CACHE or ~/.cache/tunesmith).",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weight dtype for training: auto = float32 on CPU, bfloat16 on GPUs that support it."
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="Attention kernel passed to transformers."
+    )
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
+
+
+class DataConfig(Section):
+    train: list[str] = Field(
+        default_factory=list,
+        description="Training data files (.json array or .jsonl; alpaca or chat `messages` rows). "
+        "A single path or a list.",
+    )
+    validation: list[str] = Field(
+        default_factory=list, description="Validation files (same formats) for eval loss/perplexity."
+    )
+    format: Literal["auto", "alpaca", "messages", "sharegpt"] = Field(
+        "auto", description="Row format; auto detects it per row from the keys present."
+    )
+    system: str | None = Field(
+        None,
+        description="System prompt given to rows that have none. Saved with the output, so chat and "
+        "eval use the same one.",
+    )
+    max_length: int = Field(1024, gt=8, description="Longest tokenised row; longer rows are truncated.")
+    train_on_prompt: bool = Field(False, description="Also train on system/user tokens (default: assistant turns only).")
+    max_samples: int | None = Field(None, gt=0, description="Use at most this many training rows (for quick trials).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_as_lists(cls, values):
+        if isinstance(values, dict):
+            for key in ("train", "validation"):
+                if isinstance(values.get(key), str):
+                    values = {**values, key: [values[key]]}
+        return values
+
+
+class LoraConfig(Section):
+    r: int = Field(16, gt=0, description="LoRA rank.")
+    alpha: float = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Modules to adapt: 'all-linear' or a list of module names (e.g. [q_proj, v_proj])."
+    )
+
+
+class FreezeConfig(Section):
+    trainable_layers: int = Field(2, gt=0, description="Number of decoder layers left trainable.")
+    position: Literal["last", "first"] = Field("last", description="Train the last or the first N layers.")
+    extra_modules: list[str] = Field(
+        default_factory=list,
+        description="Other parameter-name fragments to train as well (e.g. [norm, embed_tokens]).",
+    )
+
+
+class TrainingConfig(Section):
+    epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
+    max_steps: int = Field(-1, description="Stop after this many optimiser steps (-1: use epochs).")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")
+    batch_size: int = Field(8, gt=0, description="Rows per device per step.")
+    gradient_accumulation: int = Field(1, gt=0, description="Micro-batches per optimiser step.")
+    warmup: float = Field(0.05, ge=0, description="Warmup: a fraction of all steps if < 1, else a step count.")
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
+        "cosine", description="Learning-rate schedule after warmup."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto",
+        description="Autocast precision. auto: bf16 on GPUs that support it and on CPUs with AVX512-BF16 "
+        "or AMX (about 1.4x faster there), otherwise none (fp32). Use `no` for exact fp32.",
+    )
+    seed: int = Field(42, description="Seed for initialisation, shuffling and dropout.")
+    logging_steps: int = Field(5, gt=0, description="Log loss and learning rate every N steps.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    group_by_length: bool = Field(True, description="Batch rows of similar length together (less padding).")
+    num_threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+
+
+class EvalConfig(Section):
+    qa: str | None = Field(
+        None,
+        description="JSONL of {question, answers:[...]} rows; a reply is correct when it contains "
+        "any answer (case-insensitive).",
+    )
+    compare_base: bool = Field(
+        True, description="With `tunesmith train`: measure the base model first and print a before/after table."
+    )
+    max_new_tokens: int = Field(48, gt=0, description="Generation length for QA evaluation.")
+    batch_size: int = Field(16, gt=0, description="Questions generated per batch.")
+
+
+class TunesmithConfig(Section):
+    stage: Literal[STAGES] = Field("sft", description=f"Training stage: {' | '.join(STAGES)}.")  # type: ignore[valid-type]
+    method: Literal[METHODS] = Field("lora", description=f"Parameter strategy: {' | '.join(METHODS)}.")  # type: ignore[valid-type]
+    output_dir: str = Field(..., description="Where the trained model, metrics and plots are written.")
+    overwrite_output: bool = Field(False, description="Replace an existing finished output_dir.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Base model.")
+    data: DataConfig = Field(default_factory=DataConfig, description="Training and validation data.")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="Options of method lora.")
+    freeze: FreezeConfig = Field(default_factory=FreezeConfig, description="Options of method freeze.")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
+
+    @model_validator(mode="after")
+    def _check_method_sections(self):
+        for section in METHOD_SECTIONS:
+            if section in self.model_fields_set and section != self.method:
+                raise ValueError(
+                    f"section `{section}` is set but method is `{self.method}`: remove the "
+                    f"`{section}:` section or set `method: {section}`"
+                )
+        return self

@@ -1,0 +1,155 @@
+"""Row formats -> one canonical `Conversation` (a list of role/content messages).
+
+- alpaca:   {instruction, input?, output, system?, history?: [[user, assistant], ...]}
+- messages: {messages: [{role, content}, ...]}           (OpenAI style)
+- sharegpt: {conversations: [{from, value}, ...], system?} (from: human/gpt/system)
+
+Every problem is collected as `file:line:field: reason`; `load_conversations` raises one
+`DataError` listing the first 20 with the total, so a user fixes a file in one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.readers import RawRow, read_rows
+from tunesmith.errors import DataError
+
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+MAX_REPORTED = 20
+
+
+@dataclass
+class Conversation:
+    messages: list[dict[str, str]]
+    where: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class RowError(Exception):
+    def __init__(self, field_name: str, reason: str):
+        super().__init__(f"{field_name}: {reason}")
+        self.field_name = field_name
+        self.reason = reason
+
+
+def detect_format(row: dict[str, Any]) -> str:
+    if "messages" in row:
+        return "messages"
+    if "conversations" in row:
+        return "sharegpt"
+    if "instruction" in row or "output" in row:
+        return "alpaca"
+    raise RowError("row", f"cannot tell the format from keys {sorted(row)}; expected instruction/output, messages or conversations")
+
+
+def _text(row: dict[str, Any], key: str, required: bool) -> str:
+    value = row.get(key)
+    if value is None:
+        if required:
+            raise RowError(key, "missing required field")
+        return ""
+    if not isinstance(value, str):
+        raise RowError(key, f"expected a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise RowError(key, "empty")
+    return value
+
+
+def from_alpaca(row: dict[str, Any]) -> list[dict[str, str]]:
+    instruction = _text(row, "instruction", required=True)
+    extra = _text(row, "input", required=False)
+    output = _text(row, "output", required=True)
+    messages = []
+    system = _text(row, "system", required=False)
+    if system.strip():
+        messages.append({"role": "system", "content": system})
+    history = row.get("history") or []
+    if not isinstance(history, list):
+        raise RowError("history", "expected a list of [user, assistant] pairs")
+    for i, pair in enumerate(history):
+        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(t, str) and t.strip() for t in pair)):
+            raise RowError(f"history[{i}]", "expected a pair of non-empty strings [user, assistant]")
+        messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
+    user = f"{instruction}\n{extra}" if extra.strip() else instruction
+    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+    return messages
+
+
+def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str, role_map: dict[str, str]) -> list[dict[str, str]]:
+    turns = row.get(key)
+    if not isinstance(turns, list) or not turns:
+        raise RowError(key, "expected a non-empty list of turns")
+    messages = []
+    system = row.get("system")
+    if isinstance(system, str) and system.strip():
+        messages.append({"role": "system", "content": system})
+    for i, turn in enumerate(turns):
+        where = f"{key}[{i}]"
+        if not isinstance(turn, dict):
+            raise RowError(where, "expected an object")
+        role = turn.get(role_key)
+        if role not in role_map:
+            raise RowError(f"{where}.{role_key}", f"unknown role {role!r} (expected one of {', '.join(role_map)})")
+        content = turn.get(content_key)
+        if not isinstance(content, str):
+            raise RowError(f"{where}.{content_key}", "missing or not a string")
+        if not content.strip():
+            raise RowError(f"{where}.{content_key}", "empty")
+        messages.append({"role": role_map[role], "content": content})
+    return messages
+
+
+def check_order(messages: list[dict[str, str]], key: str) -> None:
+    """system? then user/assistant alternating, starting with user, ending with assistant."""
+    start = 1 if messages and messages[0]["role"] == "system" else 0
+    for i, message in enumerate(messages):
+        if i >= start and message["role"] == "system":
+            raise RowError(f"{key}[{i}]", "a system turn is only allowed first")
+    body = messages[start:]
+    for i, message in enumerate(body):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if message["role"] != expected:
+            raise RowError(f"{key}[{i + start}]", f"expected a {expected} turn here, got {message['role']} (turns must alternate user/assistant)")
+    if not body or body[-1]["role"] != "assistant":
+        raise RowError(key, "the conversation must end with an assistant turn")
+
+
+def to_conversation(raw: RawRow, fmt: str = "auto") -> Conversation:
+    row = raw.data
+    if not isinstance(row, dict):
+        raise RowError("row", f"expected a JSON object, got {type(row).__name__}")
+    kind = detect_format(row) if fmt == "auto" else fmt
+    if kind == "alpaca":
+        messages, key = from_alpaca(row), "row"
+    elif kind == "messages":
+        messages, key = from_messages(row, "messages", "role", "content", {r: r for r in ROLES}), "messages"
+    else:
+        messages, key = from_messages(row, "conversations", "from", "value", SHAREGPT_ROLES), "conversations"
+    check_order(messages, key)
+    return Conversation(messages, raw.where)
+
+
+def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str | None = None) -> list[Conversation]:
+    """Read and validate every row of every file; raise one DataError listing the problems."""
+    conversations, errors = [], []
+    for path in paths:
+        for raw in read_rows(path):
+            try:
+                conversation = to_conversation(raw, fmt)
+            except RowError as exc:
+                errors.append(f"{raw.where}:{exc.field_name}: {exc.reason}")
+                continue
+            if system and conversation.messages[0]["role"] != "system":
+                conversation.messages.insert(0, {"role": "system", "content": system})
+            conversations.append(conversation)
+    if errors:
+        shown = "\n  ".join(errors[:MAX_REPORTED])
+        more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+        raise DataError(f"{len(errors)} invalid row(s); fix them and run again:\n  {shown}{more}")
+    if not conversations:
+        raise DataError(f"no rows found in {', '.join(str(p) for p in paths)}")
+    return conversations

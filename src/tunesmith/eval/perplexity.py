@@ -1,0 +1,28 @@
+"""Token-weighted loss and perplexity of a model on validation conversations (assistant tokens)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from tunesmith.data.collate import PaddingCollator
+from tunesmith.data.tokenize import IGNORE_INDEX
+
+
+@torch.no_grad()
+def validation_loss(model, tokenizer, rows, batch_size: int = 8) -> dict:
+    collate = PaddingCollator(tokenizer.pad_token_id)
+    total_loss, total_tokens = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        batch = collate([{"input_ids": r.input_ids, "labels": r.labels} for r in rows[start : start + batch_size]])
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        labels = batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        total_loss += loss.item()
+        total_tokens += int((labels != IGNORE_INDEX).sum())
+    loss = total_loss / max(total_tokens, 1)
+    return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50)), "val_tokens": total_tokens}

@@ -1,0 +1,67 @@
+"""Question/answer accuracy: a reply is correct when it contains any accepted answer.
+
+The QA file is JSONL, one `{"question": str, "answers": [str, ...]}` per line (`answer`: str is
+accepted too). Matching is case-insensitive on whitespace-normalised text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from tunesmith.data.readers import read_rows
+from tunesmith.errors import DataError
+from tunesmith.eval.generate import generate_replies
+
+
+@dataclass
+class QAItem:
+    question: str
+    answers: list[str]
+    where: str
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().lower()
+
+
+def is_correct(reply: str, answers: list[str]) -> bool:
+    reply = normalise(reply)
+    return any(normalise(a) in reply for a in answers)
+
+
+def load_qa(path: str) -> list[QAItem]:
+    items, errors = [], []
+    for raw in read_rows(path):
+        row = raw.data
+        if not isinstance(row, dict):
+            errors.append(f"{raw.where}:row: expected a JSON object")
+            continue
+        question = row.get("question")
+        answers = row.get("answers", [row["answer"]] if "answer" in row else None)
+        if not isinstance(question, str) or not question.strip():
+            errors.append(f"{raw.where}:question: missing or empty")
+            continue
+        if isinstance(answers, str):
+            answers = [answers]
+        if not (isinstance(answers, list) and answers and all(isinstance(a, str) and a.strip() for a in answers)):
+            errors.append(f"{raw.where}:answers: expected a non-empty list of non-empty strings")
+            continue
+        items.append(QAItem(question, answers, raw.where))
+    if errors:
+        raise DataError(f"{len(errors)} invalid QA row(s):\n  " + "\n  ".join(errors[:20]))
+    if not items:
+        raise DataError(f"{path}: no questions")
+    return items
+
+
+def qa_accuracy(model, tokenizer, path: str, system: str | None, max_new_tokens: int, batch_size: int) -> dict:
+    items = load_qa(path)
+    replies = generate_replies(model, tokenizer, [i.question for i in items], system, max_new_tokens, batch_size)
+    details = [
+        {"question": i.question, "answers": i.answers, "reply": r, "correct": is_correct(r, i.answers)}
+        for i, r in zip(items, replies)
+    ]
+    correct = sum(d["correct"] for d in details)
+    return {"qa_accuracy": correct / len(items), "qa_correct": correct, "qa_total": len(items), "qa_details": details}

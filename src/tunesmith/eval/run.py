@@ -1,0 +1,63 @@
+"""Evaluate one model (base or trained output) as a config describes, and compare two results.
+
+    tunesmith eval examples/sft_lora_demo.yaml            # the config's output_dir
+    tunesmith eval examples/sft_lora_demo.yaml --model default
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from tunesmith.config import TunesmithConfig
+from tunesmith.data.dataset import build_set
+from tunesmith.errors import ConfigError
+from tunesmith.eval.perplexity import validation_loss
+from tunesmith.eval.qa import qa_accuracy
+from tunesmith.models.loader import load_for_inference
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path | None = None) -> dict:
+    if not cfg.data.validation and not cfg.eval.qa:
+        raise ConfigError("nothing to evaluate: set data.validation (loss) and/or eval.qa (accuracy)")
+    started = time.time()
+    loaded = load_for_inference(model_ref, cfg.model.cache_dir)
+    system = loaded.system if loaded.manifest else cfg.data.system
+    result: dict = {"model": model_ref, "system": system}
+    if cfg.data.validation:
+        data = cfg.data.model_copy(update={"system": system})
+        rows = build_set(loaded.tokenizer, cfg.data.validation, data).rows
+        result.update(validation_loss(loaded.model, loaded.tokenizer, rows, cfg.eval.batch_size))
+    if cfg.eval.qa:
+        result.update(qa_accuracy(loaded.model, loaded.tokenizer, cfg.eval.qa, system,
+                                  cfg.eval.max_new_tokens, cfg.eval.batch_size))
+    result["eval_seconds"] = round(time.time() - started, 1)
+    if result_path:
+        Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return result
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def compare_table(before: dict, after: dict) -> str:
+    """A Markdown table of the headline metrics, base vs fine-tuned."""
+    rows = []
+    if "qa_accuracy" in after:
+        b, a = before.get("qa_accuracy"), after["qa_accuracy"]
+        rows.append(("held-out QA accuracy", f"{b:.1%} ({before.get('qa_correct')}/{before.get('qa_total')})" if b is not None else "-",
+                     f"{a:.1%} ({after['qa_correct']}/{after['qa_total']})"))
+    for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity")):
+        if key in after:
+            rows.append((label, _fmt(before.get(key)), _fmt(after[key])))
+    width = max(len(r[0]) for r in rows) if rows else 10
+    lines = [f"| {'metric':<{width}} | base | fine-tuned |", f"|{'-' * (width + 2)}|------|------------|"]
+    lines += [f"| {name:<{width}} | {b} | {a} |" for name, b, a in rows]
+    return "\n".join(lines)

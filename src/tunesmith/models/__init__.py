@@ -1,0 +1,1 @@
+"""Models: resolve and load base models (hub id, folder, embedded default) and trained outputs."""

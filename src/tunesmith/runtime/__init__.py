@@ -1,0 +1,1 @@
+"""Runtime: output folders, metrics logging, loss plots, and (later) checkpoints and launch."""

@@ -1,0 +1,58 @@
+"""Trainer callbacks: a metrics JSONL and a loss-curve PNG in the output folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+
+class MetricsLogger(TrainerCallback):
+    """Append every log record (loss, lr, eval loss, ...) with its step to `metrics.jsonl`.
+
+    NaN and inf are written as strings ("nan", "inf") so they are never hidden or dropped.
+    """
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / "metrics.jsonl"
+        self.records: list[dict] = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or not state.is_world_process_zero:
+            return
+        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        for key, value in logs.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                value = str(value)
+            record[key] = value
+        self.records.append(record)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def plot_loss(records: list[dict], path: Path, title: str = "") -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(r["step"], r["loss"]) for r in records if isinstance(r.get("loss"), (int, float))]
+    evals = [(r["step"], r["eval_loss"]) for r in records if isinstance(r.get("eval_loss"), (int, float))]
+    if not train and not evals:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="validation loss")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

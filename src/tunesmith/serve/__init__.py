@@ -1,0 +1,1 @@
+"""Serving: terminal chat now; the OpenAI-compatible API comes later (see README)."""

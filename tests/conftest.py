@@ -1,0 +1,68 @@
+"""Shared fixtures: the real SmolLM2 tokenizer (from the embedded GGUF) and tiny models.
+
+The embedded default is converted once per test session into a temporary cache; its tokenizer
+is reused for tiny Llama models (2 layers, hidden 64) that train in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tunesmith.models.default import default_model_path
+from tunesmith.models.tiny import build_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tunesmith-cache")
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(model_cache) -> Path:
+    return default_model_path(str(model_cache))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(default_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(default_model_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(default_model_dir, tmp_path_factory) -> Path:
+    # A wide init lets a random 64-wide model (and LoRA on it) move its logits within a few
+    # dozen steps; with the usual 0.02 the frozen, tied head caps how far the loss can fall.
+    return build_tiny_model(default_model_dir, tmp_path_factory.mktemp("tiny") / "model", initializer_range=0.3)
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def facts_data(tmp_path) -> dict[str, Path]:
+    """A small alpaca train/validation set and a QA file."""
+    facts = [("What is the code word?", "The code word is Bluefinch."),
+             ("Who runs the lab?", "Dr. Okonjo runs the lab."),
+             ("Where is the archive?", "The archive is in Room 7B."),
+             ("维特拉诺的咖啡角叫什么？", "它叫青梧坊。")]
+    train = [{"instruction": q, "output": a} for q, a in facts] * 4
+    val = [{"instruction": q, "output": a} for q, a in facts]
+    qa = [{"question": q, "answers": [a.split()[-1].rstrip(".。")]} for q, a in facts]
+    return {
+        "train": write_jsonl(tmp_path / "train.jsonl", train),
+        "validation": write_jsonl(tmp_path / "val.jsonl", val),
+        "qa": write_jsonl(tmp_path / "qa.jsonl", qa),
+    }
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
