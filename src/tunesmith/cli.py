@@ -79,7 +79,7 @@ def cmd_eval(args) -> int:
     model_ref = args.model or cfg.output_dir
     out = Path(args.output) if args.output else None
     if out is None and Path(model_ref).is_dir():
-        out = Path(model_ref) / "eval_results.json"
+        out = Path(model_ref) / "eval.json"
     result = evaluate_model(cfg, model_ref, out)
     summary = {k: v for k, v in result.items() if k != "qa_details"}
     print(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("config", help="YAML config file (its data.validation and eval.qa are used).")
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     ev.add_argument("--model", help="Model to evaluate: an output folder, 'default', a folder or hub id.")
-    ev.add_argument("--output", help="Where to write the JSON result (default: MODEL/eval_results.json).")
+    ev.add_argument("--output", help="Where to write the JSON result (default: MODEL/eval.json for a folder).")
     ev.set_defaults(func=cmd_eval)
 
     chat = verbs.add_parser("chat", help="Chat with a model in the terminal (streaming).")
