@@ -104,3 +104,64 @@ def test_unsupported_and_missing_files(tmp_path):
     (tmp_path / "x.xml").write_text("<a/>")
     with pytest.raises(DataError, match="unsupported file type `.xml`"):
         read_rows(tmp_path / "x.xml")
+
+
+# --- file types, folders, compression, column mapping ---------------------------------------
+
+
+def test_csv_rows_know_the_line_they_start_on(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text('instruction,output\nfirst,one\n"multi\nline",two\n,three\n', encoding="utf-8")
+    rows = read_rows(path)
+    assert [(r.line, r.data["instruction"]) for r in rows] == [(2, "first"), (3, "multi\nline"), (5, "")]
+    with pytest.raises(DataError, match=rf"{path}:5:instruction: empty"):
+        load_conversations([path])
+
+
+def test_csv_with_too_many_fields_is_named(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("instruction,output\na,b,c\n")
+    with pytest.raises(DataError, match=rf"{path}:2: more fields than the header"):
+        read_rows(path)
+
+
+def test_parquet_rows_are_numbered(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"instruction": ["q1", "q2"], "output": ["a1", None]}), path)
+    rows = read_rows(path)
+    assert [r.line for r in rows] == [1, 2]
+    with pytest.raises(DataError, match=rf"{path}:2:output: missing required field"):
+        load_conversations([path])
+
+
+def test_gzip_and_folders(tmp_path):
+    import gzip
+
+    folder = tmp_path / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.jsonl.gz").write_bytes(gzip.compress(b'{"instruction": "q", "output": "a"}\n'))
+    write_jsonl(folder / "sub" / "b.jsonl", [{"messages": [{"role": "user", "content": "hi"},
+                                                        {"role": "assistant", "content": "yo"}]}])
+    (folder / "notes.md").write_text("ignored: not a data file")
+    (folder / ".hidden.jsonl").write_text("not json, ignored because hidden")
+    convs = load_conversations([folder])
+    assert [c.where for c in convs] == [f"{folder / 'a.jsonl.gz'}:1", f"{folder / 'sub' / 'b.jsonl'}:1"]
+    (tmp_path / "bad.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="not a valid gzip file"):
+        read_rows(tmp_path / "bad.jsonl.gz")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="folder has no data files"):
+        read_rows(empty)
+
+
+def test_column_mapping(tmp_path, capsys):
+    path = write_jsonl(tmp_path / "a.jsonl", [{"question": "q", "answer": "a", "extra": 1}])
+    (conv,) = load_conversations([path], columns={"instruction": "question", "output": "answer"})
+    assert conv.messages == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    assert main(["data", "check", str(path), "--column", "instruction=question", "--column", "output=answer"]) == 0
+    assert main(["data", "check", str(path), "--column", "instruction"]) == 2
+    assert "expected CANONICAL=NAME" in capsys.readouterr().err

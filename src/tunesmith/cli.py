@@ -3,7 +3,7 @@
     tunesmith train CONFIG.yaml [key=value ...]   fine-tune (and compare with the base model)
     tunesmith eval CONFIG.yaml [--model REF]      loss/perplexity and QA accuracy -> JSON
     tunesmith chat --model REF                    streaming terminal chat
-    tunesmith data check FILE [FILE ...]          validate data files (file:line:field errors)
+    tunesmith data check PATH [PATH ...]          validate data files/folders (file:line:field errors)
 
 Errors caused by input (config, data, missing model) print one clear message and exit with 2.
 """
@@ -42,9 +42,9 @@ def cmd_train(args) -> int:
     cfg = load_config(args.config, args.overrides)
     check_stage(cfg)
     # Pre-flight: every input is read and validated before any model is loaded.
-    load_conversations(cfg.data.train, cfg.data.format, cfg.data.system)
+    load_conversations(cfg.data.train, cfg.data.format, cfg.data.system, cfg.data.columns)
     if cfg.data.validation:
-        load_conversations(cfg.data.validation, cfg.data.format, cfg.data.system)
+        load_conversations(cfg.data.validation, cfg.data.format, cfg.data.system, cfg.data.columns)
     if cfg.eval.qa:
         load_qa(cfg.eval.qa)
     measure = bool(cfg.eval.qa or cfg.data.validation)
@@ -106,8 +106,15 @@ def cmd_chat(args) -> int:
 
 def cmd_data_check(args) -> int:
     from tunesmith.data.formats import load_conversations
+    from tunesmith.errors import ConfigError
 
-    conversations = load_conversations(args.files, args.format)
+    columns = {}
+    for pair in args.column:
+        canonical, sep, name = pair.partition("=")
+        if not (sep and canonical and name):
+            raise ConfigError(f"--column {pair}: expected CANONICAL=NAME, e.g. --column instruction=question")
+        columns[canonical] = name
+    conversations = load_conversations(args.files, args.format, columns=columns)
     turns = sum(sum(m["role"] == "assistant" for m in c.messages) for c in conversations)
     print(f"OK: {len(conversations)} rows, {turns} assistant turns in {len(args.files)} file(s)")
     return 0
@@ -156,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_verbs.add_parser("check", help="Validate data files; every bad row is reported as file:line:field.")
     check.add_argument("files", nargs="+")
     check.add_argument("--format", default="auto", choices=["auto", "alpaca", "messages", "sharegpt"])
+    check.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
+                       help="Column mapping, e.g. --column instruction=question (repeatable).")
     check.set_defaults(func=cmd_data_check)
     return parser
 

@@ -60,6 +60,11 @@ class DataConfig(Section):
     format: Literal["auto", "alpaca", "messages", "sharegpt"] = Field(
         "auto", description="Row format; auto detects it per row from the keys present."
     )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column mapping for files whose field names differ: {canonical: name in file}, e.g. "
+        "{instruction: question, output: answer} or {messages: dialog}.",
+    )
     system: str | None = Field(
         None,
         description="System prompt given to rows that have none. Saved with the output, so chat and "

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.formats import load_conversations
+from tunesmith.data.readers import data_files
 from tunesmith.data.tokenize import TokenizedRow, tokenize_all
 from tunesmith.errors import DataError
 
@@ -32,12 +32,14 @@ class TokenizedSet:
 def fingerprint(paths: list[str]) -> str:
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(Path(path).read_bytes())
+        for file in data_files(path):
+            digest.update(str(file).encode())
+            digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None) -> TokenizedSet:
-    conversations = load_conversations(paths, data.format, data.system)
+    conversations = load_conversations(paths, data.format, data.system, data.columns)
     if max_samples:
         conversations = conversations[:max_samples]
     rows, dropped = tokenize_all(tokenizer, conversations, data.max_length, data.train_on_prompt)

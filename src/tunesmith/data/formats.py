@@ -118,10 +118,13 @@ def check_order(messages: list[dict[str, str]], key: str) -> None:
         raise RowError(key, "the conversation must end with an assistant turn")
 
 
-def to_conversation(raw: RawRow, fmt: str = "auto") -> Conversation:
+def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | None = None) -> Conversation:
     row = raw.data
     if not isinstance(row, dict):
         raise RowError("row", f"expected a JSON object, got {type(row).__name__}")
+    if columns:
+        renamed = {name: canonical for canonical, name in columns.items()}
+        row = {renamed.get(key, key): value for key, value in row.items()}
     kind = detect_format(row) if fmt == "auto" else fmt
     if kind == "alpaca":
         messages, key = from_alpaca(row), "row"
@@ -133,13 +136,14 @@ def to_conversation(raw: RawRow, fmt: str = "auto") -> Conversation:
     return Conversation(messages, raw.where)
 
 
-def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str | None = None) -> list[Conversation]:
+def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str | None = None,
+                       columns: dict[str, str] | None = None) -> list[Conversation]:
     """Read and validate every row of every file; raise one DataError listing the problems."""
     conversations, errors = [], []
     for path in paths:
         for raw in read_rows(path):
             try:
-                conversation = to_conversation(raw, fmt)
+                conversation = to_conversation(raw, fmt, columns)
             except RowError as exc:
                 errors.append(f"{raw.where}:{exc.field_name}: {exc.reason}")
                 continue

@@ -1,11 +1,16 @@
 """Read data files into `(location, row)` pairs, where location is `file:line`.
 
-Supported here: `.json` (an array of objects, or one object per line) and `.jsonl`. Every row
-keeps the line it starts on, so a later validation error can point at it.
+Supported: `.json` (an array of objects, or one object per line), `.jsonl`, `.csv` (header
+row; `line` is the line the record starts on), `.parquet` (`line` is the 1-based row number),
+any of these compressed as `.gz`, and folders (every supported file inside, sorted by path).
+Every row keeps where it came from, so a later validation error can point at it.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +18,7 @@ from typing import Any
 
 from tunesmith.errors import DataError
 
-READABLE_SUFFIXES = (".json", ".jsonl")
+READABLE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
 
 @dataclass(frozen=True)
@@ -27,21 +32,79 @@ class RawRow:
         return f"{self.file}:{self.line}"
 
 
-def read_rows(path: str | Path) -> list[RawRow]:
+def _kind(path: Path) -> str:
+    suffixes = path.suffixes[-2:] if path.suffix == ".gz" else path.suffixes[-1:]
+    return suffixes[0] if suffixes else ""
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The readable files of a path: itself, or every supported file in a folder (recursive)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: data file not found")
-    if path.suffix not in READABLE_SUFFIXES:
-        raise DataError(f"{path}: unsupported file type `{path.suffix}` (supported: {', '.join(READABLE_SUFFIXES)})")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) in READABLE_SUFFIXES
+                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not files:
+            raise DataError(f"{path}: folder has no data files ({', '.join(READABLE_SUFFIXES)}, optionally .gz)")
+        return files
+    return [path]
+
+
+def read_rows(path: str | Path) -> list[RawRow]:
+    rows = []
+    for file in data_files(path):
+        rows.extend(_read_file(file))
+    return rows
+
+
+def _read_file(path: Path) -> list[RawRow]:
+    kind = _kind(path)
+    if kind not in READABLE_SUFFIXES:
+        shown = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+        raise DataError(f"{path}: unsupported file type `{shown}` (supported: {', '.join(READABLE_SUFFIXES)}, optionally .gz)")
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+    if kind == ".parquet":
+        return _read_parquet(path, data)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = data[: exc.start].count(b"\n") + 1
         raise DataError(f"{path}:{line}: invalid UTF-8 ({exc.reason})") from None
-    stripped = text.lstrip()
-    if path.suffix == ".json" and stripped.startswith("["):
+    if kind == ".csv":
+        return _read_csv(path, text)
+    if kind == ".json" and text.lstrip().startswith("["):
         return _read_json_array(path, text)
     return _read_json_lines(path, text)
+
+
+def _read_csv(path: Path, text: str) -> list[RawRow]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows, start = [], 2
+    try:
+        for record in reader:
+            if None in record:
+                raise DataError(f"{path}:{start}: more fields than the header has columns")
+            rows.append(RawRow(str(path), start, {k: v for k, v in record.items() if v is not None}))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from None
+    return rows
+
+
+def _read_parquet(path: Path, data: bytes) -> list[RawRow]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path}: cannot read parquet ({exc})") from None
+    return [RawRow(str(path), i, row) for i, row in enumerate(table.to_pylist(), start=1)]
 
 
 def _read_json_lines(path: Path, text: str) -> list[RawRow]:
