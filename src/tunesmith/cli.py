@@ -34,17 +34,12 @@ def _setup_logging(verbose: bool) -> None:
 
 def cmd_train(args) -> int:
     from tunesmith.config import load_config
-    from tunesmith.data.formats import load_conversations
     from tunesmith.eval import compare_table, evaluate_model
     from tunesmith.eval.qa import load_qa
     from tunesmith.stages import check_stage, run_stage
 
     cfg = load_config(args.config, args.overrides)
-    check_stage(cfg)
-    # Pre-flight: every input is read and validated before any model is loaded.
-    load_conversations(cfg.data.train, cfg.data.format, cfg.data.system, cfg.data.columns)
-    if cfg.data.validation:
-        load_conversations(cfg.data.validation, cfg.data.format, cfg.data.system, cfg.data.columns)
+    check_stage(cfg)  # every input is read and validated before any model is loaded
     if cfg.eval.qa:
         load_qa(cfg.eval.qa)
     measure = bool(cfg.eval.qa or cfg.data.validation)

@@ -20,6 +20,8 @@ METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "p
 # Methods that own a config section of the same name; setting a section for another method is
 # a contradiction (see TunesmithConfig._check_method_sections).
 METHOD_SECTIONS = ("lora", "freeze")
+# Stages that own a config section of the same name (same rule).
+STAGE_SECTIONS = ("dpo",)
 
 
 class Section(BaseModel):
@@ -126,6 +128,14 @@ class TrainingConfig(Section):
     num_threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
 
 
+class DpoConfig(Section):
+    beta: float = Field(0.1, gt=0, description="Strength of the pull toward the reference model (DPO's beta; IPO's tau).")
+    loss: Literal["sigmoid", "ipo", "orpo", "simpo"] = Field(
+        "sigmoid", description="Preference loss: sigmoid (DPO), ipo; orpo and simpo are planned."
+    )
+    max_length: int | None = Field(None, gt=8, description="Longest prompt+reply in tokens (default: data.max_length).")
+
+
 class EvalConfig(Section):
     qa: str | None = Field(
         None,
@@ -148,6 +158,7 @@ class TunesmithConfig(Section):
     data: DataConfig = Field(default_factory=DataConfig, description="Training and validation data.")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Options of method lora.")
     freeze: FreezeConfig = Field(default_factory=FreezeConfig, description="Options of method freeze.")
+    dpo: DpoConfig = Field(default_factory=DpoConfig, description="Options of stage dpo.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
 
@@ -158,5 +169,11 @@ class TunesmithConfig(Section):
                 raise ValueError(
                     f"section `{section}` is set but method is `{self.method}`: remove the "
                     f"`{section}:` section or set `method: {section}`"
+                )
+        for section in STAGE_SECTIONS:
+            if section in self.model_fields_set and section != self.stage:
+                raise ValueError(
+                    f"section `{section}` is set but stage is `{self.stage}`: remove the "
+                    f"`{section}:` section or set `stage: {section}`"
                 )
         return self

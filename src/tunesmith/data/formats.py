@@ -118,13 +118,19 @@ def check_order(messages: list[dict[str, str]], key: str) -> None:
         raise RowError(key, "the conversation must end with an assistant turn")
 
 
+def rename_columns(row: dict[str, Any], columns: dict[str, str] | None) -> dict[str, Any]:
+    """Apply a {canonical: name in file} mapping to one row."""
+    if not columns:
+        return row
+    renamed = {name: canonical for canonical, name in columns.items()}
+    return {renamed.get(key, key): value for key, value in row.items()}
+
+
 def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | None = None) -> Conversation:
     row = raw.data
     if not isinstance(row, dict):
         raise RowError("row", f"expected a JSON object, got {type(row).__name__}")
-    if columns:
-        renamed = {name: canonical for canonical, name in columns.items()}
-        row = {renamed.get(key, key): value for key, value in row.items()}
+    row = rename_columns(row, columns)
     kind = detect_format(row) if fmt == "auto" else fmt
     if kind == "alpaca":
         messages, key = from_alpaca(row), "row"
@@ -150,10 +156,15 @@ def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str |
             if system and conversation.messages[0]["role"] != "system":
                 conversation.messages.insert(0, {"role": "system", "content": system})
             conversations.append(conversation)
+    raise_row_errors(errors, "row", paths, found=len(conversations))
+    return conversations
+
+
+def raise_row_errors(errors: list[str], kind: str, paths, found: int) -> None:
+    """One DataError for all problems (the first 20 shown, with the total), or for no rows at all."""
     if errors:
         shown = "\n  ".join(errors[:MAX_REPORTED])
         more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-        raise DataError(f"{len(errors)} invalid row(s); fix them and run again:\n  {shown}{more}")
-    if not conversations:
+        raise DataError(f"{len(errors)} invalid {kind}(s); fix them and run again:\n  {shown}{more}")
+    if not found:
         raise DataError(f"no rows found in {', '.join(str(p) for p in paths)}")
-    return conversations

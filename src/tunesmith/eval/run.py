@@ -14,7 +14,9 @@ from pathlib import Path
 from tunesmith.config import TunesmithConfig
 from tunesmith.data.dataset import build_set
 from tunesmith.errors import ConfigError
+from tunesmith.data.preference import load_preferences
 from tunesmith.eval.perplexity import validation_loss
+from tunesmith.eval.preference import preference_metrics
 from tunesmith.eval.qa import qa_accuracy
 from tunesmith.models.loader import load_for_inference
 
@@ -28,7 +30,10 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     loaded = load_for_inference(model_ref, cfg.model.cache_dir)
     system = loaded.system if loaded.manifest else cfg.data.system
     result: dict = {"model": model_ref, "system": system}
-    if cfg.data.validation:
+    if cfg.data.validation and cfg.stage == "dpo":
+        pairs = load_preferences(cfg.data.validation, system, cfg.data.columns)
+        result.update(preference_metrics(loaded.model, loaded.tokenizer, pairs, cfg.data.max_length, cfg.eval.batch_size))
+    elif cfg.data.validation:
         data = cfg.data.model_copy(update={"system": system})
         rows = build_set(loaded.tokenizer, cfg.data.validation, data).rows
         result.update(validation_loss(loaded.model, loaded.tokenizer, rows, cfg.eval.batch_size))
@@ -54,7 +59,8 @@ def compare_table(before: dict, after: dict) -> str:
         b, a = before.get("qa_accuracy"), after["qa_accuracy"]
         rows.append(("held-out QA accuracy", f"{b:.1%} ({before.get('qa_correct')}/{before.get('qa_total')})" if b is not None else "-",
                      f"{a:.1%} ({after['qa_correct']}/{after['qa_total']})"))
-    for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity")):
+    for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity"),
+                       ("pref_margin", "chosen-rejected log-prob margin"), ("pref_accuracy", "preference accuracy")):
         if key in after:
             rows.append((label, _fmt(before.get(key)), _fmt(after[key])))
     width = max(len(r[0]) for r in rows) if rows else 10

@@ -1,8 +1,9 @@
-"""Pieces every stage recipe shares: Trainer arguments, the run manifest, the result type."""
+"""Pieces every stage recipe shares: setup and save phases, Trainer arguments, the run manifest."""
 
 from __future__ import annotations
 
 import platform
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,8 +11,12 @@ import torch
 from transformers import TrainingArguments
 
 from tunesmith import __version__
-from tunesmith.config import TunesmithConfig
+from tunesmith.config import TunesmithConfig, config_hash, dump_config
 from tunesmith.errors import ConfigError
+from tunesmith.methods import apply_method
+from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
+from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
+from tunesmith.runtime.outputs import OutputFolder
 
 
 @dataclass
@@ -22,18 +27,12 @@ class RunResult:
 
 
 def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, dtype: torch.dtype,
-                       has_eval: bool) -> TrainingArguments:
+                       has_eval: bool, args_class: type[TrainingArguments] = TrainingArguments,
+                       **stage_options) -> TrainingArguments:
+    """The Trainer arguments of `cfg.training`; a stage passes its TRL config class and options."""
     t = cfg.training
     precision = resolve_precision(t.mixed_precision, dtype)
-    try:
-        return _training_arguments(cfg, work, device, precision, has_eval)
-    except ValueError as exc:  # transformers' own argument checks, e.g. fp16 on a CPU
-        raise ConfigError(f"training: {exc}") from None
-
-
-def _training_arguments(cfg, work, device, precision, has_eval) -> TrainingArguments:
-    t = cfg.training
-    return TrainingArguments(
+    options = dict(
         output_dir=str(work),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
@@ -61,6 +60,11 @@ def _training_arguments(cfg, work, device, precision, has_eval) -> TrainingArgum
         disable_tqdm=False,
         use_cpu=device.type == "cpu",
     )
+    options.update(stage_options)
+    try:
+        return args_class(**options)
+    except ValueError as exc:  # the libraries' own argument checks, e.g. fp16 on a CPU
+        raise ConfigError(f"training: {exc}") from None
 
 
 def cpu_has_native_bf16() -> bool:
@@ -98,25 +102,67 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def run_manifest(cfg, base_path, train_set, val_set, trainable, metrics, peak_rss_mb, seconds) -> dict:
+def run_manifest(cfg, base_path, data: dict, trainable, metrics: dict, peak_mb: float, seconds: float) -> dict:
+    """What every finished output records: where it came from, on what data, with what result."""
     return {
         "stage": cfg.stage,
         "method": cfg.method,
         "base_model": str(base_path),
         "base_model_ref": cfg.model.name_or_path,
         "system": cfg.data.system,
-        "data": {
-            "train": cfg.data.train,
-            "train_fingerprint": train_set.fingerprint,
-            "train_rows": len(train_set.rows),
-            "train_rows_dropped": train_set.dropped,
-            "validation": cfg.data.validation,
-            "validation_fingerprint": val_set.fingerprint if val_set else None,
-        },
+        "data": {"train": cfg.data.train, "validation": cfg.data.validation, **data},
         "trainable_parameters": trainable.trainable,
         "total_parameters": trainable.total,
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
-        "peak_memory_mb": round(peak_rss_mb, 1),
+        "peak_memory_mb": round(peak_mb, 1),
         "train_seconds": round(seconds, 1),
         "versions": library_versions(),
+        "config_hash": config_hash(cfg),
     }
+
+
+# --- the setup and save phases every recipe shares ----------------------------------------------
+
+
+@dataclass
+class RunSetup:
+    output: OutputFolder
+    base_path: str
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+    started: float = field(default_factory=time.time)
+
+
+def begin_run(cfg: TunesmithConfig) -> RunSetup:
+    """Refuse an existing output, seed, and load the tokenizer (data comes next, before the model)."""
+    output = OutputFolder(cfg.output_dir, cfg.overwrite_output)
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    torch.manual_seed(cfg.training.seed)
+    base_path = resolve_model_path(cfg.model.name_or_path, cfg.model.cache_dir)
+    tokenizer = load_tokenizer(base_path, cfg.model.trust_remote_code)
+    device = pick_device()
+    return RunSetup(output, base_path, tokenizer, device, pick_dtype(cfg.model.dtype, device))
+
+
+def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup):
+    """The base model with the configured method applied; prints the trainable-parameter report."""
+    model = load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
+    if cfg.training.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    model, trainable = apply_method(model, cfg)
+    print(f"[tunesmith] {cfg.stage}/{cfg.method} on {setup.base_path}: {trainable}", flush=True)
+    return model, trainable
+
+
+def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics: MetricsLogger,
+               train_metrics: dict, data: dict, trainable, peak_mb: float) -> RunResult:
+    """Save weights, tokenizer (with its chat template), config and plot; manifest last; commit."""
+    model.save_pretrained(work)
+    setup.tokenizer.save_pretrained(work)
+    dump_config(cfg, work / "config.yaml")
+    plot_loss(metrics.records, work / "loss.png", f"{cfg.stage}/{cfg.method}")
+    manifest = run_manifest(cfg, setup.base_path, data, trainable, train_metrics, peak_mb, time.time() - setup.started)
+    return RunResult(output_dir=setup.output.commit(manifest), metrics=train_metrics, manifest=manifest)

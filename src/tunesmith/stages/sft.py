@@ -9,54 +9,47 @@ Trainer, save (weights, tokenizer + chat template, config, metrics, loss plot, m
 from __future__ import annotations
 
 import logging
-import time
 
-import torch
 from transformers import Trainer
 
-from tunesmith.config import TunesmithConfig, config_hash, dump_config
+from tunesmith.config import TunesmithConfig
 from tunesmith.data.collate import PaddingCollator
 from tunesmith.data.dataset import build_set
-from tunesmith.methods import apply_method
-from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
-from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
-from tunesmith.runtime.outputs import OutputFolder
+from tunesmith.data.formats import load_conversations
+from tunesmith.runtime.logging_callbacks import MetricsLogger
 from tunesmith.runtime.peak_memory import PeakMemory
-from tunesmith.stages.common import RunResult, run_manifest, training_arguments
+from tunesmith.stages.common import RunResult, begin_run, finish_run, load_trainable_model, training_arguments
 
 log = logging.getLogger(__name__)
 
 
-def run_sft(cfg: TunesmithConfig) -> RunResult:
-    started = time.time()
-    output = OutputFolder(cfg.output_dir, cfg.overwrite_output)
-    if cfg.training.num_threads:
-        torch.set_num_threads(cfg.training.num_threads)
-    torch.manual_seed(cfg.training.seed)
+def check_data(cfg: TunesmithConfig) -> None:
+    """Read and validate every data file (file:line:field errors) before any model loads."""
+    for paths in (cfg.data.train, cfg.data.validation):
+        if paths:
+            load_conversations(paths, cfg.data.format, cfg.data.system, cfg.data.columns)
 
+
+def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
+    return training_arguments(cfg, work, device, dtype, has_eval)
+
+
+def run_sft(cfg: TunesmithConfig) -> RunResult:
     # --- setup: tokenizer and data first, so bad data fails before the model loads -----------
-    base_path = resolve_model_path(cfg.model.name_or_path, cfg.model.cache_dir)
-    tokenizer = load_tokenizer(base_path, cfg.model.trust_remote_code)
+    setup = begin_run(cfg)
+    tokenizer = setup.tokenizer
     train_set = build_set(tokenizer, cfg.data.train, cfg.data, cfg.data.max_samples)
     val_set = build_set(tokenizer, cfg.data.validation, cfg.data) if cfg.data.validation else None
     log.info("data: %d training rows (%d trained tokens)%s", len(train_set.rows), train_set.trained_tokens,
              f", {len(val_set.rows)} validation rows" if val_set else "")
-
-    device = pick_device()
-    dtype = pick_dtype(cfg.model.dtype, device)
-    model = load_causal_lm(base_path, dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
-    if cfg.training.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
-    model, trainable = apply_method(model, cfg)
-    print(f"[tunesmith] {cfg.stage}/{cfg.method} on {base_path}: {trainable}", flush=True)
+    model, trainable = load_trainable_model(cfg, setup)
 
     # --- train -------------------------------------------------------------------------------------
-    work = output.open()
+    work = setup.output.open()
     metrics = MetricsLogger(work)
     trainer = Trainer(
         model=model,
-        args=training_arguments(cfg, work, device, dtype, has_eval=val_set is not None),
+        args=arguments(cfg, work, setup.device, setup.dtype, has_eval=val_set is not None),
         train_dataset=train_set.as_features(),
         eval_dataset=val_set.as_features() if val_set else None,
         data_collator=PaddingCollator(tokenizer.pad_token_id),
@@ -64,19 +57,11 @@ def run_sft(cfg: TunesmithConfig) -> RunResult:
         callbacks=[metrics],
     )
     with PeakMemory() as memory:
-        result = trainer.train()
-    train_metrics = dict(result.metrics)
+        train_metrics = dict(trainer.train().metrics)
     if val_set is not None:
-        eval_metrics = trainer.evaluate()
-        train_metrics.update(eval_metrics)
+        train_metrics.update(trainer.evaluate())
 
     # --- save: weights, tokenizer with its chat template, config, plots; manifest last --------
-    model.save_pretrained(work)
-    tokenizer.save_pretrained(work)
-    dump_config(cfg, work / "config.yaml")
-    plot_loss(metrics.records, work / "loss.png", f"{cfg.stage}/{cfg.method}")
-    manifest = run_manifest(cfg, base_path, train_set, val_set, trainable, train_metrics,
-                            peak_rss_mb=memory.peak_mb, seconds=time.time() - started)
-    manifest["config_hash"] = config_hash(cfg)
-    final = output.commit(manifest)
-    return RunResult(output_dir=final, metrics=train_metrics, manifest=manifest)
+    data = {"train_fingerprint": train_set.fingerprint, "train_rows": len(train_set.rows),
+            "train_rows_dropped": train_set.dropped, "validation_fingerprint": val_set.fingerprint if val_set else None}
+    return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb)

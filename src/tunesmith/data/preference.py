@@ -1,0 +1,92 @@
+"""Preference pairs for DPO-style stages: a prompt with a chosen and a rejected reply.
+
+Row shapes accepted (`columns` maps other field names onto these):
+    {"prompt": str, "chosen": str, "rejected": str, "system"?: str}
+    {"prompt": [messages...], "chosen": [assistant message] | str, "rejected": ... }
+    {"chosen": [full conversation], "rejected": [full conversation]}  (shared prefix = prompt)
+Optional `score` and `reason` fields are kept as metadata. Output rows are TRL's conversational
+format: {"prompt": [...], "chosen": [{"role": "assistant", ...}], "rejected": [...]}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data.formats import ROLES, RowError, check_order, raise_row_errors, rename_columns
+from tunesmith.data.readers import RawRow, read_rows
+
+
+def _messages(value: Any, field: str) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise RowError(field, "expected a string or a non-empty list of messages")
+    out = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise RowError(f"{field}[{i}]", f"expected {{role: {'|'.join(ROLES)}, content}}")
+        content = message.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise RowError(f"{field}[{i}].content", "missing or empty")
+        out.append({"role": message["role"], "content": content})
+    return out
+
+
+def _reply(value: Any, field: str) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        if not value.strip():
+            raise RowError(field, "empty")
+        return [{"role": "assistant", "content": value}]
+    if value is None:
+        raise RowError(field, "missing required field")
+    messages = _messages(value, field)
+    if messages[-1]["role"] != "assistant":
+        raise RowError(field, "must end with an assistant message")
+    return messages
+
+
+def to_pair(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
+    row = raw.data
+    if not isinstance(row, dict):
+        raise RowError("row", f"expected a JSON object, got {type(row).__name__}")
+    row = rename_columns(row, columns)
+    chosen, rejected = _reply(row.get("chosen"), "chosen"), _reply(row.get("rejected"), "rejected")
+    prompt_value = row.get("prompt")
+    if prompt_value is None:
+        # Full conversations: the shared leading turns are the prompt.
+        shared = 0
+        while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
+            shared += 1
+        if shared == 0:
+            raise RowError("prompt", "missing required field (and chosen/rejected share no leading turns)")
+        prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+    elif isinstance(prompt_value, str):
+        if not prompt_value.strip():
+            raise RowError("prompt", "empty")
+        prompt = [{"role": "user", "content": prompt_value}]
+    else:
+        prompt = _messages(prompt_value, "prompt")
+    own_system = row.get("system")
+    if isinstance(own_system, str) and own_system.strip() and prompt[0]["role"] != "system":
+        prompt.insert(0, {"role": "system", "content": own_system})
+    elif system and prompt[0]["role"] != "system":
+        prompt.insert(0, {"role": "system", "content": system})
+    if prompt[-1]["role"] != "user":
+        raise RowError("prompt", "must end with a user message")
+    check_order(prompt + chosen, "chosen")
+    check_order(prompt + rejected, "rejected")
+    if chosen == rejected:
+        raise RowError("rejected", "identical to chosen; a preference pair needs two different replies")
+    meta = {k: row[k] for k in ("score", "reason") if k in row}
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "where": raw.where, **meta}
+
+
+def load_preferences(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    pairs, errors = [], []
+    for path in paths:
+        for raw in read_rows(path):
+            try:
+                pairs.append(to_pair(raw, system, columns))
+            except RowError as exc:
+                errors.append(f"{raw.where}:{exc.field_name}: {exc.reason}")
+    raise_row_errors(errors, "preference row", paths, found=len(pairs))
+    return pairs

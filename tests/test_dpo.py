@@ -1,0 +1,89 @@
+"""DPO stage: preference data validation, and training raises the held-out chosen-rejected margin."""
+
+import json
+
+import pytest
+
+from tunesmith.cli import main
+from tunesmith.data.preference import load_preferences
+from tunesmith.errors import DataError
+
+from conftest import write_config, write_jsonl
+
+POLITE, RUDE = "Certainly, here is a careful answer.", "No. Figure it out."
+
+
+def _pairs(questions):
+    return [{"prompt": q, "chosen": POLITE, "rejected": RUDE} for q in questions]
+
+
+@pytest.fixture()
+def dpo_data(tmp_path):
+    train = _pairs([f"Question number {i}: how do I do task {i}?" for i in range(12)])
+    val = _pairs(["Can you explain photosynthesis?", "What is a prime number?", "How do tides work?"])
+    return write_jsonl(tmp_path / "train.jsonl", train), write_jsonl(tmp_path / "val.jsonl", val)
+
+
+def test_preference_rows_are_validated_with_file_line_field(tmp_path):
+    rows = [
+        {"prompt": "q", "chosen": "a", "rejected": "b", "score": 0.9},
+        {"prompt": "q", "chosen": "same", "rejected": "same"},
+        {"prompt": "q", "chosen": "a"},
+        {"prompt": "", "chosen": "a", "rejected": "b"},
+        {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+         "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},
+        {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "user", "content": "x"}], "rejected": "b"},
+    ]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    with pytest.raises(DataError) as err:
+        load_preferences([path])
+    message = str(err.value)
+    assert message.startswith("4 invalid preference row(s)")
+    assert f"{path}:2:rejected: identical to chosen" in message
+    assert f"{path}:3:rejected: missing required field" in message
+    assert f"{path}:4:prompt: empty" in message
+    assert f"{path}:6:chosen: must end with an assistant message" in message
+    good = write_jsonl(tmp_path / "g.jsonl", [rows[0], rows[4]])
+    first, second = load_preferences([good], system="Be kind.")
+    assert first["prompt"] == [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "q"}]
+    assert first["chosen"] == [{"role": "assistant", "content": "a"}] and first["score"] == 0.9
+    assert second["prompt"][-1] == {"role": "user", "content": "q"}  # shared prefix became the prompt
+    assert second["rejected"] == [{"role": "assistant", "content": "b"}]
+
+
+@pytest.mark.parametrize("method,loss", [("lora", "sigmoid"), ("full", "sigmoid"), ("lora", "ipo")])
+def test_dpo_raises_the_held_out_margin(tmp_path, tiny_model_dir, dpo_data, method, loss, capsys):
+    train, val = dpo_data
+    out = tmp_path / "out"
+    extra = "lora: {r: 8, alpha: 16, dropout: 0.0}\n" if method == "lora" else ""
+    config = write_config(tmp_path / "dpo.yaml", f"""\
+stage: dpo
+method: {method}
+output_dir: {out}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {train}, validation: {val}, max_length: 64}}
+dpo: {{beta: 0.1, loss: {loss}}}
+training: {{epochs: 3, learning_rate: {0.01 if method == "lora" else 0.001}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
+{extra}""")
+    assert main(["train", str(config)]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    before, after = results["base"], results["fine_tuned"]
+    assert after["pref_margin"] > before["pref_margin"] + 1.0, (before, after)
+    # IPO regresses the margin toward 1/(2 beta) instead of pushing it up without bound.
+    assert after["pref_accuracy"] >= (1.0 if loss == "sigmoid" else 2 / 3), (before, after)
+    assert "chosen-rejected log-prob margin" in capsys.readouterr().out
+    manifest = json.loads((out / "tunesmith.json").read_text())
+    assert manifest["stage"] == "dpo" and manifest["data"]["train_pairs"] == 12
+
+
+def test_dpo_config_errors(tmp_path, tiny_model_dir, dpo_data, capsys):
+    train, _ = dpo_data
+    config = write_config(tmp_path / "c.yaml", f"stage: dpo\noutput_dir: {tmp_path / 'o'}\n"
+                                               f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n")
+    assert main(["train", str(config), "dpo.loss=orpo"]) == 2
+    assert "dpo.loss `orpo` is planned" in capsys.readouterr().err
+    sft_rows = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "q", "output": "a"}])
+    assert main(["train", str(config), f"data.train={sft_rows}"]) == 2
+    assert f"{sft_rows}:1:chosen: missing required field" in capsys.readouterr().err
+    assert main(["train", str(config), "stage=sft", "dpo.beta=0.2"]) == 2
+    assert "section `dpo` is set but stage is `sft`" in capsys.readouterr().err
