@@ -85,4 +85,4 @@ def test_every_shipped_example_parses_and_opens_with_its_command(path):
     cfg = load_config(path)
     assert path.read_text().splitlines()[0] == f"# tunesmith train examples/{path.name}"
     for data_file in cfg.data.train + cfg.data.validation + ([cfg.eval.qa] if cfg.eval.qa else []):
-        assert (ROOT / data_file).is_file(), data_file
+        assert (ROOT / data_file).exists(), data_file

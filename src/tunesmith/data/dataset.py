@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.formats import load_conversations
 from tunesmith.data.readers import data_files
+from tunesmith.data.text import load_documents, tokenize_documents
 from tunesmith.data.tokenize import TokenizedRow, tokenize_all
 from tunesmith.errors import DataError
 
@@ -36,6 +37,13 @@ def fingerprint(paths: list[str]) -> str:
             digest.update(str(file).encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def build_text_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None) -> TokenizedSet:
+    documents = load_documents(paths, data.columns)
+    if max_samples:
+        documents = documents[:max_samples]
+    return TokenizedSet(tokenize_documents(tokenizer, documents, data.max_length), 0, fingerprint(paths))
 
 
 def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None) -> TokenizedSet:

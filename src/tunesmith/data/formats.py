@@ -43,6 +43,8 @@ def detect_format(row: dict[str, Any]) -> str:
         return "sharegpt"
     if "instruction" in row or "output" in row:
         return "alpaca"
+    if "text" in row:
+        raise RowError("text", "a raw-text row: it trains with `stage: pt`; this stage needs instruction/output or messages")
     raise RowError("row", f"cannot tell the format from keys {sorted(row)}; expected instruction/output, messages or conversations")
 
 

@@ -1,7 +1,7 @@
 """Read data files into `(location, row)` pairs, where location is `file:line`.
 
 Supported: `.json` (an array of objects, or one object per line), `.jsonl`, `.csv` (header
-row; `line` is the line the record starts on), `.parquet` (`line` is the 1-based row number),
+row; `line` is the line the record starts on), `.parquet` (`line` is the 1-based row number), `.txt` (the whole file is one `{"text"}` row),
 any of these compressed as `.gz`, and folders (every supported file inside, sorted by path).
 Every row keeps where it came from, so a later validation error can point at it.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from tunesmith.errors import DataError
 
-READABLE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
+READABLE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,8 @@ def _read_file(path: Path) -> list[RawRow]:
         raise DataError(f"{path}:{line}: invalid UTF-8 ({exc.reason})") from None
     if kind == ".csv":
         return _read_csv(path, text)
+    if kind == ".txt":  # one document per file, for continued pre-training
+        return [RawRow(str(path), 1, {"text": text})]
     if kind == ".json" and text.lstrip().startswith("["):
         return _read_json_array(path, text)
     return _read_json_lines(path, text)

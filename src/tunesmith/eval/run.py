@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import build_set
+from tunesmith.data.dataset import build_set, build_text_set
 from tunesmith.errors import ConfigError
 from tunesmith.data.preference import load_preferences
 from tunesmith.eval.perplexity import validation_loss
@@ -35,7 +35,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
         result.update(preference_metrics(loaded.model, loaded.tokenizer, pairs, cfg.data.max_length, cfg.eval.batch_size))
     elif cfg.data.validation:
         data = cfg.data.model_copy(update={"system": system})
-        rows = build_set(loaded.tokenizer, cfg.data.validation, data).rows
+        build = build_text_set if cfg.stage == "pt" else build_set
+        rows = build(loaded.tokenizer, cfg.data.validation, data).rows
         result.update(validation_loss(loaded.model, loaded.tokenizer, rows, cfg.eval.batch_size))
     if cfg.eval.qa:
         result.update(qa_accuracy(loaded.model, loaded.tokenizer, cfg.eval.qa, system,

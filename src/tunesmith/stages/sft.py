@@ -9,12 +9,13 @@ Trainer, save (weights, tokenizer + chat template, config, metrics, loss plot, m
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from transformers import Trainer
 
 from tunesmith.config import TunesmithConfig
 from tunesmith.data.collate import PaddingCollator
-from tunesmith.data.dataset import build_set
+from tunesmith.data.dataset import TokenizedSet, build_set
 from tunesmith.data.formats import load_conversations
 from tunesmith.runtime.logging_callbacks import MetricsLogger
 from tunesmith.runtime.peak_memory import PeakMemory
@@ -35,11 +36,16 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
 
 
 def run_sft(cfg: TunesmithConfig) -> RunResult:
+    return run_token_recipe(cfg, build_set)
+
+
+def run_token_recipe(cfg: TunesmithConfig, build: Callable[..., TokenizedSet]) -> RunResult:
+    """Train a causal LM on pre-tokenised rows with their labels (sft: chats, pt: raw text)."""
     # --- setup: tokenizer and data first, so bad data fails before the model loads -----------
     setup = begin_run(cfg)
     tokenizer = setup.tokenizer
-    train_set = build_set(tokenizer, cfg.data.train, cfg.data, cfg.data.max_samples)
-    val_set = build_set(tokenizer, cfg.data.validation, cfg.data) if cfg.data.validation else None
+    train_set = build(tokenizer, cfg.data.train, cfg.data, cfg.data.max_samples)
+    val_set = build(tokenizer, cfg.data.validation, cfg.data) if cfg.data.validation else None
     log.info("data: %d training rows (%d trained tokens)%s", len(train_set.rows), train_set.trained_tokens,
              f", {len(val_set.rows)} validation rows" if val_set else "")
     model, trainable = load_trainable_model(cfg, setup)

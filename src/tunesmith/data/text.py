@@ -1,0 +1,45 @@
+"""Raw text for continued pre-training (`stage: pt`).
+
+A document is a `.txt` file, or a row with a `text` field in any readable file (`columns` maps
+another field name onto `text`). Documents are tokenised with an end-of-text token appended and
+cut into blocks of at most `max_length` tokens; a block never spans two documents, so no token
+is trained to follow text from another document. Every token is trained.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunesmith.data.formats import raise_row_errors, rename_columns
+from tunesmith.data.readers import read_rows
+from tunesmith.data.tokenize import TokenizedRow
+
+
+def load_documents(paths: list[str | Path], columns: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(where, text) for every document; rows without a non-empty string `text` are errors."""
+    documents, errors = [], []
+    for path in paths:
+        for raw in read_rows(path):
+            row = rename_columns(raw.data, columns) if isinstance(raw.data, dict) else raw.data
+            if not isinstance(row, dict):
+                errors.append(f"{raw.where}:row: expected a JSON object with a `text` field")
+            elif not isinstance(row.get("text"), str):
+                errors.append(f"{raw.where}:text: missing or not a string (raw-text rows need a `text` field)")
+            elif not row["text"].strip():
+                errors.append(f"{raw.where}:text: empty")
+            else:
+                documents.append((raw.where, row["text"]))
+    raise_row_errors(errors, "text row", paths, found=len(documents))
+    return documents
+
+
+def tokenize_documents(tokenizer, documents: list[tuple[str, str]], max_length: int) -> list[TokenizedRow]:
+    end = tokenizer.eos_token_id
+    rows = []
+    for where, text in documents:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"] + ([end] if end is not None else [])
+        for start in range(0, len(ids), max_length):
+            block = ids[start : start + max_length]
+            if len(block) > 1:  # a single token has nothing to predict
+                rows.append(TokenizedRow(block, list(block), where))
+    return rows

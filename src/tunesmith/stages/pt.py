@@ -1,0 +1,30 @@
+"""Continued pre-training (`stage: pt`): causal-LM loss on raw domain text.
+
+    tunesmith train examples/pt_lora.yaml
+
+Documents (.txt files or rows with a `text` field) are cut into blocks of `data.max_length`
+tokens that never span two documents; every token is trained. The recipe is SFT's
+(`sft.run_token_recipe`) with raw-text data in place of chats.
+"""
+
+from __future__ import annotations
+
+from tunesmith.config import TunesmithConfig
+from tunesmith.data.dataset import build_text_set
+from tunesmith.data.text import load_documents
+from tunesmith.stages.common import RunResult, training_arguments
+from tunesmith.stages.sft import run_token_recipe
+
+
+def check_data(cfg: TunesmithConfig) -> None:
+    for paths in (cfg.data.train, cfg.data.validation):
+        if paths:
+            load_documents(paths, cfg.data.columns)
+
+
+def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
+    return training_arguments(cfg, work, device, dtype, has_eval)
+
+
+def run_pt(cfg: TunesmithConfig) -> RunResult:
+    return run_token_recipe(cfg, build_text_set)

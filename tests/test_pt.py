@@ -1,0 +1,67 @@
+"""Continued pre-training: raw text in, lower perplexity on held-out domain text out."""
+
+import json
+
+import pytest
+
+from tunesmith.cli import main
+from tunesmith.data.formats import load_conversations
+from tunesmith.data.text import load_documents, tokenize_documents
+from tunesmith.errors import DataError
+
+from conftest import write_config, write_jsonl
+
+DOMAIN = [
+    "The Veltrano cafeteria is called Copper Kettle and opens at seven.",
+    "Veltrano engineers are on call for shifts of forty-one hours.",
+    "Visitors to Veltrano park on Level 4-Gamma of the garage.",
+    "The Veltrano annual all-hands meeting is called Driftwood Summit.",
+]
+
+
+def test_documents_from_txt_files_and_text_rows(tmp_path, tokenizer):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "a.txt").write_text("first document\nsecond line", encoding="utf-8")
+    write_jsonl(folder / "b.jsonl", [{"body": "from a row"}])
+    docs = load_documents([folder], columns={"text": "body"})
+    assert docs == [(f"{folder / 'a.txt'}:1", "first document\nsecond line"), (f"{folder / 'b.jsonl'}:1", "from a row")]
+    long_text = " ".join(["word"] * 50)
+    rows = tokenize_documents(tokenizer, [("x:1", long_text), ("y:1", "short")], max_length=16)
+    eos = tokenizer.eos_token_id
+    assert all(len(r.input_ids) <= 16 and r.labels == r.input_ids for r in rows)
+    assert [r.where for r in rows].count("y:1") == 1  # a block never mixes documents
+    assert rows[-1].input_ids[-1] == eos and sum(r.input_ids.count(eos) for r in rows) == 2
+
+
+def test_bad_text_rows_and_stage_mismatch_are_named(tmp_path):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"text": "ok"}, {"text": ""}, {"instruction": "q", "output": "a"}])
+    with pytest.raises(DataError) as err:
+        load_documents([path])
+    assert f"{path}:2:text: empty" in str(err.value)
+    assert f"{path}:3:text: missing or not a string" in str(err.value)
+    with pytest.raises(DataError, match=rf"{path}:1:text: a raw-text row: it trains with `stage: pt`"):
+        load_conversations([path])
+
+
+def test_pt_lowers_held_out_perplexity(tmp_path, tiny_model_dir):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(DOMAIN * 3):
+        (docs / f"{i:02d}.txt").write_text(text)
+    val = write_jsonl(tmp_path / "val.jsonl", [{"text": t} for t in DOMAIN[:2]])
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "pt.yaml", f"""\
+stage: pt
+method: lora
+output_dir: {out}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {docs}, validation: {val}, max_length: 32}}
+lora: {{r: 8, alpha: 16, dropout: 0.0}}
+training: {{epochs: 8, learning_rate: 0.01, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
+""")
+    assert main(["train", str(config)]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["fine_tuned"]["val_perplexity"] < 0.5 * results["base"]["val_perplexity"], results
+    manifest = json.loads((out / "tunesmith.json").read_text())
+    assert manifest["stage"] == "pt" and manifest["data"]["train_rows"] == 12
