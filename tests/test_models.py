@@ -64,7 +64,7 @@ def test_missing_local_folder_and_non_model_folder(tmp_path):
 def test_unfinished_output_is_refused(tmp_path, tiny_model_dir):
     import shutil
 
-    out = tmp_path / "run"
+    out = tmp_path / "run.partial"  # where a killed run leaves its files
     shutil.copytree(tiny_model_dir, out)
     (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model_dir)}))
     with pytest.raises(OutputError, match="incomplete output"):

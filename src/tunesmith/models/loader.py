@@ -97,7 +97,9 @@ def load_for_inference(ref: str, cache_dir: str | None = None, merge: bool = Tru
     device = pick_device()
     torch_dtype = pick_dtype(dtype, device)
     manifest = {}
-    if path.exists() and ((path / RUN_MANIFEST).exists() or (path / "adapter_config.json").exists() or path.name.endswith(".partial")):
+    # A tunesmith run in progress (or killed) lives in NAME.partial/ and has no manifest yet: refused.
+    # Finished outputs carry one; other model or PEFT adapter folders load as they are.
+    if path.exists() and ((path / RUN_MANIFEST).exists() or path.name.endswith(".partial")):
         manifest = read_manifest(path)
     if (path / "adapter_config.json").is_file():
         from peft import PeftModel
