@@ -21,7 +21,7 @@ METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "p
 # a contradiction (see TunesmithConfig._check_method_sections).
 METHOD_SECTIONS = ("lora", "freeze")
 # Stages that own a config section of the same name (same rule).
-STAGE_SECTIONS = ("dpo",)
+STAGE_SECTIONS = ("dpo", "kto")
 
 
 class Section(BaseModel):
@@ -136,6 +136,12 @@ class DpoConfig(Section):
     max_length: int | None = Field(None, gt=8, description="Longest prompt+reply in tokens (default: data.max_length).")
 
 
+class KtoConfig(Section):
+    beta: float = Field(0.1, gt=0, description="Strength of the pull toward the reference model.")
+    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable (label true) rows.")
+    undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of undesirable (label false) rows.")
+
+
 class EvalConfig(Section):
     qa: str | None = Field(
         None,
@@ -159,6 +165,7 @@ class TunesmithConfig(Section):
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Options of method lora.")
     freeze: FreezeConfig = Field(default_factory=FreezeConfig, description="Options of method freeze.")
     dpo: DpoConfig = Field(default_factory=DpoConfig, description="Options of stage dpo.")
+    kto: KtoConfig = Field(default_factory=KtoConfig, description="Options of stage kto.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
 

@@ -1,4 +1,6 @@
-"""Preference pairs for DPO-style stages: a prompt with a chosen and a rejected reply.
+"""Preference data: pairs for DPO-style stages, labelled completions for KTO.
+
+Pairs: a prompt with a chosen and a rejected reply.
 
 Row shapes accepted (`columns` maps other field names onto these):
     {"prompt": str, "chosen": str, "rejected": str, "system"?: str}
@@ -15,6 +17,7 @@ from typing import Any
 
 from tunesmith.data.formats import ROLES, RowError, check_order, raise_row_errors, rename_columns
 from tunesmith.data.readers import RawRow, read_rows
+from tunesmith.errors import DataError
 
 
 def _messages(value: Any, field: str) -> list[dict[str, str]]:
@@ -90,3 +93,40 @@ def load_preferences(paths: list[str | Path], system: str | None = None, columns
                 errors.append(f"{raw.where}:{exc.field_name}: {exc.reason}")
     raise_row_errors(errors, "preference row", paths, found=len(pairs))
     return pairs
+
+
+# --- KTO: unpaired completions labelled desirable (true) or undesirable (false) --------------------
+
+_LABELS = {True: True, False: False, "true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
+
+
+def to_kto_row(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
+    """{"prompt": str | messages, "completion": str | messages, "label": bool} -> TRL's KTO format."""
+    row = raw.data
+    if not isinstance(row, dict):
+        raise RowError("row", f"expected a JSON object, got {type(row).__name__}")
+    row = rename_columns(row, columns)
+    label = row.get("label")
+    key = label.strip().lower() if isinstance(label, str) else label
+    if isinstance(key, float) or key not in _LABELS:
+        raise RowError("label", f"expected true (desirable) or false (undesirable), got {label!r}")
+    pair = to_pair(RawRow(raw.file, raw.line, {"prompt": row.get("prompt"), "chosen": row.get("completion"),
+                                              "rejected": "-", "system": row.get("system")}), system)
+    return {"prompt": pair["prompt"], "completion": pair["chosen"], "label": _LABELS[key], "where": raw.where}
+
+
+def load_kto(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    rows, errors = [], []
+    for path in paths:
+        for raw in read_rows(path):
+            try:
+                rows.append(to_kto_row(raw, system, columns))
+            except RowError as exc:
+                field = "completion" if exc.field_name == "chosen" else exc.field_name
+                errors.append(f"{raw.where}:{field}: {exc.reason}")
+    raise_row_errors(errors, "KTO row", paths, found=len(rows))
+    labels = {r["label"] for r in rows}
+    if labels != {True, False}:
+        missing = "undesirable (label false)" if True in labels else "desirable (label true)"
+        raise DataError(f"{', '.join(str(p) for p in paths)}: KTO needs both kinds of rows; no {missing} row found")
+    return rows

@@ -39,3 +39,11 @@ def preference_metrics(model, tokenizer, pairs: list[dict], max_length: int, bat
         "pref_accuracy": sum(m > 0 for m in margins) / len(margins),
         "pref_pairs": len(margins),
     }
+
+
+def kto_metrics(model, tokenizer, rows: list[dict], max_length: int, batch_size: int = 8) -> dict:
+    """Mean log-probability of desirable minus undesirable completions (each summed over its tokens)."""
+    logps = sequence_logprobs(model, tokenizer, [r["prompt"] + r["completion"] for r in rows], max_length, batch_size)
+    good = [lp for lp, r in zip(logps, rows) if r["label"]]
+    bad = [lp for lp, r in zip(logps, rows) if not r["label"]]
+    return {"kto_margin": sum(good) / len(good) - sum(bad) / len(bad), "kto_rows": len(rows)}

@@ -14,9 +14,9 @@ from pathlib import Path
 from tunesmith.config import TunesmithConfig
 from tunesmith.data.dataset import build_set, build_text_set
 from tunesmith.errors import ConfigError
-from tunesmith.data.preference import load_preferences
+from tunesmith.data.preference import load_kto, load_preferences
 from tunesmith.eval.perplexity import validation_loss
-from tunesmith.eval.preference import preference_metrics
+from tunesmith.eval.preference import kto_metrics, preference_metrics
 from tunesmith.eval.qa import qa_accuracy
 from tunesmith.models.loader import load_for_inference
 
@@ -33,6 +33,9 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     if cfg.data.validation and cfg.stage == "dpo":
         pairs = load_preferences(cfg.data.validation, system, cfg.data.columns)
         result.update(preference_metrics(loaded.model, loaded.tokenizer, pairs, cfg.data.max_length, cfg.eval.batch_size))
+    elif cfg.data.validation and cfg.stage == "kto":
+        rows = load_kto(cfg.data.validation, system, cfg.data.columns)
+        result.update(kto_metrics(loaded.model, loaded.tokenizer, rows, cfg.data.max_length, cfg.eval.batch_size))
     elif cfg.data.validation:
         data = cfg.data.model_copy(update={"system": system})
         build = build_text_set if cfg.stage == "pt" else build_set
@@ -61,7 +64,8 @@ def compare_table(before: dict, after: dict) -> str:
         rows.append(("held-out QA accuracy", f"{b:.1%} ({before.get('qa_correct')}/{before.get('qa_total')})" if b is not None else "-",
                      f"{a:.1%} ({after['qa_correct']}/{after['qa_total']})"))
     for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity"),
-                       ("pref_margin", "chosen-rejected log-prob margin"), ("pref_accuracy", "preference accuracy")):
+                       ("pref_margin", "chosen-rejected log-prob margin"), ("pref_accuracy", "preference accuracy"),
+                       ("kto_margin", "desirable-undesirable log-prob margin")):
         if key in after:
             rows.append((label, _fmt(before.get(key)), _fmt(after[key])))
     width = max(len(r[0]) for r in rows) if rows else 10

@@ -2,7 +2,7 @@
 
 A stage never branches on the method. Each stage module offers `check_data(cfg)` (validate every
 input before any model loads), `arguments(...)` (its Trainer/TRL arguments) and its `run_*`.
-Implemented: pt, sft, dpo. The other stages of the mission map (rm, ppo, kto, grpo) are valid
+Implemented: pt, sft, dpo, kto. The other stages of the mission map (rm, ppo, grpo) are valid
 config values refused with a clear message for now.
 """
 
@@ -15,10 +15,10 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.errors import ConfigError
 from tunesmith.methods import check_method
 from tunesmith.models.loader import pick_device, pick_dtype
-from tunesmith.stages import dpo, pt, sft
+from tunesmith.stages import dpo, kto, pt, sft
 from tunesmith.stages.common import RunResult
 
-REGISTRY = {"pt": (pt, pt.run_pt), "sft": (sft, sft.run_sft), "dpo": (dpo, dpo.run_dpo)}
+REGISTRY = {"pt": (pt, pt.run_pt), "sft": (sft, sft.run_sft), "dpo": (dpo, dpo.run_dpo), "kto": (kto, kto.run_kto)}
 
 
 def check_stage(cfg: TunesmithConfig) -> None:

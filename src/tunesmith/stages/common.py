@@ -17,6 +17,7 @@ from tunesmith.methods import apply_method
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.outputs import OutputFolder
+from tunesmith.runtime.peak_memory import PeakMemory
 
 
 @dataclass
@@ -166,3 +167,16 @@ def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics
     plot_loss(metrics.records, work / "loss.png", f"{cfg.stage}/{cfg.method}")
     manifest = run_manifest(cfg, setup.base_path, data, trainable, train_metrics, peak_mb, time.time() - setup.started)
     return RunResult(output_dir=setup.output.commit(manifest), metrics=train_metrics, manifest=manifest)
+
+
+def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make_trainer, has_eval: bool,
+                   data: dict) -> RunResult:
+    """Open the output, train with `make_trainer(work, callbacks)`, evaluate, save and commit."""
+    work = setup.output.open()
+    metrics = MetricsLogger(work)
+    trainer = make_trainer(work, [metrics])
+    with PeakMemory() as memory:
+        train_metrics = dict(trainer.train().metrics)
+    if has_eval:
+        train_metrics.update(trainer.evaluate())
+    return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb)

@@ -15,9 +15,7 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.data.dataset import fingerprint
 from tunesmith.data.preference import load_preferences
 from tunesmith.errors import ConfigError
-from tunesmith.runtime.logging_callbacks import MetricsLogger
-from tunesmith.runtime.peak_memory import PeakMemory
-from tunesmith.stages.common import RunResult, begin_run, finish_run, load_trainable_model, training_arguments
+from tunesmith.stages.common import RunResult, begin_run, load_trainable_model, train_and_save, training_arguments
 
 log = logging.getLogger(__name__)
 IMPLEMENTED_LOSSES = ("sigmoid", "ipo")
@@ -41,10 +39,14 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
     )
 
 
-def _dataset(pairs):
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+def _dataset(rows, fields):
+    """A datasets.Dataset of the fields TRL reads (metadata such as `where` stays behind)."""
     from datasets import Dataset
 
-    return Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
+    return Dataset.from_list([{k: r[k] for k in fields} for r in rows])
 
 
 def run_dpo(cfg: TunesmithConfig) -> RunResult:
@@ -57,23 +59,17 @@ def run_dpo(cfg: TunesmithConfig) -> RunResult:
     log.info("dpo: %d training pairs, loss %s, beta %s", len(train_pairs), cfg.dpo.loss, cfg.dpo.beta)
     model, trainable = load_trainable_model(cfg, setup)
 
-    # --- train ------------------------------------------------------------------------------------------
-    work = setup.output.open()
-    metrics = MetricsLogger(work)
-    trainer = DPOTrainer(
-        model=model,
-        args=arguments(cfg, work, setup.device, setup.dtype, has_eval=val_pairs is not None),
-        train_dataset=_dataset(train_pairs),
-        eval_dataset=_dataset(val_pairs) if val_pairs else None,
-        processing_class=setup.tokenizer,
-        callbacks=[metrics],
-    )
-    with PeakMemory() as memory:
-        train_metrics = dict(trainer.train().metrics)
-    if val_pairs:
-        train_metrics.update(trainer.evaluate())
+    # --- train, then save --------------------------------------------------------------------------
+    def make_trainer(work, callbacks):
+        return DPOTrainer(
+            model=model,
+            args=arguments(cfg, work, setup.device, setup.dtype, has_eval=val_pairs is not None),
+            train_dataset=_dataset(train_pairs, PAIR_FIELDS),
+            eval_dataset=_dataset(val_pairs, PAIR_FIELDS) if val_pairs else None,
+            processing_class=setup.tokenizer,
+            callbacks=callbacks,
+        )
 
-    # --- save -------------------------------------------------------------------------------------------
     data = {"train_fingerprint": fingerprint(cfg.data.train), "train_pairs": len(train_pairs),
             "validation_fingerprint": fingerprint(cfg.data.validation) if cfg.data.validation else None}
-    return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, val_pairs is not None, data)

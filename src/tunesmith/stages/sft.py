@@ -17,9 +17,7 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.data.collate import PaddingCollator
 from tunesmith.data.dataset import TokenizedSet, build_set
 from tunesmith.data.formats import load_conversations
-from tunesmith.runtime.logging_callbacks import MetricsLogger
-from tunesmith.runtime.peak_memory import PeakMemory
-from tunesmith.stages.common import RunResult, begin_run, finish_run, load_trainable_model, training_arguments
+from tunesmith.stages.common import RunResult, begin_run, load_trainable_model, train_and_save, training_arguments
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +48,18 @@ def run_token_recipe(cfg: TunesmithConfig, build: Callable[..., TokenizedSet]) -
              f", {len(val_set.rows)} validation rows" if val_set else "")
     model, trainable = load_trainable_model(cfg, setup)
 
-    # --- train -------------------------------------------------------------------------------------
-    work = setup.output.open()
-    metrics = MetricsLogger(work)
-    trainer = Trainer(
-        model=model,
-        args=arguments(cfg, work, setup.device, setup.dtype, has_eval=val_set is not None),
-        train_dataset=train_set.as_features(),
-        eval_dataset=val_set.as_features() if val_set else None,
-        data_collator=PaddingCollator(tokenizer.pad_token_id),
-        processing_class=tokenizer,
-        callbacks=[metrics],
-    )
-    with PeakMemory() as memory:
-        train_metrics = dict(trainer.train().metrics)
-    if val_set is not None:
-        train_metrics.update(trainer.evaluate())
+    # --- train, then save: weights, tokenizer with its chat template, config, plots; manifest last --
+    def make_trainer(work, callbacks):
+        return Trainer(
+            model=model,
+            args=arguments(cfg, work, setup.device, setup.dtype, has_eval=val_set is not None),
+            train_dataset=train_set.as_features(),
+            eval_dataset=val_set.as_features() if val_set else None,
+            data_collator=PaddingCollator(tokenizer.pad_token_id),
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
 
-    # --- save: weights, tokenizer with its chat template, config, plots; manifest last --------
     data = {"train_fingerprint": train_set.fingerprint, "train_rows": len(train_set.rows),
             "train_rows_dropped": train_set.dropped, "validation_fingerprint": val_set.fingerprint if val_set else None}
-    return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data)
