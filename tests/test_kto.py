@@ -34,7 +34,7 @@ def test_kto_rows_are_validated(tmp_path):
     assert good[0]["completion"] == [{"role": "assistant", "content": "a"}]
 
 
-def test_kto_raises_the_held_out_margin(tmp_path, tiny_model_dir):
+def test_kto_raises_the_held_out_margin(tmp_path, tiny_model_dir, capsys):
     train = write_jsonl(tmp_path / "train.jsonl", _rows([f"Question {i}: how do I do task {i}?" for i in range(8)]))
     val = write_jsonl(tmp_path / "val.jsonl", _rows(["Can you explain photosynthesis?", "How do tides work?"]))
     out = tmp_path / "out"
@@ -51,4 +51,6 @@ training: {{epochs: 3, learning_rate: 0.01, batch_size: 4, logging_steps: 1, war
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["kto_margin"] > results["base"]["kto_margin"] + 1.0, results
     assert results["fine_tuned"]["kto_margin"] > 0
+    capsys.readouterr()
     assert main(["train", str(config), "training.batch_size=1", f"output_dir={tmp_path / 'o2'}"]) == 2
+    assert "training.batch_size: KTO needs at least 2 rows per batch" in capsys.readouterr().err

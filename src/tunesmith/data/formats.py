@@ -10,6 +10,7 @@ Every problem is collected as `file:line:field: reason`; `load_conversations` ra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,19 +148,27 @@ def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | No
 def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str | None = None,
                        columns: dict[str, str] | None = None) -> list[Conversation]:
     """Read and validate every row of every file; raise one DataError listing the problems."""
-    conversations, errors = [], []
+
+    def convert(raw: RawRow) -> Conversation:
+        conversation = to_conversation(raw, fmt, columns)
+        if system and conversation.messages[0]["role"] != "system":
+            conversation.messages.insert(0, {"role": "system", "content": system})
+        return conversation
+
+    return collect_rows(paths, convert, "row")
+
+
+def collect_rows(paths, convert: Callable[[RawRow], Any], kind: str) -> list:
+    """`convert` every row of every file; a RowError becomes one `file:line:field: reason` entry."""
+    converted, errors = [], []
     for path in paths:
         for raw in read_rows(path):
             try:
-                conversation = to_conversation(raw, fmt, columns)
+                converted.append(convert(raw))
             except RowError as exc:
                 errors.append(f"{raw.where}:{exc.field_name}: {exc.reason}")
-                continue
-            if system and conversation.messages[0]["role"] != "system":
-                conversation.messages.insert(0, {"role": "system", "content": system})
-            conversations.append(conversation)
-    raise_row_errors(errors, "row", paths, found=len(conversations))
-    return conversations
+    raise_row_errors(errors, kind, paths, found=len(converted))
+    return converted
 
 
 def raise_row_errors(errors: list[str], kind: str, paths, found: int) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.formats import ROLES, RowError, check_order, raise_row_errors, rename_columns
-from tunesmith.data.readers import RawRow, read_rows
+from tunesmith.data.formats import ROLES, RowError, check_order, collect_rows, rename_columns
+from tunesmith.data.readers import RawRow
 from tunesmith.errors import DataError
 
 
@@ -47,14 +47,36 @@ def _reply(value: Any, field: str) -> list[dict[str, str]]:
     return messages
 
 
+def _object(raw: RawRow, columns: dict[str, str] | None) -> dict[str, Any]:
+    if not isinstance(raw.data, dict):
+        raise RowError("row", f"expected a JSON object, got {type(raw.data).__name__}")
+    return rename_columns(raw.data, columns)
+
+
+def _with_system(prompt: list[dict[str, str]], own: Any, default: str | None) -> list[dict[str, str]]:
+    """The row's own `system` field, else the config's default, unless the prompt has one."""
+    system = own if isinstance(own, str) and own.strip() else default
+    if system and prompt[0]["role"] != "system":
+        prompt = [{"role": "system", "content": system}] + prompt
+    if prompt[-1]["role"] != "user":
+        raise RowError("prompt", "must end with a user message")
+    return prompt
+
+
+def _prompt(value: Any) -> list[dict[str, str]]:
+    if value is None:
+        raise RowError("prompt", "missing required field")
+    if isinstance(value, str):
+        if not value.strip():
+            raise RowError("prompt", "empty")
+        return [{"role": "user", "content": value}]
+    return _messages(value, "prompt")
+
+
 def to_pair(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
-    row = raw.data
-    if not isinstance(row, dict):
-        raise RowError("row", f"expected a JSON object, got {type(row).__name__}")
-    row = rename_columns(row, columns)
+    row = _object(raw, columns)
     chosen, rejected = _reply(row.get("chosen"), "chosen"), _reply(row.get("rejected"), "rejected")
-    prompt_value = row.get("prompt")
-    if prompt_value is None:
+    if row.get("prompt") is None:
         # Full conversations: the shared leading turns are the prompt.
         shared = 0
         while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
@@ -62,19 +84,9 @@ def to_pair(raw: RawRow, system: str | None = None, columns: dict[str, str] | No
         if shared == 0:
             raise RowError("prompt", "missing required field (and chosen/rejected share no leading turns)")
         prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
-    elif isinstance(prompt_value, str):
-        if not prompt_value.strip():
-            raise RowError("prompt", "empty")
-        prompt = [{"role": "user", "content": prompt_value}]
     else:
-        prompt = _messages(prompt_value, "prompt")
-    own_system = row.get("system")
-    if isinstance(own_system, str) and own_system.strip() and prompt[0]["role"] != "system":
-        prompt.insert(0, {"role": "system", "content": own_system})
-    elif system and prompt[0]["role"] != "system":
-        prompt.insert(0, {"role": "system", "content": system})
-    if prompt[-1]["role"] != "user":
-        raise RowError("prompt", "must end with a user message")
+        prompt = _prompt(row["prompt"])
+    prompt = _with_system(prompt, row.get("system"), system)
     check_order(prompt + chosen, "chosen")
     check_order(prompt + rejected, "rejected")
     if chosen == rejected:
@@ -84,15 +96,7 @@ def to_pair(raw: RawRow, system: str | None = None, columns: dict[str, str] | No
 
 
 def load_preferences(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    pairs, errors = [], []
-    for path in paths:
-        for raw in read_rows(path):
-            try:
-                pairs.append(to_pair(raw, system, columns))
-            except RowError as exc:
-                errors.append(f"{raw.where}:{exc.field_name}: {exc.reason}")
-    raise_row_errors(errors, "preference row", paths, found=len(pairs))
-    return pairs
+    return collect_rows(paths, lambda raw: to_pair(raw, system, columns), "preference row")
 
 
 # --- KTO: unpaired completions labelled desirable (true) or undesirable (false) --------------------
@@ -102,29 +106,19 @@ _LABELS = {True: True, False: False, "true": True, "false": False, "1": True, "0
 
 def to_kto_row(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
     """{"prompt": str | messages, "completion": str | messages, "label": bool} -> TRL's KTO format."""
-    row = raw.data
-    if not isinstance(row, dict):
-        raise RowError("row", f"expected a JSON object, got {type(row).__name__}")
-    row = rename_columns(row, columns)
+    row = _object(raw, columns)
     label = row.get("label")
     key = label.strip().lower() if isinstance(label, str) else label
     if isinstance(key, float) or key not in _LABELS:
         raise RowError("label", f"expected true (desirable) or false (undesirable), got {label!r}")
-    pair = to_pair(RawRow(raw.file, raw.line, {"prompt": row.get("prompt"), "chosen": row.get("completion"),
-                                              "rejected": "-", "system": row.get("system")}), system)
-    return {"prompt": pair["prompt"], "completion": pair["chosen"], "label": _LABELS[key], "where": raw.where}
+    completion = _reply(row.get("completion"), "completion")
+    prompt = _with_system(_prompt(row.get("prompt")), row.get("system"), system)
+    check_order(prompt + completion, "completion")
+    return {"prompt": prompt, "completion": completion, "label": _LABELS[key], "where": raw.where}
 
 
 def load_kto(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    rows, errors = [], []
-    for path in paths:
-        for raw in read_rows(path):
-            try:
-                rows.append(to_kto_row(raw, system, columns))
-            except RowError as exc:
-                field = "completion" if exc.field_name == "chosen" else exc.field_name
-                errors.append(f"{raw.where}:{field}: {exc.reason}")
-    raise_row_errors(errors, "KTO row", paths, found=len(rows))
+    rows = collect_rows(paths, lambda raw: to_kto_row(raw, system, columns), "KTO row")
     labels = {r["label"] for r in rows}
     if labels != {True, False}:
         missing = "undesirable (label false)" if True in labels else "desirable (label true)"

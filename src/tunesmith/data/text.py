@@ -10,27 +10,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunesmith.data.formats import raise_row_errors, rename_columns
-from tunesmith.data.readers import read_rows
+from tunesmith.data.formats import RowError, collect_rows, rename_columns
+from tunesmith.data.readers import RawRow
 from tunesmith.data.tokenize import TokenizedRow
+
+
+def _document(raw: RawRow, columns: dict[str, str] | None) -> tuple[str, str]:
+    if not isinstance(raw.data, dict):
+        raise RowError("row", "expected a JSON object with a `text` field")
+    text = rename_columns(raw.data, columns).get("text")
+    if not isinstance(text, str):
+        raise RowError("text", "missing or not a string (raw-text rows need a `text` field)")
+    if not text.strip():
+        raise RowError("text", "empty")
+    return raw.where, text
 
 
 def load_documents(paths: list[str | Path], columns: dict[str, str] | None = None) -> list[tuple[str, str]]:
     """(where, text) for every document; rows without a non-empty string `text` are errors."""
-    documents, errors = [], []
-    for path in paths:
-        for raw in read_rows(path):
-            row = rename_columns(raw.data, columns) if isinstance(raw.data, dict) else raw.data
-            if not isinstance(row, dict):
-                errors.append(f"{raw.where}:row: expected a JSON object with a `text` field")
-            elif not isinstance(row.get("text"), str):
-                errors.append(f"{raw.where}:text: missing or not a string (raw-text rows need a `text` field)")
-            elif not row["text"].strip():
-                errors.append(f"{raw.where}:text: empty")
-            else:
-                documents.append((raw.where, row["text"]))
-    raise_row_errors(errors, "text row", paths, found=len(documents))
-    return documents
+    return collect_rows(paths, lambda raw: _document(raw, columns), "text row")
 
 
 def tokenize_documents(tokenizer, documents: list[tuple[str, str]], max_length: int) -> list[TokenizedRow]:
