@@ -23,8 +23,8 @@ def test_json_array_rows_know_their_line(tmp_path):
 def test_invalid_json_line_is_named(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": \n')
-    with pytest.raises(DataError, match=r"a.jsonl:2: invalid JSON"):
-        read_rows(path)
+    with pytest.raises(DataError, match=r"1 invalid row\(s\).*\n  .*a.jsonl:2:row: invalid JSON: Expecting value \(column 32\)"):
+        load_conversations([path])
     arr = tmp_path / "b.json"
     arr.write_text('[\n {"instruction": "a", "output": "b"},\n {"instruction": "a" "output": "b"}\n]')
     with pytest.raises(DataError, match=r"b.json:3: invalid JSON"):
@@ -34,8 +34,8 @@ def test_invalid_json_line_is_named(tmp_path):
 def test_invalid_utf8_is_named(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_bytes(b'{"instruction": "a", "output": "b"}\n{"instruction": "\xff", "output": "b"}\n')
-    with pytest.raises(DataError, match=r"a.jsonl:2: invalid UTF-8"):
-        read_rows(path)
+    with pytest.raises(DataError, match=r"a.jsonl:2:row: invalid UTF-8 \(invalid start byte at byte 17\)"):
+        load_conversations([path])
 
 
 def test_every_bad_row_is_reported_with_file_line_field(tmp_path):
@@ -89,12 +89,12 @@ def test_default_system_prompt_only_where_missing(tmp_path):
     assert [c.messages[0]["content"] for c in convs] == ["default one", "own"]
 
 
-def test_data_check_cli(tmp_path, capsys):
+def test_data_check_cli(tmp_path, capsys, default_model_dir):
     good = write_jsonl(tmp_path / "good.jsonl", [{"instruction": "a", "output": "b"}])
-    assert main(["data", "check", str(good)]) == 0
-    assert "OK: 1 rows" in capsys.readouterr().out
+    assert main(["data", "check", str(good), "--model", str(default_model_dir)]) == 0
+    assert "train: 1 rows" in capsys.readouterr().out
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "a"}])
-    assert main(["data", "check", str(bad)]) == 2
+    assert main(["data", "check", str(bad), "--model", str(default_model_dir)]) == 2
     assert f"{bad}:1:output: missing required field" in capsys.readouterr().err
 
 
@@ -158,10 +158,11 @@ def test_gzip_and_folders(tmp_path):
         read_rows(empty)
 
 
-def test_column_mapping(tmp_path, capsys):
+def test_column_mapping(tmp_path, capsys, default_model_dir):
     path = write_jsonl(tmp_path / "a.jsonl", [{"question": "q", "answer": "a", "extra": 1}])
     (conv,) = load_conversations([path], columns={"instruction": "question", "output": "answer"})
     assert conv.messages == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
-    assert main(["data", "check", str(path), "--column", "instruction=question", "--column", "output=answer"]) == 0
+    assert main(["data", "check", str(path), "--column", "instruction=question", "--column", "output=answer",
+                 "--model", str(default_model_dir)]) == 0
     assert main(["data", "check", str(path), "--column", "instruction"]) == 2
     assert "expected CANONICAL=NAME" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Templates and masking: training tokens equal apply_chat_template; only assistant turns train."""
 
 from tunesmith.data.formats import Conversation
-from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_all, tokenize_conversation
+from tunesmith.data.formats import Rejects
+from tunesmith.data.tokenize import IGNORE_INDEX, MaskOptions, tokenize_all, tokenize_conversation
 
 MULTI_TURN = [
     {"role": "system", "content": "You are terse."},
@@ -46,6 +47,8 @@ def test_train_on_prompt_trains_everything(tokenizer):
 def test_truncation_drops_rows_without_trained_tokens(tokenizer):
     long_prompt = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]
     short = MULTI_TURN[1:3]
-    rows, dropped = tokenize_all(tokenizer, [Conversation(long_prompt), Conversation(short)], max_length=64)
-    assert dropped == 1 and len(rows) == 1
+    rejects = Rejects()
+    rows = tokenize_all(tokenizer, [Conversation(long_prompt, "a.jsonl:1"), Conversation(short)], MaskOptions(max_length=64), rejects)
+    assert rejects.dropped == [{"where": "a.jsonl:1", "reason": "no trained token left after truncation to 64 tokens"}]
+    assert len(rows) == 1 and not rejects.entries
     assert len(rows[0].input_ids) <= 64

@@ -3,7 +3,7 @@
     tunesmith train CONFIG.yaml [key=value ...]   fine-tune (and compare with the base model)
     tunesmith eval CONFIG.yaml [--model REF]      loss/perplexity and QA accuracy -> JSON
     tunesmith chat --model REF                    streaming terminal chat
-    tunesmith data check PATH [PATH ...]          validate data files/folders (file:line:field errors)
+    tunesmith data check|stats|preview CONFIG_OR_FILES   validate / describe / show the training data
 
 Errors caused by input (config, data, missing model) print one clear message and exit with 2.
 """
@@ -42,7 +42,7 @@ def cmd_train(args) -> int:
     check_stage(cfg)  # every input is read and validated before any model is loaded
     if cfg.eval.qa:
         load_qa(cfg.eval.qa)
-    measure = bool(cfg.eval.qa or cfg.data.validation)
+    measure = bool(cfg.eval.qa or cfg.data.validation or cfg.data.val_split)
 
     before = None
     if measure and cfg.eval.compare_base:
@@ -99,19 +99,85 @@ def cmd_chat(args) -> int:
 # --- data ------------------------------------------------------------------------------------------
 
 
-def cmd_data_check(args) -> int:
-    from tunesmith.data.formats import load_conversations
+def _data_config(args):
+    """A config for the data tools: the YAML given, or one built from files and options."""
+    from tunesmith.config import load_config, validate_config
     from tunesmith.errors import ConfigError
 
+    if len(args.inputs) == 1 and args.inputs[0].endswith((".yaml", ".yml")):
+        return load_config(args.inputs[0], args.set)
     columns = {}
     for pair in args.column:
         canonical, sep, name = pair.partition("=")
         if not (sep and canonical and name):
             raise ConfigError(f"--column {pair}: expected CANONICAL=NAME, e.g. --column instruction=question")
         columns[canonical] = name
-    conversations = load_conversations(args.files, args.format, columns=columns)
-    turns = sum(sum(m["role"] == "assistant" for m in c.messages) for c in conversations)
-    print(f"OK: {len(conversations)} rows, {turns} assistant turns in {len(args.files)} file(s)")
+    raw = {"stage": args.stage, "output_dir": "-", "model": {"name_or_path": args.model},
+           "data": {"train": args.inputs, "format": args.format, "columns": columns, "max_length": args.max_length}}
+    from tunesmith.config import apply_overrides
+
+    return validate_config(apply_overrides(raw, args.set), {}, "command line")
+
+
+def _token_sets(cfg):
+    from tunesmith.data.dataset import build_splits
+    from tunesmith.models.default import cache_root
+    from tunesmith.stages.common import load_run_tokenizer
+
+    _, tokenizer = load_run_tokenizer(cfg)
+    kind = "text" if cfg.stage == "pt" else "chat"
+    train, val = build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir))
+    return tokenizer, {"train": train, **({"validation": val} if val else {})}
+
+
+def cmd_data_check(args) -> int:
+    from tunesmith.data.report import describe
+    from tunesmith.stages import check_stage
+
+    cfg = _data_config(args)
+    if cfg.stage not in ("sft", "pt"):
+        check_stage(cfg)  # preference/KTO data: validated row by row
+        print(f"OK: {cfg.stage} data in {', '.join(cfg.data.train + cfg.data.validation)} is valid")
+        return 0
+    _, sets = _token_sets(cfg)
+    for name, data in sets.items():
+        print(describe(name, data, cfg.data.max_length)[1])
+        for entry in data.rejects.messages()[:20]:
+            print(f"  rejected {entry}")
+    print("OK")
+    return 0
+
+
+def cmd_data_stats(args) -> int:
+    from tunesmith.data.report import describe, length_histogram
+
+    cfg = _data_config(args)
+    _, sets = _token_sets(cfg)
+    report = {}
+    for name, data in sets.items():
+        report[name], text = describe(name, data, cfg.data.max_length)
+        print(text)
+    png = length_histogram({n: d.rows for n, d in sets.items()}, Path(args.out), cfg.data.max_length)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    print(f"[tunesmith] length histogram: {png}; numbers: {Path(args.out).with_suffix('.json')}")
+    return 0
+
+
+def cmd_data_preview(args) -> int:
+    import random
+
+    from tunesmith.data.report import render_trained
+
+    cfg = _data_config(args)
+    tokenizer, sets = _token_sets(cfg)
+    rows = sets["train"].rows
+    picks = random.Random(args.seed).sample(range(len(rows)), min(args.n, len(rows)))
+    color = sys.stdout.isatty() and not args.no_color
+    for i in picks:
+        row = rows[i]
+        print(f"--- {row.where}: {len(row.input_ids)} tokens, {row.trained_tokens} trained "
+              f"({'green' if color else 'inside ⟦ ⟧'}) ---")
+        print(render_trained(tokenizer, row, color))
     return 0
 
 
@@ -153,14 +219,34 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--cache-dir", help="Cache of the converted default model.")
     chat.set_defaults(func=cmd_chat)
 
-    data = verbs.add_parser("data", help="Data tools.")
+    data = verbs.add_parser("data", help="Data tools: check, stats, preview.")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
-    check = data_verbs.add_parser("check", help="Validate data files; every bad row is reported as file:line:field.")
-    check.add_argument("files", nargs="+")
-    check.add_argument("--format", default="auto", choices=["auto", "alpaca", "messages", "sharegpt"])
-    check.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
+
+    def data_inputs(p):
+        p.add_argument("inputs", nargs="+", metavar="CONFIG_OR_FILES",
+                       help="A training YAML (its data section is used) or data files/folders.")
+        p.add_argument("--stage", default="sft", choices=["sft", "pt", "dpo", "kto"], help="How to read files (not with a YAML).")
+        p.add_argument("--format", default="auto", choices=["auto", "alpaca", "messages", "sharegpt"])
+        p.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
                        help="Column mapping, e.g. --column instruction=question (repeatable).")
+        p.add_argument("--model", default="default", help="Whose tokenizer and chat template to use (not with a YAML).")
+        p.add_argument("--max-length", type=int, default=1024, help="data.max_length (not with a YAML).")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="Config override, e.g. --set data.overlength=error (repeatable).")
+
+    check = data_verbs.add_parser("check", help="Validate and tokenise data; every bad row is reported as file:line:field.")
+    data_inputs(check)
     check.set_defaults(func=cmd_data_check)
+    stats = data_verbs.add_parser("stats", help="Counts, token-length percentiles, per-source totals, histogram PNG.")
+    data_inputs(stats)
+    stats.add_argument("--out", default="data_stats.png", help="Histogram PNG (numbers go beside it as .json).")
+    stats.set_defaults(func=cmd_data_stats)
+    preview = data_verbs.add_parser("preview", help="Show rendered rows with the trained tokens marked.")
+    data_inputs(preview)
+    preview.add_argument("-n", type=int, default=2, help="Rows to show.")
+    preview.add_argument("--seed", type=int, default=0)
+    preview.add_argument("--no-color", action="store_true", help="Mark trained tokens with ⟦ ⟧ even on a terminal.")
+    preview.set_defaults(func=cmd_data_preview)
     return parser
 
 

@@ -72,9 +72,40 @@ class DataConfig(Section):
         description="System prompt given to rows that have none. Saved with the output, so chat and "
         "eval use the same one.",
     )
-    max_length: int = Field(1024, gt=8, description="Longest tokenised row; longer rows are truncated.")
+    max_length: int = Field(1024, gt=8, description="Longest tokenised row (and pack length with packing).")
+    overlength: Literal["truncate", "drop", "error"] = Field(
+        "truncate",
+        description="Rows longer than max_length: truncate (keep the start; a row left with no trained token "
+        "is dropped and counted), drop (leave out, counted), error (an invalid row).",
+    )
+    template: Literal["auto", "chatml", "plain"] = Field(
+        "auto",
+        description="Chat template: auto = the tokenizer's own (refused if it has none); chatml or plain = a "
+        "shipped template for base models. The template used is saved with the trained model.",
+    )
     train_on_prompt: bool = Field(False, description="Also train on system/user tokens (default: assistant turns only).")
+    last_turn_only: bool = Field(False, description="Train only the last assistant turn of each conversation.")
     max_samples: int | None = Field(None, gt=0, description="Use at most this many training rows (for quick trials).")
+    val_split: float = Field(
+        0.0, ge=0, lt=0.5,
+        description="With no validation files: hold out this fraction of the training rows (seeded by training.seed).",
+    )
+    on_error: Literal["fail", "skip"] = Field(
+        "fail",
+        description="Invalid rows: fail (refuse to start, listing the first 20 with file:line:field) or skip "
+        "(leave them out; reasons are written to OUTPUT/rejects.jsonl).",
+    )
+    max_reject_fraction: float = Field(
+        0.1, ge=0, le=1, description="With on_error: skip, still fail when more than this fraction of rows is invalid."
+    )
+    packing: bool = Field(
+        False,
+        description="Pack several rows into each max_length sequence (per-row position ids, no attention across "
+        "rows, no padding waste); batch_size then counts packs.",
+    )
+    cache: bool = Field(
+        True, description="Reuse tokenised data from the cache (CACHE/tokenized) when files, tokenizer and options are unchanged."
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -1,33 +1,57 @@
-"""Build the training and validation sets of a config: read, validate, tokenise, report."""
+"""Build the training and validation sets of a config: read, validate, tokenise, cache, report.
+
+    train, val = build_splits(tokenizer, cfg.data, kind="chat", seed=cfg.training.seed, cache_root=...)
+
+`kind` is "chat" (sft: conversations with masked prompts) or "text" (pt: raw documents cut into
+blocks). Rows that are invalid follow `data.on_error` (fail, or skip into a rejects list);
+over-length rows follow `data.overlength`. With `data.val_split` and no validation files, a
+seeded fraction of the training rows is held out.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from tunesmith.config.schema import DataConfig
-from tunesmith.data.formats import load_conversations
+from tunesmith.data import cache
+from tunesmith.data.formats import Rejects, load_conversations
+from tunesmith.data.packing import pack_rows
 from tunesmith.data.readers import data_files
 from tunesmith.data.text import load_documents, tokenize_documents
-from tunesmith.data.tokenize import TokenizedRow, tokenize_all
+from tunesmith.data.tokenize import MaskOptions, TokenizedRow, tokenize_all
 from tunesmith.errors import DataError
 
 log = logging.getLogger(__name__)
+_MEMO: dict[str, tuple[list[TokenizedRow], dict]] = {}  # same key within one process: no re-read
 
 
 @dataclass
 class TokenizedSet:
     rows: list[TokenizedRow]
-    dropped: int
     fingerprint: str
+    rejects: Rejects = field(default_factory=Rejects)
+    from_cache: bool = False
 
-    def as_features(self) -> list[dict[str, list[int]]]:
+    @property
+    def dropped(self) -> int:
+        return len(self.rejects.dropped)
+
+    def as_features(self, packing: bool = False, capacity: int = 0, seed: int = 0) -> list[dict[str, list[int]]]:
+        if packing:
+            return pack_rows(self.rows, capacity, seed)
         return [{"input_ids": r.input_ids, "labels": r.labels} for r in self.rows]
 
     @property
     def trained_tokens(self) -> int:
         return sum(r.trained_tokens for r in self.rows)
+
+    @property
+    def tokens(self) -> int:
+        return sum(len(r.input_ids) for r in self.rows)
 
 
 def fingerprint(paths: list[str]) -> str:
@@ -39,21 +63,73 @@ def fingerprint(paths: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_text_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None) -> TokenizedSet:
-    documents = load_documents(paths, data.columns)
-    if max_samples:
-        documents = documents[:max_samples]
-    return TokenizedSet(tokenize_documents(tokenizer, documents, data.max_length), 0, fingerprint(paths))
-
-
-def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None) -> TokenizedSet:
-    conversations = load_conversations(paths, data.format, data.system, data.columns)
+def _tokenize(tokenizer, paths: list[str], data: DataConfig, kind: str, max_samples: int | None, rejects: Rejects):
+    if kind == "text":
+        documents = load_documents(paths, data.columns, rejects)
+        if max_samples:
+            documents = documents[:max_samples]
+        return tokenize_documents(tokenizer, documents, data.max_length)
+    conversations = load_conversations(paths, data.format, data.system, data.columns, rejects)
     if max_samples:
         conversations = conversations[:max_samples]
-    rows, dropped = tokenize_all(tokenizer, conversations, data.max_length, data.train_on_prompt)
-    if dropped:
-        log.warning("%d row(s) had no assistant token left after truncation to %d tokens and were dropped; "
-                    "raise data.max_length to keep them", dropped, data.max_length)
+    rows = tokenize_all(tokenizer, conversations, MaskOptions.of(data), rejects)
+    rejects.check("row", paths, kept=len(rows))  # over-length errors found while tokenising
+    return rows
+
+
+def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None,
+              kind: str = "chat", cache_root: Path | None = None) -> TokenizedSet:
+    """Tokenised rows of `paths`; reused from the tokenised cache (`data.cache`) when nothing changed."""
+    fp = fingerprint(paths)
+    key = cache.cache_key(kind=kind, data=fp, tokenizer=cache.tokenizer_fingerprint(tokenizer), max_samples=max_samples,
+                          options=data.model_dump(include={"format", "columns", "system", "max_length", "train_on_prompt",
+                                                            "last_turn_only", "overlength", "on_error", "max_reject_fraction"}))
+    hit = _MEMO.get(key) or (cache.load_cached(cache_root, key) if (data.cache and cache_root) else None)
+    if hit is not None:
+        rows, meta = hit
+        rejects = Rejects(data.on_error == "skip", data.max_reject_fraction, meta["rejected"], meta["dropped"])
+        _MEMO[key] = hit
+        log.info("tokenised data for %s taken from the cache (%d rows)", ", ".join(paths), len(rows))
+        return TokenizedSet(rows, fp, rejects, from_cache=True)
+    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction)
+    rows = _tokenize(tokenizer, paths, data, kind, max_samples, rejects)
+    if rejects.dropped:
+        log.warning("%d row(s) of %s were dropped (%s); see rejects.jsonl in the output", len(rejects.dropped),
+                    ", ".join(paths), rejects.dropped[0]["reason"])
     if not rows:
-        raise DataError(f"no trainable rows left in {', '.join(paths)} (all {dropped} were dropped)")
-    return TokenizedSet(rows, dropped, fingerprint(paths))
+        raise DataError(f"no trainable rows left in {', '.join(paths)} (all {len(rejects.dropped)} were dropped: "
+                        f"{rejects.dropped[0]['reason'] if rejects.dropped else 'empty'})")
+    meta = {"rejected": rejects.entries, "dropped": rejects.dropped}
+    _MEMO[key] = (rows, meta)
+    if data.cache and cache_root:
+        cache.store(cache_root, key, rows, meta)
+    return TokenizedSet(rows, fp, rejects)
+
+
+def build_text_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None,
+                   cache_root: Path | None = None) -> TokenizedSet:
+    return build_set(tokenizer, paths, data, max_samples, kind="text", cache_root=cache_root)
+
+
+def split_off(rows: list[TokenizedRow], fraction: float, seed: int) -> tuple[list[TokenizedRow], list[TokenizedRow]]:
+    """(train, held out): a seeded random `fraction` of the rows, at least one, held out."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n = max(1, round(fraction * len(rows)))
+    if n >= len(rows):
+        raise DataError(f"data.val_split={fraction} leaves no training rows out of {len(rows)}")
+    held = set(order[:n])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def build_splits(tokenizer, data: DataConfig, kind: str, seed: int,
+                 cache_root: Path | None = None) -> tuple[TokenizedSet, TokenizedSet | None]:
+    """The training set and the validation set (its files, a `val_split` of training, or None)."""
+    train = build_set(tokenizer, data.train, data, data.max_samples, kind, cache_root)
+    if data.validation:
+        return train, build_set(tokenizer, data.validation, data, None, kind, cache_root)
+    if data.val_split:
+        kept, held = split_off(train.rows, data.val_split, seed)
+        return (TokenizedSet(kept, train.fingerprint, train.rejects, train.from_cache),
+                TokenizedSet(held, train.fingerprint + f"-split{data.val_split}", Rejects(), train.from_cache))
+    return train, None

@@ -146,8 +146,9 @@ def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | No
 
 
 def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str | None = None,
-                       columns: dict[str, str] | None = None) -> list[Conversation]:
-    """Read and validate every row of every file; raise one DataError listing the problems."""
+                       columns: dict[str, str] | None = None, rejects: Rejects | None = None) -> list[Conversation]:
+    """Read and validate every row of every file; raise one DataError listing the problems
+    (or, with a skipping `rejects`, set the bad rows aside)."""
 
     def convert(raw: RawRow) -> Conversation:
         conversation = to_conversation(raw, fmt, columns)
@@ -155,19 +156,72 @@ def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str |
             conversation.messages.insert(0, {"role": "system", "content": system})
         return conversation
 
-    return collect_rows(paths, convert, "row")
+    return collect_rows(paths, convert, "row", rejects)
 
 
-def collect_rows(paths, convert: Callable[[RawRow], Any], kind: str) -> list:
-    """`convert` every row of every file; a RowError becomes one `file:line:field: reason` entry."""
-    converted, errors = [], []
+@dataclass
+class Rejects:
+    """Rows set aside instead of failing the run (`data.on_error: skip`), with their reasons.
+
+    `skip=False` (the default policy) turns every entry into an error. `check` fails when more
+    than `max_fraction` of the rows were rejected, so a broken file never trains silently.
+    """
+
+    skip: bool = False
+    max_fraction: float = 0.1
+    entries: list[dict[str, str]] = field(default_factory=list)
+    dropped: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, where: str, field_name: str, reason: str) -> None:
+        self.entries.append({"where": where, "field": field_name, "reason": reason})
+
+    def drop(self, where: str, reason: str) -> None:
+        """A valid row left out by policy (over-length with `drop`, nothing left to train)."""
+        self.dropped.append({"where": where, "reason": reason})
+
+    def messages(self) -> list[str]:
+        return [f"{e['where']}:{e['field']}: {e['reason']}" for e in self.entries]
+
+    def check(self, kind: str, paths, kept: int) -> None:
+        total = kept + len(self.entries)
+        if not self.skip:
+            raise_row_errors(self.messages(), kind, paths, found=kept or bool(self.dropped))
+            return
+        if not kept and not self.dropped:
+            raise DataError(f"no valid {kind}s left in {', '.join(str(p) for p in paths)}: all {total} were "
+                            f"rejected; first reasons:\n  " + "\n  ".join(self.messages()[:MAX_REPORTED]))
+        if self.entries and len(self.entries) / total > self.max_fraction:
+            shown = "\n  ".join(self.messages()[:MAX_REPORTED])
+            raise DataError(f"{len(self.entries)} of {total} {kind}s ({100 * len(self.entries) / total:.1f}%) are invalid, "
+                            f"more than data.max_reject_fraction={self.max_fraction}; fix them or raise the limit:\n  {shown}")
+
+    def write(self, path: Path) -> None:
+        """rejects.jsonl: one line per rejected or dropped row, with its reason."""
+        import json
+
+        lines = [json.dumps({"kind": "rejected", **e}, ensure_ascii=False) for e in self.entries]
+        lines += [json.dumps({"kind": "dropped", **e}, ensure_ascii=False) for e in self.dropped]
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def collect_rows(paths, convert: Callable[[RawRow], Any], kind: str, rejects: Rejects | None = None) -> list:
+    """`convert` every row of every file; a RowError becomes one `file:line:field: reason` entry.
+
+    Unreadable rows (bad JSON or UTF-8) are entries too. With the default policy every entry is
+    an error raised together at the end; with `Rejects(skip=True)` they are set aside.
+    """
+    rejects = rejects if rejects is not None else Rejects()
+    converted = []
     for path in paths:
         for raw in read_rows(path):
+            if raw.error:
+                rejects.add(raw.where, raw.error[0], raw.error[1])
+                continue
             try:
                 converted.append(convert(raw))
             except RowError as exc:
-                errors.append(f"{raw.where}:{exc.field_name}: {exc.reason}")
-    raise_row_errors(errors, kind, paths, found=len(converted))
+                rejects.add(raw.where, exc.field_name, exc.reason)
+    rejects.check(kind, paths, kept=len(converted))
     return converted
 
 

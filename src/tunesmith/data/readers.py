@@ -26,6 +26,7 @@ class RawRow:
     file: str
     line: int
     data: Any
+    error: tuple[str, str] | None = None  # (field, reason) for a row that could not be read
 
     @property
     def where(self) -> str:
@@ -71,6 +72,8 @@ def _read_file(path: Path) -> list[RawRow]:
             raise DataError(f"{path}: not a valid gzip file ({exc})") from None
     if kind == ".parquet":
         return _read_parquet(path, data)
+    if kind == ".jsonl" or (kind == ".json" and not data.lstrip().startswith(b"[")):
+        return _read_json_lines(path, data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -80,9 +83,7 @@ def _read_file(path: Path) -> list[RawRow]:
         return _read_csv(path, text)
     if kind == ".txt":  # one document per file, for continued pre-training
         return [RawRow(str(path), 1, {"text": text})]
-    if kind == ".json" and text.lstrip().startswith("["):
-        return _read_json_array(path, text)
-    return _read_json_lines(path, text)
+    return _read_json_array(path, text)
 
 
 def _read_csv(path: Path, text: str) -> list[RawRow]:
@@ -109,15 +110,22 @@ def _read_parquet(path: Path, data: bytes) -> list[RawRow]:
     return [RawRow(str(path), i, row) for i, row in enumerate(table.to_pylist(), start=1)]
 
 
-def _read_json_lines(path: Path, text: str) -> list[RawRow]:
+def _read_json_lines(path: Path, data: bytes) -> list[RawRow]:
+    """One JSON value per line; a line with bad UTF-8 or bad JSON becomes an error row, so every
+    broken line of a file is reported at once (and can be skipped with `data.on_error: skip`)."""
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for number, raw_line in enumerate(data.split(b"\n"), start=1):
+        if not raw_line.strip():
+            continue
+        try:
+            line = raw_line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rows.append(RawRow(str(path), number, None, ("row", f"invalid UTF-8 ({exc.reason} at byte {exc.start})")))
             continue
         try:
             rows.append(RawRow(str(path), number, json.loads(line)))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+            rows.append(RawRow(str(path), number, None, ("row", f"invalid JSON: {exc.msg} (column {exc.colno})")))
     return rows
 
 

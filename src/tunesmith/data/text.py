@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunesmith.data.formats import RowError, collect_rows, rename_columns
+from tunesmith.data.formats import Rejects, RowError, collect_rows, rename_columns
 from tunesmith.data.readers import RawRow
 from tunesmith.data.tokenize import TokenizedRow
 
@@ -26,9 +26,10 @@ def _document(raw: RawRow, columns: dict[str, str] | None) -> tuple[str, str]:
     return raw.where, text
 
 
-def load_documents(paths: list[str | Path], columns: dict[str, str] | None = None) -> list[tuple[str, str]]:
+def load_documents(paths: list[str | Path], columns: dict[str, str] | None = None,
+                   rejects: Rejects | None = None) -> list[tuple[str, str]]:
     """(where, text) for every document; rows without a non-empty string `text` are errors."""
-    return collect_rows(paths, lambda raw: _document(raw, columns), "text row")
+    return collect_rows(paths, lambda raw: _document(raw, columns), "text row", rejects)
 
 
 def tokenize_documents(tokenizer, documents: list[tuple[str, str]], max_length: int) -> list[TokenizedRow]:

@@ -1,17 +1,21 @@
-"""Render conversations with the tokenizer's own chat template, tokenise, and mask labels.
+"""Render conversations with the tokenizer's chat template, tokenise, and mask labels.
 
 Only assistant turns are trained by default: each assistant span runs from the end of the
 generation prompt (`<|im_start|>assistant\\n` for ChatML) to the end of the turn, end-of-turn
 token included, trailing whitespace excluded. Spans are found in characters by rendering the
 conversation's prefixes with the same template, then mapped to tokens with the tokenizer's
 offsets, so training text is exactly what `apply_chat_template` produces at inference.
+
+Rows longer than `max_length` follow `data.overlength`: `truncate` (keep the first tokens),
+`drop` (leave the row out, counted) or `error` (an invalid row). A truncated row left with no
+trained token is dropped and counted, never trained as an empty example.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunesmith.data.formats import Conversation
+from tunesmith.data.formats import Conversation, Rejects
 from tunesmith.errors import DataError
 
 IGNORE_INDEX = -100
@@ -28,10 +32,24 @@ class TokenizedRow:
         return sum(1 for label in self.labels if label != IGNORE_INDEX)
 
 
+@dataclass(frozen=True)
+class MaskOptions:
+    """How a conversation becomes trained tokens (the `data` keys that change the tokens)."""
+
+    max_length: int = 1024
+    train_on_prompt: bool = False
+    last_turn_only: bool = False
+    overlength: str = "truncate"
+
+    @classmethod
+    def of(cls, data) -> MaskOptions:
+        return cls(data.max_length, data.train_on_prompt, data.last_turn_only, data.overlength)
+
+
 def render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise DataError(
-            "the tokenizer has no chat template; use a model with one (e.g. an -Instruct model)"
+            "the tokenizer has no chat template; set data.template to chatml or plain, or use a model with one"
         )
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
@@ -55,8 +73,12 @@ def assistant_spans(tokenizer, messages: list[dict[str, str]], where: str = "") 
     return text, spans
 
 
-def tokenize_conversation(tokenizer, conversation: Conversation, max_length: int, train_on_prompt: bool = False) -> TokenizedRow:
+def tokenize_conversation(tokenizer, conversation: Conversation, max_length: int = 1024,
+                          train_on_prompt: bool = False, last_turn_only: bool = False) -> TokenizedRow:
+    """All tokens of the conversation (not truncated) with labels; see `limit` for max_length."""
     text, spans = assistant_spans(tokenizer, conversation.messages, conversation.where)
+    if last_turn_only:
+        spans = spans[-1:]
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
     labels = []
@@ -66,16 +88,27 @@ def tokenize_conversation(tokenizer, conversation: Conversation, max_length: int
     return TokenizedRow(ids[:max_length], labels[:max_length], conversation.where)
 
 
-def tokenize_all(tokenizer, conversations: list[Conversation], max_length: int, train_on_prompt: bool = False) -> tuple[list[TokenizedRow], int]:
-    """Tokenise every conversation; rows left with no trained token after truncation are dropped.
-
-    Returns the rows and the number dropped.
-    """
-    rows, dropped = [], 0
+def tokenize_all(tokenizer, conversations: list[Conversation], options: MaskOptions,
+                 rejects: Rejects | None = None) -> list[TokenizedRow]:
+    """Tokenise every conversation under `options`; over-length and untrainable rows go to `rejects`
+    (errors for `overlength: error`, dropped rows otherwise). Raises if a row is invalid under the
+    default policy."""
+    rejects = rejects if rejects is not None else Rejects()
+    rows = []
     for conversation in conversations:
-        row = tokenize_conversation(tokenizer, conversation, max_length, train_on_prompt)
+        full = tokenize_conversation(tokenizer, conversation, 1 << 30, options.train_on_prompt, options.last_turn_only)
+        n = len(full.input_ids)
+        if n > options.max_length:
+            if options.overlength == "error":
+                rejects.add(conversation.where, "row", f"{n} tokens, longer than data.max_length={options.max_length} "
+                            "(data.overlength: error; use truncate or drop, or raise max_length)")
+                continue
+            if options.overlength == "drop":
+                rejects.drop(conversation.where, f"{n} tokens > data.max_length={options.max_length} (overlength: drop)")
+                continue
+        row = TokenizedRow(full.input_ids[: options.max_length], full.labels[: options.max_length], conversation.where)
         if row.trained_tokens == 0:
-            dropped += 1
+            rejects.drop(conversation.where, f"no trained token left after truncation to {options.max_length} tokens")
             continue
         rows.append(row)
-    return rows, dropped
+    return rows

@@ -35,6 +35,9 @@ def load_qa(path: str) -> list[QAItem]:
     items, errors = [], []
     for raw in read_rows(path):
         row = raw.data
+        if raw.error:
+            errors.append(f"{raw.where}:{raw.error[0]}: {raw.error[1]}")
+            continue
         if not isinstance(row, dict):
             errors.append(f"{raw.where}:row: expected a JSON object")
             continue

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import build_set, build_text_set
+from tunesmith.data.dataset import build_splits
+from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.data.preference import load_kto, load_preferences
 from tunesmith.eval.perplexity import validation_loss
@@ -24,10 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path | None = None) -> dict:
-    if not cfg.data.validation and not cfg.eval.qa:
-        raise ConfigError("nothing to evaluate: set data.validation (loss) and/or eval.qa (accuracy)")
+    if not (cfg.data.validation or cfg.data.val_split) and not cfg.eval.qa:
+        raise ConfigError("nothing to evaluate: set data.validation or data.val_split (loss) and/or eval.qa (accuracy)")
     started = time.time()
     loaded = load_for_inference(model_ref, cfg.model.cache_dir)
+    if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
+        apply_template(loaded.tokenizer, cfg.data.template)
     system = loaded.system if loaded.manifest else cfg.data.system
     result: dict = {"model": model_ref, "system": system}
     if cfg.data.validation and cfg.stage == "dpo":
@@ -36,11 +39,10 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     elif cfg.data.validation and cfg.stage == "kto":
         rows = load_kto(cfg.data.validation, system, cfg.data.columns)
         result.update(kto_metrics(loaded.model, loaded.tokenizer, rows, cfg.data.max_length, cfg.eval.batch_size))
-    elif cfg.data.validation:
+    elif cfg.data.validation or cfg.data.val_split:
         data = cfg.data.model_copy(update={"system": system})
-        build = build_text_set if cfg.stage == "pt" else build_set
-        rows = build(loaded.tokenizer, cfg.data.validation, data).rows
-        result.update(validation_loss(loaded.model, loaded.tokenizer, rows, cfg.eval.batch_size))
+        _, val_set = build_splits(loaded.tokenizer, data, "text" if cfg.stage == "pt" else "chat", cfg.training.seed)
+        result.update(validation_loss(loaded.model, loaded.tokenizer, val_set.rows, cfg.eval.batch_size))
     if cfg.eval.qa:
         result.update(qa_accuracy(loaded.model, loaded.tokenizer, cfg.eval.qa, system,
                                   cfg.eval.max_new_tokens, cfg.eval.batch_size))

@@ -12,8 +12,10 @@ from transformers import TrainingArguments
 
 from tunesmith import __version__
 from tunesmith.config import TunesmithConfig, config_hash, dump_config
+from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.methods import apply_method
+from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.outputs import OutputFolder
@@ -132,6 +134,7 @@ class RunSetup:
     tokenizer: object
     device: torch.device
     dtype: torch.dtype
+    cache_root: Path
     started: float = field(default_factory=time.time)
 
 
@@ -141,10 +144,17 @@ def begin_run(cfg: TunesmithConfig) -> RunSetup:
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     torch.manual_seed(cfg.training.seed)
+    base_path, tokenizer = load_run_tokenizer(cfg)
+    device = pick_device()
+    return RunSetup(output, base_path, tokenizer, device, pick_dtype(cfg.model.dtype, device), cache_root(cfg.model.cache_dir))
+
+
+def load_run_tokenizer(cfg: TunesmithConfig):
+    """The base model's path and its tokenizer with the chat template `data.template` selects."""
     base_path = resolve_model_path(cfg.model.name_or_path, cfg.model.cache_dir)
     tokenizer = load_tokenizer(base_path, cfg.model.trust_remote_code)
-    device = pick_device()
-    return RunSetup(output, base_path, tokenizer, device, pick_dtype(cfg.model.dtype, device))
+    apply_template(tokenizer, cfg.data.template)
+    return base_path, tokenizer
 
 
 def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup):
@@ -170,9 +180,13 @@ def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics
 
 
 def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make_trainer, has_eval: bool,
-                   data: dict) -> RunResult:
-    """Open the output, train with `make_trainer(work, callbacks)`, evaluate, save and commit."""
+                   data: dict, rejects=None) -> RunResult:
+    """Open the output, train with `make_trainer(work, callbacks)`, evaluate, save and commit.
+
+    `rejects` (a data.formats.Rejects) is written to rejects.jsonl when rows were left out."""
     work = setup.output.open()
+    if rejects is not None and (rejects.entries or rejects.dropped):
+        rejects.write(work / "rejects.jsonl")
     metrics = MetricsLogger(work)
     trainer = make_trainer(work, [metrics])
     with PeakMemory() as memory:

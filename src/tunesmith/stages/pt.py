@@ -10,21 +10,18 @@ tokens that never span two documents; every token is trained. The recipe is SFT'
 from __future__ import annotations
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import build_text_set
-from tunesmith.data.text import load_documents
-from tunesmith.stages.common import RunResult, training_arguments
+from tunesmith.stages import sft
+from tunesmith.stages.common import RunResult
 from tunesmith.stages.sft import run_token_recipe
 
 
 def check_data(cfg: TunesmithConfig) -> None:
-    for paths in (cfg.data.train, cfg.data.validation):
-        if paths:
-            load_documents(paths, cfg.data.columns)
+    sft.check_data(cfg, kind="text")
 
 
 def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
-    return training_arguments(cfg, work, device, dtype, has_eval)
+    return sft.arguments(cfg, work, device, dtype, has_eval)
 
 
 def run_pt(cfg: TunesmithConfig) -> RunResult:
-    return run_token_recipe(cfg, build_text_set)
+    return run_token_recipe(cfg, "text")

@@ -1,0 +1,217 @@
+"""Data policies end to end: over-length, skipping bad rows, the tokenised cache, templates,
+masking options, validation split, packing through the CLI, and the data tools."""
+
+import json
+
+import pytest
+
+from tunesmith.cli import main
+from tunesmith.config.schema import DataConfig
+from tunesmith.data import dataset
+from tunesmith.data.dataset import build_set, build_splits
+from tunesmith.data.formats import Conversation
+from tunesmith.data.templates import SHIPPED, apply_template
+from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_conversation
+from tunesmith.errors import ConfigError, DataError
+
+from conftest import write_config, write_jsonl
+
+LONG = {"instruction": "Repeat: " + "alpha beta gamma " * 40, "output": "No."}
+
+
+def _rows(n=20):
+    return [{"instruction": f"Question {i}?", "output": f"Answer {i}."} for i in range(n)]
+
+
+def _config(tmp_path, tiny_model_dir, train, extra_data="", extra=""):
+    out = tmp_path / "out"
+    text = f"""\
+stage: sft
+method: lora
+output_dir: {out}
+model:
+  name_or_path: {tiny_model_dir}
+data:
+  train: {train}
+  max_length: 64
+{extra_data}
+training:
+  epochs: 2
+  batch_size: 4
+  learning_rate: 0.01
+  logging_steps: 1
+  mixed_precision: "no"
+{extra}"""
+    return write_config(tmp_path / "c.yaml", text), out
+
+
+# --- over-length policy ----------------------------------------------------------------------
+
+def test_overlength_error_names_the_row_and_its_length(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "a.jsonl", _rows(3) + [LONG])
+    with pytest.raises(DataError) as err:
+        build_set(tokenizer, [str(path)], DataConfig(max_length=64, overlength="error"))
+    message = str(err.value)
+    assert message.startswith("1 invalid row(s); fix them and run again:")
+    assert f"{path}:4:row: " in message and "tokens, longer than data.max_length=64 (data.overlength: error" in message
+
+
+def test_overlength_drop_and_truncate(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "a.jsonl", _rows(3) + [LONG])
+    dropped = build_set(tokenizer, [str(path)], DataConfig(max_length=64, overlength="drop"))
+    assert len(dropped.rows) == 3 and dropped.dropped == 1
+    assert dropped.rejects.dropped[0]["where"] == f"{path}:4"
+    assert "> data.max_length=64 (overlength: drop)" in dropped.rejects.dropped[0]["reason"]
+    # truncation keeps the start: the long prompt fills all 64 tokens and leaves no reply -> dropped
+    truncated = build_set(tokenizer, [str(path)], DataConfig(max_length=64, overlength="truncate"))
+    assert len(truncated.rows) == 3
+    assert truncated.rejects.dropped[0]["reason"] == "no trained token left after truncation to 64 tokens"
+    # a row whose reply is only cut short is kept, truncated to max_length, still trained
+    long_reply = write_jsonl(tmp_path / "b.jsonl", [{"instruction": "Count.", "output": "one two three " * 40}])
+    (row,) = build_set(tokenizer, [str(long_reply)], DataConfig(max_length=64)).rows
+    assert len(row.input_ids) == 64 and row.trained_tokens > 30
+
+
+# --- on_error: skip --------------------------------------------------------------------------
+
+def test_skip_writes_rejects_and_trains_on_the_rest(tmp_path, tiny_model_dir):
+    rows = _rows(20)
+    path = tmp_path / "mixed.jsonl"
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(5, '{"instruction": "broken", ')  # line 6: bad JSON
+    lines.insert(9, json.dumps({"instruction": "no answer"}))  # line 10: missing output
+    path.write_text("\n".join(lines) + "\n")
+    config, out = _config(tmp_path, tiny_model_dir, path, "  on_error: skip\n  max_reject_fraction: 0.2\n",
+                          "eval:\n  compare_base: false\n")
+    assert main(["train", str(config)]) == 0
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert rejects == [
+        {"kind": "rejected", "where": f"{path}:6", "field": "row", "reason": "invalid JSON: Expecting property name enclosed in double quotes (column 27)"},
+        {"kind": "rejected", "where": f"{path}:10", "field": "output", "reason": "missing required field"},
+    ]
+    manifest = json.loads((out / "tunesmith.json").read_text())
+    assert manifest["data"]["train_rows"] == 20 and manifest["data"]["train_rows_rejected"] == 2
+
+
+def test_skip_still_fails_above_the_reject_fraction(tmp_path, tiny_model_dir, tokenizer, capsys):
+    path = write_jsonl(tmp_path / "bad.jsonl", _rows(8) + [{"instruction": "x"}] * 2)
+    config, out = _config(tmp_path, tiny_model_dir, path, "  on_error: skip\n  max_reject_fraction: 0.1\n")
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 10 rows (20.0%) are invalid, more than data.max_reject_fraction=0.1" in err
+    assert f"{path}:9:output: missing required field" in err
+    assert not out.exists() and not out.with_name("out.partial").exists()
+    nothing = write_jsonl(tmp_path / "none.jsonl", [{"instruction": "x"}])
+    with pytest.raises(DataError, match="no valid rows left .* all 1 were rejected"):
+        build_set(tokenizer, [str(nothing)], DataConfig(on_error="skip", max_reject_fraction=1.0))
+
+
+# --- tokenised cache -------------------------------------------------------------------------
+
+def test_cache_is_reused_and_invalidated(tmp_path, tokenizer, monkeypatch):
+    path = write_jsonl(tmp_path / "a.jsonl", _rows(5))
+    root = tmp_path / "cache"
+    data = DataConfig(max_length=64)
+    monkeypatch.setattr(dataset, "_MEMO", {})
+    first = build_set(tokenizer, [str(path)], data, cache_root=root)
+    assert not first.from_cache and len(list((root / "tokenized").iterdir())) == 1
+    monkeypatch.setattr(dataset, "_MEMO", {})  # a new process: only the disk cache remains
+    second = build_set(tokenizer, [str(path)], data, cache_root=root)
+    assert second.from_cache
+    assert [(r.input_ids, r.labels, r.where) for r in second.rows] == [(r.input_ids, r.labels, r.where) for r in first.rows]
+    # a changed file, a changed option or another template is a new entry, never a stale read
+    monkeypatch.setattr(dataset, "_MEMO", {})
+    assert not build_set(tokenizer, [str(path)], DataConfig(max_length=48), cache_root=root).from_cache
+    write_jsonl(path, _rows(6))
+    changed = build_set(tokenizer, [str(path)], data, cache_root=root)
+    assert not changed.from_cache and len(changed.rows) == 6
+    other = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    apply_template(other, "plain")
+    assert not build_set(other, [str(path)], data, cache_root=root).from_cache
+    assert len(list((root / "tokenized").iterdir())) == 4
+    # a corrupt entry is ignored and rebuilt
+    monkeypatch.setattr(dataset, "_MEMO", {})
+    for entry in (root / "tokenized").iterdir():
+        (entry / "rows.npz").write_bytes(b"garbage")
+    rebuilt = build_set(tokenizer, [str(path)], data, cache_root=root)
+    assert not rebuilt.from_cache and len(rebuilt.rows) == 6
+
+
+# --- templates and masking -------------------------------------------------------------------
+
+MULTI = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Name a colour."},
+    {"role": "assistant", "content": "Teal."},
+    {"role": "user", "content": "And another?"},
+    {"role": "assistant", "content": "Ochre."},
+]
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_templates_train_what_apply_chat_template_renders(tokenizer, name):
+    tok = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    tok.chat_template = None
+    with pytest.raises(ConfigError, match="the tokenizer has no chat template; set `data.template: chatml`"):
+        apply_template(tok, "auto")
+    apply_template(tok, name)
+    row = tokenize_conversation(tok, Conversation(MULTI), max_length=4096)
+    assert row.input_ids == list(tok.apply_chat_template(MULTI, tokenize=True, return_dict=True)["input_ids"])
+    trained = tok.decode([t for t, label in zip(row.input_ids, row.labels) if label != IGNORE_INDEX])
+    # plain: the generation prompt ends with "Assistant:", so the reply's first token carries its space
+    expected = "Teal.<|im_end|>Ochre.<|im_end|>" if name == "chatml" else f" Teal.{tok.eos_token} Ochre.{tok.eos_token}"
+    assert trained == expected
+
+
+def test_last_turn_only(tokenizer):
+    row = tokenize_conversation(tokenizer, Conversation(MULTI), max_length=4096, last_turn_only=True)
+    trained = tokenizer.decode([t for t, label in zip(row.input_ids, row.labels) if label != IGNORE_INDEX])
+    assert trained == "Ochre.<|im_end|>"
+
+
+def test_val_split_is_seeded_and_disjoint(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "a.jsonl", _rows(40))
+    data = DataConfig(train=[str(path)], max_length=64, val_split=0.1)
+    train, val = build_splits(tokenizer, data, "chat", seed=1)
+    assert len(train.rows) == 36 and len(val.rows) == 4
+    assert {r.where for r in train.rows}.isdisjoint({r.where for r in val.rows})
+    again = build_splits(tokenizer, data, "chat", seed=1)[1]
+    assert [r.where for r in again.rows] == [r.where for r in val.rows]
+    assert [r.where for r in build_splits(tokenizer, data, "chat", seed=2)[1].rows] != [r.where for r in val.rows]
+
+
+# --- packing and the data tools through the CLI ----------------------------------------------
+
+def test_packed_training_through_the_cli(tmp_path, tiny_model_dir):
+    path = write_jsonl(tmp_path / "a.jsonl", _rows(24))
+    config, out = _config(tmp_path, tiny_model_dir, path, "  packing: true\n  val_split: 0.25\n",
+                          "eval:\n  compare_base: true\n")
+    assert main(["train", str(config), "training.epochs=6", "data.max_length=128"]) == 0
+    manifest = json.loads((out / "tunesmith.json").read_text())
+    assert manifest["data"]["train_rows"] == 18 and manifest["data"]["packed_sequences"] < 18
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert losses[-1] < 0.6 * losses[0], losses
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["fine_tuned"]["val_loss"] < results["base"]["val_loss"]
+
+
+def test_packing_and_split_are_refused_for_preference_stages(tmp_path, tiny_model_dir, capsys):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
+    config, _ = _config(tmp_path, tiny_model_dir, path)
+    assert main(["train", str(config), "stage=dpo", "data.packing=true"]) == 2
+    assert "data.packing applies to stages sft and pt only, not `dpo`" in capsys.readouterr().err
+
+
+def test_stats_and_preview(tmp_path, default_model_dir, capsys):
+    path = write_jsonl(tmp_path / "a.jsonl", _rows(10))
+    png = tmp_path / "stats.png"
+    assert main(["data", "stats", str(path), "--model", str(default_model_dir), "--out", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert "train: 10 rows" in printed and "tokens per row: min" in printed
+    assert png.stat().st_size > 1000
+    numbers = json.loads(png.with_suffix(".json").read_text())
+    assert numbers["train"]["rows"] == 10 and numbers["train"]["sources"][str(path)]["rows"] == 10
+    assert numbers["train"]["length"]["p50"] <= numbers["train"]["length"]["max"]
+    assert main(["data", "preview", str(path), "--model", str(default_model_dir), "-n", "1", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert f"--- {path}:" in printed and "⟦Answer " in printed and ".<|im_end|>⟧" in printed
