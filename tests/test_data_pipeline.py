@@ -215,3 +215,75 @@ def test_stats_and_preview(tmp_path, default_model_dir, capsys):
     assert main(["data", "preview", str(path), "--model", str(default_model_dir), "-n", "1", "--seed", "3"]) == 0
     printed = capsys.readouterr().out
     assert f"--- {path}:" in printed and "⟦Answer " in printed and ".<|im_end|>⟧" in printed
+
+
+# --- registry and mixing -----------------------------------------------------------------------
+
+def test_registry_names_with_their_own_columns_and_weighted_mixing(tmp_path, tokenizer):
+    (tmp_path / "d").mkdir()
+    write_jsonl(tmp_path / "d" / "faq.jsonl", [{"q": f"Faq {i}?", "a": f"Faq answer {i}."} for i in range(10)])
+    write_jsonl(tmp_path / "d" / "chat.jsonl", [{"messages": [{"role": "user", "content": f"Hi {i}"},
+                                                              {"role": "assistant", "content": f"Hello {i}"}]} for i in range(40)])
+    registry = tmp_path / "d" / "datasets.yaml"
+    registry.write_text("faq:\n  path: faq.jsonl\n  format: alpaca\n  columns: {instruction: q, output: a}\n"
+                        "chat: chat.jsonl\n")
+    data = DataConfig(train=["faq", "chat"], registry=str(registry), weights=[1, 1], max_length=64)
+    train, _ = build_splits(tokenizer, data, "chat", seed=0)
+    sources = [r.where.split("/")[-1].split(":")[0] for r in train.rows]
+    assert len(train.rows) == 50 and sources.count("faq.jsonl") == 25 and sources.count("chat.jsonl") == 25
+    assert len({r.where for r in train.rows if "faq" in r.where}) == 10  # all 10 used, then repeated
+    again, _ = build_splits(tokenizer, data, "chat", seed=0)
+    assert [r.where for r in again.rows] == [r.where for r in train.rows]
+    plain, _ = build_splits(tokenizer, data.model_copy(update={"weights": None}), "chat", seed=0)
+    assert len(plain.rows) == 50
+    with pytest.raises(ConfigError, match=r"data.train\[1\]: `nope` is neither a file nor a dataset of .*datasets.yaml \(its datasets: chat, faq\)"):
+        build_splits(tokenizer, data.model_copy(update={"train": ["faq", "nope"]}), "chat", seed=0)
+    registry.write_text("faq:\n  path: faq.jsonl\n  colums: {}\n")
+    with pytest.raises(ConfigError, match=r"dataset `faq`: unknown key\(s\) colums"):
+        build_splits(tokenizer, data.model_copy(update={"train": ["faq"], "weights": None}), "chat", seed=0)
+
+
+def test_weights_must_match_train_entries(tmp_path, tiny_model_dir, capsys):
+    path = write_jsonl(tmp_path / "a.jsonl", _rows(4))
+    config, _ = _config(tmp_path, tiny_model_dir, path, "  weights: [1, 2]\n")
+    assert main(["train", str(config)]) == 2
+    assert "data.weights has 2 values for 1 data.train entries" in capsys.readouterr().err
+
+
+# --- cleaning ----------------------------------------------------------------------------------
+
+def test_clean_normalises_dedups_and_filters(tmp_path, default_model_dir, capsys):
+    base = "The archive of the Veltrano lab is in room seven, next to the old server hall and the library"
+    rows = [
+        {"instruction": "Where is the archive?", "output": base + "."},                     # 1 kept
+        {"instruction": "Where is the archive?", "output": base + "."},                     # 2 exact duplicate
+        {"instruction": "where is THE archive?", "output": base + ".  "},                   # 3 exact after normalising + casefold
+        {"instruction": "Where is the archive?", "output": base + ", on floor two."},       # 4 near duplicate
+        {"instruction": "Ｆｕｌｌｗｉｄｔｈ\u200b text?", "output": "Tabs\t\tand   spaces here, fine."},  # 5 kept, normalised
+        {"instruction": "Short?", "output": "No"},                                          # 6 too short
+        {"instruction": "Привет?", "output": "Здравствуйте, как дела у вас сегодня?"},     # 7 other script
+        {"instruction": "维特拉诺的咖啡角叫什么？", "output": "它叫青梧坊，在三楼东侧。"},        # 8 kept (zh)
+    ]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    out = tmp_path / "clean.jsonl"
+    args = ["data", "clean", str(path), "--out", str(out), "--model", str(default_model_dir),
+            "--set", "data.clean.min_chars=5", "--set", "data.clean.near_dup_threshold=0.5",
+            "--set", "data.clean.languages=[en, zh]"]
+    assert main(args) == 0
+    kept = [json.loads(line)["messages"] for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [m[-1]["content"] for m in kept] == [base + ".", "Tabs and spaces here, fine.", "它叫青梧坊，在三楼东侧。"]
+    assert kept[1][0]["content"] == "Fullwidth text?"
+    report = json.loads(out.with_suffix(".report.json").read_text())
+    assert report["removed"] == {"exact duplicate": 2, "near duplicate": 1, "too short": 1, "other language": 1}
+    assert report["rows"]["exact duplicate"] == [f"{path}:2: same as {path}:1", f"{path}:3: same as {path}:1"]
+    assert report["rows"]["too short"] == [f"{path}:6: 2 chars < clean.min_chars=5"]
+
+
+def test_clean_section_applies_before_training_and_lists_removed_rows(tmp_path, tokenizer):
+    rows = _rows(6) + _rows(2)
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    data = DataConfig(max_length=64, clean={"near_dup_threshold": None})
+    built = build_set(tokenizer, [str(path)], data)
+    assert len(built.rows) == 6
+    assert built.rejects.dropped == [{"where": f"{path}:7", "reason": f"clean: exact duplicate (same as {path}:1)"},
+                                     {"where": f"{path}:8", "reason": f"clean: exact duplicate (same as {path}:2)"}]

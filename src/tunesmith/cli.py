@@ -3,7 +3,7 @@
     tunesmith train CONFIG.yaml [key=value ...]   fine-tune (and compare with the base model)
     tunesmith eval CONFIG.yaml [--model REF]      loss/perplexity and QA accuracy -> JSON
     tunesmith chat --model REF                    streaming terminal chat
-    tunesmith data check|stats|preview CONFIG_OR_FILES   validate / describe / show the training data
+    tunesmith data check|stats|preview|clean CONFIG_OR_FILES   validate / describe / show / clean data
 
 Errors caused by input (config, data, missing model) print one clear message and exit with 2.
 """
@@ -163,6 +163,37 @@ def cmd_data_stats(args) -> int:
     return 0
 
 
+def cmd_data_clean(args) -> int:
+    from tunesmith.config.schema import CleanConfig
+    from tunesmith.data.clean import clean_conversations, clean_documents
+    from tunesmith.data.formats import load_conversations
+    from tunesmith.data.sources import resolve_sources
+    from tunesmith.data.text import load_documents
+
+    cfg = _data_config(args)
+    options = cfg.data.clean or CleanConfig()
+    items = []
+    for source in resolve_sources(cfg.data.train, cfg.data.registry, "train"):
+        columns, fmt = source.columns or cfg.data.columns, source.format or cfg.data.format
+        if cfg.stage == "pt":
+            items += load_documents(source.paths, columns)
+        else:
+            items += load_conversations(source.paths, fmt, source.system, columns)
+    if cfg.stage == "pt":
+        kept, report = clean_documents(items, options)
+        lines = [json.dumps({"text": text}, ensure_ascii=False) for _, text in kept]
+    else:
+        kept, report = clean_conversations(items, options)
+        lines = [json.dumps({"messages": c.messages}, ensure_ascii=False) for c in kept]
+    out = Path(args.out)
+    scratch = out.with_name(f".{out.name}.tmp")
+    scratch.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    scratch.replace(out)  # never a half-written output under the real name
+    out.with_suffix(".report.json").write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    print(f"{report.summary()}\nwrote {out} ({len(lines)} rows) and {out.with_suffix('.report.json')}")
+    return 0
+
+
 def cmd_data_preview(args) -> int:
     import random
 
@@ -241,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     data_inputs(stats)
     stats.add_argument("--out", default="data_stats.png", help="Histogram PNG (numbers go beside it as .json).")
     stats.set_defaults(func=cmd_data_stats)
+    clean = data_verbs.add_parser("clean", help="Normalise, dedup (exact + MinHash), filter; write a cleaned JSONL and a report.")
+    data_inputs(clean)
+    clean.add_argument("--out", required=True, help="Cleaned JSONL (messages rows, or text rows for --stage pt).")
+    clean.set_defaults(func=cmd_data_clean)
     preview = data_verbs.add_parser("preview", help="Show rendered rows with the trained tokens marked.")
     data_inputs(preview)
     preview.add_argument("-n", type=int, default=2, help="Rows to show.")

@@ -50,6 +50,23 @@ class ModelConfig(Section):
     trust_remote_code: bool = Field(False, description="Allow custom model code from the hub.")
 
 
+class CleanConfig(Section):
+    normalise: bool = Field(True, description="Unicode NFKC, control characters removed, runs of spaces collapsed.")
+    dedup: bool = Field(True, description="Drop rows whose normalised text is identical to an earlier row.")
+    near_dup_threshold: float | None = Field(
+        0.9, gt=0, le=1,
+        description="Drop rows whose MinHash-estimated Jaccard similarity (word 3-grams; character 4-grams for "
+        "CJK) to an earlier row is at least this; null turns near-dedup off.",
+    )
+    num_perm: int = Field(128, ge=16, description="MinHash permutations (more: more exact, slower).")
+    min_chars: int = Field(1, ge=0, description="Drop rows whose reply (or document) is shorter than this.")
+    max_chars: int | None = Field(None, gt=0, description="Drop rows whose reply (or document) is longer than this.")
+    languages: list[str] = Field(
+        default_factory=list,
+        description="Keep rows mostly written in these languages' scripts (e.g. [en, zh]); cheap script check, empty = all.",
+    )
+
+
 class DataConfig(Section):
     train: list[str] = Field(
         default_factory=list,
@@ -58,6 +75,16 @@ class DataConfig(Section):
     )
     validation: list[str] = Field(
         default_factory=list, description="Validation files (same formats) for eval loss/perplexity."
+    )
+    registry: str | None = Field(
+        None,
+        description="YAML file of named datasets ({name: {path, format, columns, system}}); train and "
+        "validation entries may then be names instead of paths.",
+    )
+    weights: list[float] | None = Field(
+        None,
+        description="Mixing ratios, one per data.train entry: source i makes up weight_i/sum of the mixed "
+        "training set (small sources are repeated, large ones sampled; seeded).",
     )
     format: Literal["auto", "alpaca", "messages", "sharegpt"] = Field(
         "auto", description="Row format; auto detects it per row from the keys present."
@@ -85,7 +112,7 @@ class DataConfig(Section):
     )
     train_on_prompt: bool = Field(False, description="Also train on system/user tokens (default: assistant turns only).")
     last_turn_only: bool = Field(False, description="Train only the last assistant turn of each conversation.")
-    max_samples: int | None = Field(None, gt=0, description="Use at most this many training rows (for quick trials).")
+    max_samples: int | None = Field(None, gt=0, description="Use at most this many rows of each training source (for quick trials).")
     val_split: float = Field(
         0.0, ge=0, lt=0.5,
         description="With no validation files: hold out this fraction of the training rows (seeded by training.seed).",
@@ -103,9 +130,22 @@ class DataConfig(Section):
         description="Pack several rows into each max_length sequence (per-row position ids, no attention across "
         "rows, no padding waste); batch_size then counts packs.",
     )
+    clean: CleanConfig | None = Field(
+        None, description="Clean rows before tokenising: normalise, dedup, MinHash near-dedup, length and script "
+        "filters (removed rows are listed in rejects.jsonl)."
+    )
     cache: bool = Field(
         True, description="Reuse tokenised data from the cache (CACHE/tokenized) when files, tokenizer and options are unchanged."
     )
+
+    @model_validator(mode="after")
+    def _weights_match_sources(self):
+        if self.weights is not None:
+            if len(self.weights) != len(self.train):
+                raise ValueError(f"data.weights has {len(self.weights)} values for {len(self.train)} data.train entries")
+            if any(w < 0 for w in self.weights) or not sum(self.weights) > 0:
+                raise ValueError("data.weights must be non-negative with a positive sum")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -193,6 +233,7 @@ class TunesmithConfig(Section):
     overwrite_output: bool = Field(False, description="Replace an existing finished output_dir.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Base model.")
     data: DataConfig = Field(default_factory=DataConfig, description="Training and validation data.")
+
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Options of method lora.")
     freeze: FreezeConfig = Field(default_factory=FreezeConfig, description="Options of method freeze.")
     dpo: DpoConfig = Field(default_factory=DpoConfig, description="Options of stage dpo.")

@@ -5,7 +5,8 @@
 `kind` is "chat" (sft: conversations with masked prompts) or "text" (pt: raw documents cut into
 blocks). Rows that are invalid follow `data.on_error` (fail, or skip into a rejects list);
 over-length rows follow `data.overlength`. With `data.val_split` and no validation files, a
-seeded fraction of the training rows is held out.
+seeded fraction of the training rows is held out. Entries of `data.train` may be registry names
+and are mixed by `data.weights` (see `sources.py`); `max_samples` applies to each source.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tunesmith.config.schema import DataConfig
 from tunesmith.data import cache
+from tunesmith.data.clean import clean_conversations, clean_documents
 from tunesmith.data.formats import Rejects, load_conversations
 from tunesmith.data.packing import pack_rows
 from tunesmith.data.readers import data_files
+from tunesmith.data.sources import mix, resolve_sources
 from tunesmith.data.text import load_documents, tokenize_documents
 from tunesmith.data.tokenize import MaskOptions, TokenizedRow, tokenize_all
 from tunesmith.errors import DataError
@@ -63,13 +67,26 @@ def fingerprint(paths: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+def _cleaned(result, rejects: Rejects):
+    kept, report = result
+    for reason, examples in report.removed_rows.items():
+        for where, detail in examples:
+            rejects.drop(where, f"clean: {reason}" + (f" ({detail})" if detail else ""))
+    log.info("clean: %s", report.summary())
+    return kept
+
+
 def _tokenize(tokenizer, paths: list[str], data: DataConfig, kind: str, max_samples: int | None, rejects: Rejects):
     if kind == "text":
         documents = load_documents(paths, data.columns, rejects)
+        if data.clean:
+            documents = _cleaned(clean_documents(documents, data.clean), rejects)
         if max_samples:
             documents = documents[:max_samples]
         return tokenize_documents(tokenizer, documents, data.max_length)
     conversations = load_conversations(paths, data.format, data.system, data.columns, rejects)
+    if data.clean:
+        conversations = _cleaned(clean_conversations(conversations, data.clean), rejects)
     if max_samples:
         conversations = conversations[:max_samples]
     rows = tokenize_all(tokenizer, conversations, MaskOptions.of(data), rejects)
@@ -83,7 +100,8 @@ def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | 
     fp = fingerprint(paths)
     key = cache.cache_key(kind=kind, data=fp, tokenizer=cache.tokenizer_fingerprint(tokenizer), max_samples=max_samples,
                           options=data.model_dump(include={"format", "columns", "system", "max_length", "train_on_prompt",
-                                                            "last_turn_only", "overlength", "on_error", "max_reject_fraction"}))
+                                                            "last_turn_only", "overlength", "on_error", "max_reject_fraction",
+                                                            "clean"}))
     hit = _MEMO.get(key) or (cache.load_cached(cache_root, key) if (data.cache and cache_root) else None)
     if hit is not None:
         rows, meta = hit
@@ -122,12 +140,37 @@ def split_off(rows: list[TokenizedRow], fraction: float, seed: int) -> tuple[lis
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
+def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, cache_root: Path | None,
+                  max_samples: int | None = None, weights: list[float] | None = None) -> TokenizedSet:
+    """Tokenise each source of `data.<key>` with its own format/columns (cached per source), then mix."""
+    sources = resolve_sources(getattr(data, key), data.registry, key)
+    parts = []
+    for source in sources:
+        options = data.model_copy(update={
+            "format": source.format or data.format,
+            "columns": source.columns or data.columns,
+            "system": source.system if source.system is not None else data.system,
+        })
+        parts.append(build_set(tokenizer, source.paths, options, max_samples, kind, cache_root))
+    if len(parts) == 1 and not weights:
+        return parts[0]
+    tagged = mix([[(i, r) for r in p.rows] for i, p in enumerate(parts)], weights, seed)
+    rows = [r for _, r in tagged]
+    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction,
+                      [e for p in parts for e in p.rejects.entries], [d for p in parts for d in p.rejects.dropped])
+    fp = hashlib.sha256("".join(p.fingerprint for p in parts).encode() + repr(weights).encode()).hexdigest()[:16]
+    counts = Counter(i for i, _ in tagged)
+    log.info("data.%s mixed: %s", key, ", ".join(f"{s.name}: {counts[i]} of {len(parts[i].rows)} rows"
+                                                for i, s in enumerate(sources)))
+    return TokenizedSet(rows, fp, rejects, all(p.from_cache for p in parts))
+
+
 def build_splits(tokenizer, data: DataConfig, kind: str, seed: int,
                  cache_root: Path | None = None) -> tuple[TokenizedSet, TokenizedSet | None]:
     """The training set and the validation set (its files, a `val_split` of training, or None)."""
-    train = build_set(tokenizer, data.train, data, data.max_samples, kind, cache_root)
+    train = build_sources(tokenizer, data, "train", kind, seed, cache_root, data.max_samples, data.weights)
     if data.validation:
-        return train, build_set(tokenizer, data.validation, data, None, kind, cache_root)
+        return train, build_sources(tokenizer, data, "validation", kind, seed, cache_root)
     if data.val_split:
         kept, held = split_off(train.rows, data.val_split, seed)
         return (TokenizedSet(kept, train.fingerprint, train.rejects, train.from_cache),

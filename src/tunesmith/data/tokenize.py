@@ -73,42 +73,62 @@ def assistant_spans(tokenizer, messages: list[dict[str, str]], where: str = "") 
     return text, spans
 
 
+def _labels(ids: list[int], offsets, spans: list[tuple[int, int]], train_on_prompt: bool) -> list[int]:
+    """A token is trained when it lies inside an assistant span (spans and offsets both ascend)."""
+    if train_on_prompt:
+        return list(ids)
+    labels, k = [], 0
+    for token, (start, end) in zip(ids, offsets):
+        while k < len(spans) and start >= spans[k][1]:
+            k += 1
+        inside = k < len(spans) and start >= spans[k][0] and end <= spans[k][1] and end > start
+        labels.append(token if inside else IGNORE_INDEX)
+    return labels
+
+
 def tokenize_conversation(tokenizer, conversation: Conversation, max_length: int = 1024,
                           train_on_prompt: bool = False, last_turn_only: bool = False) -> TokenizedRow:
-    """All tokens of the conversation (not truncated) with labels; see `limit` for max_length."""
-    text, spans = assistant_spans(tokenizer, conversation.messages, conversation.where)
-    if last_turn_only:
-        spans = spans[-1:]
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-    labels = []
-    for token, (start, end) in zip(ids, offsets):
-        inside = any(start >= s and end <= e and end > start for s, e in spans)
-        labels.append(token if (inside or train_on_prompt) else IGNORE_INDEX)
-    return TokenizedRow(ids[:max_length], labels[:max_length], conversation.where)
+    """The conversation's tokens with labels, cut at max_length (`tokenize_all` applies the policy)."""
+    return _tokenize_batch(tokenizer, [conversation], train_on_prompt, last_turn_only, max_length)[0]
+
+
+def _tokenize_batch(tokenizer, conversations: list[Conversation], train_on_prompt: bool, last_turn_only: bool,
+                    max_length: int | None = None) -> list[TokenizedRow]:
+    rendered = []
+    for conversation in conversations:
+        text, spans = assistant_spans(tokenizer, conversation.messages, conversation.where)
+        rendered.append((text, spans[-1:] if last_turn_only else spans))
+    # one call for the whole batch: the fast tokenizer encodes it in parallel
+    encoded = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
+    rows = []
+    for conversation, (_, spans), ids, offsets in zip(conversations, rendered, encoded["input_ids"], encoded["offset_mapping"]):
+        labels = _labels(ids, offsets, spans, train_on_prompt)
+        rows.append(TokenizedRow(ids[:max_length], labels[:max_length], conversation.where))
+    return rows
 
 
 def tokenize_all(tokenizer, conversations: list[Conversation], options: MaskOptions,
-                 rejects: Rejects | None = None) -> list[TokenizedRow]:
+                 rejects: Rejects | None = None, batch: int = 512) -> list[TokenizedRow]:
     """Tokenise every conversation under `options`; over-length and untrainable rows go to `rejects`
     (errors for `overlength: error`, dropped rows otherwise). Raises if a row is invalid under the
     default policy."""
     rejects = rejects if rejects is not None else Rejects()
     rows = []
-    for conversation in conversations:
-        full = tokenize_conversation(tokenizer, conversation, 1 << 30, options.train_on_prompt, options.last_turn_only)
-        n = len(full.input_ids)
-        if n > options.max_length:
-            if options.overlength == "error":
-                rejects.add(conversation.where, "row", f"{n} tokens, longer than data.max_length={options.max_length} "
-                            "(data.overlength: error; use truncate or drop, or raise max_length)")
+    for first in range(0, len(conversations), batch):
+        chunk = conversations[first : first + batch]
+        for conversation, full in zip(chunk, _tokenize_batch(tokenizer, chunk, options.train_on_prompt, options.last_turn_only)):
+            n = len(full.input_ids)
+            if n > options.max_length:
+                if options.overlength == "error":
+                    rejects.add(conversation.where, "row", f"{n} tokens, longer than data.max_length={options.max_length} "
+                                "(data.overlength: error; use truncate or drop, or raise max_length)")
+                    continue
+                if options.overlength == "drop":
+                    rejects.drop(conversation.where, f"{n} tokens > data.max_length={options.max_length} (overlength: drop)")
+                    continue
+            row = TokenizedRow(full.input_ids[: options.max_length], full.labels[: options.max_length], conversation.where)
+            if row.trained_tokens == 0:
+                rejects.drop(conversation.where, f"no trained token left after truncation to {options.max_length} tokens")
                 continue
-            if options.overlength == "drop":
-                rejects.drop(conversation.where, f"{n} tokens > data.max_length={options.max_length} (overlength: drop)")
-                continue
-        row = TokenizedRow(full.input_ids[: options.max_length], full.labels[: options.max_length], conversation.where)
-        if row.trained_tokens == 0:
-            rejects.drop(conversation.where, f"no trained token left after truncation to {options.max_length} tokens")
-            continue
-        rows.append(row)
+            rows.append(row)
     return rows

@@ -29,7 +29,7 @@ def check_stage(cfg: TunesmithConfig) -> None:
     if not cfg.data.train:
         raise ConfigError("data.train: no training files given; set data.train in the config or data.train=PATH")
     token_stages = ("sft", "pt")
-    for key in ("packing", "val_split"):
+    for key in ("packing", "val_split", "weights", "registry"):
         if getattr(cfg.data, key) and cfg.stage not in token_stages:
             raise ConfigError(f"data.{key} applies to stages {' and '.join(token_stages)} only, not `{cfg.stage}`")
     module, _ = REGISTRY[cfg.stage]

@@ -1,0 +1,165 @@
+"""Cleaning: normalise text, drop exact and near duplicates, filter by length and script.
+
+Used by the `clean:` config section (applied before tokenisation, so the tokenised cache keys on
+it) and by `tunesmith data clean`. Each step counts what it removed and why:
+
+- normalise: Unicode NFKC (CJK full-width punctuation kept), control characters removed (newlines and tabs kept), runs of spaces
+  collapsed, trailing spaces trimmed — in every message.
+- exact dedup: rows whose normalised text (all turns, case-folded) is identical; the first stays.
+- near dedup: MinHash LSH (datasketch) on word 3-grams, or character 4-grams for text without
+  spaces (Chinese/Japanese); a row whose estimated Jaccard similarity to an earlier kept row is at
+  least `near_dup_threshold` is removed.
+- length: rows whose assistant text (or document) has fewer than `min_chars` / more than
+  `max_chars` characters.
+- script: with `languages`, rows whose letters are mostly outside those scripts (latin, cjk,
+  cyrillic, arabic, ...) are removed — a cheap filter, not a language identifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tunesmith.config.schema import CleanConfig
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200e\u200f\ufeff]")
+_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+
+
+# Full-width punctuation (，！？：；（）) is how Chinese and Japanese are written: NFKC would turn it
+# into ASCII, so it is kept as is; full-width letters and digits still become ASCII.
+_FULLWIDTH_PUNCT = re.compile(r"([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65])")
+
+
+def normalise(text: str) -> str:
+    text = "".join(part if _FULLWIDTH_PUNCT.fullmatch(part) else unicodedata.normalize("NFKC", part)
+                   for part in _FULLWIDTH_PUNCT.split(text))
+    text = _CONTROL.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(_SPACES.sub(" ", line).rstrip() for line in text.split("\n"))
+    return text.strip()
+
+
+def script_of(ch: str) -> str | None:
+    if not ch.isalpha():
+        return None
+    code = ord(ch)
+    if code < 0x250 or 0x1E00 <= code < 0x1F00:
+        return "latin"
+    if 0x4E00 <= code < 0xA000 or 0x3400 <= code < 0x4DC0 or 0x3040 <= code < 0x3100 or 0xAC00 <= code < 0xD7B0:
+        return "cjk"
+    if 0x400 <= code < 0x530:
+        return "cyrillic"
+    if 0x600 <= code < 0x700:
+        return "arabic"
+    if 0x370 <= code < 0x400:
+        return "greek"
+    if 0x900 <= code < 0x980:
+        return "devanagari"
+    return "other"
+
+
+LANGUAGE_SCRIPTS = {"en": "latin", "fr": "latin", "de": "latin", "es": "latin", "it": "latin", "pt": "latin",
+                    "zh": "cjk", "ja": "cjk", "ko": "cjk", "ru": "cyrillic", "uk": "cyrillic", "ar": "arabic",
+                    "el": "greek", "hi": "devanagari"}
+
+
+def _shingles(text: str) -> set[str]:
+    words = text.lower().split()
+    if len(words) >= 3 and len(words) * 3 > len(text) / 4:  # space-separated language
+        return {" ".join(words[i : i + 3]) for i in range(len(words) - 2)}
+    compact = re.sub(r"\s+", "", text.lower())
+    return {compact[i : i + 4] for i in range(max(1, len(compact) - 3))}
+
+
+@dataclass
+class CleanReport:
+    kept: int = 0
+    removed: Counter = field(default_factory=Counter)
+    removed_rows: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    changed_text: int = 0
+
+    def note(self, reason: str, where: str, detail: str = "") -> None:
+        self.removed[reason] += 1
+        self.removed_rows.setdefault(reason, []).append((where, detail))
+
+    def as_dict(self) -> dict:
+        return {"kept": self.kept, "removed": dict(self.removed), "normalised_rows": self.changed_text,
+                "rows": {reason: [f"{w}: {d}" for w, d in rows] for reason, rows in self.removed_rows.items()}}
+
+    def summary(self) -> str:
+        removed = ", ".join(f"{n} {reason}" for reason, n in self.removed.most_common()) or "nothing"
+        return f"kept {self.kept} rows; removed {removed}; {self.changed_text} rows had text normalised"
+
+
+def clean_items(items: list, texts, replace, where, options: CleanConfig) -> tuple[list, CleanReport]:
+    """Generic cleaning over items (conversations or documents).
+
+    texts(item) -> list of strings (all text, for dedup); replace(item, fn) -> item with every string
+    mapped by fn; where(item) -> location; length text = texts(item)[-1] (the reply or document).
+    """
+    report = CleanReport()
+    seen: dict[str, str] = {}
+    lsh = None
+    if options.near_dup_threshold is not None:
+        from datasketch import MinHash, MinHashLSH
+
+        lsh = MinHashLSH(threshold=options.near_dup_threshold, num_perm=options.num_perm)
+    kept = []
+    wanted = {LANGUAGE_SCRIPTS.get(lang, lang) for lang in options.languages}
+    for index, item in enumerate(items):
+        if options.normalise:
+            cleaned = replace(item, normalise)
+            report.changed_text += texts(cleaned) != texts(item)
+            item = cleaned
+        parts = texts(item)
+        body = parts[-1]
+        if len(body) < options.min_chars:
+            report.note("too short", where(item), f"{len(body)} chars < clean.min_chars={options.min_chars}")
+            continue
+        if options.max_chars and len(body) > options.max_chars:
+            report.note("too long", where(item), f"{len(body)} chars > clean.max_chars={options.max_chars}")
+            continue
+        if wanted:
+            scripts = Counter(s for s in map(script_of, "".join(parts)) if s)
+            total = sum(scripts.values())
+            if total and sum(scripts[s] for s in wanted) / total < 0.5:
+                main = scripts.most_common(1)[0][0]
+                report.note("other language", where(item), f"mostly {main} script")
+                continue
+        full = "\n".join(parts).casefold()
+        if options.dedup:
+            digest = hashlib.sha1(full.encode()).hexdigest()
+            if digest in seen:
+                report.note("exact duplicate", where(item), f"same as {seen[digest]}")
+                continue
+            seen[digest] = where(item)
+        if lsh is not None:
+            minhash = MinHash(num_perm=options.num_perm)
+            minhash.update_batch([shingle.encode() for shingle in _shingles(full)])
+            similar = lsh.query(minhash)
+            if similar:
+                report.note("near duplicate", where(item), f"similar to {similar[0]}")
+                continue
+            lsh.insert(f"{where(item) or index}#{index}", minhash)
+        kept.append(item)
+    report.kept = len(kept)
+    return kept, report
+
+
+def clean_conversations(conversations, options: CleanConfig):
+    from dataclasses import replace as dc_replace
+
+    def texts(c):
+        return [m["content"] for m in c.messages]
+
+    def replace(c, fn):
+        return dc_replace(c, messages=[{**m, "content": fn(m["content"])} for m in c.messages])
+
+    return clean_items(conversations, texts, replace, lambda c: c.where, options)
+
+
+def clean_documents(documents: list[tuple[str, str]], options: CleanConfig):
+    return clean_items(documents, lambda d: [d[1]], lambda d, fn: (d[0], fn(d[1])), lambda d: d[0], options)
