@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except TunesmithError as exc:
         print(f"tunesmith: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print("tunesmith: interrupted", file=sys.stderr)
         return 130

@@ -24,3 +24,9 @@ class ModelError(TunesmithError):
 
 class OutputError(TunesmithError):
     """An output folder is missing, incomplete or would be overwritten."""
+
+
+class TrainingStopped(TunesmithError):
+    """Training stopped on a signal after saving a checkpoint; `training.resume=auto` goes on."""
+
+    exit_code = 3

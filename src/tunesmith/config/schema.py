@@ -197,6 +197,20 @@ class TrainingConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     group_by_length: bool = Field(True, description="Batch rows of similar length together (less padding).")
     num_threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    save_steps: int = Field(
+        0, ge=0,
+        description="Save a checkpoint (weights, optimiser, scheduler, RNG, data position; manifest last) every N "
+        "steps into OUTPUT.partial/checkpoint-N; 0 = only on SIGTERM/SIGUSR1.",
+    )
+    save_total_limit: int | None = Field(
+        2, gt=0, description="Keep the newest N checkpoints (older ones are deleted only after a new one is committed)."
+    )
+    resume: str | None = Field(
+        None,
+        description="Resume an interrupted run: auto (the newest checkpoint that verifies in OUTPUT.partial) or a "
+        "checkpoint folder. A changed config or dataset is refused unless resume_changed is true.",
+    )
+    resume_changed: bool = Field(False, description="Resume even though the config or training data changed.")
 
 
 class DpoConfig(Section):

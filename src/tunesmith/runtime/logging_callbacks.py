@@ -15,9 +15,15 @@ class MetricsLogger(TrainerCallback):
     NaN and inf are written as strings ("nan", "inf") so they are never hidden or dropped.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, resume_step: int | None = None):
+        """With `resume_step`, records of an interrupted run up to that step are kept (later
+        ones were not part of the checkpoint the run resumes from); otherwise the file starts empty."""
         self.path = Path(folder) / "metrics.jsonl"
         self.records: list[dict] = []
+        if resume_step is not None and self.path.is_file():
+            old = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+            self.records = [r for r in old if r.get("step", 0) <= resume_step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not logs or not state.is_world_process_zero:

@@ -26,13 +26,19 @@ class OutputFolder:
                 f"{self.final}: output folder exists; choose another output_dir or set overwrite_output=true"
             )
 
-    def open(self) -> Path:
-        if self.partial.exists():
-            shutil.rmtree(self.partial)  # leftovers of a crashed run are never reused as results
-        self.partial.mkdir(parents=True)
+    def open(self, resume: bool = False) -> Path:
+        """The work folder. Leftovers of a crashed run are removed, unless resuming from them
+        (they are still never taken for a result: only `commit` makes a result)."""
+        if self.partial.exists() and not resume:
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True, exist_ok=True)
         return self.partial
 
     def commit(self, manifest: dict) -> Path:
+        from tunesmith.runtime.checkpoints import checkpoints
+
+        for _, path in checkpoints(self.partial):  # the final weights are saved; resume points are not kept
+            shutil.rmtree(path)
         manifest = {**manifest, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         tmp = self.partial / (RUN_MANIFEST + ".tmp")
         tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False))

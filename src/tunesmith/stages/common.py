@@ -13,10 +13,11 @@ from transformers import TrainingArguments
 from tunesmith import __version__
 from tunesmith.config import TunesmithConfig, config_hash, dump_config
 from tunesmith.data.templates import apply_template
-from tunesmith.errors import ConfigError
+from tunesmith.errors import ConfigError, TrainingStopped
 from tunesmith.methods import apply_method
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
+from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.outputs import OutputFolder
 from tunesmith.runtime.peak_memory import PeakMemory
@@ -53,7 +54,9 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         logging_first_step=True,
         logging_nan_inf_filter=False,  # a NaN loss is shown, never hidden
         eval_strategy="epoch" if has_eval else "no",
-        save_strategy="no",
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        save_total_limit=None,  # rotation is CheckpointGuard's, after the new manifest is committed
         report_to="none",
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -183,14 +186,34 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
                    data: dict, rejects=None) -> RunResult:
     """Open the output, train with `make_trainer(work, callbacks)`, evaluate, save and commit.
 
+    Checkpoints carry a manifest written last; `training.resume` continues from one. A SIGTERM or
+    SIGUSR1 saves a checkpoint and raises TrainingStopped (the folder stays .partial).
     `rejects` (a data.formats.Rejects) is written to rejects.jsonl when rows were left out."""
-    work = setup.output.open()
+    t = cfg.training
+    work = setup.output.open(resume=t.resume is not None)
     if rejects is not None and (rejects.entries or rejects.dropped):
         rejects.write(work / "rejects.jsonl")
-    metrics = MetricsLogger(work)
-    trainer = make_trainer(work, [metrics])
+    identity = {"config_hash": resume_identity(cfg), "data_fingerprint": data.get("train_fingerprint"),
+                "versions": library_versions()}
+    checkpoint = choose_resume(t.resume, work, identity, t.resume_changed) if t.resume else None
+    resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
+    if checkpoint:
+        print(f"[tunesmith] resuming from {checkpoint}", flush=True)
+    metrics = MetricsLogger(work, resume_step if checkpoint else None)
+    stopper = StopOnSignal()
+    trainer = make_trainer(work, [metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper])
     with PeakMemory() as memory:
-        train_metrics = dict(trainer.train().metrics)
+        train_metrics = dict(trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics)
+    if stopper.stopped_at is not None:
+        raise TrainingStopped(f"stopped by {stopper.received} at step {stopper.stopped_at}; checkpoint saved in "
+                              f"{work}/checkpoint-{stopper.stopped_at}. Continue with: tunesmith train CONFIG "
+                              f"training.resume=auto")
     if has_eval:
         train_metrics.update(trainer.evaluate())
     return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb)
+
+
+def resume_identity(cfg: TunesmithConfig) -> str:
+    """The config hash a checkpoint must match: everything but the resume keys themselves."""
+    training = cfg.training.model_copy(update={"resume": None, "resume_changed": False})
+    return config_hash(cfg.model_copy(update={"training": training, "overwrite_output": False}))
