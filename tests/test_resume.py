@@ -127,3 +127,19 @@ def test_resume_of_a_missing_checkpoint_path_is_refused(tmp_path, tiny_model_dir
     config = write_config(tmp_path / "d.yaml", text.replace("MODEL", str(tiny_model_dir)))
     assert main(["train", str(config), f"training.resume={tmp_path / 'nowhere'}"]) == 2
     assert "is not a complete checkpoint (missing or failing checkpoint.json)" in capsys.readouterr().err
+
+
+def test_gradient_accumulation_is_token_weighted(tmp_path, tiny_model_dir):
+    """batch 8 x accumulation 1 and batch 2 x accumulation 4 take the same optimiser step on rows
+    of very different lengths: same first loss, same gradient norm, same loss after the step."""
+    data = _data(tmp_path)
+    logs = {}
+    for batch, accum in ((8, 1), (2, 4)):
+        text, out = _config(tmp_path, f"b{batch}", data)
+        text = text.replace("method: lora", "method: full").replace("max_steps: 12", "max_steps: 2")
+        text = text.replace("batch_size: 2", f"batch_size: {batch}").replace("gradient_accumulation: 2", f"gradient_accumulation: {accum}")
+        assert main(["train", str(write_config(tmp_path / f"g{batch}.yaml", text.replace("MODEL", str(tiny_model_dir))))]) == 0
+        logs[batch] = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    a, b = logs[8], logs[2]
+    assert abs(a[0]["loss"] - b[0]["loss"]) < 1e-5 and abs(a[1]["loss"] - b[1]["loss"]) < 1e-5, (a, b)
+    assert abs(a[0]["grad_norm"] - b[0]["grad_norm"]) < 1e-4 * a[0]["grad_norm"], (a[0], b[0])
