@@ -38,8 +38,15 @@ def cmd_train(args) -> int:
     from tunesmith.eval.qa import load_qa
     from tunesmith.stages import check_stage, run_stage
 
+    from tunesmith.runtime import launch
+
     cfg = load_config(args.config, args.overrides)
     check_stage(cfg)  # every input is read and validated before any model is loaded
+    if launch.under_launcher():  # a training process of a multi-process run: train only
+        result = run_stage(cfg)
+        if launch.rank() == 0:
+            print(f"[tunesmith] saved to {result.output_dir}", flush=True)
+        return 0
     if cfg.eval.qa:
         load_qa(cfg.eval.qa)
     measure = bool(cfg.eval.qa or cfg.data.validation or cfg.data.val_split)
@@ -48,18 +55,26 @@ def cmd_train(args) -> int:
     if measure and cfg.eval.compare_base:
         print("[tunesmith] measuring the base model before training ...", flush=True)
         before = evaluate_model(cfg, cfg.model.name_or_path)
-    result = run_stage(cfg)
-    print(f"[tunesmith] saved to {result.output_dir}", flush=True)
+    if cfg.training.nproc > 1:
+        code = launch.launch_workers(cfg.training.nproc, args.config, args.overrides)
+        if code != 0:
+            print(f"tunesmith: error: the training processes failed (exit status {code}); see their messages above",
+                  file=sys.stderr)
+            return code if code in (2, 3) else 1
+        output_dir = Path(cfg.output_dir)
+    else:
+        output_dir = run_stage(cfg).output_dir
+        print(f"[tunesmith] saved to {output_dir}", flush=True)
     if not measure:
         return 0
     print("[tunesmith] measuring the fine-tuned model ...", flush=True)
-    after = evaluate_model(cfg, str(result.output_dir))
+    after = evaluate_model(cfg, str(output_dir))
     report = {"base": before, "fine_tuned": after}
-    (result.output_dir / "eval_results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     if before is not None:
         print("\n" + compare_table(before, after) + "\n")
-    print(f"[tunesmith] results in {result.output_dir}/eval_results.json; chat with: "
-          f"tunesmith chat --model {result.output_dir}")
+    print(f"[tunesmith] results in {output_dir}/eval_results.json; chat with: "
+          f"tunesmith chat --model {output_dir}")
     return 0
 
 

@@ -197,6 +197,11 @@ class TrainingConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     group_by_length: bool = Field(True, description="Batch rows of similar length together (less padding).")
     num_threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    nproc: int = Field(
+        1, ge=1,
+        description="Training processes on this machine: >1 launches them through torchrun (DDP; gloo on CPU, "
+        "nccl on GPUs). batch_size is per process.",
+    )
     save_steps: int = Field(
         0, ge=0,
         description="Save a checkpoint (weights, optimiser, scheduler, RNG, data position; manifest last) every N "

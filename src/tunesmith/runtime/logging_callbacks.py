@@ -15,11 +15,13 @@ class MetricsLogger(TrainerCallback):
     NaN and inf are written as strings ("nan", "inf") so they are never hidden or dropped.
     """
 
-    def __init__(self, folder: Path, resume_step: int | None = None):
+    def __init__(self, folder: Path, resume_step: int | None = None, write: bool = True):
         """With `resume_step`, records of an interrupted run up to that step are kept (later
         ones were not part of the checkpoint the run resumes from); otherwise the file starts empty."""
         self.path = Path(folder) / "metrics.jsonl"
         self.records: list[dict] = []
+        if not write:  # another process of a multi-process run writes the file
+            return
         if resume_step is not None and self.path.is_file():
             old = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
             self.records = [r for r in old if r.get("step", 0) <= resume_step]

@@ -17,6 +17,7 @@ from tunesmith.errors import ConfigError, TrainingStopped
 from tunesmith.methods import apply_method
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
+from tunesmith.runtime import launch
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.outputs import OutputFolder
@@ -190,8 +191,9 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     SIGUSR1 saves a checkpoint and raises TrainingStopped (the folder stays .partial).
     `rejects` (a data.formats.Rejects) is written to rejects.jsonl when rows were left out."""
     t = cfg.training
-    work = setup.output.open(resume=t.resume is not None)
-    if rejects is not None and (rejects.entries or rejects.dropped):
+    main_process = launch.rank() == 0  # with several processes only rank 0 writes the output
+    work = setup.output.open(resume=t.resume is not None) if main_process else setup.output.partial
+    if main_process and rejects is not None and (rejects.entries or rejects.dropped):
         rejects.write(work / "rejects.jsonl")
     identity = {"config_hash": resume_identity(cfg), "data_fingerprint": data.get("train_fingerprint"),
                 "versions": library_versions()}
@@ -199,7 +201,7 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
     if checkpoint:
         print(f"[tunesmith] resuming from {checkpoint}", flush=True)
-    metrics = MetricsLogger(work, resume_step if checkpoint else None)
+    metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process)
     stopper = StopOnSignal()
     trainer = make_trainer(work, [metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper])
     with PeakMemory() as memory:
@@ -210,6 +212,8 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
                               f"training.resume=auto")
     if has_eval:
         train_metrics.update(trainer.evaluate())
+    if not main_process:
+        return RunResult(output_dir=setup.output.final, metrics=train_metrics)
     return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb)
 
 
