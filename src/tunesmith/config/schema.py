@@ -197,6 +197,11 @@ class TrainingConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     group_by_length: bool = Field(True, description="Batch rows of similar length together (less padding).")
     num_threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    nan: Literal["error", "skip"] = Field(
+        "error",
+        description="A NaN/inf gradient: error (stop, naming the step and parameter) or skip (drop that step: "
+        "weights, optimiser and scheduler untouched; counted as nan_skipped in the logs).",
+    )
     nproc: int = Field(
         1, ge=1,
         description="Training processes on this machine: >1 launches them through torchrun (DDP; gloo on CPU, "

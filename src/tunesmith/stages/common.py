@@ -20,6 +20,7 @@ from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device,
 from tunesmith.runtime import launch
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
+from tunesmith.runtime.nan_guard import NonFiniteGuard
 from tunesmith.runtime.outputs import OutputFolder
 from tunesmith.runtime.peak_memory import PeakMemory
 
@@ -203,13 +204,16 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
         print(f"[tunesmith] resuming from {checkpoint}", flush=True)
     metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process)
     stopper = StopOnSignal()
-    trainer = make_trainer(work, [metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper])
+    guard = NonFiniteGuard(t.nan)
+    # the guard runs before the metrics logger so that its `nan_skipped` count is logged
+    trainer = make_trainer(work, [guard, metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper])
     with PeakMemory() as memory:
         train_metrics = dict(trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics)
     if stopper.stopped_at is not None:
         raise TrainingStopped(f"stopped by {stopper.received} at step {stopper.stopped_at}; checkpoint saved in "
                               f"{work}/checkpoint-{stopper.stopped_at}. Continue with: tunesmith train CONFIG "
                               f"training.resume=auto")
+    train_metrics["nan_skipped"] = len(guard.skipped)
     if has_eval:
         train_metrics.update(trainer.evaluate())
     if not main_process:
