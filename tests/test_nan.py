@@ -82,3 +82,47 @@ eval:
     err = capsys.readouterr().err
     assert "non-finite gradient at optimiser step" in err and "training.nan=skip" in err
     assert not out.exists()
+
+
+def test_tensorboard_logging(tmp_path, tiny_model_dir, facts_data):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    config = write_config(tmp_path / "tb.yaml", f"""\
+stage: sft
+method: lora
+output_dir: {out}
+model:
+  name_or_path: {tiny_model_dir}
+data:
+  train: {facts_data['train']}
+  max_length: 64
+training:
+  max_steps: 4
+  batch_size: 4
+  logging_steps: 1
+  report_to: [tensorboard]
+eval:
+  compare_base: false
+""")
+    assert main(["train", str(config)]) == 0
+    (run,) = (out / "runs").iterdir()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    losses = [e.value for e in events.Scalars("train/loss")]
+    assert len(losses) == 4 and all(v > 0 for v in losses)
+
+
+@pytest.mark.skipif(__import__("importlib").util.find_spec("mlflow") is not None, reason="mlflow is installed")
+def test_a_missing_logger_is_a_config_error(tmp_path, tiny_model_dir, facts_data, capsys):
+    config = write_config(tmp_path / "m.yaml", f"""\
+output_dir: {tmp_path / 'm'}
+model:
+  name_or_path: {tiny_model_dir}
+data:
+  train: {facts_data['train']}
+training:
+  report_to: [mlflow]
+""")
+    assert main(["train", str(config)]) == 2
+    assert "training.report_to: `mlflow` is not installed; pip install 'tunesmith[mlflow]'" in capsys.readouterr().err

@@ -197,6 +197,11 @@ class TrainingConfig(Section):
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     group_by_length: bool = Field(True, description="Batch rows of similar length together (less padding).")
     num_threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
+    report_to: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list,
+        description="Also log to TensorBoard (OUTPUT/runs/, `tensorboard --logdir OUTPUT/runs`) and/or MLflow "
+        "(local ./mlruns unless MLFLOW_TRACKING_URI is set). No server is needed.",
+    )
     nan: Literal["error", "skip"] = Field(
         "error",
         description="A NaN/inf gradient: error (stop, naming the step and parameter) or skip (drop that step: "

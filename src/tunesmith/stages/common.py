@@ -59,7 +59,7 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
         save_total_limit=None,  # rotation is CheckpointGuard's, after the new manifest is committed
-        report_to="none",
+        report_to=reporters(t.report_to),
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
@@ -73,6 +73,17 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         return args_class(**options)
     except ValueError as exc:  # the libraries' own argument checks, e.g. fp16 on a CPU
         raise ConfigError(f"training: {exc}") from None
+
+
+def reporters(names: list[str]) -> list[str] | str:
+    """`training.report_to`, checked: each logger's package must be installed."""
+    import importlib.util
+
+    for name in names:
+        if importlib.util.find_spec(name) is None:
+            raise ConfigError(f"training.report_to: `{name}` is not installed; pip install 'tunesmith[{name}]' "
+                              f"(or pip install {name})")
+    return list(names) or "none"
 
 
 def cpu_has_native_bf16() -> bool:
