@@ -78,6 +78,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_search(args) -> int:
+    from tunesmith.search import results_table, run_search
+
+    summary = run_search(args.config, args.overrides)
+    out = Path(summary["trials"][0]["output"]).parent if summary["trials"] else Path(".")
+    print("\n" + results_table(summary) + "\n")
+    print(f"[tunesmith] best {summary['metric']} {summary['best_value']:.4f} with {summary['best_params']}; "
+          f"train it with: tunesmith train {out / 'best.yaml'}  (all results: {out / 'search_results.json'})")
+    return 0
+
+
 # --- eval ------------------------------------------------------------------------------------------
 
 
@@ -248,6 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("config", help="YAML config file.")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     train.set_defaults(func=cmd_train)
+
+    search = verbs.add_parser("search", help="Hyper-parameter search with Optuna over the config's `search.space`.",
+                              description="Run `search.trials` training runs with sampled config values; prune weak "
+                              "ones; write OUTPUT/best.yaml and OUTPUT/search_results.json.")
+    search.add_argument("config", help="YAML config file with a `search:` section.")
+    search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
+    search.set_defaults(func=cmd_search)
 
     ev = verbs.add_parser("eval", help="Measure loss/perplexity and QA accuracy of a model.",
                           description="Evaluate the config's output_dir (or --model) on data.validation and eval.qa.")

@@ -17,7 +17,7 @@ from tunesmith.errors import ConfigError, TrainingStopped
 from tunesmith.methods import apply_method
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
-from tunesmith.runtime import launch
+from tunesmith.runtime import hooks, launch
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.nan_guard import NonFiniteGuard
@@ -217,7 +217,8 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     stopper = StopOnSignal()
     guard = NonFiniteGuard(t.nan)
     # the guard runs before the metrics logger so that its `nan_skipped` count is logged
-    trainer = make_trainer(work, [guard, metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper])
+    trainer = make_trainer(work, [guard, metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper,
+                                  *hooks.current()])
     with PeakMemory() as memory:
         train_metrics = dict(trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics)
     if stopper.stopped_at is not None:

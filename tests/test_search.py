@@ -1,0 +1,57 @@
+"""Hyper-parameter search: trials run as ordinary outputs, the best config is written."""
+
+import json
+
+import yaml
+
+from tunesmith.cli import main
+
+from conftest import write_config
+
+
+def _config(tmp_path, tiny_model_dir, facts_data, space):
+    return write_config(tmp_path / "s.yaml", f"""\
+stage: sft
+method: lora
+output_dir: {tmp_path / 'search'}
+model:
+  name_or_path: {tiny_model_dir}
+data:
+  train: {facts_data['train']}
+  validation: {facts_data['validation']}
+  max_length: 64
+training:
+  epochs: 2
+  batch_size: 8
+  mixed_precision: "no"
+search:
+  trials: 3
+  seed: 1
+  space:
+{space}""")
+
+
+def test_search_finds_the_better_learning_rate(tmp_path, tiny_model_dir, facts_data, capsys):
+    space = ("    training.learning_rate: {type: categorical, choices: [0.00001, 0.02]}\n"
+             "    lora.r: {type: int, low: 2, high: 8}\n")
+    config = _config(tmp_path, tiny_model_dir, facts_data, space)
+    assert main(["search", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert "| trial | training.learning_rate | lora.r | eval_loss | state |" in printed
+    summary = json.loads((tmp_path / "search" / "search_results.json").read_text())
+    assert len(summary["trials"]) == 3
+    assert summary["best_params"]["training.learning_rate"] == 0.02  # 1e-5 barely moves in 2 epochs
+    losses = {t["training.learning_rate"]: t["eval_loss"] for t in summary["trials"] if t["state"] == "complete"}
+    assert summary["best_value"] == min(t["eval_loss"] for t in summary["trials"] if t["eval_loss"] is not None)
+    for trial in summary["trials"]:
+        assert (tmp_path / "search" / f"trial-{trial['trial']}" / "tunesmith.json").is_file()
+    best = yaml.safe_load((tmp_path / "search" / "best.yaml").read_text())
+    assert best["training"]["learning_rate"] == 0.02 and best["output_dir"].endswith("best") and best["search"] is None
+    assert losses
+
+
+def test_search_refuses_unknown_keys_before_any_trial(tmp_path, tiny_model_dir, facts_data, capsys):
+    config = _config(tmp_path, tiny_model_dir, facts_data, "    training.lr: {low: 0.001, high: 0.01}\n")
+    assert main(["search", str(config)]) == 2
+    assert "training.lr: unknown key (did you mean training.learning_rate?)" in capsys.readouterr().err
+    assert not (tmp_path / "search").exists()
