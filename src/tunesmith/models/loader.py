@@ -58,12 +58,14 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_causal_lm(path: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa", trust_remote_code: bool = False):
+def load_causal_lm(path: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
+                   trust_remote_code: bool = False, **options):
+    """`options` go to from_pretrained as they are (e.g. a method's quantization_config)."""
     from transformers import AutoModelForCausalLM
 
     try:
         return AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+            path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, **options
         )
     except OSError as exc:
         raise ModelError(f"{path}: cannot load the model ({exc}); a hub id needs network access") from None

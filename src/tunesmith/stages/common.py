@@ -13,7 +13,7 @@ from transformers import TrainingArguments
 from tunesmith import __version__
 from tunesmith.config import TunesmithConfig, config_hash, dump_config
 from tunesmith.errors import ConfigError
-from tunesmith.methods import apply_method
+from tunesmith.methods import apply_method, method_load_options, method_optimizer, save_trained
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.outputs import OutputFolder
@@ -149,7 +149,8 @@ def begin_run(cfg: TunesmithConfig) -> RunSetup:
 
 def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup):
     """The base model with the configured method applied; prints the trainable-parameter report."""
-    model = load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
+    model = load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code,
+                           **method_load_options(cfg))
     if cfg.training.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -161,7 +162,7 @@ def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup):
 def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics: MetricsLogger,
                train_metrics: dict, data: dict, trainable, peak_mb: float) -> RunResult:
     """Save weights, tokenizer (with its chat template), config and plot; manifest last; commit."""
-    model.save_pretrained(work)
+    save_trained(model, cfg, work)
     setup.tokenizer.save_pretrained(work)
     dump_config(cfg, work / "config.yaml")
     plot_loss(metrics.records, work / "loss.png", f"{cfg.stage}/{cfg.method}")
@@ -175,6 +176,12 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     work = setup.output.open()
     metrics = MetricsLogger(work)
     trainer = make_trainer(work, [metrics])
+    # A method may bring its own optimiser (LoRA+ parameter groups). It goes in through the Trainer's
+    # documented `optimizer_cls_and_kwargs` option, read when train() builds the optimiser, so no
+    # stage needs to know about it.
+    optimizer = method_optimizer(cfg, trainer.args)
+    if optimizer is not None:
+        trainer.optimizer_cls_and_kwargs = optimizer
     with PeakMemory() as memory:
         train_metrics = dict(trainer.train().metrics)
     if has_eval:
