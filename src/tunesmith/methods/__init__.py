@@ -7,7 +7,7 @@ A method never knows the stage; a stage never branches on the method. Each metho
   `optimizer_cls_and_kwargs` (LoRA+ uses it); None keeps the Trainer's own;
 - `load_options(cfg) -> dict`: extra `from_pretrained` options for the base model (qlora's
   quantisation).
-Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only). The other names of the mission
+Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only), prompt, ptuning, prefix. The other names of the mission
 map are valid config values refused with a clear message until implemented.
 """
 
@@ -25,6 +25,7 @@ from tunesmith.errors import ConfigError
 from tunesmith.methods.freeze import apply_freeze
 from tunesmith.methods.full import apply_full
 from tunesmith.methods.lora import apply_lora, loraplus_optimizer, save_lora
+from tunesmith.methods.prompt import apply_prefix, apply_prompt_tuning, apply_ptuning
 from tunesmith.methods.qlora import apply_qlora, qlora_load_options
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ REGISTRY = {
     "freeze": Method(apply_freeze),
     "lora": Method(apply_lora, save_lora, loraplus_optimizer),
     "qlora": Method(apply_qlora, save_lora, loraplus_optimizer, qlora_load_options),
+    "prompt": Method(apply_prompt_tuning),
+    "ptuning": Method(apply_ptuning),
+    "prefix": Method(apply_prefix),
 }
 
 

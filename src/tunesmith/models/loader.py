@@ -109,7 +109,9 @@ def load_for_inference(ref: str, cache_dir: str | None = None, merge: bool = Tru
         base_ref = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
         base = load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype)
         model = PeftModel.from_pretrained(base, str(path))
-        if merge:
+        # LoRA-style adapters fold into the base weights; virtual-token adapters (prompt, ptuning,
+        # prefix) cannot, and generate through the PEFT wrapper instead.
+        if merge and not model.active_peft_config.is_prompt_learning:
             model = model.merge_and_unload()
     else:
         model = load_causal_lm(str(path), torch_dtype)
