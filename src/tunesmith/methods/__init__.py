@@ -22,6 +22,7 @@ import torch
 
 from tunesmith.config.schema import TunesmithConfig
 from tunesmith.errors import ConfigError
+from tunesmith.methods.adapter import apply_adapter, save_adapters
 from tunesmith.methods.freeze import apply_freeze
 from tunesmith.methods.full import apply_full
 from tunesmith.methods.lora import apply_lora, loraplus_optimizer, save_lora
@@ -59,6 +60,7 @@ REGISTRY = {
     "prompt": Method(apply_prompt_tuning),
     "ptuning": Method(apply_ptuning),
     "prefix": Method(apply_prefix),
+    "adapter": Method(apply_adapter, save_adapters),
 }
 
 

@@ -19,6 +19,7 @@ from tunesmith.models.default import default_model_path
 log = logging.getLogger(__name__)
 
 RUN_MANIFEST = "tunesmith.json"  # written last into every finished output folder
+BOTTLENECK_CONFIG = "bottleneck_adapters.json"  # methods.adapter output (adapters without the base)
 
 
 def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
@@ -26,8 +27,8 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
         return str(default_model_path(cache_dir))
     path = Path(name_or_path).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-            raise ModelError(f"{path}: not a model folder (no config.json or adapter_config.json)")
+        if not any((path / name).is_file() for name in ("config.json", "adapter_config.json", BOTTLENECK_CONFIG)):
+            raise ModelError(f"{path}: not a model folder (no config.json, adapter_config.json or {BOTTLENECK_CONFIG})")
         return str(path.resolve())
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelError(f"{name_or_path}: model folder not found")
@@ -113,6 +114,11 @@ def load_for_inference(ref: str, cache_dir: str | None = None, merge: bool = Tru
         # prefix) cannot, and generate through the PEFT wrapper instead.
         if merge and not model.active_peft_config.is_prompt_learning:
             model = model.merge_and_unload()
+    elif (path / BOTTLENECK_CONFIG).is_file():
+        from tunesmith.methods.adapter import load_adapters, read_adapter_config
+
+        base_ref = read_adapter_config(path)["base_model_name_or_path"]
+        model = load_adapters(load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype), path)
     else:
         model = load_causal_lm(str(path), torch_dtype)
     tokenizer = load_tokenizer(str(path))
