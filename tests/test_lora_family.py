@@ -119,14 +119,15 @@ def test_lora_variant_trains_and_leaves_base_untouched(tmp_path, tiny_model_dir,
         assert adapter_config["r"] == 16 and adapter_config["init_lora_weights"] is True
 
 
-def test_pissa_saved_adapter_reproduces_the_trained_model(tmp_path, tiny_model_dir):
-    """PiSSA rewrites the base in memory; the saved (converted) adapter on the original base must
-    give the same logits as the trained in-memory model."""
+@pytest.mark.parametrize("init", ["pissa", "olora"])
+def test_pissa_saved_adapter_reproduces_the_trained_model(tmp_path, tiny_model_dir, init):
+    """PiSSA/OLoRA rewrite the base in memory; the saved (converted) adapter on the original base
+    must give the same logits as the trained in-memory model."""
     from transformers import AutoModelForCausalLM
 
     from tunesmith.methods import apply_method, save_trained
 
-    cfg = load_config(None, [f"output_dir={tmp_path}/x", "lora.init=pissa", "lora.dropout=0", "lora.r=4"])
+    cfg = load_config(None, [f"output_dir={tmp_path}/x", f"lora.init={init}", "lora.dropout=0", "lora.r=4"])
     model, _ = apply_method(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), cfg)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.01)
     ids = torch.randint(0, 1000, (2, 12))

@@ -111,10 +111,6 @@ class LoraConfig(Section):
         description="LoRA+: train the B matrices with learning_rate x this ratio (the paper suggests 16); "
         "unset: one learning rate.",
     )
-    modules_to_save: list[str] = Field(
-        default_factory=list,
-        description="Modules trained in full beside the adapters and saved with them (e.g. [embed_tokens, lm_head]).",
-    )
 
 
 class FreezeConfig(Section):

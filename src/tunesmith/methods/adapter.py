@@ -23,8 +23,8 @@ import torch.nn as nn
 
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.methods.freeze import decoder_layers
+from tunesmith.models.loader import BOTTLENECK_CONFIG as ADAPTER_CONFIG
 
-ADAPTER_CONFIG = "bottleneck_adapters.json"
 ADAPTER_WEIGHTS = "bottleneck_adapters.safetensors"
 ATTENTION_NAMES = ("self_attn", "attention", "attn", "self_attention")
 MLP_NAMES = ("mlp", "feed_forward", "ffn")

@@ -61,7 +61,6 @@ def peft_lora_config(model, options):
         use_rslora=options.use_rslora,
         use_dora=options.use_dora,
         init_lora_weights=INIT_TO_PEFT[options.init],
-        modules_to_save=options.modules_to_save or None,
         task_type="CAUSAL_LM",
     )
 
