@@ -3,6 +3,8 @@
     tunesmith train CONFIG.yaml [key=value ...]   fine-tune (and compare with the base model)
     tunesmith eval CONFIG.yaml [--model REF]      loss/perplexity and QA accuracy -> JSON
     tunesmith chat --model REF                    streaming terminal chat
+    tunesmith export MODEL --out DIR [--merge]    standalone model folder (adapters merged)
+    tunesmith search CONFIG.yaml                  hyper-parameter search (Optuna)
     tunesmith data check|stats|preview|clean CONFIG_OR_FILES   validate / describe / show / clean data
 
 Errors caused by input (config, data, missing model) print one clear message and exit with 2.
@@ -119,6 +121,17 @@ def cmd_chat(args) -> int:
     loaded = load_for_inference(args.model, args.cache_dir)
     system = args.system if args.system is not None else loaded.system
     chat_loop(loaded, system, args.max_new_tokens, args.temperature)
+    return 0
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+
+def cmd_export(args) -> int:
+    from tunesmith.export import export_model
+
+    out = export_model(args.model, args.out, merge=args.merge, cache_dir=args.cache_dir, overwrite=args.overwrite)
+    print(f"[tunesmith] standalone model written to {out}")
     return 0
 
 
@@ -283,7 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--cache-dir", help="Cache of the converted default model.")
     chat.set_defaults(func=cmd_chat)
 
-    data = verbs.add_parser("data", help="Data tools: check, stats, preview.")
+    export = verbs.add_parser("export", help="Write a standalone model folder (adapters merged into the base).",
+                              description="Merge a LoRA/DoRA/PiSSA output into plain base weights (--merge), or "
+                              "re-save a full/freeze output, as a transformers folder with tokenizer and manifest.")
+    export.add_argument("model", help="A finished output folder (or any model folder).")
+    export.add_argument("--out", required=True, help="Folder to write (written as OUT.partial, then renamed).")
+    export.add_argument("--merge", action="store_true", help="Fold LoRA-family adapters into a copy of the base weights.")
+    export.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
+    export.add_argument("--cache-dir", help="Cache of the converted default model.")
+    export.set_defaults(func=cmd_export)
+
+    data = verbs.add_parser("data", help="Data tools: check, stats, preview, clean.")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
 
     def data_inputs(p):

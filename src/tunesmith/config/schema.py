@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
 METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "prefix", "moe")
-# Methods that own a config section of the same name; setting a section for another method is
-# a contradiction (see TunesmithConfig._check_method_sections).
-METHOD_SECTIONS = ("lora", "freeze")
+# Config sections owned by methods -> the methods that read them; setting a section for another
+# method is a contradiction (see TunesmithConfig._check_method_sections).
+METHOD_SECTIONS = {"lora": ("lora", "qlora"), "freeze": ("freeze",), "qlora": ("qlora",),
+                   "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",)}
 # Stages that own a config section of the same name (same rule).
 STAGE_SECTIONS = ("dpo", "kto")
 
@@ -159,20 +160,73 @@ class DataConfig(Section):
 
 class LoraConfig(Section):
     r: int = Field(16, gt=0, description="LoRA rank.")
-    alpha: float = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
+    alpha: float = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r; alpha / sqrt(r) with use_rslora).")
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
-    target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="Modules to adapt: 'all-linear' or a list of module names (e.g. [q_proj, v_proj])."
+    target_modules: list[str] | Literal["all-linear", "attention"] = Field(
+        "all-linear",
+        description="Modules to adapt: 'all-linear' (every linear layer but the head), 'attention' (the linear "
+        "layers inside attention blocks, e.g. q/k/v/o_proj), or a list of module names (e.g. [q_proj, v_proj]).",
+    )
+    use_rslora: bool = Field(False, description="rsLoRA: scale by alpha / sqrt(r), which keeps high ranks stable.")
+    use_dora: bool = Field(
+        False, description="DoRA: learn a per-output magnitude vector besides the low-rank direction (slower per step)."
+    )
+    init: Literal["default", "gaussian", "pissa", "olora"] = Field(
+        "default",
+        description="Initialisation of A and B: default (B = 0, A Kaiming), gaussian, pissa (principal singular "
+        "vectors of each weight; the saved adapter is converted to plain LoRA for the unmodified base), olora "
+        "(QR-based, converted the same way).",
+    )
+    loraplus_lr_ratio: float | None = Field(
+        None, ge=1,
+        description="LoRA+: train the B matrices with learning_rate x this ratio (the paper suggests 16); "
+        "unset: one learning rate.",
     )
 
 
 class FreezeConfig(Section):
-    trainable_layers: int = Field(2, gt=0, description="Number of decoder layers left trainable.")
+    trainable_layers: int = Field(
+        2, ge=0, description="Number of decoder layers left trainable (0: only the modules in extra_modules)."
+    )
     position: Literal["last", "first"] = Field("last", description="Train the last or the first N layers.")
     extra_modules: list[str] = Field(
         default_factory=list,
-        description="Other parameter-name fragments to train as well (e.g. [norm, embed_tokens]).",
+        description="Other parameter-name fragments to train as well, e.g. [embed_tokens, lm_head] for the "
+        "embeddings and head, [norm], or [self_attn] for every attention block.",
     )
+
+
+class QloraConfig(Section):
+    bits: Literal[4, 8] = Field(4, description="Bits per base weight (bitsandbytes): 4 (NF4/FP4) or 8 (LLM.int8).")
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; nf4 is the QLoRA paper's.")
+    double_quant: bool = Field(True, description="Also quantise the 4-bit quantisation constants (saves ~0.4 bit/weight).")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="dtype of the 4-bit matmuls (bfloat16 needs an Ampere or newer GPU)."
+    )
+
+
+class PromptConfig(Section):
+    num_virtual_tokens: int = Field(20, gt=0, description="Trained virtual tokens put before every input.")
+    init_text: str | None = Field(
+        None,
+        description="method prompt: initialise the virtual tokens from this text's embeddings (e.g. a task "
+        "description) instead of random vectors.",
+    )
+    encoder_hidden_size: int = Field(
+        128, gt=0, description="method ptuning: hidden size of the MLP prompt encoder that produces the virtual tokens."
+    )
+    prefix_projection: bool = Field(
+        False, description="method prefix: produce the per-layer prefixes through a 2-layer MLP (more parameters)."
+    )
+
+
+class AdapterConfig(Section):
+    r: int = Field(64, gt=0, description="Bottleneck width: hidden -> r -> hidden.")
+    activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Non-linearity inside the bottleneck.")
+    placement: Literal["both", "attention", "mlp"] = Field(
+        "both", description="Insert an adapter after the attention block, the MLP block, or both (Houlsby)."
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the bottleneck output.")
 
 
 class TrainingConfig(Section):
@@ -297,6 +351,11 @@ class TunesmithConfig(Section):
 
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Options of method lora.")
     freeze: FreezeConfig = Field(default_factory=FreezeConfig, description="Options of method freeze.")
+    qlora: QloraConfig = Field(
+        default_factory=QloraConfig, description="Options of method qlora (quantised base; LoRA options from `lora`)."
+    )
+    prompt: PromptConfig = Field(default_factory=PromptConfig, description="Options of methods prompt, ptuning, prefix.")
+    adapter: AdapterConfig = Field(default_factory=AdapterConfig, description="Options of method adapter.")
     dpo: DpoConfig = Field(default_factory=DpoConfig, description="Options of stage dpo.")
     kto: KtoConfig = Field(default_factory=KtoConfig, description="Options of stage kto.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
@@ -305,11 +364,11 @@ class TunesmithConfig(Section):
 
     @model_validator(mode="after")
     def _check_method_sections(self):
-        for section in METHOD_SECTIONS:
-            if section in self.model_fields_set and section != self.method:
+        for section, methods in METHOD_SECTIONS.items():
+            if section in self.model_fields_set and self.method not in methods:
                 raise ValueError(
                     f"section `{section}` is set but method is `{self.method}`: remove the "
-                    f"`{section}:` section or set `method: {section}`"
+                    f"`{section}:` section or set `method: {' | '.join(methods)}`"
                 )
         for section in STAGE_SECTIONS:
             if section in self.model_fields_set and section != self.stage:

@@ -18,6 +18,8 @@ def validation_loss(model, tokenizer, rows, batch_size: int = 8) -> dict:
         batch = collate([{"input_ids": r.input_ids, "labels": r.labels} for r in rows[start : start + batch_size]])
         batch = {k: v.to(model.device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        # Prompt/P-tuning models return logits for their virtual tokens first: keep the inputs' own.
+        logits = logits[:, -batch["input_ids"].shape[1] :]
         labels = batch["labels"][:, 1:]
         loss = torch.nn.functional.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"

@@ -23,6 +23,7 @@ def sequence_logprobs(model, tokenizer, conversations: list[list[dict]], max_len
         batch = collate([{"input_ids": r.input_ids, "labels": r.labels} for r in rows[start : start + batch_size]])
         batch = {k: v.to(model.device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+        logits = logits[:, -batch["input_ids"].shape[1] :]  # drop prompt-tuning virtual-token positions
         labels = batch["labels"][:, 1:]
         mask = labels != IGNORE_INDEX
         logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)

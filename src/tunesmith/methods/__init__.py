@@ -1,24 +1,67 @@
-"""Parameter strategies: `apply_method(model, cfg) -> model` and `save_trained(model, dir)`.
+"""Parameter strategies: which parameters train, how the result is saved, and its optimiser.
 
-A method decides which parameters train; it never knows the stage. Registered here:
-full, freeze, lora. The other names of the mission map (qlora, adapter, prompt, ptuning, prefix,
-moe) are valid config values that are refused with a clear message until implemented.
+A method never knows the stage; a stage never branches on the method. Each method is a `Method`:
+- `apply(model, cfg) -> model`: freeze/wrap the loaded base model;
+- `save(model, directory)`: write what the method trained (full weights, or an adapter only);
+- `optimizer(cfg, args) -> (factory, kwargs) | None`: an optimiser for the Trainer's
+  `optimizer_cls_and_kwargs` (LoRA+ uses it); None keeps the Trainer's own;
+- `load_options(cfg) -> dict`: extra `from_pretrained` options for the base model (qlora's
+  quantisation).
+Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only), prompt, ptuning, prefix. The other names of the mission
+map are valid config values refused with a clear message until implemented.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+
+import torch
 
 from tunesmith.config.schema import TunesmithConfig
 from tunesmith.errors import ConfigError
+from tunesmith.methods.adapter import apply_adapter, save_adapters
 from tunesmith.methods.freeze import apply_freeze
 from tunesmith.methods.full import apply_full
-from tunesmith.methods.lora import apply_lora
+from tunesmith.methods.lora import apply_lora, loraplus_optimizer, save_lora
+from tunesmith.methods.prompt import apply_prefix, apply_prompt_tuning, apply_ptuning
+from tunesmith.methods.qlora import apply_qlora, qlora_load_options
 
 log = logging.getLogger(__name__)
 
-REGISTRY = {"full": apply_full, "freeze": apply_freeze, "lora": apply_lora}
+
+def save_pretrained(model, directory) -> None:
+    model.save_pretrained(directory)
+
+
+def no_optimizer(cfg, args):
+    return None
+
+
+def no_load_options(cfg) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class Method:
+    apply: Callable
+    save: Callable = save_pretrained
+    optimizer: Callable = no_optimizer
+    load_options: Callable = no_load_options
+
+
+REGISTRY = {
+    "full": Method(apply_full),
+    "freeze": Method(apply_freeze),
+    "lora": Method(apply_lora, save_lora, loraplus_optimizer),
+    "qlora": Method(apply_qlora, save_lora, loraplus_optimizer, qlora_load_options),
+    "prompt": Method(apply_prompt_tuning),
+    "ptuning": Method(apply_ptuning),
+    "prefix": Method(apply_prefix),
+    "adapter": Method(apply_adapter, save_adapters),
+}
 
 
 @dataclass
@@ -47,17 +90,33 @@ def count_parameters(model) -> TrainableReport:
 
 
 def check_method(name: str) -> None:
-    if name == "qlora":
-        raise ConfigError("method `qlora` needs a CUDA GPU and bitsandbytes and is not implemented yet; use `method: lora`")
+    """Refuse, before any model loads, a method that is not implemented or cannot run here."""
+    if name == "qlora" and not (torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes")):
+        missing = "no CUDA GPU is visible" if not torch.cuda.is_available() else "bitsandbytes is not installed"
+        raise ConfigError(f"method `qlora` needs a CUDA GPU and bitsandbytes ({missing}); "
+                          "use `method: lora` (same adapters on a full-precision base) instead")
     if name not in REGISTRY:
         raise ConfigError(f"method `{name}` is planned but not implemented yet; available: {', '.join(REGISTRY)}")
 
 
+def method_load_options(cfg: TunesmithConfig) -> dict:
+    check_method(cfg.method)
+    return REGISTRY[cfg.method].load_options(cfg)
+
+
 def apply_method(model, cfg: TunesmithConfig):
     check_method(cfg.method)
-    model = REGISTRY[cfg.method](model, cfg)
+    model = REGISTRY[cfg.method].apply(model, cfg)
     report = count_parameters(model)
     if report.trainable == 0:
         raise ConfigError(f"method `{cfg.method}` left no parameter trainable; check its options")
     log.info("method %s: %s", cfg.method, report)
     return model, report
+
+
+def save_trained(model, cfg: TunesmithConfig, directory) -> None:
+    REGISTRY[cfg.method].save(model, directory)
+
+
+def method_optimizer(cfg: TunesmithConfig, args):
+    return REGISTRY[cfg.method].optimizer(cfg, args)

@@ -1,19 +1,120 @@
-"""LoRA through PEFT: low-rank adapters on the chosen linear modules; the base stays frozen."""
+"""The LoRA family through PEFT: LoRA, rsLoRA, DoRA, PiSSA/OLoRA initialisation and LoRA+.
+
+The base weights stay frozen; low-rank adapters learn on the chosen linear modules.
+- `lora.target_modules`: 'all-linear', 'attention' (linear layers inside attention blocks, found
+  by name) or a list of module names.
+- `use_rslora` / `use_dora` / `init` map onto PEFT's LoraConfig (use_rslora, use_dora,
+  init_lora_weights).
+- PiSSA and OLoRA rewrite the base weights in memory (W - BA) at initialisation. The initial
+  adapter is kept in a temporary folder so that `save_lora` can convert the trained adapter into a
+  plain LoRA adapter (rank 2r) that applies to the unmodified base, as PEFT documents.
+- LoRA+ (`loraplus_lr_ratio`) is an optimiser choice: `loraplus_optimizer` builds PEFT's
+  `create_loraplus_optimizer` (B matrices at ratio x the learning rate) for any stage's Trainer.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 
-def apply_lora(model, cfg):
-    from peft import LoraConfig, get_peft_model
+import torch.nn as nn
 
-    options = cfg.lora
-    peft_config = LoraConfig(
+from tunesmith.errors import ConfigError
+
+# PiSSA/OLoRA models -> folder holding their initial adapter (for the conversion when saving).
+_INITIAL_ADAPTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+INIT_TO_PEFT = {"default": True, "gaussian": "gaussian", "pissa": "pissa", "olora": "olora"}
+
+
+def attention_linear_names(model) -> list[str]:
+    """Full names of the linear layers inside attention blocks (a path part containing 'attn' or
+    'attention'), e.g. model.layers.0.self_attn.q_proj."""
+    names = []
+    for name, module in model.named_modules():
+        parents = name.split(".")[:-1]
+        if isinstance(module, nn.Linear) and any("attn" in p.lower() or "attention" in p.lower() for p in parents):
+            names.append(name)
+    if not names:
+        raise ConfigError("lora.target_modules=attention: no linear layer inside an attention block found in this "
+                          "model; list the module names instead, e.g. lora.target_modules=[q_proj,v_proj]")
+    return names
+
+
+def peft_lora_config(model, options):
+    from peft import LoraConfig
+
+    targets = options.target_modules
+    if targets == "attention":
+        targets = attention_linear_names(model)
+    elif isinstance(targets, list):
+        names = [name for name, _ in model.named_modules()]
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise ConfigError(f"lora.target_modules: {missing} not found in the model; linear layers it has: "
+                              f"{sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})}")
+    return LoraConfig(
         r=options.r,
         lora_alpha=options.alpha,
         lora_dropout=options.dropout,
-        target_modules=options.target_modules,
+        target_modules=targets,
+        use_rslora=options.use_rslora,
+        use_dora=options.use_dora,
+        init_lora_weights=INIT_TO_PEFT[options.init],
         task_type="CAUSAL_LM",
     )
+
+
+def apply_lora(model, cfg):
+    from peft import get_peft_model
+
+    options = cfg.lora
+    if options.init in ("pissa", "olora") and options.dropout:
+        # PEFT's PiSSA/OLoRA assume no dropout on the adapter input (the paper's setting).
+        raise ConfigError(f"lora.init={options.init} needs lora.dropout=0 (PiSSA/OLoRA adapters start from the weights' "
+                          "own principal directions)")
     if cfg.training.gradient_checkpointing:
         model.enable_input_require_grads()
-    return get_peft_model(model, peft_config)
+    peft_model = get_peft_model(model, peft_lora_config(model, options))
+    if options.init in ("pissa", "olora"):
+        folder = tempfile.mkdtemp(prefix=f"tunesmith-{options.init}-init-")
+        config = peft_model.peft_config["default"]
+        config.init_lora_weights = True  # saved as a plain adapter: PEFT's documented conversion recipe
+        peft_model.save_pretrained(folder)
+        config.init_lora_weights = INIT_TO_PEFT[options.init]
+        _INITIAL_ADAPTERS[peft_model] = folder
+    return peft_model
+
+
+def save_lora(model, directory) -> None:
+    """Save the adapter; PiSSA/OLoRA adapters are converted to plain LoRA for the unmodified base."""
+    folder = _INITIAL_ADAPTERS.pop(model, None)
+    if folder is None:
+        model.save_pretrained(directory)
+        return
+    try:
+        model.save_pretrained(directory, path_initial_model_for_weight_conversion=folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class LoraPlusOptimizer:
+    """An optimiser factory for the transformers Trainer (`optimizer_cls_and_kwargs`): the optimiser
+    `args.optim` names (AdamW by default), with PEFT's LoRA+ parameter groups."""
+
+    def __call__(self, model, *, args, loraplus_lr_ratio: float):
+        from peft.optimizers import create_loraplus_optimizer
+        from transformers import Trainer
+
+        optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        kwargs = dict(kwargs)
+        lr = kwargs.pop("lr", args.learning_rate)
+        return create_loraplus_optimizer(model, optimizer_cls, lr=lr, loraplus_lr_ratio=loraplus_lr_ratio,
+                                         loraplus_weight_decay=args.weight_decay, **kwargs)
+
+
+def loraplus_optimizer(cfg, args):
+    """(factory, kwargs) for the Trainer's `optimizer_cls_and_kwargs`, or None without LoRA+."""
+    if cfg.lora.loraplus_lr_ratio is None:
+        return None
+    return LoraPlusOptimizer, {"args": args, "loraplus_lr_ratio": cfg.lora.loraplus_lr_ratio}

@@ -19,6 +19,7 @@ from tunesmith.models.default import default_model_path
 log = logging.getLogger(__name__)
 
 RUN_MANIFEST = "tunesmith.json"  # written last into every finished output folder
+BOTTLENECK_CONFIG = "bottleneck_adapters.json"  # methods.adapter output (adapters without the base)
 
 
 def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
@@ -26,8 +27,8 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
         return str(default_model_path(cache_dir))
     path = Path(name_or_path).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-            raise ModelError(f"{path}: not a model folder (no config.json or adapter_config.json)")
+        if not any((path / name).is_file() for name in ("config.json", "adapter_config.json", BOTTLENECK_CONFIG)):
+            raise ModelError(f"{path}: not a model folder (no config.json, adapter_config.json or {BOTTLENECK_CONFIG})")
         return str(path.resolve())
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelError(f"{name_or_path}: model folder not found")
@@ -58,12 +59,14 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_causal_lm(path: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa", trust_remote_code: bool = False):
+def load_causal_lm(path: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
+                   trust_remote_code: bool = False, **options):
+    """`options` go to from_pretrained as they are (e.g. a method's quantization_config)."""
     from transformers import AutoModelForCausalLM
 
     try:
         return AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+            path, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, **options
         )
     except OSError as exc:
         raise ModelError(f"{path}: cannot load the model ({exc}); a hub id needs network access") from None
@@ -107,8 +110,15 @@ def load_for_inference(ref: str, cache_dir: str | None = None, merge: bool = Tru
         base_ref = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
         base = load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype)
         model = PeftModel.from_pretrained(base, str(path))
-        if merge:
+        # LoRA-style adapters fold into the base weights; virtual-token adapters (prompt, ptuning,
+        # prefix) cannot, and generate through the PEFT wrapper instead.
+        if merge and not model.active_peft_config.is_prompt_learning:
             model = model.merge_and_unload()
+    elif (path / BOTTLENECK_CONFIG).is_file():
+        from tunesmith.methods.adapter import load_adapters, read_adapter_config
+
+        base_ref = read_adapter_config(path)["base_model_name_or_path"]
+        model = load_adapters(load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype), path)
     else:
         model = load_causal_lm(str(path), torch_dtype)
     tokenizer = load_tokenizer(str(path))

@@ -14,7 +14,7 @@ from tunesmith import __version__
 from tunesmith.config import TunesmithConfig, config_hash, dump_config
 from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError, TrainingStopped
-from tunesmith.methods import apply_method
+from tunesmith.methods import apply_method, method_load_options, method_optimizer, save_trained
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime import hooks, launch
@@ -175,7 +175,8 @@ def load_run_tokenizer(cfg: TunesmithConfig):
 
 def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup):
     """The base model with the configured method applied; prints the trainable-parameter report."""
-    model = load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
+    model = load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code,
+                           **method_load_options(cfg))
     if cfg.training.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -187,7 +188,7 @@ def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup):
 def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics: MetricsLogger,
                train_metrics: dict, data: dict, trainable, peak_mb: float) -> RunResult:
     """Save weights, tokenizer (with its chat template), config and plot; manifest last; commit."""
-    model.save_pretrained(work)
+    save_trained(model, cfg, work)
     setup.tokenizer.save_pretrained(work)
     dump_config(cfg, work / "config.yaml")
     plot_loss(metrics.records, work / "loss.png", f"{cfg.stage}/{cfg.method}")
@@ -219,6 +220,12 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     # the guard runs before the metrics logger so that its `nan_skipped` count is logged
     trainer = make_trainer(work, [guard, metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper,
                                   *hooks.current()])
+    # A method may bring its own optimiser (LoRA+ parameter groups). It goes in through the Trainer's
+    # documented `optimizer_cls_and_kwargs` option, read when train() builds the optimiser, so no
+    # stage needs to know about it.
+    optimizer = method_optimizer(cfg, trainer.args)
+    if optimizer is not None:
+        trainer.optimizer_cls_and_kwargs = optimizer
     with PeakMemory() as memory:
         train_metrics = dict(trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics)
     if stopper.stopped_at is not None:

@@ -1,0 +1,129 @@
+"""Bottleneck adapters (Houlsby et al. 2019): small trained blocks after attention and/or MLP.
+
+Each adapter maps h -> h + up(dropout(act(down(h)))) with down: hidden -> r and up: r -> hidden.
+`up` starts at zero, so an untrained adapter is the identity and training starts from the base
+model exactly. PEFT 0.21 has no such adapter (its adapters act on single linear layers), so this
+is a small module of our own:
+- the adapters live in one `nn.ModuleDict` attached to the model (`bottleneck_adapters`), and a
+  forward hook on each attention/MLP block (PyTorch's public `register_forward_hook`) passes the
+  block's output through its adapter; the base model's modules and weight names stay unchanged;
+- `save_adapters` writes only the adapter weights (safetensors) and a small json config naming the
+  base; `load_adapters` puts them back on a freshly loaded base (models.loader does this).
+Not mergeable: the non-linearity between down and up cannot be folded into a linear weight, so
+export of an adapter output keeps the adapter modules (export refuses --merge for it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from tunesmith.errors import ConfigError, ModelError
+from tunesmith.methods.freeze import decoder_layers
+from tunesmith.models.loader import BOTTLENECK_CONFIG as ADAPTER_CONFIG
+
+ADAPTER_WEIGHTS = "bottleneck_adapters.safetensors"
+ATTENTION_NAMES = ("self_attn", "attention", "attn", "self_attention")
+MLP_NAMES = ("mlp", "feed_forward", "ffn")
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+
+
+class BottleneckAdapter(nn.Module):
+    def __init__(self, hidden_size: int, r: int, activation: str, dropout: float = 0.0):
+        super().__init__()
+        self.down = nn.Linear(hidden_size, r)
+        self.act = ACTIVATIONS[activation]()
+        self.up = nn.Linear(r, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        nn.init.zeros_(self.up.weight)  # identity at the start
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden + self.dropout(self.up(self.act(self.down(hidden))))
+
+
+def _block(layer: nn.Module, names: tuple[str, ...], kind: str, where: str) -> nn.Module:
+    for name in names:
+        if isinstance(getattr(layer, name, None), nn.Module):
+            return getattr(layer, name)
+    raise ConfigError(f"method adapter: no {kind} block ({' / '.join(names)}) in {where}; use adapter.placement "
+                      "to choose the other block, or another method")
+
+
+def _apply_output(adapter: BottleneckAdapter):
+    def hook(module, args, output):
+        if isinstance(output, tuple):  # attention blocks return (hidden, attention weights, ...)
+            return (adapter(output[0]),) + tuple(output[1:])
+        return adapter(output)
+
+    return hook
+
+
+def attach_adapters(model, r: int, activation: str, placement: str, dropout: float) -> nn.ModuleDict:
+    """Add adapters after the chosen blocks of every decoder layer; returns them (all trainable)."""
+    name, layers = decoder_layers(model)
+    hidden = model.config.hidden_size
+    param = next(model.parameters())
+    adapters = nn.ModuleDict()
+    kinds = {"both": ("attention", "mlp"), "attention": ("attention",), "mlp": ("mlp",)}[placement]
+    for index, layer in enumerate(layers):
+        for kind in kinds:
+            block = _block(layer, ATTENTION_NAMES if kind == "attention" else MLP_NAMES, kind, f"{name}.{index}")
+            adapter = BottleneckAdapter(hidden, r, activation, dropout).to(device=param.device, dtype=param.dtype)
+            adapters[f"{index}_{kind}"] = adapter
+            block.register_forward_hook(_apply_output(adapter))
+    model.add_module("bottleneck_adapters", adapters)
+    return adapters
+
+
+def apply_adapter(model, cfg):
+    options = cfg.adapter
+    for param in model.parameters():
+        param.requires_grad_(False)
+    attach_adapters(model, options.r, options.activation, options.placement, options.dropout)
+    if cfg.training.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
+
+
+def save_adapters(model, directory) -> None:
+    from safetensors.torch import save_file
+
+    adapters = model.bottleneck_adapters
+    first = next(iter(adapters.values()))
+    kinds = sorted({key.split("_", 1)[1] for key in adapters})
+    config = {
+        "kind": "bottleneck_adapter",
+        "base_model_name_or_path": model.name_or_path,
+        "r": first.down.out_features,
+        "activation": next(k for k, v in ACTIVATIONS.items() if isinstance(first.act, v)),
+        "placement": "both" if len(kinds) == 2 else kinds[0],
+        "dropout": first.dropout.p,
+        "mergeable": False,
+    }
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in adapters.state_dict().items()}
+    save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+
+
+def read_adapter_config(directory) -> dict:
+    return json.loads((Path(directory) / ADAPTER_CONFIG).read_text())
+
+
+def load_adapters(model, directory):
+    """Attach the saved adapters of `directory` to `model` (its base) and load their weights."""
+    from safetensors.torch import load_file
+
+    config = read_adapter_config(directory)
+    adapters = attach_adapters(model, config["r"], config["activation"], config["placement"], config["dropout"])
+    state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
+    missing, unexpected = adapters.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(f"{directory}: adapter weights do not fit this base (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    return model

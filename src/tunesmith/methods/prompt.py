@@ -1,0 +1,44 @@
+"""Virtual-token methods through PEFT: the base stays frozen, learned vectors go before every input.
+
+- `prompt`  (prompt tuning): `num_virtual_tokens` trained input embeddings, optionally initialised
+  from the embeddings of `prompt.init_text`;
+- `ptuning` (P-tuning): the virtual tokens come out of a small trained MLP prompt encoder;
+- `prefix`  (prefix tuning): trained key/value prefixes in every attention layer.
+PEFT's model wrapper prepends the virtual tokens itself (attention mask ones, labels -100), so the
+usual collators and `generate` work unchanged. These adapters cannot be merged into the base.
+"""
+
+from __future__ import annotations
+
+
+def _base_path(model) -> str:
+    return model.name_or_path
+
+
+def apply_prompt_tuning(model, cfg):
+    from peft import PromptTuningConfig, get_peft_model
+
+    options = cfg.prompt
+    text_init = dict(prompt_tuning_init="TEXT", prompt_tuning_init_text=options.init_text,
+                     tokenizer_name_or_path=_base_path(model)) if options.init_text else {}
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=options.num_virtual_tokens, **text_init)
+    return get_peft_model(model, config)
+
+
+def apply_ptuning(model, cfg):
+    from peft import PromptEncoderConfig, get_peft_model
+
+    options = cfg.prompt
+    config = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=options.num_virtual_tokens,
+                                 encoder_hidden_size=options.encoder_hidden_size, encoder_reparameterization_type="MLP")
+    return get_peft_model(model, config)
+
+
+def apply_prefix(model, cfg):
+    from peft import PrefixTuningConfig, get_peft_model
+
+    options = cfg.prompt
+    config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=options.num_virtual_tokens,
+                                prefix_projection=options.prefix_projection,
+                                encoder_hidden_size=options.encoder_hidden_size)
+    return get_peft_model(model, config)

@@ -1,0 +1,80 @@
+"""`tunesmith export --merge`: LoRA and DoRA adapters folded into the base give the same logits as
+the unmerged adapter; the folder is a plain transformers model; unmergeable methods are refused."""
+
+import json
+
+import pytest
+import torch
+
+from tunesmith.cli import main
+from tunesmith.methods import apply_method, save_trained
+from tunesmith.models.loader import load_for_inference
+
+from test_lora_family import load_config
+
+
+def _trained_output(tmp_path, tiny_model_dir, tokenizer, overrides, name):
+    """A small output folder as a run writes it: adapter trained a few steps, tokenizer, manifest."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = load_config(None, [f"output_dir={tmp_path}/{name}", *overrides])
+    model, _ = apply_method(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), cfg)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.02)
+    ids = torch.randint(0, 1000, (2, 12))
+    for _ in range(4):
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    out = tmp_path / name
+    save_trained(model, cfg, out)
+    tokenizer.save_pretrained(out)
+    (out / "tunesmith.json").write_text(json.dumps({"method": cfg.method, "system": "Be brief."}))
+    return out
+
+
+@pytest.mark.parametrize("name,overrides", [
+    ("lora", ["lora.r=4"]),
+    ("dora", ["lora.r=4", "lora.use_dora=true"]),
+])
+def test_merged_export_gives_the_same_logits(tmp_path, tiny_model_dir, tokenizer, name, overrides):
+    from transformers import AutoModelForCausalLM
+
+    source = _trained_output(tmp_path, tiny_model_dir, tokenizer, overrides, name)
+    exported = tmp_path / f"{name}_merged"
+    assert main(["export", str(source), "--out", str(exported), "--merge"]) == 0
+    assert (exported / "model.safetensors").is_file() and not (exported / "adapter_config.json").exists()
+    assert (exported / "chat_template.jinja").is_file() and not exported.with_name(exported.name + ".partial").exists()
+    manifest = json.loads((exported / "tunesmith.json").read_text())
+    assert manifest["merged_adapter"] is True and manifest["system"] == "Be brief."
+
+    ids = torch.randint(0, 1000, (2, 12))
+    unmerged = load_for_inference(str(source), merge=False).model
+    merged = AutoModelForCausalLM.from_pretrained(str(exported)).eval()
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
+    with torch.no_grad():
+        expected = unmerged(input_ids=ids).logits
+        assert torch.allclose(merged(input_ids=ids).logits, expected, atol=1e-4)
+        assert not torch.allclose(base(input_ids=ids).logits, expected, atol=1e-3)  # the adapter did something
+
+
+def test_export_refuses_what_cannot_be_merged(tmp_path, tiny_model_dir, tokenizer, capsys):
+    lora = _trained_output(tmp_path, tiny_model_dir, tokenizer, ["lora.r=4"], "lora")
+    assert main(["export", str(lora), "--out", str(tmp_path / "x")]) == 2
+    assert "pass --merge" in capsys.readouterr().err
+    adapter = _trained_output(tmp_path, tiny_model_dir, tokenizer, ["method=adapter", "adapter.r=4"], "adapter")
+    assert main(["export", str(adapter), "--out", str(tmp_path / "y"), "--merge"]) == 2
+    assert "bottleneck adapters cannot be merged" in capsys.readouterr().err
+    prompt = _trained_output(tmp_path, tiny_model_dir, tokenizer, ["method=prompt", "prompt.num_virtual_tokens=4"], "prompt")
+    assert main(["export", str(prompt), "--out", str(tmp_path / "z"), "--merge"]) == 2
+    assert "prompt_tuning adapter (virtual tokens) cannot be merged" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+def test_full_model_export_copies_the_weights(tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "copy"
+    assert main(["export", str(tiny_model_dir), "--out", str(out)]) == 0
+    original, copied = load_file(str(tiny_model_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert set(original) == set(copied) and all(torch.equal(original[k], copied[k]) for k in original)
+    assert json.loads((out / "tunesmith.json").read_text())["merged_adapter"] is False
