@@ -52,3 +52,64 @@ def test_truncation_drops_rows_without_trained_tokens(tokenizer):
     assert rejects.dropped == [{"where": "a.jsonl:1", "reason": "no trained token left after truncation to 64 tokens"}]
     assert len(rows) == 1 and not rejects.entries
     assert len(rows[0].input_ids) <= 64
+
+
+TOOL_CHAT = {"messages": [
+    {"role": "user", "content": "Weather in Oslo?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+    {"role": "tool", "content": "{\"temp_c\": 4}"},
+    {"role": "assistant", "content": "It is 4 °C in Oslo."},
+]}
+
+
+def test_tool_calls_are_trained_and_tool_results_are_not(tmp_path, tokenizer):
+    from conftest import write_jsonl
+    from tunesmith.data.formats import load_conversations
+    from tunesmith.data.tokenize import render, tool_calls_as_text
+
+    sharegpt = {"conversations": [
+        {"from": "human", "value": "Weather in Oslo?"},
+        {"from": "function_call", "value": "{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}"},
+        {"from": "observation", "value": "{\"temp_c\": 4}"},
+        {"from": "gpt", "value": "It is 4 °C in Oslo."},
+    ]}
+    a, b = load_conversations([write_jsonl(tmp_path / "t.jsonl", [TOOL_CHAT, sharegpt])])
+    assert a.messages == b.messages  # both formats give the same canonical conversation
+    assert a.messages[1]["tool_calls"] == [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]
+    row = tokenize_conversation(tokenizer, a, max_length=4096)
+    # the template has no tool support: the call is written as <tool_call> text, and training ids
+    # equal apply_chat_template of exactly that
+    expected = tokenizer.apply_chat_template(tool_calls_as_text(a.messages), tokenize=True, return_dict=True)["input_ids"]
+    assert row.input_ids == list(expected)
+    assert "<|im_start|>tool\n{\"temp_c\": 4}<|im_end|>" in render(tokenizer, a.messages)
+    trained = tokenizer.decode([t for t, label in zip(row.input_ids, row.labels) if label != IGNORE_INDEX])
+    assert trained == ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call><|im_end|>'
+                       "It is 4 °C in Oslo.<|im_end|>")
+
+
+def test_tool_turn_order_errors(tmp_path):
+    import pytest
+
+    from conftest import write_jsonl
+    from tunesmith.data.formats import load_conversations
+    from tunesmith.errors import DataError
+
+    msgs = TOOL_CHAT["messages"]
+    rows = [
+        {"messages": [msgs[0], {"role": "tool", "content": "x"}, msgs[3]]},    # tool without a call
+        {"messages": msgs[:2] + [msgs[3]]},                                   # call without a result
+        {"messages": msgs[:3]},                                               # ends on a tool result
+        {"messages": [msgs[0], {"role": "assistant", "content": "", "tool_calls": [{"function": {"arguments": "{}"}}]}, msgs[2], msgs[3]]},
+        {"messages": [msgs[0], {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}, msgs[2], msgs[3]]},
+    ]
+    path = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError) as err:
+        load_conversations([path])
+    message = str(err.value)
+    assert f"{path}:1:messages[1]: a tool turn must follow an assistant turn with tool_calls" in message
+    assert f"{path}:2:messages[2]: expected a tool result after the assistant's tool_calls, got assistant" in message
+    assert f"{path}:3:messages[3]: a tool turn must follow" not in message
+    assert f"{path}:3:messages: the conversation must end with an assistant turn" in message
+    assert f"{path}:4:messages[1].tool_calls[0]: a tool call needs a function name" in message
+    assert f"{path}:5:messages[1].tool_calls[0].arguments: not valid JSON" in message

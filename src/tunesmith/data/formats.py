@@ -1,8 +1,13 @@
 """Row formats -> one canonical `Conversation` (a list of role/content messages).
 
 - alpaca:   {instruction, input?, output, system?, history?: [[user, assistant], ...]}
-- messages: {messages: [{role, content}, ...]}           (OpenAI style)
-- sharegpt: {conversations: [{from, value}, ...], system?} (from: human/gpt/system)
+- messages: {messages: [{role, content, tool_calls?}, ...]}  (OpenAI style; role tool for results)
+- sharegpt: {conversations: [{from, value}, ...], system?}   (from: human/gpt/system, and
+            function_call (value: JSON {name, arguments}) / observation for tool use)
+
+An assistant turn may call tools (`tool_calls`, kept structured on the message); the tool results
+that follow are `tool` turns, never trained. See `tokenize.render` for templates without tool
+support.
 
 Every problem is collected as `file:line:field: reason`; `load_conversations` raises one
 `DataError` listing the first 20 with the total, so a user fixes a file in one pass.
@@ -10,6 +15,7 @@ Every problem is collected as `file:line:field: reason`; `load_conversations` ra
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +24,9 @@ from typing import Any
 from tunesmith.data.readers import RawRow, read_rows
 from tunesmith.errors import DataError
 
-ROLES = ("system", "user", "assistant")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+ROLES = ("system", "user", "assistant", "tool")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
+                  "function_call": "assistant", "observation": "tool", "tool": "tool"}
 MAX_REPORTED = 20
 
 
@@ -82,7 +89,28 @@ def from_alpaca(row: dict[str, Any]) -> list[dict[str, str]]:
     return messages
 
 
-def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str, role_map: dict[str, str]) -> list[dict[str, str]]:
+def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
+    """OpenAI-style tool calls: [{type?: function, function: {name, arguments}}] (or {name, arguments})."""
+    calls = value if isinstance(value, list) else [value]
+    parsed = []
+    for j, call in enumerate(calls):
+        spot = f"{where}[{j}]" if isinstance(value, list) else where
+        function = call.get("function", call) if isinstance(call, dict) else None
+        if not (isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"].strip()):
+            raise RowError(spot, "a tool call needs a function name: {function: {name, arguments}}")
+        arguments = function.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise RowError(f"{spot}.arguments", f"not valid JSON ({exc.msg})") from None
+        if not isinstance(arguments, dict):
+            raise RowError(f"{spot}.arguments", "expected an object (or a JSON string of one)")
+        parsed.append({"type": "function", "function": {"name": function["name"], "arguments": arguments}})
+    return parsed
+
+
+def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str, role_map: dict[str, str]) -> list[dict[str, Any]]:
     turns = row.get(key)
     if not isinstance(turns, list) or not turns:
         raise RowError(key, "expected a non-empty list of turns")
@@ -98,27 +126,59 @@ def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str
         if role not in role_map:
             raise RowError(f"{where}.{role_key}", f"unknown role {role!r} (expected one of {', '.join(role_map)})")
         content = turn.get(content_key)
-        if not isinstance(content, str):
-            raise RowError(f"{where}.{content_key}", "missing or not a string")
-        if not content.strip():
-            raise RowError(f"{where}.{content_key}", "empty")
-        messages.append({"role": role_map[role], "content": content})
+        message: dict[str, Any] = {"role": role_map[role]}
+        if role == "function_call":  # sharegpt: the value is the call itself
+            try:
+                call = json.loads(content) if isinstance(content, str) else content
+            except json.JSONDecodeError as exc:
+                raise RowError(f"{where}.{content_key}", f"a function_call value must be JSON {{name, arguments}} ({exc.msg})") from None
+            message.update(content="", tool_calls=_tool_calls(call, f"{where}.{content_key}"))
+        else:
+            calls = turn.get("tool_calls")
+            if calls is not None and role_map[role] != "assistant":
+                raise RowError(f"{where}.tool_calls", "only assistant turns call tools")
+            if calls is not None:
+                if not isinstance(calls, list) or not calls:
+                    raise RowError(f"{where}.tool_calls", "expected a non-empty list")
+                message["tool_calls"] = _tool_calls(calls, f"{where}.tool_calls")
+            if content is None and calls:
+                content = ""
+            if not isinstance(content, str):
+                raise RowError(f"{where}.{content_key}", "missing or not a string")
+            if not content.strip() and not calls:
+                raise RowError(f"{where}.{content_key}", "empty")
+            message["content"] = content
+        messages.append(message)
     return messages
 
 
-def check_order(messages: list[dict[str, str]], key: str) -> None:
-    """system? then user/assistant alternating, starting with user, ending with assistant."""
+def check_order(messages: list[dict[str, Any]], key: str) -> None:
+    """system? then user, assistant, user, assistant, ... ending with an assistant reply. An
+    assistant turn with tool_calls is followed by one or more tool turns, then an assistant turn."""
     start = 1 if messages and messages[0]["role"] == "system" else 0
     for i, message in enumerate(messages):
         if i >= start and message["role"] == "system":
             raise RowError(f"{key}[{i}]", "a system turn is only allowed first")
+    expected = ("user",)
+    for i in range(start, len(messages)):
+        role = messages[i]["role"]
+        if role not in expected:
+            if role == "tool":
+                reason = "a tool turn must follow an assistant turn with tool_calls"
+            elif "tool" in expected:
+                reason = f"expected a tool result after the assistant's tool_calls, got {role}"
+            else:
+                reason = f"expected a {' or '.join(expected)} turn here, got {role} (turns must alternate user/assistant)"
+            raise RowError(f"{key}[{i}]", reason)
+        if role == "user":
+            expected = ("assistant",)
+        elif role == "assistant":
+            expected = ("tool",) if messages[i].get("tool_calls") else ("user",)
+        else:  # tool
+            expected = ("tool", "assistant")
     body = messages[start:]
-    for i, message in enumerate(body):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if message["role"] != expected:
-            raise RowError(f"{key}[{i + start}]", f"expected a {expected} turn here, got {message['role']} (turns must alternate user/assistant)")
-    if not body or body[-1]["role"] != "assistant":
-        raise RowError(key, "the conversation must end with an assistant turn")
+    if not body or body[-1]["role"] != "assistant" or body[-1].get("tool_calls"):
+        raise RowError(key, "the conversation must end with an assistant turn (not a tool call)" if body and body[-1].get("tool_calls") else "the conversation must end with an assistant turn")
 
 
 def rename_columns(row: dict[str, Any], columns: dict[str, str] | None) -> dict[str, Any]:

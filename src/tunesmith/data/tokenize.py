@@ -13,6 +13,7 @@ trained token is dropped and counted, never trained as an empty example.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from tunesmith.data.formats import Conversation, Rejects
@@ -46,11 +47,30 @@ class MaskOptions:
         return cls(data.max_length, data.train_on_prompt, data.last_turn_only, data.overlength)
 
 
-def render(tokenizer, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
-    if not getattr(tokenizer, "chat_template", None):
+def tool_calls_as_text(messages: list[dict]) -> list[dict]:
+    """For templates that ignore `tool_calls`: each call written into the assistant's content as
+    `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (the Hermes/Qwen convention), so the
+    call is rendered and trained instead of silently dropped."""
+    out = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if calls:
+            text = "\n".join("<tool_call>\n" + json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                                                          ensure_ascii=False) + "\n</tool_call>" for c in calls)
+            content = message.get("content") or ""
+            message = {"role": message["role"], "content": f"{content}\n{text}" if content.strip() else text}
+        out.append(message)
+    return out
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
         raise DataError(
             "the tokenizer has no chat template; set data.template to chatml or plain, or use a model with one"
         )
+    if "tool_calls" not in template:
+        messages = tool_calls_as_text(messages)
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
