@@ -3,6 +3,7 @@
     tunesmith train CONFIG.yaml [key=value ...]   fine-tune (and compare with the base model)
     tunesmith eval CONFIG.yaml [--model REF]      loss/perplexity and QA accuracy -> JSON
     tunesmith chat --model REF                    streaming terminal chat
+    tunesmith score MODEL --prompt P --reply R    reward of a reply (a model trained with stage: rm)
     tunesmith data check PATH [PATH ...]          validate data files/folders (file:line:field errors)
 
 Errors caused by input (config, data, missing model) print one clear message and exit with 2.
@@ -96,6 +97,33 @@ def cmd_chat(args) -> int:
     return 0
 
 
+# --- score -----------------------------------------------------------------------------------------
+
+
+def cmd_score(args) -> int:
+    from tunesmith.data.preference import load_scored_rows
+    from tunesmith.errors import ConfigError
+    from tunesmith.eval.reward import reward_scores
+    from tunesmith.models.reward import load_reward_for_inference
+
+    if bool(args.file) == bool(args.prompt is not None or args.reply):
+        raise ConfigError("score: give either --prompt with one or more --reply, or --file ROWS.jsonl")
+    if args.file is None and (args.prompt is None or not args.reply):
+        raise ConfigError("score: --prompt and --reply go together (--reply may repeat to rank several replies)")
+    loaded = load_reward_for_inference(args.model, args.cache_dir)  # refuses a model without a trained head
+    system = args.system if args.system is not None else loaded.system
+    if args.file:
+        rows = load_scored_rows(args.file, system)
+    else:
+        prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": args.prompt}]
+        rows = [{"messages": prompt + [{"role": "assistant", "content": reply}], "where": f"--reply {i + 1}"}
+                for i, reply in enumerate(args.reply)]
+    rewards = reward_scores(loaded.model, loaded.tokenizer, [r["messages"] for r in rows], args.batch_size)
+    for row, reward in zip(rows, rewards):
+        print(json.dumps({"where": row["where"], "reward": round(reward, 6)}, ensure_ascii=False))
+    return 0
+
+
 # --- data ------------------------------------------------------------------------------------------
 
 
@@ -152,6 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy.")
     chat.add_argument("--cache-dir", help="Cache of the converted default model.")
     chat.set_defaults(func=cmd_chat)
+
+    score = verbs.add_parser("score", help="Score replies with a reward model (trained with stage: rm).",
+                             description="Print one JSON line {where, reward} per reply; higher is better.")
+    score.add_argument("model", help="A reward-model output folder (stage: rm).")
+    score.add_argument("--prompt", help="The user message.")
+    score.add_argument("--reply", action="append", default=[], help="A reply to score (repeat to rank several).")
+    score.add_argument("--file", nargs="+", help='JSONL/JSON files of {"prompt", "reply", "system"?} rows.')
+    score.add_argument("--system", help="System prompt (default: the one the model was trained with).")
+    score.add_argument("--batch-size", type=int, default=8)
+    score.add_argument("--cache-dir", help="Cache of the converted default model.")
+    score.set_defaults(func=cmd_score)
 
     data = verbs.add_parser("data", help="Data tools.")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")

@@ -46,6 +46,7 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         seed=t.seed,
+        gradient_checkpointing=t.gradient_checkpointing,  # TRL's configs default to True: always explicit
         data_seed=t.seed,
         logging_steps=t.logging_steps,
         logging_first_step=True,
@@ -147,9 +148,12 @@ def begin_run(cfg: TunesmithConfig) -> RunSetup:
     return RunSetup(output, base_path, tokenizer, device, pick_dtype(cfg.model.dtype, device))
 
 
-def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup):
-    """The base model with the configured method applied; prints the trainable-parameter report."""
-    model = load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
+def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup, load=load_causal_lm):
+    """The base model with the configured method applied; prints the trainable-parameter report.
+
+    `load(path, dtype, attn_implementation, trust_remote_code)` builds the model class the stage
+    trains (a causal LM by default; the rm stage passes a reward-model loader)."""
+    model = load(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
     if cfg.training.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
