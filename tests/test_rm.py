@@ -106,7 +106,8 @@ def test_score_command_and_rm_config_errors(tmp_path, tiny_model_dir, rm_data, c
     assert "eval.qa: a reward model scores replies" in capsys.readouterr().err
     sft_rows = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "q", "output": "a"}])
     assert main(["train", str(config), f"data.train={sft_rows}"]) == 2
-    assert f"{sft_rows}:1:chosen: missing required field" in capsys.readouterr().err
+    assert (f"{sft_rows}:1:chosen: missing required field; a preference row needs prompt/chosen/rejected, "
+            "this one has ['instruction', 'output']") in capsys.readouterr().err
     assert main(["train", str(config), "stage=dpo", "rm.center_rewards_coefficient=0.01"]) == 2
     assert "section `rm` is set but stage is `dpo`" in capsys.readouterr().err
     # A causal LM has no trained reward head: scoring with it is refused, not answered with noise.

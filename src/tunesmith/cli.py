@@ -59,8 +59,9 @@ def cmd_train(args) -> int:
     (result.output_dir / "eval_results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     if before is not None:
         print("\n" + compare_table(before, after) + "\n")
-    print(f"[tunesmith] results in {result.output_dir}/eval_results.json; chat with: "
-          f"tunesmith chat --model {result.output_dir}")
+    use = (f"score replies with: tunesmith score {result.output_dir} --prompt ... --reply ..." if cfg.stage == "rm"
+           else f"chat with: tunesmith chat --model {result.output_dir}")
+    print(f"[tunesmith] results in {result.output_dir}/eval_results.json; {use}")
     return 0
 
 

@@ -75,6 +75,9 @@ def _prompt(value: Any) -> list[dict[str, str]]:
 
 def to_pair(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
     row = _object(raw, columns)
+    if "chosen" not in row and "rejected" not in row:
+        raise RowError("chosen", f"missing required field; a preference row needs prompt/chosen/rejected, this one has "
+                                 f"{sorted(row)} (map other names with data.columns)")
     chosen, rejected = _reply(row.get("chosen"), "chosen"), _reply(row.get("rejected"), "rejected")
     if row.get("prompt") is None:
         # Full conversations: the shared leading turns are the prompt.
