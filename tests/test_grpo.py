@@ -18,7 +18,7 @@ def test_reward_functions_score_completions():
     assert exact_answer(chat, answer=[["paris"], ["Paris"]]) == [1.0, 0.0]
     assert exact_answer(["Paris", "paris!"], answer=[["Paris"], ["Paris"]], match="equals") == [1.0, 0.0]
     assert regex_format(["Answer: 42", "42"], pattern=r"^Answer: \d+$") == [1.0, 0.0]
-    assert length(["abcd", "abcdef", "abcdefgh" * 2], max_chars=4) == [1.0, 0.5, 0.0]
+    assert length(["abcd", "abcdef", "abcdefgh" * 2, " "], max_chars=4) == [1.0, 0.5, 0.0, 0.0]  # empty earns nothing
     specs = [SimpleNamespace(name="regex_format", pattern="^A", match=None, max_chars=None, weight=1.0),
              SimpleNamespace(name="regex_format", pattern="B$", match=None, max_chars=None, weight=1.0)]
     first, second = reward_functions(specs)

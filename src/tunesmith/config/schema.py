@@ -174,7 +174,8 @@ class GrpoRewardConfig(Section):
     name: Literal["exact_answer", "regex_format", "length"] = Field(
         ...,
         description="exact_answer: 1 when the completion contains (match: equals) one of the row's `answer`s; "
-        "regex_format: 1 when it matches `pattern`; length: 1 up to `max_chars`, falling to 0 at twice that.",
+        "regex_format: 1 when it matches `pattern`; length: 1 for 1 to `max_chars` characters, falling to 0 at "
+        "twice that (0 when empty).",
     )
     weight: float = Field(1.0, description="Weight of this reward in the sum the policy maximises.")
     match: Literal["contains", "equals"] | None = Field(

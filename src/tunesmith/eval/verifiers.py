@@ -5,7 +5,8 @@ lists) and the rows' columns as keyword lists, and returns one float per complet
 
     exact_answer  1.0 when the completion contains (or, with match: equals) one of the row's `answer`s
     regex_format  1.0 when the completion matches `pattern` (re.search; anchor it with ^...$ for the whole)
-    length        1.0 up to `max_chars` characters, falling linearly to 0.0 at twice that
+    length        1.0 for 1 to `max_chars` characters, falling linearly to 0.0 at twice that; an empty
+                  completion gets 0.0 (otherwise "say nothing" is the easiest way to be short)
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def regex_format(completions, pattern: str, **_) -> list[float]:
 
 
 def length(completions, max_chars: int, **_) -> list[float]:
-    return [max(0.0, min(1.0, 2.0 - len(completion_text(c).strip()) / max_chars)) for c in completions]
+    sizes = [len(completion_text(c).strip()) for c in completions]
+    return [max(0.0, min(1.0, 2.0 - size / max_chars)) if size else 0.0 for size in sizes]
 
 
 FUNCTIONS = {"exact_answer": exact_answer, "regex_format": regex_format, "length": length}
