@@ -17,9 +17,20 @@ from tunesmith.models.tiny import build_tiny_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("tunesmith-cache")
+    """The session's cache (converted default model, tokenised data); also $TUNESMITH_CACHE, so no
+    test reads or writes the user's ~/.cache/tunesmith."""
+    import os
+
+    cache = tmp_path_factory.mktemp("tunesmith-cache")
+    previous = os.environ.get("TUNESMITH_CACHE")
+    os.environ["TUNESMITH_CACHE"] = str(cache)
+    yield cache
+    if previous is None:
+        os.environ.pop("TUNESMITH_CACHE", None)
+    else:
+        os.environ["TUNESMITH_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

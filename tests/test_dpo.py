@@ -51,7 +51,8 @@ def test_preference_rows_are_validated_with_file_line_field(tmp_path):
     assert second["rejected"] == [{"role": "assistant", "content": "b"}]
 
 
-@pytest.mark.parametrize("method,loss", [("lora", "sigmoid"), ("full", "sigmoid"), ("lora", "ipo")])
+@pytest.mark.parametrize("method,loss", [("lora", "sigmoid"), ("full", "sigmoid"), ("lora", "ipo"), ("lora", "orpo"),
+                                         ("full", "simpo")])
 def test_dpo_raises_the_held_out_margin(tmp_path, tiny_model_dir, dpo_data, method, loss, capsys):
     train, val = dpo_data
     out = tmp_path / "out"
@@ -62,7 +63,7 @@ method: {method}
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 64}}
-dpo: {{beta: 0.1, loss: {loss}}}
+dpo: {{loss: {loss}}}
 training: {{epochs: 3, learning_rate: {0.01 if method == "lora" else 0.001}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
 {extra}""")
     assert main(["train", str(config)]) == 0
@@ -80,10 +81,33 @@ def test_dpo_config_errors(tmp_path, tiny_model_dir, dpo_data, capsys):
     train, _ = dpo_data
     config = write_config(tmp_path / "c.yaml", f"stage: dpo\noutput_dir: {tmp_path / 'o'}\n"
                                                f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n")
-    assert main(["train", str(config), "dpo.loss=orpo"]) == 2
-    assert "dpo.loss `orpo` is planned" in capsys.readouterr().err
+    assert main(["train", str(config), "dpo.simpo_gamma=1.0"]) == 2
+    assert "simpo_gamma is set but loss is `sigmoid`" in capsys.readouterr().err
     sft_rows = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "q", "output": "a"}])
     assert main(["train", str(config), f"data.train={sft_rows}"]) == 2
     assert f"{sft_rows}:1:chosen: missing required field" in capsys.readouterr().err
     assert main(["train", str(config), "stage=sft", "dpo.beta=0.2"]) == 2
     assert "section `dpo` is set but stage is `sft`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method,loss,has_ref", [("lora", "sigmoid", False), ("full", "ipo", True),
+                                                 ("full", "orpo", False), ("full", "simpo", False)])
+def test_reference_model_is_built_only_where_needed(tmp_path, tiny_model_dir, dpo_data, tokenizer, method, loss, has_ref):
+    """LoRA's reference is the base with the adapter off (no copy); orpo/simpo need none; full DPO/IPO copies."""
+    from tunesmith.config import load_config
+    from tunesmith.data.preference import load_preferences
+    from tunesmith.methods import apply_method
+    from tunesmith.models.loader import load_causal_lm
+    from tunesmith.stages.dpo import build_trainer
+
+    train, _ = dpo_data
+    config = write_config(tmp_path / "c.yaml", f"stage: dpo\nmethod: {method}\noutput_dir: {tmp_path / 'o'}\n"
+                                               f"data: {{train: {train}, max_length: 64}}\ndpo: {{loss: {loss}}}\n"
+                                               "training: {max_steps: 1, batch_size: 2}\n")
+    cfg = load_config(config, [])
+    model, _ = apply_method(load_causal_lm(str(tiny_model_dir)), cfg)
+    trainer = build_trainer(cfg, model, tokenizer, load_preferences([train]), None, tmp_path / "w", model.device, model.dtype)
+    ref = getattr(trainer, "ref_model", None)
+    assert (ref is not None) == has_ref
+    if ref is not None:
+        assert ref is not model and not any(p.data_ptr() == q.data_ptr() for p, q in zip(ref.parameters(), model.parameters()))

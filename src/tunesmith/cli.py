@@ -4,6 +4,7 @@
     tunesmith eval CONFIG.yaml [--model REF]      loss/perplexity and QA accuracy -> JSON
     tunesmith chat --model REF                    streaming terminal chat
     tunesmith export MODEL --out DIR [--merge]    standalone model folder (adapters merged)
+    tunesmith score MODEL --prompt P --reply R    reward of a reply (a model trained with stage: rm)
     tunesmith search CONFIG.yaml                  hyper-parameter search (Optuna)
     tunesmith data check|stats|preview|clean CONFIG_OR_FILES   validate / describe / show / clean data
 
@@ -75,8 +76,9 @@ def cmd_train(args) -> int:
     (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     if before is not None:
         print("\n" + compare_table(before, after) + "\n")
-    print(f"[tunesmith] results in {output_dir}/eval_results.json; chat with: "
-          f"tunesmith chat --model {output_dir}")
+    use = (f"score replies with: tunesmith score {output_dir} --prompt ... --reply ..." if cfg.stage == "rm"
+           else f"chat with: tunesmith chat --model {output_dir}")
+    print(f"[tunesmith] results in {output_dir}/eval_results.json; {use}")
     return 0
 
 
@@ -132,6 +134,33 @@ def cmd_export(args) -> int:
 
     out = export_model(args.model, args.out, merge=args.merge, cache_dir=args.cache_dir, overwrite=args.overwrite)
     print(f"[tunesmith] standalone model written to {out}")
+    return 0
+
+
+# --- score -----------------------------------------------------------------------------------------
+
+
+def cmd_score(args) -> int:
+    from tunesmith.data.preference import load_scored_rows
+    from tunesmith.errors import ConfigError
+    from tunesmith.eval.reward import reward_scores
+    from tunesmith.models.reward import load_reward_for_inference
+
+    if bool(args.file) == bool(args.prompt is not None or args.reply):
+        raise ConfigError("score: give either --prompt with one or more --reply, or --file ROWS.jsonl")
+    if args.file is None and (args.prompt is None or not args.reply):
+        raise ConfigError("score: --prompt and --reply go together (--reply may repeat to rank several replies)")
+    loaded = load_reward_for_inference(args.model, args.cache_dir)  # refuses a model without a trained head
+    system = args.system if args.system is not None else loaded.system
+    if args.file:
+        rows = load_scored_rows(args.file, system)
+    else:
+        prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": args.prompt}]
+        rows = [{"messages": prompt + [{"role": "assistant", "content": reply}], "where": f"--reply {i + 1}"}
+                for i, reply in enumerate(args.reply)]
+    rewards = reward_scores(loaded.model, loaded.tokenizer, [r["messages"] for r in rows], args.batch_size)
+    for row, reward in zip(rows, rewards):
+        print(json.dumps({"where": row["where"], "reward": round(reward, 6)}, ensure_ascii=False))
     return 0
 
 
@@ -305,6 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
     export.add_argument("--cache-dir", help="Cache of the converted default model.")
     export.set_defaults(func=cmd_export)
+
+    score = verbs.add_parser("score", help="Score replies with a reward model (trained with stage: rm).",
+                             description="Print one JSON line {where, reward} per reply; higher is better.")
+    score.add_argument("model", help="A reward-model output folder (stage: rm).")
+    score.add_argument("--prompt", help="The user message.")
+    score.add_argument("--reply", action="append", default=[], help="A reply to score (repeat to rank several).")
+    score.add_argument("--file", nargs="+", help='JSONL/JSON files of {"prompt", "reply", "system"?} rows.')
+    score.add_argument("--system", help="System prompt (default: the one the model was trained with).")
+    score.add_argument("--batch-size", type=int, default=8)
+    score.add_argument("--cache-dir", help="Cache of the converted default model.")
+    score.set_defaults(func=cmd_score)
 
     data = verbs.add_parser("data", help="Data tools: check, stats, preview, clean.")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")

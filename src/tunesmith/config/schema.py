@@ -11,6 +11,7 @@ clear message.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,7 +23,7 @@ METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "p
 METHOD_SECTIONS = {"lora": ("lora", "qlora"), "freeze": ("freeze",), "qlora": ("qlora",),
                    "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",)}
 # Stages that own a config section of the same name (same rule).
-STAGE_SECTIONS = ("dpo", "kto")
+STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo")
 
 
 class Section(BaseModel):
@@ -283,17 +284,99 @@ class TrainingConfig(Section):
 
 
 class DpoConfig(Section):
-    beta: float = Field(0.1, gt=0, description="Strength of the pull toward the reference model (DPO's beta; IPO's tau).")
     loss: Literal["sigmoid", "ipo", "orpo", "simpo"] = Field(
-        "sigmoid", description="Preference loss: sigmoid (DPO), ipo; orpo and simpo are planned."
+        "sigmoid",
+        description="Preference loss: sigmoid (DPO), ipo (IPO), orpo (ORPO: SFT + odds-ratio term) or simpo "
+        "(SimPO: length-normalised margin). orpo and simpo need no reference model.",
+    )
+    beta: float | None = Field(
+        None, gt=0,
+        description="Loss strength: DPO's beta / IPO's tau (pull toward the reference), ORPO's lambda (weight of "
+        "the odds-ratio term), SimPO's beta (reward scale). Default: 0.1, and 2.0 for simpo (the papers' values).",
+    )
+    simpo_gamma: float = Field(
+        0.5, ge=0, description="SimPO's target reward margin gamma (loss simpo only)."
     )
     max_length: int | None = Field(None, gt=8, description="Longest prompt+reply in tokens (default: data.max_length).")
+
+    @model_validator(mode="after")
+    def _gamma_needs_simpo(self):
+        if "simpo_gamma" in self.model_fields_set and self.loss != "simpo":
+            raise ValueError(f"simpo_gamma is set but loss is `{self.loss}`: remove simpo_gamma or set loss: simpo")
+        return self
+
+    @property
+    def resolved_beta(self) -> float:
+        return self.beta if self.beta is not None else (2.0 if self.loss == "simpo" else 0.1)
+
+
+class RmConfig(Section):
+    center_rewards_coefficient: float | None = Field(
+        None, ge=0,
+        description="Weight of a penalty on the squared rewards that keeps them centred on zero "
+        "(Eisenstein et al. 2023; 0.01 is typical). Default: no penalty.",
+    )
 
 
 class KtoConfig(Section):
     beta: float = Field(0.1, gt=0, description="Strength of the pull toward the reference model.")
     desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable (label true) rows.")
     undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of undesirable (label false) rows.")
+
+
+class GrpoRewardConfig(Section):
+    name: Literal["exact_answer", "regex_format", "length"] = Field(
+        ...,
+        description="exact_answer: 1 when the completion contains (match: equals) one of the row's `answer`s; "
+        "regex_format: 1 when it matches `pattern`; length: 1 for 1 to `max_chars` characters, falling to 0 at "
+        "twice that (0 when empty).",
+    )
+    weight: float = Field(1.0, description="Weight of this reward in the sum the policy maximises.")
+    match: Literal["contains", "equals"] | None = Field(
+        None, description="exact_answer only: `contains` (default) or `equals` (after trimming and lower-casing)."
+    )
+    pattern: str | None = Field(None, description="regex_format only (required): a Python regular expression (re.search).")
+    max_chars: int | None = Field(None, gt=0, description="length only (required): the longest full-reward completion.")
+
+    @model_validator(mode="after")
+    def _options_fit_the_name(self):
+        own = {"exact_answer": {"match"}, "regex_format": {"pattern"}, "length": {"max_chars"}}[self.name]
+        for option in ("match", "pattern", "max_chars"):
+            if getattr(self, option) is not None and option not in own:
+                raise ValueError(f"`{option}` does not apply to reward `{self.name}`")
+        if self.name == "regex_format":
+            if self.pattern is None:
+                raise ValueError("reward regex_format needs `pattern`, e.g. {name: regex_format, pattern: '^Answer: \\d+$'}")
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a valid regular expression: {exc}") from None
+        if self.name == "length" and self.max_chars is None:
+            raise ValueError("reward length needs `max_chars`, e.g. {name: length, max_chars: 200}")
+        return self
+
+
+class GrpoConfig(Section):
+    rewards: list[GrpoRewardConfig] = Field(
+        default_factory=list,
+        description="Verifiable reward functions, summed with their weights, e.g. [{name: exact_answer}, "
+        "{name: regex_format, pattern: '^Answer: .+$', weight: 0.5}]. Required.",
+    )
+    num_generations: int = Field(
+        4, ge=2,
+        description="Completions sampled per prompt; each is scored against its group's mean. training.batch_size "
+        "counts completions and (times gradient_accumulation) must be a multiple of it.",
+    )
+    max_completion_length: int = Field(64, gt=0, description="Longest sampled completion in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the completions.")
+    beta: float = Field(
+        0.0, ge=0,
+        description="KL penalty toward the base model (0: none and no reference kept, TRL's default; DeepSeekMath "
+        "used 0.04). With LoRA the reference is the base with the adapter off.",
+    )
+    eval_max_new_tokens: int | None = Field(
+        None, gt=0, description="Greedy completion length for the before/after reward (default: max_completion_length)."
+    )
 
 
 class EvalConfig(Section):
@@ -356,8 +439,10 @@ class TunesmithConfig(Section):
     )
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="Options of methods prompt, ptuning, prefix.")
     adapter: AdapterConfig = Field(default_factory=AdapterConfig, description="Options of method adapter.")
+    rm: RmConfig = Field(default_factory=RmConfig, description="Options of stage rm.")
     dpo: DpoConfig = Field(default_factory=DpoConfig, description="Options of stage dpo.")
     kto: KtoConfig = Field(default_factory=KtoConfig, description="Options of stage kto.")
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig, description="Options of stage grpo.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
     search: SearchConfig | None = Field(None, description="Hyper-parameter search (`tunesmith search CONFIG`).")

@@ -75,6 +75,9 @@ def _prompt(value: Any) -> list[dict[str, str]]:
 
 def to_pair(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
     row = _object(raw, columns)
+    if "chosen" not in row and "rejected" not in row:
+        raise RowError("chosen", f"missing required field; a preference row needs prompt/chosen/rejected, this one has "
+                                 f"{sorted(row)} (map other names with data.columns)")
     chosen, rejected = _reply(row.get("chosen"), "chosen"), _reply(row.get("rejected"), "rejected")
     if row.get("prompt") is None:
         # Full conversations: the shared leading turns are the prompt.
@@ -124,3 +127,48 @@ def load_kto(paths: list[str | Path], system: str | None = None, columns: dict[s
         missing = "undesirable (label false)" if True in labels else "desirable (label true)"
         raise DataError(f"{', '.join(str(p) for p in paths)}: KTO needs both kinds of rows; no {missing} row found")
     return rows
+
+
+# --- rows to score with a reward model: {"prompt", "reply"} ------------------------------------------
+
+
+def to_scored_row(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
+    """{"prompt": str | messages, "reply": str | messages, "system"?} -> one conversation to score."""
+    row = _object(raw, columns)
+    reply = _reply(row.get("reply"), "reply")
+    prompt = _with_system(_prompt(row.get("prompt")), row.get("system"), system)
+    check_order(prompt + reply, "reply")
+    return {"messages": prompt + reply, "where": raw.where}
+
+
+def load_scored_rows(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    return collect_rows(paths, lambda raw: to_scored_row(raw, system, columns), "row to score")
+
+
+# --- prompts for online RL (grpo): {"prompt" | "messages", "answer"?} ---------------------------------
+
+
+def to_prompt_row(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
+    """A prompt (string, or messages ending with a user turn) and an optional reference `answer`
+    (a string, a number or a list of accepted strings) for verifiable reward functions."""
+    row = _object(raw, columns)
+    if "messages" in row and "prompt" not in row:
+        prompt = _messages(row["messages"], "messages")
+        if prompt[-1]["role"] != "user":
+            raise RowError("messages", "must end with a user message (the model writes the next turn)")
+    else:
+        prompt = _prompt(row.get("prompt"))
+    prompt = _with_system(prompt, row.get("system"), system)
+    check_order(prompt + [{"role": "assistant", "content": "?"}], "prompt")  # a chat awaiting its next turn
+    out: dict[str, Any] = {"prompt": prompt, "where": raw.where}
+    if "answer" in row:
+        answer = row["answer"]
+        answers = [answer] if isinstance(answer, (str, int, float)) and not isinstance(answer, bool) else answer
+        if not (isinstance(answers, list) and answers and all(isinstance(a, (str, int, float)) and str(a).strip() for a in answers)):
+            raise RowError("answer", "expected a non-empty string, a number or a list of them")
+        out["answer"] = [str(a) for a in answers]
+    return out
+
+
+def load_prompts(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    return collect_rows(paths, lambda raw: to_prompt_row(raw, system, columns), "prompt row")

@@ -15,11 +15,14 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.data.dataset import build_splits
 from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
-from tunesmith.data.preference import load_kto, load_preferences
+from tunesmith.data.preference import load_kto, load_preferences, load_prompts
 from tunesmith.eval.perplexity import validation_loss
 from tunesmith.eval.preference import kto_metrics, preference_metrics
 from tunesmith.eval.qa import qa_accuracy
+from tunesmith.eval.reward import reward_metrics
+from tunesmith.eval.verifiers import reward_report
 from tunesmith.models.loader import load_for_inference
+from tunesmith.models.reward import load_reward_for_inference
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     if not (cfg.data.validation or cfg.data.val_split) and not cfg.eval.qa:
         raise ConfigError("nothing to evaluate: set data.validation or data.val_split (loss) and/or eval.qa (accuracy)")
     started = time.time()
+    if cfg.stage == "rm":
+        return _evaluate_reward_model(cfg, model_ref, result_path, started)
     loaded = load_for_inference(model_ref, cfg.model.cache_dir)
     if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
         apply_template(loaded.tokenizer, cfg.data.template)
@@ -39,6 +44,11 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     elif cfg.data.validation and cfg.stage == "kto":
         rows = load_kto(cfg.data.validation, system, cfg.data.columns)
         result.update(kto_metrics(loaded.model, loaded.tokenizer, rows, cfg.data.max_length, cfg.eval.batch_size))
+    elif cfg.data.validation and cfg.stage == "grpo":
+        rows = load_prompts(cfg.data.validation, system, cfg.data.columns)
+        g = cfg.grpo
+        result.update(reward_report(loaded.model, loaded.tokenizer, rows, g.rewards,
+                                    g.eval_max_new_tokens or g.max_completion_length, cfg.eval.batch_size))
     elif cfg.data.validation or cfg.data.val_split:
         data = cfg.data.model_copy(update={"system": system})
         _, val_set = build_splits(loaded.tokenizer, data, "text" if cfg.stage == "pt" else "chat", cfg.training.seed)
@@ -46,6 +56,20 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     if cfg.eval.qa:
         result.update(qa_accuracy(loaded.model, loaded.tokenizer, cfg.eval.qa, system,
                                   cfg.eval.max_new_tokens, cfg.eval.batch_size))
+    result["eval_seconds"] = round(time.time() - started, 1)
+    if result_path:
+        Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    return result
+
+
+def _evaluate_reward_model(cfg: TunesmithConfig, model_ref: str, result_path, started: float) -> dict:
+    """Pair accuracy and margin; a base model gets a new head seeded as training seeds it (the starting point)."""
+    if not cfg.data.validation:
+        raise ConfigError("nothing to evaluate: a reward model is measured on data.validation (preference pairs)")
+    loaded = load_reward_for_inference(model_ref, cfg.model.cache_dir, new_head_seed=cfg.training.seed)
+    system = loaded.system if loaded.manifest else cfg.data.system
+    pairs = load_preferences(cfg.data.validation, system, cfg.data.columns)
+    result = {"model": model_ref, "system": system, **reward_metrics(loaded.model, loaded.tokenizer, pairs, cfg.eval.batch_size)}
     result["eval_seconds"] = round(time.time() - started, 1)
     if result_path:
         Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
@@ -67,9 +91,15 @@ def compare_table(before: dict, after: dict) -> str:
                      f"{a:.1%} ({after['qa_correct']}/{after['qa_total']})"))
     for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity"),
                        ("pref_margin", "chosen-rejected log-prob margin"), ("pref_accuracy", "preference accuracy"),
-                       ("kto_margin", "desirable-undesirable log-prob margin")):
+                       ("kto_margin", "desirable-undesirable log-prob margin"),
+                       ("rm_accuracy", "held-out pair accuracy (reward)"), ("rm_margin", "chosen-rejected reward margin")):
         if key in after:
             rows.append((label, _fmt(before.get(key)), _fmt(after[key])))
+    if "reward_mean" in after:
+        rows.append(("held-out mean reward (greedy)", _fmt(before.get("reward_mean")), _fmt(after["reward_mean"])))
+        for key in after:
+            if key.startswith("reward_") and key not in ("reward_mean", "reward_prompts", "reward_samples"):
+                rows.append((f"  {key[len('reward_'):]}", _fmt(before.get(key)), _fmt(after[key])))
     width = max(len(r[0]) for r in rows) if rows else 10
     lines = [f"| {'metric':<{width}} | base | fine-tuned |", f"|{'-' * (width + 2)}|------|------------|"]
     lines += [f"| {name:<{width}} | {b} | {a} |" for name, b, a in rows]

@@ -1,6 +1,7 @@
 """Freeze tuning: only N decoder layers (the last by default) and named extras train.
 
-Embeddings, the LM head and everything else stay frozen unless named in `freeze.extra_modules`.
+Embeddings, the LM head and everything else stay frozen unless named in `freeze.extra_modules`;
+a new task head (a reward model's scalar `score`, see `models.reward.task_head`) always trains.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from tunesmith.errors import ConfigError
+from tunesmith.models.reward import task_head
 
 
 def decoder_layers(model) -> tuple[str, nn.ModuleList]:
@@ -30,6 +32,9 @@ def apply_freeze(model, cfg):
         )
     chosen = range(len(layers) - options.trainable_layers, len(layers)) if options.position == "last" else range(options.trainable_layers)
     prefixes = tuple(f"{name}.{i}." for i in chosen)
+    head = task_head(model)
+    if head:
+        prefixes += (f"{head}.",)
     for param_name, param in model.named_parameters():
         extra = any(fragment in param_name for fragment in options.extra_modules)
         param.requires_grad_(param_name.startswith(prefixes) or extra)

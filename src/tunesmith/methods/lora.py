@@ -10,6 +10,8 @@ The base weights stay frozen; low-rank adapters learn on the chosen linear modul
   plain LoRA adapter (rank 2r) that applies to the unmodified base, as PEFT documents.
 - LoRA+ (`loraplus_lr_ratio`) is an optimiser choice: `loraplus_optimizer` builds PEFT's
   `create_loraplus_optimizer` (B matrices at ratio x the learning rate) for any stage's Trainer.
+- A model with a new task head (a reward model's scalar `score`) gets PEFT's SEQ_CLS task type,
+  which trains and saves that head in full beside the adapter.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import weakref
 import torch.nn as nn
 
 from tunesmith.errors import ConfigError
+from tunesmith.models.reward import task_head
 
 # PiSSA/OLoRA models -> folder holding their initial adapter (for the conversion when saving).
 _INITIAL_ADAPTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -61,7 +64,7 @@ def peft_lora_config(model, options):
         use_rslora=options.use_rslora,
         use_dora=options.use_dora,
         init_lora_weights=INIT_TO_PEFT[options.init],
-        task_type="CAUSAL_LM",
+        task_type="SEQ_CLS" if task_head(model) else "CAUSAL_LM",
     )
 
 

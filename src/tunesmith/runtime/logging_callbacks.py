@@ -64,3 +64,31 @@ def plot_loss(records: list[dict], path: Path, title: str = "") -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def plot_metric(records: list[dict], key: str, path: Path, title: str = "", band: str | None = None) -> Path | None:
+    """One logged metric over optimiser steps (e.g. GRPO's mean reward), with an optional +-`band` (its std)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(r["step"], r[key], r.get(band, 0.0) if band else 0.0) for r in records
+              if isinstance(r.get(key), (int, float))]
+    if not points:
+        return None
+    steps, values, spread = zip(*points)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(steps, values, label=key)
+    if band:
+        ax.fill_between(steps, [v - s for v, s in zip(values, spread)], [v + s for v, s in zip(values, spread)],
+                        alpha=0.2, label=f"+- {band}")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel(key)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -2,8 +2,8 @@
 
 A stage never branches on the method. Each stage module offers `check_data(cfg)` (validate every
 input before any model loads), `arguments(...)` (its Trainer/TRL arguments) and its `run_*`.
-Implemented: pt, sft, dpo, kto. The other stages of the mission map (rm, ppo, grpo) are valid
-config values refused with a clear message for now.
+Implemented: pt, sft, rm, dpo, kto, grpo. The remaining stage of the mission map (ppo) is a valid
+config value refused with a clear message for now.
 """
 
 from __future__ import annotations
@@ -15,10 +15,17 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.errors import ConfigError
 from tunesmith.methods import check_method
 from tunesmith.models.loader import pick_device, pick_dtype
-from tunesmith.stages import dpo, kto, pt, sft
+from tunesmith.stages import dpo, grpo, kto, pt, rm, sft
 from tunesmith.stages.common import RunResult
 
-REGISTRY = {"pt": (pt, pt.run_pt), "sft": (sft, sft.run_sft), "dpo": (dpo, dpo.run_dpo), "kto": (kto, kto.run_kto)}
+REGISTRY = {
+    "pt": (pt, pt.run_pt),
+    "sft": (sft, sft.run_sft),
+    "rm": (rm, rm.run_rm),
+    "dpo": (dpo, dpo.run_dpo),
+    "kto": (kto, kto.run_kto),
+    "grpo": (grpo, grpo.run_grpo),
+}
 
 
 def check_stage(cfg: TunesmithConfig) -> None:

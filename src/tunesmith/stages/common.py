@@ -68,6 +68,9 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         disable_tqdm=False,
         use_cpu=device.type == "cpu",
     )
+    if args_class is not TrainingArguments:
+        # TRL's configs default gradient checkpointing to True (about 20% slower); run what the config says.
+        options["gradient_checkpointing"] = t.gradient_checkpointing
     options.update(stage_options)
     try:
         return args_class(**options)
@@ -173,10 +176,13 @@ def load_run_tokenizer(cfg: TunesmithConfig):
     return base_path, tokenizer
 
 
-def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup):
-    """The base model with the configured method applied; prints the trainable-parameter report."""
-    model = load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code,
-                           **method_load_options(cfg))
+def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup, load=load_causal_lm):
+    """The base model with the configured method applied; prints the trainable-parameter report.
+
+    `load(path, dtype, attn_implementation, trust_remote_code, **method options)` builds the model
+    class the stage trains (a causal LM by default; the rm stage passes a reward-model loader)."""
+    model = load(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code,
+                 **method_load_options(cfg))
     if cfg.training.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

@@ -1,0 +1,102 @@
+"""grpo stage: verifiable rewards, config/data checks, and GRPO raises the mean reward of a simple task."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from tunesmith.cli import main
+from tunesmith.data.preference import load_prompts
+from tunesmith.errors import DataError
+from tunesmith.eval.verifiers import exact_answer, length, regex_format, reward_functions
+
+from conftest import write_config, write_jsonl
+
+
+def test_reward_functions_score_completions():
+    chat = [[{"role": "assistant", "content": "The answer is  Paris."}], [{"role": "assistant", "content": "Lyon"}]]
+    assert exact_answer(chat, answer=[["paris"], ["Paris"]]) == [1.0, 0.0]
+    assert exact_answer(["Paris", "paris!"], answer=[["Paris"], ["Paris"]], match="equals") == [1.0, 0.0]
+    assert regex_format(["Answer: 42", "42"], pattern=r"^Answer: \d+$") == [1.0, 0.0]
+    assert length(["abcd", "abcdef", "abcdefgh" * 2, " "], max_chars=4) == [1.0, 0.5, 0.0, 0.0]  # empty earns nothing
+    specs = [SimpleNamespace(name="regex_format", pattern="^A", match=None, max_chars=None, weight=1.0),
+             SimpleNamespace(name="regex_format", pattern="B$", match=None, max_chars=None, weight=1.0)]
+    first, second = reward_functions(specs)
+    assert (first.__name__, second.__name__) == ("regex_format", "regex_format_2")
+    assert first(["AB", "xB"], prompts=None, trainer_state=None) == [1.0, 0.0]
+    assert second(["AB", "xB"], prompts=None) == [1.0, 1.0]
+
+
+def test_prompt_rows_are_validated(tmp_path):
+    rows = [{"prompt": "2+2?", "answer": 4}, {"messages": [{"role": "user", "content": "hi"}]},
+            {"prompt": "q", "answer": []}, {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+            {"prompt": ""}]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    with pytest.raises(DataError) as err:
+        load_prompts([path])
+    message = str(err.value)
+    assert f"{path}:3:answer: expected a non-empty string" in message
+    assert f"{path}:4:messages: must end with a user message" in message
+    assert f"{path}:5:prompt: empty" in message
+    good = load_prompts([write_jsonl(tmp_path / "g.jsonl", rows[:2])], system="Be brief.")
+    assert good[0]["answer"] == ["4"] and good[0]["prompt"][0] == {"role": "system", "content": "Be brief."}
+    assert "answer" not in good[1] and good[1]["prompt"][-1]["content"] == "hi"
+
+
+def test_grpo_config_errors(tmp_path, tiny_model_dir, capsys):
+    no_answer = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Say yes."}, {"prompt": "Say no."}])
+    config = write_config(tmp_path / "c.yaml", f"stage: grpo\noutput_dir: {tmp_path / 'o'}\n"
+                                               f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {no_answer}}}\n")
+    assert main(["train", str(config)]) == 2
+    assert "grpo.rewards: no reward function given" in capsys.readouterr().err
+    assert main(["train", str(config), "grpo.rewards=[{name: exact_answer}]"]) == 2
+    assert f"2 prompt row(s) have no `answer` field, which reward exact_answer needs: {no_answer}:1" in capsys.readouterr().err
+    assert main(["train", str(config), "grpo.rewards=[{name: regex_format}]"]) == 2
+    assert "reward regex_format needs `pattern`" in capsys.readouterr().err
+    assert main(["train", str(config), "grpo.rewards=[{name: length, max_chars: 9, pattern: x}]"]) == 2
+    assert "`pattern` does not apply to reward `length`" in capsys.readouterr().err
+    assert main(["train", str(config), "grpo.rewards=[{name: length, max_chars: 9}]", "training.batch_size=6"]) == 2
+    assert "must be a multiple of grpo.num_generations (4)" in capsys.readouterr().err
+    assert main(["train", str(config), "stage=ppo"]) == 2
+    assert "stage `ppo` is planned" in capsys.readouterr().err
+
+
+def test_grpo_raises_the_mean_reward(tmp_path, tiny_model_dir, capsys):
+    # A policy that answers "yes" or "no" at random (SFT on both answers to every question), then GRPO
+    # rewards "yes" (exact_answer): the logged mean reward must climb and greedy replies become "yes".
+    questions = [f"Is item {i} ready?" for i in range(8)]
+    sft_rows = [{"instruction": q, "output": a} for q in questions for a in ("yes", "no")]
+    sft_data = write_jsonl(tmp_path / "sft.jsonl", sft_rows)
+    coin = tmp_path / "coin"
+    sft = write_config(tmp_path / "sft.yaml", f"""\
+stage: sft
+method: full
+output_dir: {coin}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {sft_data}, max_length: 48}}
+training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 4}}
+""")
+    assert main(["train", str(sft)]) == 0
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q, "answer": "yes"} for q in questions])
+    val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": f"Is item {i} ready?", "answer": "yes"} for i in (20, 21, 22, 23)])
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "grpo.yaml", f"""\
+stage: grpo
+method: lora
+output_dir: {out}
+model: {{name_or_path: {coin}}}
+data: {{train: {train}, validation: {val}, max_length: 48}}
+grpo: {{rewards: [{{name: exact_answer}}], num_generations: 4, max_completion_length: 4, temperature: 1.0}}
+lora: {{r: 8, alpha: 16, dropout: 0.0}}
+training: {{max_steps: 10, learning_rate: 0.01, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 1}}
+""")
+    assert main(["train", str(config)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rewards = [r["reward"] for r in records if "reward" in r]
+    assert "rewards/exact_answer/mean" in records[1] and "reward_std" in records[1]
+    # Step 1 logs the coin's own samples (about half "yes"); the last steps are (nearly) all "yes".
+    assert len(rewards) == 10 and rewards[0] < 0.75 and sum(rewards[-3:]) / 3 >= max(0.9, rewards[0] + 0.25), rewards
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["fine_tuned"]["reward_mean"] == 1.0, results
+    assert (out / "reward.png").is_file()
+    assert "held-out mean reward (greedy)" in capsys.readouterr().out
