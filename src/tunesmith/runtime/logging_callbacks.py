@@ -55,15 +55,7 @@ def plot_loss(records: list[dict], path: Path, title: str = "") -> Path | None:
         ax.plot(*zip(*train), label="train loss")
     if evals:
         ax.plot(*zip(*evals), "o-", label="validation loss")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, "loss", title, path)
 
 
 def plot_metric(records: list[dict], key: str, path: Path, title: str = "", band: str | None = None) -> Path | None:
@@ -83,8 +75,14 @@ def plot_metric(records: list[dict], key: str, path: Path, title: str = "", band
     if band:
         ax.fill_between(steps, [v - s for v, s in zip(values, spread)], [v + s for v, s in zip(values, spread)],
                         alpha=0.2, label=f"+- {band}")
+    return _save(fig, ax, key, title, path)
+
+
+def _save(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel(key)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
