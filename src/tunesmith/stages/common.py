@@ -240,7 +240,12 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
                               f"training.resume=auto")
     train_metrics["nan_skipped"] = len(guard.skipped)
     if has_eval:
-        train_metrics.update(trainer.evaluate())
+        # the Trainer evaluates after every epoch; only evaluate again if the last step had none
+        last = next((r for r in reversed(trainer.state.log_history) if "eval_loss" in r), None)
+        if last is not None and last.get("step") == trainer.state.global_step:
+            train_metrics.update({k: v for k, v in last.items() if k.startswith("eval_")})
+        else:
+            train_metrics.update(trainer.evaluate())
     if not main_process:
         return RunResult(output_dir=setup.output.final, metrics=train_metrics)
     return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb)
