@@ -41,13 +41,11 @@ def test_search_finds_the_better_learning_rate(tmp_path, tiny_model_dir, facts_d
     summary = json.loads((tmp_path / "search" / "search_results.json").read_text())
     assert len(summary["trials"]) == 3
     assert summary["best_params"]["training.learning_rate"] == 0.02  # 1e-5 barely moves in 2 epochs
-    losses = {t["training.learning_rate"]: t["eval_loss"] for t in summary["trials"] if t["state"] == "complete"}
     assert summary["best_value"] == min(t["eval_loss"] for t in summary["trials"] if t["eval_loss"] is not None)
     for trial in summary["trials"]:
         assert (tmp_path / "search" / f"trial-{trial['trial']}" / "tunesmith.json").is_file()
     best = yaml.safe_load((tmp_path / "search" / "best.yaml").read_text())
     assert best["training"]["learning_rate"] == 0.02 and best["output_dir"].endswith("best") and best["search"] is None
-    assert losses
 
 
 def test_search_refuses_unknown_keys_before_any_trial(tmp_path, tiny_model_dir, facts_data, capsys):

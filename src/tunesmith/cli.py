@@ -169,7 +169,7 @@ def cmd_score(args) -> int:
 
 def _data_config(args):
     """A config for the data tools: the YAML given, or one built from files and options."""
-    from tunesmith.config import load_config, validate_config
+    from tunesmith.config import apply_overrides, load_config, validate_config
     from tunesmith.errors import ConfigError
 
     if len(args.inputs) == 1 and args.inputs[0].endswith((".yaml", ".yml")):
@@ -182,8 +182,6 @@ def _data_config(args):
         columns[canonical] = name
     raw = {"stage": args.stage, "output_dir": "-", "model": {"name_or_path": args.model},
            "data": {"train": args.inputs, "format": args.format, "columns": columns, "max_length": args.max_length}}
-    from tunesmith.config import apply_overrides
-
     return validate_config(apply_overrides(raw, args.set), {}, "command line")
 
 

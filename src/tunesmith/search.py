@@ -10,7 +10,6 @@ OUTPUT/best.yaml — the config with the best values, ready for `tunesmith train
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -20,7 +19,6 @@ from tunesmith.errors import ConfigError
 from tunesmith.runtime.hooks import extra_callbacks
 from tunesmith.stages import check_stage, run_stage
 
-log = logging.getLogger(__name__)
 
 
 class _Report(TrainerCallback):
