@@ -93,6 +93,14 @@ def cmd_search(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from tunesmith.bench import run_from_args
+
+    import shlex
+
+    return run_from_args(args, shlex.join(["tunesmith", *args.argv]))
+
+
 # --- eval ------------------------------------------------------------------------------------------
 
 
@@ -307,6 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     search.set_defaults(func=cmd_search)
 
+    bench = verbs.add_parser(
+        "bench", help="Speed benchmark: one SFT job with tunesmith's defaults vs a plain transformers + PEFT baseline.",
+        description="Train the same LoRA SFT job (synthetic rows of 30-600 tokens, equal tokens per step) as a plain "
+        "transformers + PEFT baseline and with tunesmith, each in its own process; print tokens/s, s/epoch, peak "
+        "memory, final validation loss and the ratios to the baseline.")
+    from tunesmith.bench import add_arguments
+
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)
+
     ev = verbs.add_parser("eval", help="Measure loss/perplexity and QA accuracy of a model.",
                           description="Evaluate the config's output_dir (or --model) on data.validation and eval.qa.")
     ev.add_argument("config", help="YAML config file (its data.validation and eval.qa are used).")
@@ -382,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command as typed, for reports
     _setup_logging(args.verbose)
     try:
         return args.func(args)

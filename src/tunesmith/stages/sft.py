@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 
-from transformers import Trainer
-
 from tunesmith.config import TunesmithConfig
 from tunesmith.data.collate import PaddingCollator
 from tunesmith.data.dataset import build_splits
 from tunesmith.data.packing import PackedCollator, packing_efficiency
 from tunesmith.models.default import cache_root
+from tunesmith.runtime.token_loss import TrainedTokenTrainer
 from tunesmith.stages.common import (RunResult, begin_run, load_run_tokenizer, load_trainable_model, train_and_save,
                                      training_arguments)
 
@@ -58,7 +57,8 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
 
     # --- train, then save: weights, tokenizer with its chat template, config, plots; manifest last --
     def make_trainer(work, callbacks):
-        return Trainer(
+        # logits only at trained positions: the same loss, a fraction of the logits' memory and time
+        return TrainedTokenTrainer(
             model=model,
             args=arguments(cfg, work, setup.device, setup.dtype, has_eval=val_set is not None),
             train_dataset=train_features,

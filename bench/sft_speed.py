@@ -1,0 +1,15 @@
+"""SFT training speed: tunesmith's defaults vs a plain transformers + PEFT baseline (issue #7).
+
+    python bench/sft_speed.py                                   # full size: 2,000 rows, 1 epoch
+    python bench/sft_speed.py --rows 64 --val-rows 16           # reduced size (what CI runs)
+    python bench/sft_speed.py --append docs/benchmarks.md       # record the table
+
+The same as `tunesmith bench`; see src/tunesmith/bench.py for the job and what is measured.
+"""
+
+import sys
+
+from tunesmith.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""`tunesmith bench`: the job it builds, its figures, and the reduced-size run CI does.
+
+The reduced run prints its figures; it asserts what must hold on any machine (same data and
+tokens in every variant, finite losses, positive speeds), never a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tunesmith.bench import flops_per_token, synthetic_rows
+from tunesmith.cli import main
+
+
+def test_synthetic_rows_are_seeded_and_spread_over_the_length_range(tokenizer):
+    rows = synthetic_rows(400, seed=3, min_tokens=30, max_tokens=600)
+    assert rows == synthetic_rows(400, seed=3, min_tokens=30, max_tokens=600)
+    assert rows != synthetic_rows(400, seed=4, min_tokens=30, max_tokens=600)
+    token_lengths = sorted(len(tokenizer(tokenizer.apply_chat_template(r["messages"], tokenize=False),
+                                         add_special_tokens=False)["input_ids"]) for r in rows)
+    # log-uniform over [30, 600]: the shortest near 30, the longest near 600, the median near sqrt(30*600)=134
+    assert 25 <= token_lengths[0] <= 50 and 520 <= token_lengths[-1] <= 680
+    assert 100 <= token_lengths[len(token_lengths) // 2] <= 175
+    # the reply is a function of the prompt (copy, reverse or sort), so the loss has something to learn
+    for row in rows[:20]:
+        words = row["messages"][0]["content"].split(":", 1)[1].split()
+        reply = row["messages"][1]["content"].split()
+        assert reply in (words, words[::-1], sorted(words))
+
+
+def test_flops_per_token_counts_lora_as_4n_and_full_as_6n():
+    assert flops_per_token(100, layers=2, hidden=8, seq_len=10, lora=True) == 400 + 6 * 2 * 8 * 10
+    assert flops_per_token(100, layers=2, hidden=8, seq_len=10, lora=False) == 600 + 6 * 2 * 8 * 10
+
+
+def test_bench_refuses_bad_arguments(capsys):
+    assert main(["bench", "--variants", "baseline,fast"]) == 2
+    assert "--variants: unknown fast; choose from baseline, tunesmith, packed" in capsys.readouterr().err
+    assert main(["bench", "--pack-length", "100", "--max-tokens", "600"]) == 2
+    assert "--pack-length 100 must hold the longest row: at least --max-tokens + 64 = 664" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_reduced_bench_runs_every_variant_on_the_same_data(tmp_path, capsys):
+    code = main(["bench", "--rows", "16", "--val-rows", "4", "--min-tokens", "30", "--max-tokens", "90",
+                 "--pack-length", "160", "--tokens-per-step", "384", "--gen-prompts", "1", "--gen-tokens", "8",
+                 "--work", str(tmp_path), "--append", str(tmp_path / "bench.md")])
+    assert code == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "bench.json").read_text())
+    results = summary["results"]
+    assert set(results) == {"baseline", "tunesmith", "packed"}
+    # the baseline's own apply_chat_template tokenisation and tunesmith's agree token for token
+    assert len({r["real_tokens"] for r in results.values()}) == 1
+    assert results["baseline"]["real_tokens"] == int(summary["spec"]["real_tokens"])
+    for name, r in results.items():
+        assert r["epochs_run"] == pytest.approx(1.0), name
+        assert r["tokens_per_second"] > 0 and r["peak_memory_mb"] > 0, name
+        assert math.isfinite(r["val_loss"]) and math.isfinite(r["train_loss"]), name
+        assert r["speed_ratio"] > 0 and r["memory_ratio"] > 0, name
+    assert results["baseline"]["speed_ratio"] == pytest.approx(1.0)
+    assert results["packed"]["packed_sequences"] < results["packed"]["rows"]
+    table = (tmp_path / "bench.md").read_text()
+    for name in results:
+        assert f"| {name} |" in table and f"| {name} |" in out
+    assert "tokens/s" in table and "tunesmith bench --rows 16" in table
+    assert all(r["generate_tokens_per_second"] > 0 for r in results.values())
