@@ -79,6 +79,29 @@ def test_balance_gradient_reaches_the_router_through_any_loss():
     assert mixture.balance_count == 1
 
 
+def _moe_grads(tiny_model_dir, tmp_path, checkpointing: bool) -> dict:
+    torch.manual_seed(0)
+    model = _tiny(tiny_model_dir)
+    if checkpointing:
+        model.gradient_checkpointing_enable()
+    cfg = _moe_cfg(tmp_path, "moe.dropout=0", "moe.balance_coef=0.5", f"training.gradient_checkpointing={checkpointing}")
+    model, _ = apply_method(model, cfg)
+    with torch.no_grad():
+        for mixture in model.moe_lora.values():
+            mixture.lora_B.normal_(0, 0.1)
+    model.train()
+    ids = torch.randint(0, 1000, (2, 16), generator=torch.Generator().manual_seed(1))
+    model(input_ids=ids, labels=ids).loss.backward()
+    return {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_gradient_checkpointing_gives_the_same_expert_and_router_gradients(tiny_model_dir, tmp_path):
+    plain, checkpointed = _moe_grads(tiny_model_dir, tmp_path, False), _moe_grads(tiny_model_dir, tmp_path, True)
+    assert plain.keys() == checkpointed.keys()
+    assert all(torch.allclose(plain[n], checkpointed[n], atol=1e-7) for n in plain)
+    assert all(plain[n].abs().sum() > 0 for n in plain if n.endswith("router.weight"))
+
+
 def _train_collapsed_router(coef: float) -> tuple[torch.Tensor, float]:
     """Experts and router trained on a regression task, the router starting collapsed on expert 0;
     returns each expert's share of 1024 fresh tokens and their balance loss."""
