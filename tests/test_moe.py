@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from tunesmith.cli import main
 from tunesmith.errors import ConfigError
 from tunesmith.methods import apply_method, save_trained
-from tunesmith.methods.moe import LoraExperts, load_moe_lora
+from tunesmith.methods.moe import LoraExperts, load_moe_lora, target_linears
 from tunesmith.models.loader import load_for_inference
 
 from conftest import write_config
@@ -44,6 +44,8 @@ def test_router_picks_top_k_and_the_untrained_mixture_is_the_base(tmp_path, tiny
     cfg = _moe_cfg(tmp_path, "moe.experts=4", "moe.top_k=2", "moe.rank=4", "moe.targets=mlp")
     ids = torch.randint(0, 1000, (2, 12))
     base = _tiny(tiny_model_dir).eval()
+    assert len(target_linears(base, "attention")) == 8 and len(target_linears(base, "all-linear")) == 14
+    assert target_linears(base, ["q_proj", "down_proj"])[1] == "model.layers.0.mlp.down_proj"
     model, report = apply_method(_tiny(tiny_model_dir), cfg)
     # 2 layers x (gate, up: 64 -> 128; down: 128 -> 64): E*r*(in+out) expert weights + E*in router weights
     per_layer = sum(4 * 4 * (i + o) + 4 * i for i, o in ((64, 128), (64, 128), (128, 64)))
@@ -171,6 +173,9 @@ def test_moe_sft_through_the_cli_logs_balance_saves_only_experts_and_refuses_mer
         else:
             assert torch.equal(param, base[name]), name  # the base is bit-identical
     assert any(weights[k].abs().sum() > 0 for k in weights if k.endswith("lora_B"))
+    prompt = torch.randint(0, 1000, (1, 6))  # generation routes each new token through the KV cache too
+    cached = loaded.model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=True)
+    assert torch.equal(cached, loaded.model.generate(prompt, max_new_tokens=6, do_sample=False, use_cache=False))
     manifest = json.loads((out / "tunesmith.json").read_text())
     assert manifest["method"] == "moe" and manifest["trainable_parameters"] == sum(w.numel() for w in weights.values())
 

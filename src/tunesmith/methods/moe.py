@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.methods.lora import attention_linear_names
 from tunesmith.models.loader import MOE_CONFIG
 from tunesmith.models.reward import task_head
 
@@ -131,10 +130,12 @@ def target_linears(model, targets) -> list[str]:
     linears = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and m is not head}
     if targets == "all-linear":
         names = list(linears)
-    elif targets == "attention":
-        names = [n for n in attention_linear_names(model) if n in linears]
-    elif targets == "mlp":
-        names = [n for n in linears if any(p in MLP_PARTS for p in n.split(".")[:-1])]
+    elif targets in ("attention", "mlp"):
+        def chosen(part: str) -> bool:
+            part = part.lower()
+            return ("attn" in part or "attention" in part) if targets == "attention" else part in MLP_PARTS
+
+        names = [n for n in linears if any(chosen(p) for p in n.split(".")[:-1])]
     else:
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linears)]
         if missing:
