@@ -61,7 +61,8 @@ def test_router_picks_top_k_and_the_untrained_mixture_is_the_base(tmp_path, tiny
     assert torch.equal((gates > 0).sum(-1), torch.full((50,), 2))  # exactly k experts per token
     assert torch.allclose(gates.sum(-1), torch.ones(50), atol=1e-6)  # their gates sum to 1
     assert torch.equal(chosen.sort(-1).values, probs.topk(2, -1).indices.sort(-1).values)  # the k most probable
-    assert torch.equal(gates.gather(-1, chosen), probs.gather(-1, chosen) / probs.gather(-1, chosen).sum(-1, keepdim=True))
+    top = probs.gather(-1, chosen)
+    assert torch.equal(gates.gather(-1, chosen), top / top.sum(-1, keepdim=True))  # renormalised probabilities
     assert len({tuple(sorted(c.tolist())) for c in chosen}) > 1  # tokens go to different experts
 
 
@@ -75,7 +76,8 @@ def test_balance_gradient_reaches_the_router_through_any_loss():
     probs, _, chosen = mixture.routing(x)
     expected = torch.autograd.grad(0.3 * mixture.balance_loss(probs, chosen), mixture.router.weight)[0]
     assert expected.abs().sum() > 0 and torch.allclose(mixture.router.weight.grad, expected, atol=1e-7)
-    assert mixture.balance_count == 1 and float(mixture.balance_sum) == pytest.approx(float(mixture.balance_loss(probs, chosen).detach()))
+    balance = float(mixture.balance_loss(probs, chosen).detach())
+    assert mixture.balance_count == 1 and float(mixture.balance_sum) == pytest.approx(balance)
     with torch.no_grad():  # reference or evaluation passes are not recorded
         mixture(x)
     assert mixture.balance_count == 1
@@ -86,7 +88,8 @@ def _moe_grads(tiny_model_dir, tmp_path, checkpointing: bool) -> dict:
     model = _tiny(tiny_model_dir)
     if checkpointing:
         model.gradient_checkpointing_enable()
-    cfg = _moe_cfg(tmp_path, "moe.dropout=0", "moe.balance_coef=0.5", f"training.gradient_checkpointing={checkpointing}")
+    cfg = _moe_cfg(tmp_path, "moe.dropout=0", "moe.balance_coef=0.5",
+                   f"training.gradient_checkpointing={checkpointing}")
     model, _ = apply_method(model, cfg)
     with torch.no_grad():
         for mixture in model.moe_lora.values():
@@ -123,7 +126,8 @@ def _train_collapsed_router(coef: float) -> tuple[torch.Tensor, float]:
     mixture.eval()
     with torch.no_grad():
         probs, _, chosen = mixture.routing(3 * common + 0.5 * torch.randn(1024, 16))
-        return torch.bincount(chosen.flatten(), minlength=4).float() / chosen.numel(), float(mixture.balance_loss(probs, chosen))
+        share = torch.bincount(chosen.flatten(), minlength=4).float() / chosen.numel()
+        return share, float(mixture.balance_loss(probs, chosen))
 
 
 def test_balance_loss_undoes_a_collapsed_router():
@@ -163,7 +167,8 @@ def test_moe_sft_through_the_cli_logs_balance_saves_only_experts_and_refuses_mer
 
     weights = load_file(str(out / "moe_lora.safetensors"))
     assert not (out / "model.safetensors").exists()
-    assert all(k.startswith("model/layers/") and k.rsplit(".", 1)[-1] in {"weight", "lora_A", "lora_B"} for k in weights)
+    assert all(k.startswith("model/layers/") and k.rsplit(".", 1)[-1] in {"weight", "lora_A", "lora_B"}
+               for k in weights)
     assert len(weights) == 2 * 7 * 3  # 2 layers x 7 linears x (router, A, B)
     loaded = load_for_inference(str(out))
     base = load_file(str(tiny_model_dir / "model.safetensors"))
@@ -222,10 +227,23 @@ def tiny_mixtral(tmp_path_factory, tokenizer):
     return path
 
 
+def _tiny_moe_base(arch: str):
+    """A 2-layer Mixtral or Qwen3-MoE (4 experts, top 2) with random weights, built in memory."""
+    from transformers import MixtralConfig, MixtralForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    shape = dict(vocab_size=1000, hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=4, num_experts_per_tok=2, tie_word_embeddings=True, initializer_range=0.3)
+    torch.manual_seed(0)
+    if arch == "mixtral":
+        return MixtralForCausalLM(MixtralConfig(num_local_experts=4, **shape))
+    return Qwen3MoeForCausalLM(Qwen3MoeConfig(num_experts=4, moe_intermediate_size=16, head_dim=8, **shape))
+
+
+@pytest.mark.parametrize("arch", ["mixtral", "qwen3_moe"])
 @pytest.mark.parametrize("train,changed", [("routers", {"gate"}), ("experts", {"experts"}),
                                            ("routers+experts", {"gate", "experts"})])
-def test_moe_base_trains_exactly_its_routers_or_experts(tmp_path, tiny_mixtral, train, changed):
-    model, report = apply_method(_tiny(tiny_mixtral), _moe_cfg(tmp_path, f"moe.train={train}"))
+def test_moe_base_trains_exactly_its_routers_or_experts(tmp_path, arch, train, changed):
+    model, report = apply_method(_tiny_moe_base(arch), _moe_cfg(tmp_path, f"moe.train={train}"))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     _step(model, torch.randint(0, 1000, (2, 12)), steps=3)
     moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}

@@ -10,8 +10,9 @@ A method never knows the stage; a stage never branches on the method. Each metho
 - `callbacks(model, cfg) -> list`: Trainer callbacks the method needs (moe logs its load-balancing
   loss), placed before the metrics logger so that what they add to a log record is written;
 - `check(cfg)`: config-time refusals, run by the pre-flight check before any model loads.
-Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only), prompt, ptuning, prefix, adapter, moe. The other names of the mission
-map are valid config values refused with a clear message until implemented.
+Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only), prompt, ptuning, prefix, adapter,
+moe. The other names of the mission map are valid config values refused with a clear message until
+implemented.
 """
 
 from __future__ import annotations

@@ -170,7 +170,8 @@ def moe_blocks(model) -> list[tuple[str, nn.Module, nn.Module]]:
     blocks = []
     for name, module in model.named_modules():
         experts = getattr(module, "experts", None)
-        router = next((getattr(module, n) for n in ROUTER_NAMES if isinstance(getattr(module, n, None), nn.Module)), None)
+        routers = [getattr(module, n) for n in ROUTER_NAMES if isinstance(getattr(module, n, None), nn.Module)]
+        router = routers[0] if routers else None
         if isinstance(experts, nn.Module) and router is not None:
             blocks.append((name, router, experts))
     return blocks
@@ -259,7 +260,8 @@ def load_moe_lora(model, directory):
     config = read_moe_config(directory)
     missing_targets = sorted(set(config["targets"]) - {n for n, _ in model.named_modules()})
     if missing_targets:
-        raise ModelError(f"{directory}: the base has no layers {missing_targets[:3]} that these experts were trained on")
+        raise ModelError(f"{directory}: the base has no layers {missing_targets[:3]} that these experts were "
+                         "trained on")
     mixtures = attach_moe_lora(model, config["targets"], config["experts"], config["top_k"], config["rank"],
                                config["alpha"], config["dropout"], config["router_jitter"])
     state = load_file(str(Path(directory) / MOE_WEIGHTS))
