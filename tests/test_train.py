@@ -131,7 +131,7 @@ def test_bad_data_fails_before_any_model_work(tmp_path, tiny_model_dir, facts_da
 @pytest.mark.parametrize("override,message", [
     ("stage=ppo", "stage `ppo` is planned but not implemented yet"),
     ("method=qlora", "needs a CUDA GPU"),
-    ("method=moe", "method `moe` is planned"),
+    ("moe.experts=8", "section `moe` is set but method is `lora`"),
     ("freeze.trainable_layers=1", "section `freeze` is set but method is `lora`"),
 ])
 def test_unavailable_or_contradictory_choices_fail_at_config_time(tmp_path, tiny_model_dir, facts_data, capsys, override, message):

@@ -21,7 +21,7 @@ METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "p
 # Config sections owned by methods -> the methods that read them; setting a section for another
 # method is a contradiction (see TunesmithConfig._check_method_sections).
 METHOD_SECTIONS = {"lora": ("lora", "qlora"), "freeze": ("freeze",), "qlora": ("qlora",),
-                   "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",)}
+                   "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",), "moe": ("moe",)}
 # Stages that own a config section of the same name (same rule).
 STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo")
 
@@ -228,6 +228,44 @@ class AdapterConfig(Section):
         "both", description="Insert an adapter after the attention block, the MLP block, or both (Houlsby)."
     )
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the bottleneck output.")
+
+
+class MoeConfig(Section):
+    train: Literal["lora", "routers", "experts", "routers+experts"] = Field(
+        "lora",
+        description="lora: add a mixture of LoRA experts with a top-k router to each target layer (any model). "
+        "routers / experts / routers+experts: the base is already a mixture of experts (Mixtral, Qwen2/3-MoE, "
+        "OLMoE ...); train only its routers and/or expert weights, everything else frozen.",
+    )
+    experts: int = Field(4, ge=2, description="LoRA experts per target layer (train: lora).")
+    top_k: int = Field(2, ge=1, description="Experts the router picks per token; their gates sum to 1 (train: lora).")
+    rank: int = Field(8, gt=0, description="Rank r of each LoRA expert (train: lora).")
+    alpha: float = Field(16, gt=0, description="Expert scaling numerator: scale = alpha / rank (train: lora).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the experts' input (train: lora).")
+    targets: list[str] | Literal["all-linear", "attention", "mlp"] = Field(
+        "all-linear",
+        description="Linear layers that get experts: all-linear (all but the head), attention, mlp, or a list of "
+        "module names, e.g. [gate_proj, up_proj, down_proj] (train: lora).",
+    )
+    balance_coef: float = Field(
+        0.01, ge=0,
+        description="Weight of the load-balancing loss E * sum_e f_e * P_e (Switch/Mixtral; 1.0 = balanced) added to "
+        "the training loss; logged as moe_balance_loss. 0 turns it off (train: lora).",
+    )
+    router_jitter: float = Field(
+        0.0, ge=0, lt=1, description="While training, multiply the router's input by U(1-j, 1+j) noise (train: lora)."
+    )
+
+    @model_validator(mode="after")
+    def _lora_options(self):
+        if self.top_k > self.experts:
+            raise ValueError(f"top_k={self.top_k} is more than experts={self.experts}")
+        if self.train != "lora":
+            lora_only = sorted(self.model_fields_set - {"train"})
+            if lora_only:
+                raise ValueError(f"{', '.join(lora_only)} apply to train: lora only (the MoE base keeps its own "
+                                 f"experts and routing), not train: {self.train}")
+        return self
 
 
 class TrainingConfig(Section):
@@ -439,6 +477,7 @@ class TunesmithConfig(Section):
     )
     prompt: PromptConfig = Field(default_factory=PromptConfig, description="Options of methods prompt, ptuning, prefix.")
     adapter: AdapterConfig = Field(default_factory=AdapterConfig, description="Options of method adapter.")
+    moe: MoeConfig = Field(default_factory=MoeConfig, description="Options of method moe.")
     rm: RmConfig = Field(default_factory=RmConfig, description="Options of stage rm.")
     dpo: DpoConfig = Field(default_factory=DpoConfig, description="Options of stage dpo.")
     kto: KtoConfig = Field(default_factory=KtoConfig, description="Options of stage kto.")

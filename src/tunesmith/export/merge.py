@@ -5,8 +5,9 @@
 - LoRA-family adapters (LoRA, rsLoRA, DoRA, PiSSA/OLoRA converted at save time) are folded into
   the base weights with PEFT's `merge_and_unload` (needs --merge, which says the base is copied).
 - full and freeze outputs are already whole models; they are re-saved as they are.
-- prompt/ptuning/prefix and bottleneck adapters cannot be merged (virtual tokens; a non-linearity
-  inside the adapter): refused with the reason; their output folder is what chat/eval load.
+- prompt/ptuning/prefix, bottleneck adapters and mixtures of LoRA experts cannot be merged (virtual
+  tokens; a non-linearity inside the adapter; a router that picks experts per token): refused with
+  the reason; their output folder is what chat/eval load.
 The folder gets safetensors weights, the tokenizer with its chat template, and a manifest; it is
 written to DIR.partial and renamed when complete (runtime.outputs.OutputFolder), so a crash never
 leaves a folder that looks finished.
@@ -18,13 +19,15 @@ import json
 from pathlib import Path
 
 from tunesmith.errors import ModelError
-from tunesmith.models.loader import BOTTLENECK_CONFIG, RUN_MANIFEST, load_for_inference, resolve_model_path
+from tunesmith.models.loader import BOTTLENECK_CONFIG, MOE_CONFIG, RUN_MANIFEST, load_for_inference, resolve_model_path
 from tunesmith.runtime.outputs import OutputFolder
 
 
 def _adapter_kind(path: Path) -> str | None:
     if (path / BOTTLENECK_CONFIG).is_file():
         return "bottleneck"
+    if (path / MOE_CONFIG).is_file():
+        return "moe"
     if (path / "adapter_config.json").is_file():
         config = json.loads((path / "adapter_config.json").read_text())
         return "lora" if config.get("peft_type") == "LORA" else config.get("peft_type", "unknown").lower()
@@ -38,6 +41,11 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
     if kind == "bottleneck":
         raise ModelError(f"{path}: bottleneck adapters cannot be merged into the base (the non-linearity between "
                          "their down- and up-projection is not a linear map); load the output folder itself with "
+                         "tunesmith chat / eval")
+    if kind == "moe":
+        raise ModelError(f"{path}: a mixture of LoRA experts cannot be merged into the base: its router picks "
+                         "different experts for each token (and with top_k == experts the gates still depend on the "
+                         "input), so no single weight matrix equals it; load the output folder itself with "
                          "tunesmith chat / eval")
     if kind not in (None, "lora"):
         raise ModelError(f"{path}: a {kind} adapter (virtual tokens) cannot be merged into the base weights; load the "

@@ -6,9 +6,13 @@ A method never knows the stage; a stage never branches on the method. Each metho
 - `optimizer(cfg, args) -> (factory, kwargs) | None`: an optimiser for the Trainer's
   `optimizer_cls_and_kwargs` (LoRA+ uses it); None keeps the Trainer's own;
 - `load_options(cfg) -> dict`: extra `from_pretrained` options for the base model (qlora's
-  quantisation).
-Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only), prompt, ptuning, prefix. The other names of the mission
-map are valid config values refused with a clear message until implemented.
+  quantisation);
+- `callbacks(model, cfg) -> list`: Trainer callbacks the method needs (moe logs its load-balancing
+  loss), placed before the metrics logger so that what they add to a log record is written;
+- `check(cfg)`: config-time refusals, run by the pre-flight check before any model loads.
+Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only), prompt, ptuning, prefix, adapter,
+moe. The other names of the mission map are valid config values refused with a clear message until
+implemented.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from tunesmith.methods.adapter import apply_adapter, save_adapters
 from tunesmith.methods.freeze import apply_freeze
 from tunesmith.methods.full import apply_full
 from tunesmith.methods.lora import apply_lora, loraplus_optimizer, save_lora
+from tunesmith.methods.moe import apply_moe, check_moe, moe_callbacks, save_moe
 from tunesmith.methods.prompt import apply_prefix, apply_prompt_tuning, apply_ptuning
 from tunesmith.methods.qlora import apply_qlora, qlora_load_options
 
@@ -44,12 +49,22 @@ def no_load_options(cfg) -> dict:
     return {}
 
 
+def no_callbacks(model, cfg) -> list:
+    return []
+
+
+def no_check(cfg) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Method:
     apply: Callable
     save: Callable = save_pretrained
     optimizer: Callable = no_optimizer
     load_options: Callable = no_load_options
+    callbacks: Callable = no_callbacks
+    check: Callable = no_check
 
 
 REGISTRY = {
@@ -61,6 +76,7 @@ REGISTRY = {
     "ptuning": Method(apply_ptuning),
     "prefix": Method(apply_prefix),
     "adapter": Method(apply_adapter, save_adapters),
+    "moe": Method(apply_moe, save_moe, callbacks=moe_callbacks, check=check_moe),
 }
 
 
@@ -89,14 +105,17 @@ def count_parameters(model) -> TrainableReport:
     return TrainableReport(trainable, total)
 
 
-def check_method(name: str) -> None:
-    """Refuse, before any model loads, a method that is not implemented or cannot run here."""
+def check_method(name: str, cfg: TunesmithConfig | None = None) -> None:
+    """Refuse, before any model loads, a method that is not implemented or cannot run here (and,
+    given the config, options the method refuses)."""
     if name == "qlora" and not (torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes")):
         missing = "no CUDA GPU is visible" if not torch.cuda.is_available() else "bitsandbytes is not installed"
         raise ConfigError(f"method `qlora` needs a CUDA GPU and bitsandbytes ({missing}); "
                           "use `method: lora` (same adapters on a full-precision base) instead")
     if name not in REGISTRY:
         raise ConfigError(f"method `{name}` is planned but not implemented yet; available: {', '.join(REGISTRY)}")
+    if cfg is not None:
+        REGISTRY[name].check(cfg)
 
 
 def method_load_options(cfg: TunesmithConfig) -> dict:
@@ -105,7 +124,7 @@ def method_load_options(cfg: TunesmithConfig) -> dict:
 
 
 def apply_method(model, cfg: TunesmithConfig):
-    check_method(cfg.method)
+    check_method(cfg.method, cfg)
     model = REGISTRY[cfg.method].apply(model, cfg)
     report = count_parameters(model)
     if report.trainable == 0:
@@ -120,3 +139,7 @@ def save_trained(model, cfg: TunesmithConfig, directory) -> None:
 
 def method_optimizer(cfg: TunesmithConfig, args):
     return REGISTRY[cfg.method].optimizer(cfg, args)
+
+
+def method_callbacks(model, cfg: TunesmithConfig) -> list:
+    return list(REGISTRY[cfg.method].callbacks(model, cfg))

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 RUN_MANIFEST = "tunesmith.json"  # written last into every finished output folder
 BOTTLENECK_CONFIG = "bottleneck_adapters.json"  # methods.adapter output (adapters without the base)
+MOE_CONFIG = "moe_lora.json"  # methods.moe output (LoRA experts and routers without the base)
 
 
 def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
@@ -27,8 +28,10 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
         return str(default_model_path(cache_dir))
     path = Path(name_or_path).expanduser()
     if path.exists():
-        if not any((path / name).is_file() for name in ("config.json", "adapter_config.json", BOTTLENECK_CONFIG)):
-            raise ModelError(f"{path}: not a model folder (no config.json, adapter_config.json or {BOTTLENECK_CONFIG})")
+        if not any((path / name).is_file() for name in ("config.json", "adapter_config.json", BOTTLENECK_CONFIG,
+                                                         MOE_CONFIG)):
+            raise ModelError(f"{path}: not a model folder (no config.json, adapter_config.json, {BOTTLENECK_CONFIG} "
+                             f"or {MOE_CONFIG})")
         return str(path.resolve())
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelError(f"{name_or_path}: model folder not found")
@@ -119,6 +122,11 @@ def load_for_inference(ref: str, cache_dir: str | None = None, merge: bool = Tru
 
         base_ref = read_adapter_config(path)["base_model_name_or_path"]
         model = load_adapters(load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype), path)
+    elif (path / MOE_CONFIG).is_file():
+        from tunesmith.methods.moe import load_moe_lora, read_moe_config
+
+        base_ref = read_moe_config(path)["base_model_name_or_path"]
+        model = load_moe_lora(load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype), path)
     else:
         model = load_causal_lm(str(path), torch_dtype)
     tokenizer = load_tokenizer(str(path))

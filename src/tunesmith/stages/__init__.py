@@ -32,7 +32,7 @@ def check_stage(cfg: TunesmithConfig) -> None:
     """Everything that can be checked without loading a model: names, data, training arguments."""
     if cfg.stage not in REGISTRY:
         raise ConfigError(f"stage `{cfg.stage}` is planned but not implemented yet; available: {', '.join(REGISTRY)}")
-    check_method(cfg.method)
+    check_method(cfg.method, cfg)
     if not cfg.data.train:
         raise ConfigError("data.train: no training files given; set data.train in the config or data.train=PATH")
     token_stages = ("sft", "pt")

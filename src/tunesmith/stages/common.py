@@ -14,7 +14,7 @@ from tunesmith import __version__
 from tunesmith.config import TunesmithConfig, config_hash, dump_config
 from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError, TrainingStopped
-from tunesmith.methods import apply_method, method_load_options, method_optimizer, save_trained
+from tunesmith.methods import apply_method, method_callbacks, method_load_options, method_optimizer, save_trained
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime import hooks, launch
@@ -223,9 +223,9 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process)
     stopper = StopOnSignal()
     guard = NonFiniteGuard(t.nan)
-    # the guard runs before the metrics logger so that its `nan_skipped` count is logged
-    trainer = make_trainer(work, [guard, metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper,
-                                  *hooks.current()])
+    # the guard and the method's callbacks run before the metrics logger so that what they add is logged
+    trainer = make_trainer(work, [guard, *method_callbacks(model, cfg), metrics,
+                                  CheckpointGuard(work, identity, t.save_total_limit), stopper, *hooks.current()])
     # A method may bring its own optimiser (LoRA+ parameter groups). It goes in through the Trainer's
     # documented `optimizer_cls_and_kwargs` option, read when train() builds the optimiser, so no
     # stage needs to know about it.
