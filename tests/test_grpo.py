@@ -57,8 +57,6 @@ def test_grpo_config_errors(tmp_path, tiny_model_dir, capsys):
     assert "`pattern` does not apply to reward `length`" in capsys.readouterr().err
     assert main(["train", str(config), "grpo.rewards=[{name: length, max_chars: 9}]", "training.batch_size=6"]) == 2
     assert "must be a multiple of grpo.num_generations (4)" in capsys.readouterr().err
-    assert main(["train", str(config), "stage=ppo"]) == 2
-    assert "stage `ppo` is planned" in capsys.readouterr().err
 
 
 def test_grpo_raises_the_mean_reward(tmp_path, tiny_model_dir, capsys):

@@ -129,7 +129,7 @@ def test_bad_data_fails_before_any_model_work(tmp_path, tiny_model_dir, facts_da
 
 
 @pytest.mark.parametrize("override,message", [
-    ("stage=ppo", "stage `ppo` is planned but not implemented yet"),
+    ("stage=ppo", "ppo: no reward given"),
     ("method=qlora", "needs a CUDA GPU"),
     ("moe.experts=8", "section `moe` is set but method is `lora`"),
     ("freeze.trainable_layers=1", "section `freeze` is set but method is `lora`"),

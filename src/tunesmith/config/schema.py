@@ -23,7 +23,7 @@ METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "p
 METHOD_SECTIONS = {"lora": ("lora", "qlora"), "freeze": ("freeze",), "qlora": ("qlora",),
                    "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",), "moe": ("moe",)}
 # Stages that own a config section of the same name (same rule).
-STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo")
+STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo", "ppo")
 
 
 class Section(BaseModel):
@@ -417,6 +417,49 @@ class GrpoConfig(Section):
     )
 
 
+class PpoConfig(Section):
+    reward_model: str | None = Field(
+        None,
+        description="Output folder of a `stage: rm` run whose score of (prompt + completion) is the reward. "
+        "Combine with or replace by `rewards`; at least one is required.",
+    )
+    rewards: list[GrpoRewardConfig] = Field(
+        default_factory=list,
+        description="Verifiable reward functions (as in grpo.rewards: exact_answer, regex_format, length), added "
+        "with their weights to the reward model's score.",
+    )
+    num_generations: int = Field(
+        2, ge=1,
+        description="Completions sampled per prompt. With 2 or more, each completion's baseline is the mean score "
+        "of its prompt's other completions (leave-one-out); with 1, the mean of the rest of the batch.",
+    )
+    max_completion_length: int = Field(64, gt=0, description="Longest sampled completion in tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature (log-probabilities use the same).")
+    kl_coef: float = Field(
+        0.05, ge=0,
+        description="Weight beta of the per-token KL penalty toward the reference model (the base; with LoRA the "
+        "base with the adapter off). The starting value when target_kl is set.",
+    )
+    target_kl: float | None = Field(
+        None, gt=0,
+        description="Adaptive KL control (Ziegler et al. 2019): move beta so that the completions' KL (nats, summed "
+        "over tokens) approaches this. Default: beta stays fixed.",
+    )
+    kl_horizon: int = Field(
+        10000, gt=0,
+        description="Adaptive KL only: beta changes by up to 20% x (completions per rollout / kl_horizon) per rollout.",
+    )
+    epochs_per_rollout: int = Field(
+        2, ge=1,
+        description="Optimiser steps on each batch of sampled completions (PPO epochs); the clipped ratio keeps "
+        "the later steps close to the policy that sampled them.",
+    )
+    clip_range: float = Field(0.2, gt=0, lt=1, description="PPO's epsilon: the probability ratio is clipped to 1 +- this.")
+    eval_max_new_tokens: int | None = Field(
+        None, gt=0, description="Greedy completion length for the before/after reward (default: max_completion_length)."
+    )
+
+
 class EvalConfig(Section):
     qa: str | None = Field(
         None,
@@ -482,6 +525,7 @@ class TunesmithConfig(Section):
     dpo: DpoConfig = Field(default_factory=DpoConfig, description="Options of stage dpo.")
     kto: KtoConfig = Field(default_factory=KtoConfig, description="Options of stage kto.")
     grpo: GrpoConfig = Field(default_factory=GrpoConfig, description="Options of stage grpo.")
+    ppo: PpoConfig = Field(default_factory=PpoConfig, description="Options of stage ppo.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
     search: SearchConfig | None = Field(None, description="Hyper-parameter search (`tunesmith search CONFIG`).")

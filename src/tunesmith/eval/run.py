@@ -17,6 +17,7 @@ from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.data.preference import load_kto, load_preferences, load_prompts
 from tunesmith.eval.perplexity import validation_loss
+from tunesmith.eval.policy_reward import PolicyReward, policy_reward_report
 from tunesmith.eval.preference import kto_metrics, preference_metrics
 from tunesmith.eval.qa import qa_accuracy
 from tunesmith.eval.reward import reward_metrics
@@ -49,6 +50,12 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
         g = cfg.grpo
         result.update(reward_report(loaded.model, loaded.tokenizer, rows, g.rewards,
                                     g.eval_max_new_tokens or g.max_completion_length, cfg.eval.batch_size))
+    elif cfg.data.validation and cfg.stage == "ppo":
+        rows = load_prompts(cfg.data.validation, system, cfg.data.columns)
+        p = cfg.ppo
+        scorer = PolicyReward(p.reward_model, p.rewards, cfg.model.cache_dir, cfg.eval.batch_size)
+        result.update(policy_reward_report(loaded.model, loaded.tokenizer, rows, scorer,
+                                           p.eval_max_new_tokens or p.max_completion_length, cfg.eval.batch_size))
     elif cfg.data.validation or cfg.data.val_split:
         data = cfg.data.model_copy(update={"system": system})
         _, val_set = build_splits(loaded.tokenizer, data, "text" if cfg.stage == "pt" else "chat", cfg.training.seed)

@@ -2,8 +2,7 @@
 
 A stage never branches on the method. Each stage module offers `check_data(cfg)` (validate every
 input before any model loads), `arguments(...)` (its Trainer/TRL arguments) and its `run_*`.
-Implemented: pt, sft, rm, dpo, kto, grpo. The remaining stage of the mission map (ppo) is a valid
-config value refused with a clear message for now.
+Implemented: every stage of the mission map (pt, sft, rm, ppo, dpo, kto, grpo).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.errors import ConfigError
 from tunesmith.methods import check_method
 from tunesmith.models.loader import pick_device, pick_dtype
-from tunesmith.stages import dpo, grpo, kto, pt, rm, sft
+from tunesmith.stages import dpo, grpo, kto, ppo, pt, rm, sft
 from tunesmith.stages.common import RunResult
 
 REGISTRY = {
@@ -25,6 +24,7 @@ REGISTRY = {
     "dpo": (dpo, dpo.run_dpo),
     "kto": (kto, kto.run_kto),
     "grpo": (grpo, grpo.run_grpo),
+    "ppo": (ppo, ppo.run_ppo),
 }
 
 

@@ -40,10 +40,10 @@ def check_data(cfg: TunesmithConfig) -> None:
             prompts(cfg, paths)
 
 
-def prompts(cfg: TunesmithConfig, paths: list[str]) -> list[dict]:
-    """Prompt rows; when exact_answer is a reward, every row must carry an `answer`."""
+def prompts(cfg: TunesmithConfig, paths: list[str], specs=None) -> list[dict]:
+    """Prompt rows; when exact_answer is a reward (of `specs`, default grpo.rewards), every row must carry an `answer`."""
     rows = load_prompts(paths, cfg.data.system, cfg.data.columns)
-    if any(r.name == "exact_answer" for r in cfg.grpo.rewards):
+    if any(r.name == "exact_answer" for r in (cfg.grpo.rewards if specs is None else specs)):
         missing = [r["where"] for r in rows if "answer" not in r]
         if missing:
             raise DataError(f"{len(missing)} prompt row(s) have no `answer` field, which reward exact_answer needs: "
