@@ -283,6 +283,45 @@ class TrainingConfig(Section):
     resume_changed: bool = Field(False, description="Resume even though the config or training data changed.")
 
 
+class ForgettingConfig(Section):
+    replay: list[str] = Field(
+        default_factory=list,
+        description="General data (paths or data.registry names, same formats as data.train) replayed during "
+        "training so the model keeps its general ability (stages sft and pt).",
+    )
+    replay_ratio: float = Field(
+        0.2, gt=0, lt=1,
+        description="Fraction of the built training set taken from `replay`: round(ratio / (1 - ratio) x domain "
+        "rows) general rows are mixed in (sampled, repeated if too few; seeded by training.seed).",
+    )
+    l2: float = Field(
+        0.0, ge=0,
+        description="L2 pull toward the starting weights: coef x sum ||theta - theta_0||^2 over the trainable "
+        "parameters is added to every stage's loss (theta_0 = the base weights for full/freeze, the "
+        "initialisation of the adapter weights for lora/adapter/prompt methods). Logged as l2_penalty.",
+    )
+    general_eval: list[str] = Field(
+        default_factory=list,
+        description="General held-out data (chat/alpaca rows, or raw text: .txt or `text` rows): its loss and "
+        "perplexity are measured before and after training and reported next to the other results.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_as_lists(cls, values):
+        if isinstance(values, dict):
+            for key in ("replay", "general_eval"):
+                if isinstance(values.get(key), str):
+                    values = {**values, key: [values[key]]}
+        return values
+
+    @model_validator(mode="after")
+    def _ratio_needs_replay(self):
+        if "replay_ratio" in self.model_fields_set and not self.replay:
+            raise ValueError("replay_ratio is set but replay is empty: give forgetting.replay: PATH")
+        return self
+
+
 class DpoConfig(Section):
     loss: Literal["sigmoid", "ipo", "orpo", "simpo"] = Field(
         "sigmoid",
@@ -444,6 +483,11 @@ class TunesmithConfig(Section):
     kto: KtoConfig = Field(default_factory=KtoConfig, description="Options of stage kto.")
     grpo: GrpoConfig = Field(default_factory=GrpoConfig, description="Options of stage grpo.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
+    forgetting: ForgettingConfig = Field(
+        default_factory=ForgettingConfig,
+        description="Guard against catastrophic forgetting: general-data replay, an L2 pull toward the starting "
+        "weights, a before/after measure on general held-out data.",
+    )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
     search: SearchConfig | None = Field(None, description="Hyper-parameter search (`tunesmith search CONFIG`).")
 

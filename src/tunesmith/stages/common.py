@@ -18,6 +18,7 @@ from tunesmith.methods import apply_method, method_load_options, method_optimize
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime import hooks, launch
+from tunesmith.runtime.forgetting import forgetting_callbacks
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.nan_guard import NonFiniteGuard
@@ -223,9 +224,9 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process)
     stopper = StopOnSignal()
     guard = NonFiniteGuard(t.nan)
-    # the guard runs before the metrics logger so that its `nan_skipped` count is logged
-    trainer = make_trainer(work, [guard, metrics, CheckpointGuard(work, identity, t.save_total_limit), stopper,
-                                  *hooks.current()])
+    # the guard and the forgetting callbacks (l2_penalty) run before the metrics logger, so what they add is logged
+    trainer = make_trainer(work, [guard, *forgetting_callbacks(cfg, model), metrics,
+                                  CheckpointGuard(work, identity, t.save_total_limit), stopper, *hooks.current()])
     # A method may bring its own optimiser (LoRA+ parameter groups). It goes in through the Trainer's
     # documented `optimizer_cls_and_kwargs` option, read when train() builds the optimiser, so no
     # stage needs to know about it.
