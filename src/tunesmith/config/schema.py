@@ -267,6 +267,22 @@ class TrainingConfig(Section):
         description="Training processes on this machine: >1 launches them through torchrun (DDP; gloo on CPU, "
         "nccl on GPUs). batch_size is per process.",
     )
+    engine: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp",
+        description="Distributed engine: ddp (every process holds the whole model; CPU or GPU), fsdp (PyTorch FSDP2 "
+        "shards weights, gradients and optimiser state; GPUs) or deepspeed (DeepSpeed ZeRO; GPUs, pip install "
+        "deepspeed). The engine's config is built from zero_stage and offload.",
+    )
+    zero_stage: Literal[2, 3] = Field(
+        3,
+        description="fsdp/deepspeed: 3 shards weights too (FSDP reshards after forward; ZeRO-3), 2 shards gradients "
+        "and optimiser state only (FSDP keeps weights gathered between forward and backward; ZeRO-2).",
+    )
+    offload: bool = Field(
+        False,
+        description="fsdp/deepspeed: keep the optimiser state (and with zero_stage 3 the weights) in CPU memory "
+        "(fits larger models on fewer GPUs, slower).",
+    )
     save_steps: int = Field(
         0, ge=0,
         description="Save a checkpoint (weights, optimiser, scheduler, RNG, data position; manifest last) every N "
@@ -281,6 +297,14 @@ class TrainingConfig(Section):
         "checkpoint folder. A changed config or dataset is refused unless resume_changed is true.",
     )
     resume_changed: bool = Field(False, description="Resume even though the config or training data changed.")
+
+    @model_validator(mode="after")
+    def _sharding_options_need_an_engine(self):
+        for key in ("zero_stage", "offload"):
+            if key in self.model_fields_set and self.engine == "ddp":
+                raise ValueError(f"training.{key} applies to engine fsdp or deepspeed, but engine is ddp: set "
+                                 f"training.engine or remove training.{key}")
+        return self
 
 
 class ForgettingConfig(Section):
