@@ -316,7 +316,7 @@ class ForgettingConfig(Section):
     replay_ratio: float = Field(
         0.2, gt=0, lt=1,
         description="Fraction of the built training set taken from `replay`: round(ratio / (1 - ratio) x domain "
-        "rows) general rows are mixed in (sampled, repeated if too few; seeded by training.seed).",
+        "rows) general rows are mixed in (sampled, repeated if too few; seeded by training.seed). Unused without replay.",
     )
     l2: float = Field(
         0.0, ge=0,
@@ -338,12 +338,6 @@ class ForgettingConfig(Section):
                 if isinstance(values.get(key), str):
                     values = {**values, key: [values[key]]}
         return values
-
-    @model_validator(mode="after")
-    def _ratio_needs_replay(self):
-        if "replay_ratio" in self.model_fields_set and not self.replay:
-            raise ValueError("replay_ratio is set but replay is empty: give forgetting.replay: PATH")
-        return self
 
 
 class DpoConfig(Section):
