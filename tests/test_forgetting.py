@@ -152,3 +152,37 @@ def test_forgetting_options_are_checked_at_config_time(tmp_path, tiny_model_dir)
         path = write_config(tmp_path / "c.yaml", base + extra)
         with pytest.raises(ConfigError, match=message):
             check_stage(load_config(path))
+
+
+def test_l2_pull_runs_in_a_trl_stage_with_lora_too(tmp_path, tiny_model_dir):
+    # DPO (a TRL trainer) with LoRA: the stage knows nothing of the pull, yet it is applied and logged;
+    # theta_0 is the adapter's init; every logged value is measured after an optimiser step moved it
+    pairs = [{"prompt": f"Question {i}?", "chosen": "Certainly, here is an answer.", "rejected": "No."} for i in range(8)]
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    out = tmp_path / "dpo"
+    config = write_config(tmp_path / "dpo.yaml", f"""\
+stage: dpo
+method: lora
+output_dir: {out}
+model:
+  name_or_path: {tiny_model_dir}
+data:
+  train: {data}
+  max_length: 64
+lora: {{r: 4, alpha: 8, dropout: 0.0}}
+training:
+  max_steps: 4
+  batch_size: 4
+  learning_rate: 0.01
+  warmup: 0
+  logging_steps: 1
+  mixed_precision: "no"
+forgetting:
+  l2: 0.5
+eval:
+  compare_base: false
+""")
+    assert main(["train", str(config)]) == 0
+    logged = [json.loads(line)["l2_penalty"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if "l2_penalty" in line]
+    assert len(logged) == 4 and all(value > 0 for value in logged), logged
