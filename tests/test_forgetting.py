@@ -110,7 +110,6 @@ def test_l2_keeps_weights_near_the_base_and_general_figures_are_reported(tmp_pat
 
     free = _run(tmp_path, tiny_model_dir, "free", 0.0, data, general)
     pulled = _run(tmp_path, tiny_model_dir, "pulled", 10.0, data, general)
-    print(f"squared distance to theta_0: l2=0 {distance_sq(free):.4f}, l2=10 {distance_sq(pulled):.4f}")
     # the pull keeps the trained weights much closer to theta_0: squared distance under a quarter
     assert distance_sq(pulled) < 0.25 * distance_sq(free), (distance_sq(pulled), distance_sq(free))
 
@@ -131,6 +130,7 @@ def test_l2_keeps_weights_near_the_base_and_general_figures_are_reported(tmp_pat
         assert f["general_perplexity_change"] == pytest.approx(
             results["fine_tuned"]["general_perplexity"] / results["base"]["general_perplexity"] - 1)
     printed = capsys.readouterr().out
+    print(f"squared distance to theta_0: l2=0 {distance_sq(free):.4f}, l2=10 {distance_sq(pulled):.4f}")
     assert "general perplexity (forgetting)" in printed and "[tunesmith] forgetting: general perplexity" in printed
     # the pull also limits how far the general loss moves
     moved = {name: abs(json.loads((o / "eval_results.json").read_text())["forgetting"]["general_perplexity_change"])
