@@ -38,6 +38,7 @@ def _setup_logging(verbose: bool) -> None:
 def cmd_train(args) -> int:
     from tunesmith.config import load_config
     from tunesmith.eval import compare_table, evaluate_model
+    from tunesmith.eval.general import forgetting_summary
     from tunesmith.eval.qa import load_qa
     from tunesmith.stages import check_stage, run_stage
 
@@ -52,7 +53,7 @@ def cmd_train(args) -> int:
         return 0
     if cfg.eval.qa:
         load_qa(cfg.eval.qa)
-    measure = bool(cfg.eval.qa or cfg.data.validation or cfg.data.val_split)
+    measure = bool(cfg.eval.qa or cfg.data.validation or cfg.data.val_split or cfg.forgetting.general_eval)
 
     before = None
     if measure and cfg.eval.compare_base:
@@ -73,9 +74,15 @@ def cmd_train(args) -> int:
     print("[tunesmith] measuring the fine-tuned model ...", flush=True)
     after = evaluate_model(cfg, str(output_dir))
     report = {"base": before, "fine_tuned": after}
+    if before is not None and "general_loss" in after:
+        report["forgetting"] = forgetting_summary(before, after)
     (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     if before is not None:
         print("\n" + compare_table(before, after) + "\n")
+        if "forgetting" in report:
+            f = report["forgetting"]
+            print(f"[tunesmith] forgetting: general perplexity {f['general_perplexity_before']:.3f} -> "
+                  f"{f['general_perplexity_after']:.3f} ({f['general_perplexity_change']:+.1%})")
     use = (f"score replies with: tunesmith score {output_dir} --prompt ... --reply ..." if cfg.stage == "rm"
            else f"chat with: tunesmith chat --model {output_dir}")
     print(f"[tunesmith] results in {output_dir}/eval_results.json; {use}")

@@ -305,6 +305,22 @@ class TrainingConfig(Section):
         description="Training processes on this machine: >1 launches them through torchrun (DDP; gloo on CPU, "
         "nccl on GPUs). batch_size is per process.",
     )
+    engine: Literal["ddp", "fsdp", "deepspeed"] = Field(
+        "ddp",
+        description="Distributed engine: ddp (every process holds the whole model; CPU or GPU), fsdp (PyTorch FSDP2 "
+        "shards weights, gradients and optimiser state; GPUs) or deepspeed (DeepSpeed ZeRO; GPUs, pip install "
+        "deepspeed). The engine's config is built from zero_stage and offload.",
+    )
+    zero_stage: Literal[2, 3] = Field(
+        3,
+        description="fsdp/deepspeed: 3 shards weights too (FSDP reshards after forward; ZeRO-3), 2 shards gradients "
+        "and optimiser state only (FSDP keeps weights gathered between forward and backward; ZeRO-2).",
+    )
+    offload: bool = Field(
+        False,
+        description="fsdp/deepspeed: keep the optimiser state (and with zero_stage 3 the weights) in CPU memory "
+        "(fits larger models on fewer GPUs, slower).",
+    )
     save_steps: int = Field(
         0, ge=0,
         description="Save a checkpoint (weights, optimiser, scheduler, RNG, data position; manifest last) every N "
@@ -319,6 +335,47 @@ class TrainingConfig(Section):
         "checkpoint folder. A changed config or dataset is refused unless resume_changed is true.",
     )
     resume_changed: bool = Field(False, description="Resume even though the config or training data changed.")
+
+    @model_validator(mode="after")
+    def _sharding_options_need_an_engine(self):
+        for key in ("zero_stage", "offload"):
+            if key in self.model_fields_set and self.engine == "ddp":
+                raise ValueError(f"training.{key} applies to engine fsdp or deepspeed, but engine is ddp: set "
+                                 f"training.engine or remove training.{key}")
+        return self
+
+
+class ForgettingConfig(Section):
+    replay: list[str] = Field(
+        default_factory=list,
+        description="General data (paths or data.registry names, same formats as data.train) replayed during "
+        "training so the model keeps its general ability (stages sft and pt).",
+    )
+    replay_ratio: float = Field(
+        0.2, gt=0, lt=1,
+        description="Fraction of the built training set taken from `replay`: round(ratio / (1 - ratio) x domain "
+        "rows) general rows are mixed in (sampled, repeated if too few; seeded by training.seed). Unused without replay.",
+    )
+    l2: float = Field(
+        0.0, ge=0,
+        description="L2 pull toward the starting weights: coef x sum ||theta - theta_0||^2 over the trainable "
+        "parameters is added to every stage's loss (theta_0 = the base weights for full/freeze, the "
+        "initialisation of the adapter weights for lora/adapter/prompt methods). Logged as l2_penalty.",
+    )
+    general_eval: list[str] = Field(
+        default_factory=list,
+        description="General held-out data (chat/alpaca rows, or raw text: .txt or `text` rows): its loss and "
+        "perplexity are measured before and after training and reported next to the other results.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths_as_lists(cls, values):
+        if isinstance(values, dict):
+            for key in ("replay", "general_eval"):
+                if isinstance(values.get(key), str):
+                    values = {**values, key: [values[key]]}
+        return values
 
 
 class DpoConfig(Section):
@@ -527,6 +584,11 @@ class TunesmithConfig(Section):
     grpo: GrpoConfig = Field(default_factory=GrpoConfig, description="Options of stage grpo.")
     ppo: PpoConfig = Field(default_factory=PpoConfig, description="Options of stage ppo.")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
+    forgetting: ForgettingConfig = Field(
+        default_factory=ForgettingConfig,
+        description="Guard against catastrophic forgetting: general-data replay, an L2 pull toward the starting "
+        "weights, a before/after measure on general held-out data.",
+    )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
     search: SearchConfig | None = Field(None, description="Hyper-parameter search (`tunesmith search CONFIG`).")
 

@@ -141,9 +141,11 @@ def split_off(rows: list[TokenizedRow], fraction: float, seed: int) -> tuple[lis
 
 
 def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, cache_root: Path | None,
-                  max_samples: int | None = None, weights: list[float] | None = None) -> TokenizedSet:
-    """Tokenise each source of `data.<key>` with its own format/columns (cached per source), then mix."""
-    sources = resolve_sources(getattr(data, key), data.registry, key)
+                  max_samples: int | None = None, weights: list[float] | None = None,
+                  entries: list[str] | None = None) -> TokenizedSet:
+    """Tokenise each source of `data.<key>` (or of `entries`, named `key` in messages) with its own
+    format/columns (cached per source), then mix."""
+    sources = resolve_sources(getattr(data, key) if entries is None else entries, data.registry, key)
     parts = []
     for source in sources:
         options = data.model_copy(update={
@@ -165,14 +167,39 @@ def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, c
     return TokenizedSet(rows, fp, rejects, all(p.from_cache for p in parts))
 
 
-def build_splits(tokenizer, data: DataConfig, kind: str, seed: int,
-                 cache_root: Path | None = None) -> tuple[TokenizedSet, TokenizedSet | None]:
-    """The training set and the validation set (its files, a `val_split` of training, or None)."""
+def with_replay(tokenizer, train: TokenizedSet, data: DataConfig, replay: list[str], ratio: float, kind: str,
+                seed: int, cache_root: Path | None) -> TokenizedSet:
+    """`train` with general rows mixed in (`forgetting.replay`) so that they make up `ratio` of the result.
+
+    Every domain row is kept once; round(ratio / (1 - ratio) x domain rows) general rows are drawn
+    (without replacement while there are enough, then repeated), seeded, by the same `mix` as data.weights."""
+    general = build_sources(tokenizer, data, "forgetting.replay", kind, seed, cache_root, data.max_samples,
+                            entries=replay)
+    total = len(train.rows) / (1 - ratio)
+    tagged = mix([[(0, r) for r in train.rows], [(1, r) for r in general.rows]], [1 - ratio, ratio], seed, total)
+    counts = Counter(i for i, _ in tagged)
+    log.info("forgetting.replay: %d general rows (of %d) mixed into %d domain rows (%.1f%%)", counts[1],
+             len(general.rows), counts[0], 100 * counts[1] / max(len(tagged), 1))
+    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction, train.rejects.entries + general.rejects.entries,
+                      train.rejects.dropped + general.rejects.dropped)
+    fp = hashlib.sha256(f"{train.fingerprint}+{general.fingerprint}@{ratio}".encode()).hexdigest()[:16]
+    return TokenizedSet([r for _, r in tagged], fp, rejects, train.from_cache and general.from_cache)
+
+
+def build_splits(tokenizer, data: DataConfig, kind: str, seed: int, cache_root: Path | None = None,
+                 replay: list[str] | None = None, replay_ratio: float = 0.0) -> tuple[TokenizedSet, TokenizedSet | None]:
+    """The training set and the validation set (its files, a `val_split` of training, or None).
+
+    With `replay` (forgetting.replay), general rows are mixed into the training set only, after
+    any val_split, so the validation set stays domain data."""
     train = build_sources(tokenizer, data, "train", kind, seed, cache_root, data.max_samples, data.weights)
+    val = None
     if data.validation:
-        return train, build_sources(tokenizer, data, "validation", kind, seed, cache_root)
-    if data.val_split:
+        val = build_sources(tokenizer, data, "validation", kind, seed, cache_root)
+    elif data.val_split:
         kept, held = split_off(train.rows, data.val_split, seed)
-        return (TokenizedSet(kept, train.fingerprint, train.rejects, train.from_cache),
-                TokenizedSet(held, train.fingerprint + f"-split{data.val_split}", Rejects(), train.from_cache))
-    return train, None
+        val = TokenizedSet(held, train.fingerprint + f"-split{data.val_split}", Rejects(), train.from_cache)
+        train = TokenizedSet(kept, train.fingerprint, train.rejects, train.from_cache)
+    if replay:
+        train = with_replay(tokenizer, train, data, replay, replay_ratio, kind, seed, cache_root)
+    return train, val

@@ -84,7 +84,8 @@ def resolve_sources(entries: list[str], registry_path: str | None, key: str) -> 
         elif Path(entry).exists() or not registry:
             sources.append(Source(entry, [entry]))
         else:
-            raise ConfigError(f"data.{key}[{i}]: `{entry}` is neither a file nor a dataset of {registry_path} "
+            label = key if "." in key else f"data.{key}"
+            raise ConfigError(f"{label}[{i}]: `{entry}` is neither a file nor a dataset of {registry_path} "
                               f"(its datasets: {', '.join(sorted(registry))})")
     return sources
 

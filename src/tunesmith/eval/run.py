@@ -16,6 +16,7 @@ from tunesmith.data.dataset import build_splits
 from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.data.preference import load_kto, load_preferences, load_prompts
+from tunesmith.eval.general import general_metrics
 from tunesmith.eval.perplexity import validation_loss
 from tunesmith.eval.policy_reward import PolicyReward, policy_reward_report
 from tunesmith.eval.preference import kto_metrics, preference_metrics
@@ -29,8 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path | None = None) -> dict:
-    if not (cfg.data.validation or cfg.data.val_split) and not cfg.eval.qa:
-        raise ConfigError("nothing to evaluate: set data.validation or data.val_split (loss) and/or eval.qa (accuracy)")
+    if not (cfg.data.validation or cfg.data.val_split) and not cfg.eval.qa and not cfg.forgetting.general_eval:
+        raise ConfigError("nothing to evaluate: set data.validation or data.val_split (loss), eval.qa (accuracy) "
+                          "and/or forgetting.general_eval (general loss)")
     started = time.time()
     if cfg.stage == "rm":
         return _evaluate_reward_model(cfg, model_ref, result_path, started)
@@ -63,6 +65,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     if cfg.eval.qa:
         result.update(qa_accuracy(loaded.model, loaded.tokenizer, cfg.eval.qa, system,
                                   cfg.eval.max_new_tokens, cfg.eval.batch_size))
+    if cfg.forgetting.general_eval:
+        result.update(general_metrics(cfg, loaded.model, loaded.tokenizer, system))
     result["eval_seconds"] = round(time.time() - started, 1)
     if result_path:
         Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
@@ -99,7 +103,8 @@ def compare_table(before: dict, after: dict) -> str:
     for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity"),
                        ("pref_margin", "chosen-rejected log-prob margin"), ("pref_accuracy", "preference accuracy"),
                        ("kto_margin", "desirable-undesirable log-prob margin"),
-                       ("rm_accuracy", "held-out pair accuracy (reward)"), ("rm_margin", "chosen-rejected reward margin")):
+                       ("rm_accuracy", "held-out pair accuracy (reward)"), ("rm_margin", "chosen-rejected reward margin"),
+                       ("general_loss", "general loss (forgetting)"), ("general_perplexity", "general perplexity (forgetting)")):
         if key in after:
             rows.append((label, _fmt(before.get(key)), _fmt(after[key])))
     if "reward_mean" in after:

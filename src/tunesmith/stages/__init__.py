@@ -12,10 +12,12 @@ from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
 from tunesmith.errors import ConfigError
+from tunesmith.eval.general import check_general_eval
 from tunesmith.methods import check_method
 from tunesmith.models.loader import pick_device, pick_dtype
+from tunesmith.runtime.forgetting import check_l2
 from tunesmith.stages import dpo, grpo, kto, ppo, pt, rm, sft
-from tunesmith.stages.common import RunResult
+from tunesmith.stages.common import RunResult, load_run_tokenizer
 
 REGISTRY = {
     "pt": (pt, pt.run_pt),
@@ -39,11 +41,16 @@ def check_stage(cfg: TunesmithConfig) -> None:
     for key in ("packing", "val_split", "weights", "registry"):
         if getattr(cfg.data, key) and cfg.stage not in token_stages:
             raise ConfigError(f"data.{key} applies to stages {' and '.join(token_stages)} only, not `{cfg.stage}`")
+    if cfg.forgetting.replay and cfg.stage not in token_stages:
+        raise ConfigError(f"forgetting.replay applies to stages {' and '.join(token_stages)} only, not `{cfg.stage}`")
     module, _ = REGISTRY[cfg.stage]
     module.check_data(cfg)
+    if cfg.forgetting.general_eval:
+        check_general_eval(cfg, load_run_tokenizer(cfg)[1])
     device = pick_device()
     with tempfile.TemporaryDirectory() as scratch:
-        module.arguments(cfg, Path(scratch), device, pick_dtype(cfg.model.dtype, device), bool(cfg.data.validation))
+        args = module.arguments(cfg, Path(scratch), device, pick_dtype(cfg.model.dtype, device), bool(cfg.data.validation))
+    check_l2(cfg, args)
 
 
 def run_stage(cfg: TunesmithConfig) -> RunResult:

@@ -19,6 +19,8 @@ from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime import hooks, launch
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
+from tunesmith.runtime.engines import engine_arguments
+from tunesmith.runtime.forgetting import forgetting_callbacks
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.nan_guard import NonFiniteGuard
 from tunesmith.runtime.outputs import OutputFolder
@@ -68,6 +70,7 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         disable_tqdm=False,
         use_cpu=device.type == "cpu",
     )
+    options.update(engine_arguments(cfg, work, device, write=launch.rank() == 0))
     if args_class is not TrainingArguments:
         # TRL's configs default gradient checkpointing to True (about 20% slower); run what the config says.
         options["gradient_checkpointing"] = t.gradient_checkpointing
@@ -192,9 +195,11 @@ def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup, load=load_causal
 
 
 def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics: MetricsLogger,
-               train_metrics: dict, data: dict, trainable, peak_mb: float) -> RunResult:
-    """Save weights, tokenizer (with its chat template), config and plot; manifest last; commit."""
-    save_trained(model, cfg, work)
+               train_metrics: dict, data: dict, trainable, peak_mb: float, weights_saved: bool = False) -> RunResult:
+    """Save weights (unless a sharding engine's save_model already did), tokenizer (with its chat
+    template), config and plot; manifest last; commit."""
+    if not weights_saved:
+        save_trained(model, cfg, work)
     setup.tokenizer.save_pretrained(work)
     dump_config(cfg, work / "config.yaml")
     plot_loss(metrics.records, work / "loss.png", f"{cfg.stage}/{cfg.method}")
@@ -223,8 +228,9 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process)
     stopper = StopOnSignal()
     guard = NonFiniteGuard(t.nan)
-    # the guard and the method's callbacks run before the metrics logger so that what they add is logged
-    trainer = make_trainer(work, [guard, *method_callbacks(model, cfg), metrics,
+    # the guard, the method's and the forgetting callbacks (moe_balance_loss, l2_penalty) run before the
+    # metrics logger, so what they add is logged
+    trainer = make_trainer(work, [guard, *method_callbacks(model, cfg), *forgetting_callbacks(cfg, model), metrics,
                                   CheckpointGuard(work, identity, t.save_total_limit), stopper, *hooks.current()])
     # A method may bring its own optimiser (LoRA+ parameter groups). It goes in through the Trainer's
     # documented `optimizer_cls_and_kwargs` option, read when train() builds the optimiser, so no
@@ -246,9 +252,13 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
             train_metrics.update({k: v for k, v in last.items() if k.startswith("eval_")})
         else:
             train_metrics.update(trainer.evaluate())
+    sharded = t.engine != "ddp"
+    if sharded:  # every process takes part in gathering the sharded weights; rank 0 writes them
+        trainer.save_model(str(work))
     if not main_process:
         return RunResult(output_dir=setup.output.final, metrics=train_metrics)
-    return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb)
+    return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb,
+                      weights_saved=sharded)
 
 
 def resume_identity(cfg: TunesmithConfig) -> str:

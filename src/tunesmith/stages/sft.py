@@ -26,7 +26,8 @@ def check_data(cfg: TunesmithConfig, kind: str = "chat") -> None:
     """Read, validate and tokenise every data file before any model loads: file:line:field errors,
     over-length and error policies. The tokenised rows are cached, so the run reuses them."""
     _, tokenizer = load_run_tokenizer(cfg)
-    build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir))
+    build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir),
+                 cfg.forgetting.replay, cfg.forgetting.replay_ratio)
 
 
 def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
@@ -44,7 +45,8 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
     # --- setup: tokenizer and data first, so bad data fails before the model loads -----------
     setup = begin_run(cfg)
     tokenizer = setup.tokenizer
-    train_set, val_set = build_splits(tokenizer, cfg.data, kind, cfg.training.seed, setup.cache_root)
+    train_set, val_set = build_splits(tokenizer, cfg.data, kind, cfg.training.seed, setup.cache_root,
+                                      cfg.forgetting.replay, cfg.forgetting.replay_ratio)
     packing, capacity, seed = cfg.data.packing, cfg.data.max_length, cfg.training.seed
     train_features = train_set.as_features(packing, capacity, seed)
     val_features = val_set.as_features(packing, capacity, seed) if val_set else None
