@@ -16,7 +16,7 @@ from tunesmith.data.dataset import build_splits
 from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.data.preference import load_kto, load_preferences, load_prompts
-from tunesmith.eval.perplexity import validation_loss
+from tunesmith.eval.perplexity import validation_loss, validation_loss_by_task
 from tunesmith.eval.preference import kto_metrics, preference_metrics
 from tunesmith.eval.qa import qa_accuracy
 from tunesmith.eval.reward import reward_metrics
@@ -52,7 +52,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     elif cfg.data.validation or cfg.data.val_split:
         data = cfg.data.model_copy(update={"system": system})
         _, val_set = build_splits(loaded.tokenizer, data, "text" if cfg.stage == "pt" else "chat", cfg.training.seed)
-        result.update(validation_loss(loaded.model, loaded.tokenizer, val_set.rows, cfg.eval.batch_size))
+        measure = validation_loss_by_task if cfg.stage == "mtl" else validation_loss
+        result.update(measure(loaded.model, loaded.tokenizer, val_set.rows, cfg.eval.batch_size))
     if cfg.eval.qa:
         result.update(qa_accuracy(loaded.model, loaded.tokenizer, cfg.eval.qa, system,
                                   cfg.eval.max_new_tokens, cfg.eval.batch_size))
@@ -95,6 +96,9 @@ def compare_table(before: dict, after: dict) -> str:
                        ("rm_accuracy", "held-out pair accuracy (reward)"), ("rm_margin", "chosen-rejected reward margin")):
         if key in after:
             rows.append((label, _fmt(before.get(key)), _fmt(after[key])))
+        if key == "val_loss":  # stage mtl: each task's validation loss
+            rows += [(f"  {k[len('val_loss/'):]}", _fmt(before.get(k)), _fmt(v)) for k, v in after.items()
+                     if k.startswith("val_loss/")]
     if "reward_mean" in after:
         rows.append(("held-out mean reward (greedy)", _fmt(before.get("reward_mean")), _fmt(after["reward_mean"])))
         for key in after:

@@ -2,7 +2,7 @@
 
 A stage never branches on the method. Each stage module offers `check_data(cfg)` (validate every
 input before any model loads), `arguments(...)` (its Trainer/TRL arguments) and its `run_*`.
-Implemented: pt, sft, rm, dpo, kto, grpo. The remaining stage of the mission map (ppo) is a valid
+Implemented: pt, sft, rm, dpo, kto, grpo, mtl. The remaining stage of the mission map (ppo) is a valid
 config value refused with a clear message for now.
 """
 
@@ -15,7 +15,7 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.errors import ConfigError
 from tunesmith.methods import check_method
 from tunesmith.models.loader import pick_device, pick_dtype
-from tunesmith.stages import dpo, grpo, kto, pt, rm, sft
+from tunesmith.stages import dpo, grpo, kto, mtl, pt, rm, sft
 from tunesmith.stages.common import RunResult
 
 REGISTRY = {
@@ -25,6 +25,7 @@ REGISTRY = {
     "dpo": (dpo, dpo.run_dpo),
     "kto": (kto, kto.run_kto),
     "grpo": (grpo, grpo.run_grpo),
+    "mtl": (mtl, mtl.run_mtl),
 }
 
 
@@ -35,7 +36,7 @@ def check_stage(cfg: TunesmithConfig) -> None:
     check_method(cfg.method)
     if not cfg.data.train:
         raise ConfigError("data.train: no training files given; set data.train in the config or data.train=PATH")
-    token_stages = ("sft", "pt")
+    token_stages = ("sft", "pt", "mtl")
     for key in ("packing", "val_split", "weights", "registry"):
         if getattr(cfg.data, key) and cfg.stage not in token_stages:
             raise ConfigError(f"data.{key} applies to stages {' and '.join(token_stages)} only, not `{cfg.stage}`")
