@@ -30,7 +30,7 @@ def two_tasks(tmp_path, n: int = 24):
     return write_jsonl(tmp_path / "train.jsonl", rows), write_jsonl(tmp_path / "val.jsonl", val)
 
 
-def mtl_config(tmp_path, model_dir, train, val, mtl: str, steps: int = 16):
+def mtl_config(tmp_path, model_dir, train, val, mtl: str, steps: int = 16, report: str = "[]"):
     return write_config(tmp_path / "mtl.yaml", f"""\
 stage: mtl
 method: lora
@@ -40,7 +40,7 @@ data: {{train: {train}, validation: {val}, max_length: 48}}
 lora: {{r: 8, alpha: 16, dropout: 0.0}}
 mtl: {mtl}
 training: {{max_steps: {steps}, learning_rate: 0.01, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 1,
-           group_by_length: false}}
+           group_by_length: false, report_to: {report}}}
 eval: {{compare_base: false}}
 """)
 
@@ -163,7 +163,8 @@ def test_fixed_weights_give_the_weighted_sum_of_per_task_losses(tmp_path, tiny_m
 
 def test_loss_proportional_weights_move_toward_the_harder_task(tmp_path, tiny_model_dir):
     train, val = two_tasks(tmp_path, n=32)
-    config = mtl_config(tmp_path, tiny_model_dir, train, val, "{weighting: loss_proportional, ema: 0.8}")
+    config = mtl_config(tmp_path, tiny_model_dir, train, val, "{weighting: loss_proportional, ema: 0.8}",
+                        report="[tensorboard]")
     assert main(["train", str(config)]) == 0
     out = tmp_path / "out"
     logged = [r for r in records(out) if "loss" in r]
@@ -177,6 +178,13 @@ def test_loss_proportional_weights_move_toward_the_harder_task(tmp_path, tiny_mo
     assert last["weight/const"] < 0.5 < first["weight/const"]
     evals = [r for r in records(out) if "eval_loss" in r]
     assert evals and {"eval_loss/const", "eval_loss/map"} <= set(evals[-1])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (run,) = (out / "runs").iterdir()
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert [e.value for e in events.Scalars("train/weight/map")] == pytest.approx([r["weight/map"] for r in logged])
+    assert len(events.Scalars("train/loss/const")) == 16 and len(events.Scalars("eval/loss/map")) == len(evals)
     results = json.loads((out / "eval_results.json").read_text())["fine_tuned"]
     assert results["val_loss/const"] < results["val_loss/map"]
     # the same measure, twice (the Trainer's may run under bf16 autocast on CPUs that have it)
@@ -197,7 +205,7 @@ def test_uncertainty_weights_are_trained_by_the_optimiser_through_the_trainer(tm
     # from the large early losses makes this slow; test_..._converge_to_the_inverse_task_loss shows the limit)
     assert all(a["weight/map"] > b["weight/map"] for a, b in zip(logged, logged[1:]))
     assert last["loss/const"] < 0.1 * last["loss/map"], last
-    assert first["weight/const"] <= first["weight/map"] and last["weight/const"] > last["weight/map"], (first, last)
+    assert last["weight/const"] > last["weight/map"], (first, last)
 
 
 def test_uncertainty_weights_converge_to_the_inverse_task_loss():

@@ -83,6 +83,10 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _fmt_share(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def compare_table(before: dict, after: dict) -> str:
     """A Markdown table of the headline metrics, base vs fine-tuned."""
     rows = []
@@ -90,6 +94,8 @@ def compare_table(before: dict, after: dict) -> str:
         b, a = before.get("qa_accuracy"), after["qa_accuracy"]
         rows.append(("held-out QA accuracy", f"{b:.1%} ({before.get('qa_correct')}/{before.get('qa_total')})" if b is not None else "-",
                      f"{a:.1%} ({after['qa_correct']}/{after['qa_total']})"))
+        rows += [(f"  {k[len('qa_accuracy/'):]}", _fmt_share(before.get(k)), _fmt_share(v)) for k, v in after.items()
+                 if k.startswith("qa_accuracy/")]
     for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity"),
                        ("pref_margin", "chosen-rejected log-prob margin"), ("pref_accuracy", "preference accuracy"),
                        ("kto_margin", "desirable-undesirable log-prob margin"),
