@@ -158,6 +158,31 @@ def test_fixed_weights_give_the_weighted_sum_of_per_task_losses(tmp_path, tiny_m
     assert abs(loss.item() - by_hand) < 1e-5, (loss.item(), by_hand)
 
 
+def test_virtual_token_methods_get_the_same_per_task_loss_as_peft_computes(tiny_model_dir, tokenizer, tmp_path):
+    """Prompt tuning prepends virtual-token positions to the logits; the stage aligns by the right edge."""
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    from tunesmith.runtime.task_weights import FixedWeights
+    from tunesmith.stages.mtl import MultiTaskTrainer
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32),
+                           PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    features = [{"input_ids": [5, 6, 7, 8, 9], "labels": [-100, -100, 7, 8, 9], "task_id": 0},
+                {"input_ids": [15, 16, 17], "labels": [-100, 16, 17], "task_id": 1},
+                {"input_ids": [25, 26, 27, 28], "labels": [-100, -100, 27, 28], "task_id": 1}]
+    collate = TaskPaddingCollator(tokenizer.pad_token_id)
+    args = TrainingArguments(output_dir=str(tmp_path / "w"), use_cpu=True, report_to="none")
+    trainer = MultiTaskTrainer(model=model, args=args, tasks=["a", "b"], weighting=FixedWeights([0.7, 1.9]))
+    model.train()
+    loss = trainer.compute_loss(model, dict(collate(features))).item()
+    with torch.no_grad():
+        parts = [collate([f for f in features if f["task_id"] == k]) for k in (0, 1)]
+        by_hand = sum(w * model(input_ids=p["input_ids"], attention_mask=p["attention_mask"], labels=p["labels"]).loss.item()
+                      for w, p in zip([0.7, 1.9], parts))
+    assert abs(loss - by_hand) < 1e-5, (loss, by_hand)
+
+
 # --- training: per-task losses logged, dynamic weights move ----------------------------------------
 
 
