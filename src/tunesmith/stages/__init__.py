@@ -36,10 +36,11 @@ def check_stage(cfg: TunesmithConfig) -> None:
     check_method(cfg.method)
     if not cfg.data.train:
         raise ConfigError("data.train: no training files given; set data.train in the config or data.train=PATH")
-    token_stages = ("sft", "pt", "mtl")
+    token_stages = ("sft", "pt", "mtl")  # stages that train on tokenised rows (mtl refuses packing itself)
     for key in ("packing", "val_split", "weights", "registry"):
         if getattr(cfg.data, key) and cfg.stage not in token_stages:
-            raise ConfigError(f"data.{key} applies to stages {' and '.join(token_stages)} only, not `{cfg.stage}`")
+            raise ConfigError(f"data.{key} applies to stages {', '.join(token_stages[:-1])} and {token_stages[-1]} "
+                              f"only, not `{cfg.stage}`")
     module, _ = REGISTRY[cfg.stage]
     module.check_data(cfg)
     device = pick_device()
