@@ -199,7 +199,7 @@ def test_packing_and_split_are_refused_for_preference_stages(tmp_path, tiny_mode
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
     config, _ = _config(tmp_path, tiny_model_dir, path)
     assert main(["train", str(config), "stage=dpo", "data.packing=true"]) == 2
-    assert "data.packing applies to stages sft and pt only, not `dpo`" in capsys.readouterr().err
+    assert "data.packing applies to stages sft, pt and mtl only, not `dpo`" in capsys.readouterr().err
 
 
 def test_stats_and_preview(tmp_path, default_model_dir, capsys):

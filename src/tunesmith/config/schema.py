@@ -16,14 +16,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo")
+STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo", "mtl")
 METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "prefix", "moe")
 # Config sections owned by methods -> the methods that read them; setting a section for another
 # method is a contradiction (see TunesmithConfig._check_method_sections).
 METHOD_SECTIONS = {"lora": ("lora", "qlora"), "freeze": ("freeze",), "qlora": ("qlora",),
                    "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",), "moe": ("moe",)}
 # Stages that own a config section of the same name (same rule).
-STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo", "ppo")
+STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo", "ppo", "mtl")
 
 
 class Section(BaseModel):
@@ -88,7 +88,7 @@ class DataConfig(Section):
         description="Mixing ratios, one per data.train entry: source i makes up weight_i/sum of the mixed "
         "training set (small sources are repeated, large ones sampled; seeded).",
     )
-    format: Literal["auto", "alpaca", "messages", "sharegpt"] = Field(
+    format: Literal["auto", "alpaca", "messages", "sharegpt", "multitask"] = Field(
         "auto", description="Row format; auto detects it per row from the keys present."
     )
     columns: dict[str, str] = Field(
@@ -516,6 +516,40 @@ class PpoConfig(Section):
         None, gt=0, description="Greedy completion length for the before/after reward (default: max_completion_length)."
     )
 
+class MtlConfig(Section):
+    weighting: Literal["fixed", "uncertainty", "loss_proportional"] = Field(
+        "fixed",
+        description="How the per-task losses are combined: fixed (the `weights` below), uncertainty (Kendall et al. "
+        "2018: a learned log-variance s per task, loss exp(-s) * L + s; noisy, high-loss tasks get less weight) or "
+        "loss_proportional (weights follow each task's running mean loss, normalised to mean 1: the task the model "
+        "has learned least gets the most weight).",
+    )
+    weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="weighting fixed: {task: weight}; tasks not named weigh 1.0. The training loss is the sum over "
+        "the batch's tasks of weight x the task's token-mean loss.",
+    )
+    ema: float = Field(
+        0.9, ge=0, lt=1,
+        description="weighting loss_proportional: momentum of each task's running mean loss (0: the last batch only).",
+    )
+    uncertainty_lr: float = Field(
+        0.01, gt=0, description="weighting uncertainty: learning rate of the log-variances (they follow the lr schedule)."
+    )
+
+    @model_validator(mode="after")
+    def _options_fit_the_weighting(self):
+        own = {"fixed": {"weights"}, "uncertainty": {"uncertainty_lr"}, "loss_proportional": {"ema"}}[self.weighting]
+        for option in ("weights", "ema", "uncertainty_lr"):
+            if option in self.model_fields_set and option not in own:
+                raise ValueError(f"`{option}` does not apply to weighting `{self.weighting}`")
+        for task, weight in self.weights.items():
+            if not weight >= 0:
+                raise ValueError(f"weights.{task}: {weight} is negative; task weights must be >= 0")
+        if self.weights and not sum(self.weights.values()) > 0:
+            raise ValueError("weights: all task weights are 0; at least one task must have a positive weight")
+        return self
+
 
 class EvalConfig(Section):
     qa: str | None = Field(
@@ -583,6 +617,7 @@ class TunesmithConfig(Section):
     kto: KtoConfig = Field(default_factory=KtoConfig, description="Options of stage kto.")
     grpo: GrpoConfig = Field(default_factory=GrpoConfig, description="Options of stage grpo.")
     ppo: PpoConfig = Field(default_factory=PpoConfig, description="Options of stage ppo.")
+    mtl: MtlConfig = Field(default_factory=MtlConfig, description="Options of stage mtl (multi-task learning).")
     training: TrainingConfig = Field(default_factory=TrainingConfig, description="Optimisation.")
     forgetting: ForgettingConfig = Field(
         default_factory=ForgettingConfig,

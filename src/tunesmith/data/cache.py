@@ -24,7 +24,7 @@ import numpy as np
 from tunesmith.data.tokenize import TokenizedRow
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: rows keep their task name
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -59,8 +59,9 @@ def load_cached(root: Path, key: str) -> tuple[list[TokenizedRow], dict] | None:
         return None
     rows, start = [], 0
     ids, labels = ids.tolist(), labels.tolist()
-    for n, where in zip(lengths.tolist(), meta["where"]):
-        rows.append(TokenizedRow(ids[start : start + n], labels[start : start + n], where))
+    tasks = meta.get("task") or [None] * len(lengths)
+    for n, where, task in zip(lengths.tolist(), meta["where"], tasks):
+        rows.append(TokenizedRow(ids[start : start + n], labels[start : start + n], where, task))
         start += n
     return rows, meta
 
@@ -77,7 +78,9 @@ def store(root: Path, key: str, rows: list[TokenizedRow], meta: dict) -> None:
         labels = np.fromiter((t for r in rows for t in r.labels), dtype=np.int64)
         lengths = np.array([len(r.input_ids) for r in rows], dtype=np.int64)
         np.savez(scratch / "rows.npz", input_ids=ids, labels=labels, lengths=lengths)
-        (scratch / "meta.json").write_text(json.dumps({**meta, "where": [r.where for r in rows]}, ensure_ascii=False))
+        tasks = {"task": [r.task for r in rows]} if any(r.task is not None for r in rows) else {}
+        (scratch / "meta.json").write_text(json.dumps({**meta, "where": [r.where for r in rows], **tasks},
+                                                      ensure_ascii=False))
         os.replace(scratch, target)
     except OSError as exc:
         log.warning("could not write the tokenised cache at %s (%s); continuing without it", target, exc)

@@ -32,3 +32,13 @@ class PaddingCollator:
             "labels": torch.tensor(labels, dtype=torch.long),
             "attention_mask": torch.tensor(attention, dtype=torch.long),
         }
+
+
+@dataclass
+class TaskPaddingCollator(PaddingCollator):
+    """PaddingCollator plus `task_id`: one task index per row (multi-task learning, `stage: mtl`)."""
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = super().__call__(features)
+        batch["task_id"] = torch.tensor([f["task_id"] for f in features], dtype=torch.long)
+        return batch

@@ -4,6 +4,10 @@
 - messages: {messages: [{role, content, tool_calls?}, ...]}  (OpenAI style; role tool for results)
 - sharegpt: {conversations: [{from, value}, ...], system?}   (from: human/gpt/system, and
             function_call (value: JSON {name, arguments}) / observation for tool use)
+- multitask: {task, input, output, system?}                 (one user turn, one reply, a task name)
+
+Any row may carry a `task` name (a non-empty string); it is kept in `Conversation.meta["task"]`
+and travels into the tokenised row, where `stage: mtl` weighs and logs the loss per task.
 
 An assistant turn may call tools (`tool_calls`, kept structured on the message); the tool results
 that follow are `tool` turns, never trained. See `tokenize.render` for templates without tool
@@ -49,11 +53,14 @@ def detect_format(row: dict[str, Any]) -> str:
         return "messages"
     if "conversations" in row:
         return "sharegpt"
+    if "instruction" not in row and ("task" in row or "input" in row):
+        return "multitask"
     if "instruction" in row or "output" in row:
         return "alpaca"
     if "text" in row:
         raise RowError("text", "a raw-text row: it trains with `stage: pt`; this stage needs instruction/output or messages")
-    raise RowError("row", f"cannot tell the format from keys {sorted(row)}; expected instruction/output, messages or conversations")
+    raise RowError("row", f"cannot tell the format from keys {sorted(row)}; expected instruction/output, "
+                   "task/input/output, messages or conversations")
 
 
 def _text(row: dict[str, Any], key: str, required: bool) -> str:
@@ -87,6 +94,16 @@ def from_alpaca(row: dict[str, Any]) -> list[dict[str, str]]:
     user = f"{instruction}\n{extra}" if extra.strip() else instruction
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
     return messages
+
+
+def from_multitask(row: dict[str, Any]) -> list[dict[str, str]]:
+    """A multi-task row: the input is the user turn, the output the reply (the task is read by the caller)."""
+    _text(row, "task", required=True)
+    user = _text(row, "input", required=True)
+    output = _text(row, "output", required=True)
+    system = _text(row, "system", required=False)
+    head = [{"role": "system", "content": system}] if system.strip() else []
+    return head + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
 
 
 def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
@@ -195,14 +212,18 @@ def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | No
         raise RowError("row", f"expected a JSON object, got {type(row).__name__}")
     row = rename_columns(row, columns)
     kind = detect_format(row) if fmt == "auto" else fmt
-    if kind == "alpaca":
+    if kind == "multitask":
+        messages, key = from_multitask(row), "row"
+    elif kind == "alpaca":
         messages, key = from_alpaca(row), "row"
     elif kind == "messages":
         messages, key = from_messages(row, "messages", "role", "content", {r: r for r in ROLES}), "messages"
     else:
         messages, key = from_messages(row, "conversations", "from", "value", SHAREGPT_ROLES), "conversations"
     check_order(messages, key)
-    return Conversation(messages, raw.where)
+    # an optional `task` on other formats (null counts as absent: csv/parquet columns have gaps)
+    meta = {"task": _text(row, "task", required=True)} if row.get("task") is not None or kind == "multitask" else {}
+    return Conversation(messages, raw.where, meta)
 
 
 def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str | None = None,

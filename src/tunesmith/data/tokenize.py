@@ -27,6 +27,7 @@ class TokenizedRow:
     input_ids: list[int]
     labels: list[int]
     where: str = ""
+    task: str | None = None  # the row's task name (multi-task data), None otherwise
 
     @property
     def trained_tokens(self) -> int:
@@ -123,7 +124,7 @@ def _tokenize_batch(tokenizer, conversations: list[Conversation], train_on_promp
     rows = []
     for conversation, (_, spans), ids, offsets in zip(conversations, rendered, encoded["input_ids"], encoded["offset_mapping"]):
         labels = _labels(ids, offsets, spans, train_on_prompt)
-        rows.append(TokenizedRow(ids[:max_length], labels[:max_length], conversation.where))
+        rows.append(TokenizedRow(ids[:max_length], labels[:max_length], conversation.where, conversation.meta.get("task")))
     return rows
 
 
@@ -146,7 +147,8 @@ def tokenize_all(tokenizer, conversations: list[Conversation], options: MaskOpti
                 if options.overlength == "drop":
                     rejects.drop(conversation.where, f"{n} tokens > data.max_length={options.max_length} (overlength: drop)")
                     continue
-            row = TokenizedRow(full.input_ids[: options.max_length], full.labels[: options.max_length], conversation.where)
+            row = TokenizedRow(full.input_ids[: options.max_length], full.labels[: options.max_length], conversation.where,
+                               full.task)
             if row.trained_tokens == 0:
                 rejects.drop(conversation.where, f"no trained token left after truncation to {options.max_length} tokens")
                 continue

@@ -28,3 +28,15 @@ def validation_loss(model, tokenizer, rows, batch_size: int = 8) -> dict:
         total_tokens += int((labels != IGNORE_INDEX).sum())
     loss = total_loss / max(total_tokens, 1)
     return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50)), "val_tokens": total_tokens}
+
+
+def validation_loss_by_task(model, tokenizer, rows, batch_size: int = 8) -> dict:
+    """`validation_loss` of each task's rows (`val_loss/TASK`) and over all of them (token-weighted)."""
+    result, total_loss, total_tokens = {}, 0.0, 0
+    for task in sorted({r.task for r in rows if r.task is not None}):
+        part = validation_loss(model, tokenizer, [r for r in rows if r.task == task], batch_size)
+        result[f"val_loss/{task}"] = part["val_loss"]
+        total_loss += part["val_loss"] * part["val_tokens"]
+        total_tokens += part["val_tokens"]
+    loss = total_loss / max(total_tokens, 1)
+    return {"val_loss": loss, "val_perplexity": math.exp(min(loss, 50)), "val_tokens": total_tokens, **result}

@@ -1,7 +1,8 @@
 """Question/answer accuracy: a reply is correct when it contains any accepted answer.
 
 The QA file is JSONL, one `{"question": str, "answers": [str, ...]}` per line (`answer`: str is
-accepted too). Matching is case-insensitive on whitespace-normalised text.
+accepted too), optionally with a `task` name: accuracy is then also reported per task
+(`qa_accuracy/TASK`). Matching is case-insensitive on whitespace-normalised text.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ class QAItem:
     question: str
     answers: list[str]
     where: str
+    task: str | None = None
 
 
 def normalise(text: str) -> str:
@@ -51,7 +53,11 @@ def load_qa(path: str) -> list[QAItem]:
         if not (isinstance(answers, list) and answers and all(isinstance(a, str) and a.strip() for a in answers)):
             errors.append(f"{raw.where}:answers: expected a non-empty list of non-empty strings")
             continue
-        items.append(QAItem(question, answers, raw.where))
+        task = row.get("task")
+        if task is not None and not (isinstance(task, str) and task.strip()):
+            errors.append(f"{raw.where}:task: expected a non-empty string")
+            continue
+        items.append(QAItem(question, answers, raw.where, task))
     if errors:
         raise DataError(f"{len(errors)} invalid QA row(s):\n  " + "\n  ".join(errors[:20]))
     if not items:
@@ -67,4 +73,9 @@ def qa_accuracy(model, tokenizer, path: str, system: str | None, max_new_tokens:
         for i, r in zip(items, replies)
     ]
     correct = sum(d["correct"] for d in details)
-    return {"qa_accuracy": correct / len(items), "qa_correct": correct, "qa_total": len(items), "qa_details": details}
+    per_task = {}
+    for task in sorted({i.task for i in items if i.task is not None}):
+        marks = [d["correct"] for i, d in zip(items, details) if i.task == task]
+        per_task[f"qa_accuracy/{task}"] = sum(marks) / len(marks)
+    return {"qa_accuracy": correct / len(items), "qa_correct": correct, "qa_total": len(items), **per_task,
+            "qa_details": details}

@@ -17,7 +17,7 @@ from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.data.preference import load_kto, load_preferences, load_prompts
 from tunesmith.eval.general import general_metrics
-from tunesmith.eval.perplexity import validation_loss
+from tunesmith.eval.perplexity import validation_loss, validation_loss_by_task
 from tunesmith.eval.policy_reward import PolicyReward, policy_reward_report
 from tunesmith.eval.preference import kto_metrics, preference_metrics
 from tunesmith.eval.qa import qa_accuracy
@@ -61,7 +61,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
     elif cfg.data.validation or cfg.data.val_split:
         data = cfg.data.model_copy(update={"system": system})
         _, val_set = build_splits(loaded.tokenizer, data, "text" if cfg.stage == "pt" else "chat", cfg.training.seed)
-        result.update(validation_loss(loaded.model, loaded.tokenizer, val_set.rows, cfg.eval.batch_size))
+        measure = validation_loss_by_task if cfg.stage == "mtl" else validation_loss
+        result.update(measure(loaded.model, loaded.tokenizer, val_set.rows, cfg.eval.batch_size))
     if cfg.eval.qa:
         result.update(qa_accuracy(loaded.model, loaded.tokenizer, cfg.eval.qa, system,
                                   cfg.eval.max_new_tokens, cfg.eval.batch_size))
@@ -93,6 +94,10 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _fmt_share(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def compare_table(before: dict, after: dict) -> str:
     """A Markdown table of the headline metrics, base vs fine-tuned."""
     rows = []
@@ -100,6 +105,8 @@ def compare_table(before: dict, after: dict) -> str:
         b, a = before.get("qa_accuracy"), after["qa_accuracy"]
         rows.append(("held-out QA accuracy", f"{b:.1%} ({before.get('qa_correct')}/{before.get('qa_total')})" if b is not None else "-",
                      f"{a:.1%} ({after['qa_correct']}/{after['qa_total']})"))
+        rows += [(f"  {k[len('qa_accuracy/'):]}", _fmt_share(before.get(k)), _fmt_share(v)) for k, v in after.items()
+                 if k.startswith("qa_accuracy/")]
     for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity"),
                        ("pref_margin", "chosen-rejected log-prob margin"), ("pref_accuracy", "preference accuracy"),
                        ("kto_margin", "desirable-undesirable log-prob margin"),
@@ -107,6 +114,9 @@ def compare_table(before: dict, after: dict) -> str:
                        ("general_loss", "general loss (forgetting)"), ("general_perplexity", "general perplexity (forgetting)")):
         if key in after:
             rows.append((label, _fmt(before.get(key)), _fmt(after[key])))
+        if key == "val_loss":  # stage mtl: each task's validation loss
+            rows += [(f"  {k[len('val_loss/'):]}", _fmt(before.get(k)), _fmt(v)) for k, v in after.items()
+                     if k.startswith("val_loss/")]
     if "reward_mean" in after:
         rows.append(("held-out mean reward (greedy)", _fmt(before.get("reward_mean")), _fmt(after["reward_mean"])))
         for key in after:

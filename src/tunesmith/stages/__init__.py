@@ -2,7 +2,7 @@
 
 A stage never branches on the method. Each stage module offers `check_data(cfg)` (validate every
 input before any model loads), `arguments(...)` (its Trainer/TRL arguments) and its `run_*`.
-Implemented: every stage of the mission map (pt, sft, rm, ppo, dpo, kto, grpo).
+Implemented: every stage of the mission map (pt, sft, rm, ppo, dpo, kto, grpo) and mtl (multi-task).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tunesmith.eval.general import check_general_eval
 from tunesmith.methods import check_method
 from tunesmith.models.loader import pick_device, pick_dtype
 from tunesmith.runtime.forgetting import check_l2
-from tunesmith.stages import dpo, grpo, kto, ppo, pt, rm, sft
+from tunesmith.stages import dpo, grpo, kto, mtl, ppo, pt, rm, sft
 from tunesmith.stages.common import RunResult, load_run_tokenizer
 
 REGISTRY = {
@@ -27,6 +27,7 @@ REGISTRY = {
     "kto": (kto, kto.run_kto),
     "grpo": (grpo, grpo.run_grpo),
     "ppo": (ppo, ppo.run_ppo),
+    "mtl": (mtl, mtl.run_mtl),
 }
 
 
@@ -37,12 +38,13 @@ def check_stage(cfg: TunesmithConfig) -> None:
     check_method(cfg.method, cfg)
     if not cfg.data.train:
         raise ConfigError("data.train: no training files given; set data.train in the config or data.train=PATH")
-    token_stages = ("sft", "pt")
+    token_stages = ("sft", "pt", "mtl")  # stages that train on tokenised rows (mtl refuses packing itself)
     for key in ("packing", "val_split", "weights", "registry"):
         if getattr(cfg.data, key) and cfg.stage not in token_stages:
-            raise ConfigError(f"data.{key} applies to stages {' and '.join(token_stages)} only, not `{cfg.stage}`")
-    if cfg.forgetting.replay and cfg.stage not in token_stages:
-        raise ConfigError(f"forgetting.replay applies to stages {' and '.join(token_stages)} only, not `{cfg.stage}`")
+            raise ConfigError(f"data.{key} applies to stages {', '.join(token_stages[:-1])} and {token_stages[-1]} "
+                              f"only, not `{cfg.stage}`")
+    if cfg.forgetting.replay and cfg.stage not in ("sft", "pt"):
+        raise ConfigError(f"forgetting.replay applies to stages sft and pt only, not `{cfg.stage}`")
     module, _ = REGISTRY[cfg.stage]
     module.check_data(cfg)
     if cfg.forgetting.general_eval:
