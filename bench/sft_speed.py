@@ -1,6 +1,6 @@
 """SFT training speed: tunesmith's defaults vs a plain transformers + PEFT baseline (issue #7).
 
-    python bench/sft_speed.py                                   # full size: 2,000 rows, 1 epoch
+    python bench/sft_speed.py                                   # 2,000 rows, first 20 steps of 1,024 tokens
     python bench/sft_speed.py --rows 64 --val-rows 16           # reduced size (what CI runs)
     python bench/sft_speed.py --append docs/benchmarks.md       # record the table
 
