@@ -249,3 +249,27 @@ def test_uncertainty_weights_converge_to_the_inverse_task_loss():
     restored = UncertaintyWeights(3, lr=0.05)
     restored.load_state_dict(state)
     assert torch.equal(restored.weights(), weighting.weights())
+
+
+@pytest.mark.parametrize("method,section,lr", [("full", "", 0.003), ("freeze", "freeze: {trainable_layers: 1}", 0.003)])
+def test_mtl_trains_with_full_and_freeze_too(tmp_path, tiny_model_dir, method, section, lr):
+    # the stage never looks at the method: full and freeze log the same per-task losses and weights
+    train, val = two_tasks(tmp_path, n=16)
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "mtl.yaml", f"""\
+stage: mtl
+method: {method}
+output_dir: {out}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {train}, validation: {val}, max_length: 48}}
+mtl: {{weighting: loss_proportional}}
+training: {{max_steps: 8, learning_rate: {lr}, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 1,
+           group_by_length: false}}
+eval: {{compare_base: false}}
+{section}
+""")
+    assert main(["train", str(config)]) == 0
+    logged = [r for r in records(out) if "loss" in r]
+    assert len(logged) == 8
+    assert all({"loss/const", "loss/map", "weight/const", "weight/map"} <= set(r) for r in logged)
+    assert logged[-1]["loss/const"] < 0.5 * logged[0]["loss/const"], (logged[0], logged[-1])
