@@ -46,7 +46,8 @@ def test_bench_refuses_bad_arguments(capsys):
 @pytest.mark.slow
 def test_reduced_bench_runs_every_variant_on_the_same_data(tmp_path, capsys):
     code = main(["bench", "--rows", "16", "--val-rows", "4", "--min-tokens", "30", "--max-tokens", "90",
-                 "--pack-length", "160", "--tokens-per-step", "384", "--gen-prompts", "1", "--gen-tokens", "8",
+                 "--pack-length", "160", "--tokens-per-step", "384", "--max-steps", "-1",  # one whole epoch
+                 "--gen-prompts", "1", "--gen-tokens", "8",
                  "--work", str(tmp_path), "--append", str(tmp_path / "bench.md")])
     assert code == 0
     out = capsys.readouterr().out
