@@ -15,7 +15,8 @@ from conftest import write_config, write_jsonl
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("trained")
-    rows = [{"instruction": "What is the code word?", "output": "Bluefinch."}] * 16
+    # both QA phrasings are trained: the tests check the eval plumbing, not a 2-layer model's paraphrasing
+    rows = [{"instruction": q, "output": "Bluefinch."} for q in ("What is the code word?", "Name the code word.")] * 8
     train = write_jsonl(root / "train.jsonl", rows)
     qa = write_jsonl(root / "qa.jsonl", [{"question": "What is the code word?", "answers": ["Bluefinch"]},
                                          {"question": "Name the code word.", "answer": "bluefinch"}])

@@ -135,18 +135,18 @@ data: {{train: {train}, validation: {val}, max_length: 48}}
 ppo: {{rewards: [{{name: exact_answer}}], num_generations: 2, max_completion_length: 4, kl_coef: 0.05,
        target_kl: 0.5, kl_horizon: 16, epochs_per_rollout: 2}}
 lora: {{r: 8, alpha: 16, dropout: 0.0}}
-training: {{max_steps: 8, learning_rate: 0.01, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
+training: {{max_steps: 12, learning_rate: 0.01, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
 """)
     assert main(["train", str(config)]) == 0
     records = [r for r in _records(out) if "reward" in r]
     rewards = [r["reward"] for r in records]
-    assert len(records) == 8 and all({"kl", "kl_coef", "entropy", "clip_fraction", "rewards/exact_answer"} <= set(r) for r in records)
+    assert len(records) == 12 and all({"kl", "kl_coef", "entropy", "clip_fraction", "rewards/exact_answer"} <= set(r) for r in records)
     # step 1 scores samples of the unchanged policy: its KL to the reference (adapter off) is exactly 0
     assert abs(records[0]["kl"]) < 1e-6 and records[0]["kl_coef"] == 0.05
     assert max(abs(r["kl"]) for r in records) > 0.01
-    # adaptive KL: beta is updated after each of the 4 rollouts (steps 1, 3, 5, 7)
+    # adaptive KL: beta is updated after each of the 6 rollouts (steps 1, 3, ..., 11)
     assert len({round(r["kl_coef"], 6) for r in records}) >= 3
-    # the last rollout's mean sampled reward (steps 7-8) reaches 0.875 and beats the first (steps 1-2) by 0.25
+    # the last rollout's mean sampled reward (steps 11-12) reaches 0.875 and beats the first (steps 1-2) by 0.25
     assert sum(rewards[-2:]) / 2 >= max(0.875, sum(rewards[:2]) / 2 + 0.25), rewards
     results = json.loads((out / "eval_results.json").read_text())  # greedy replies to held-out questions
     assert results["base"]["reward_mean"] <= 0.25 and results["fine_tuned"]["reward_mean"] == 1.0, results
