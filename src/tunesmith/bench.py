@@ -100,14 +100,10 @@ def _validation_rows(tokenizer, path: str, max_length: int):
 
 def _shared_val_loss(model, tokenizer, spec: dict) -> float:
     """The same evaluator for every variant: fp32, eval mode, token-weighted over assistant tokens."""
-    import torch
-
     from tunesmith.eval.perplexity import validation_loss
 
-    model = model.float().eval()
-    with torch.no_grad():
-        return validation_loss(model, tokenizer, _validation_rows(tokenizer, spec["validation"], spec["max_length"]))[
-            "val_loss"]
+    rows = _validation_rows(tokenizer, spec["validation"], spec["max_length"])
+    return validation_loss(model.float().eval(), tokenizer, rows)["val_loss"]
 
 
 def _generation_speed(model, tokenizer, spec: dict) -> float:
@@ -318,18 +314,18 @@ def summarise(results: dict[str, dict], spec: dict) -> dict:
             r["val_loss_delta"] = r["val_loss"] - base["val_loss"]
     peak = gpu_peak_flops()
     if peak:
-        name, peak_flops = peak
+        per_token = flops_per_token(spec["model_params"], spec["model_layers"], spec["model_hidden"],
+                                    spec["mean_tokens"], lora=True)
         for r in results.values():
-            per_token = flops_per_token(spec["model_params"], spec["model_layers"], spec["model_hidden"],
-                                        spec["mean_tokens"], lora=True)
-            r["mfu"] = r["tokens_per_second"] * per_token / peak_flops
+            r["mfu"] = r["tokens_per_second"] * per_token / peak[1]
     return results
 
 
 def table(results: dict[str, dict]) -> str:
+    has_mfu = any("mfu" in r for r in results.values())
     lines = ["| variant | precision | train tokens/s | s/epoch | peak memory | final val loss | speed vs baseline | "
-             "memory vs baseline | generate tokens/s |" + (" MFU |" if any("mfu" in r for r in results.values()) else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if any("mfu" in r for r in results.values()) else "")]
+             "memory vs baseline | generate tokens/s |" + (" MFU |" if has_mfu else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if has_mfu else "")]
     for variant, r in results.items():
         line = (f"| {variant} | {r['precision']} | {r['tokens_per_second']:.0f} | {r['seconds_per_epoch']:.0f} | "
                 f"{r['peak_memory_mb'] / 1024:.2f} GiB | {r['val_loss']:.4f} | {r.get('speed_ratio', 1):.2f}x | "
