@@ -3,7 +3,6 @@ one process with the same global batch."""
 
 import json
 
-import pytest
 import torch
 from safetensors.torch import load_file
 

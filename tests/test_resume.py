@@ -6,7 +6,6 @@ import signal
 import threading
 import time
 
-import pytest
 import torch
 from safetensors.torch import load_file
 

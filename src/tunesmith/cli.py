@@ -4,6 +4,7 @@
     tunesmith eval CONFIG.yaml [--model REF]      loss/perplexity and QA accuracy -> JSON
     tunesmith chat --model REF                    streaming terminal chat
     tunesmith export MODEL --out DIR [--merge]    standalone model folder (adapters merged)
+    tunesmith adapters list|combine ...           several adapters of one base: list, weighted combine
     tunesmith score MODEL --prompt P --reply R    reward of a reply (a model trained with stage: rm)
     tunesmith search CONFIG.yaml                  hyper-parameter search (Optuna)
     tunesmith data check|stats|preview|clean CONFIG_OR_FILES   validate / describe / show / clean data
@@ -132,12 +133,45 @@ def cmd_eval(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from tunesmith.models.loader import load_for_inference
     from tunesmith.serve.chat import chat_loop
 
+    if args.adapter:
+        from tunesmith.errors import ConfigError
+        from tunesmith.models.adapters import AdapterSet, parse_named
+
+        if args.model != "default":
+            raise ConfigError("chat: --adapter loads the adapters' own base model; leave out --model")
+        adapters = AdapterSet(parse_named(args.adapter), args.cache_dir)
+        chat_loop(None, args.system, args.max_new_tokens, args.temperature, adapters=adapters)
+        return 0
+    from tunesmith.models.loader import load_for_inference
+
     loaded = load_for_inference(args.model, args.cache_dir)
-    system = args.system if args.system is not None else loaded.system
-    chat_loop(loaded, system, args.max_new_tokens, args.temperature)
+    chat_loop(loaded, args.system, args.max_new_tokens, args.temperature)
+    return 0
+
+
+# --- adapters --------------------------------------------------------------------------------------
+
+
+def cmd_adapters_list(args) -> int:
+    from tunesmith.models.adapters import adapters_table, find_adapters
+
+    found = find_adapters(args.roots)
+    if args.json:
+        print(json.dumps([a.row() for a in found], indent=2, ensure_ascii=False))
+    else:
+        print(adapters_table(found))
+    return 0
+
+
+def cmd_adapters_combine(args) -> int:
+    from tunesmith.export import combine_adapters
+    from tunesmith.models.adapters import parse_weighted
+
+    out = combine_adapters(parse_weighted(args.adapter), args.out, args.combination, args.density, args.rank,
+                           args.cache_dir, args.overwrite)
+    print(f"[tunesmith] combined adapter written to {out}; chat with: tunesmith chat --model {out}")
     return 0
 
 
@@ -346,7 +380,31 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy.")
     chat.add_argument("--cache-dir", help="Cache of the converted default model.")
+    chat.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
+                      help="Load this LoRA-family output beside others on their shared base (repeatable); "
+                           "/adapter NAME switches between them per turn.")
     chat.set_defaults(func=cmd_chat)
+
+    adapters = verbs.add_parser("adapters", help="Several adapters of one base: list them, combine them by weight.")
+    adapter_verbs = adapters.add_subparsers(dest="adapters_verb", metavar="VERB", required=True)
+    listing = adapter_verbs.add_parser("list", help="Finished outputs in (or directly under) folders, with kind, "
+                                                    "base, rank, size and metrics.")
+    listing.add_argument("roots", nargs="*", default=["out"], help="Folders to look in (default: out).")
+    listing.add_argument("--json", action="store_true", help="Print JSON rows instead of a table.")
+    listing.set_defaults(func=cmd_adapters_list)
+    combine = adapter_verbs.add_parser("combine", help="Write one adapter that is a weighted combination of several "
+                                                       "LoRA adapters of the same base.")
+    combine.add_argument("out", help="Output folder (written as OUT.partial, then renamed).")
+    combine.add_argument("--adapter", action="append", required=True, metavar="PATH[:WEIGHT]",
+                         help="An adapter output and its weight (default 1); repeat for each.")
+    combine.add_argument("--combination", default="cat",
+                         help="cat (exact weighted sum; rank = sum of ranks), svd (the same sum at --rank), linear, "
+                              "ties, dare_linear, dare_ties, magnitude_prune (with --density), or their _svd forms.")
+    combine.add_argument("--density", type=float, help="Fraction of each delta kept by the pruning combinations.")
+    combine.add_argument("--rank", type=int, help="Rank of an svd combination (default: the largest input rank).")
+    combine.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
+    combine.add_argument("--cache-dir", help="Cache of the converted default model.")
+    combine.set_defaults(func=cmd_adapters_combine)
 
     export = verbs.add_parser("export", help="Write a standalone model folder (adapters merged into the base).",
                               description="Merge a LoRA/DoRA/PiSSA output into plain base weights (--merge), or "

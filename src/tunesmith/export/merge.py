@@ -15,29 +15,17 @@ leaves a folder that looks finished.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tunesmith.errors import ModelError
-from tunesmith.models.loader import BOTTLENECK_CONFIG, MOE_CONFIG, RUN_MANIFEST, load_for_inference, resolve_model_path
+from tunesmith.models.loader import RUN_MANIFEST, adapter_kind, load_for_inference, resolve_model_path
 from tunesmith.runtime.outputs import OutputFolder
-
-
-def _adapter_kind(path: Path) -> str | None:
-    if (path / BOTTLENECK_CONFIG).is_file():
-        return "bottleneck"
-    if (path / MOE_CONFIG).is_file():
-        return "moe"
-    if (path / "adapter_config.json").is_file():
-        config = json.loads((path / "adapter_config.json").read_text())
-        return "lora" if config.get("peft_type") == "LORA" else config.get("peft_type", "unknown").lower()
-    return None
 
 
 def export_model(source: str, out: str, merge: bool = False, cache_dir: str | None = None,
                  overwrite: bool = False) -> Path:
     path = Path(resolve_model_path(source, cache_dir))
-    kind = _adapter_kind(path)
+    kind = adapter_kind(path)
     if kind == "bottleneck":
         raise ModelError(f"{path}: bottleneck adapters cannot be merged into the base (the non-linearity between "
                          "their down- and up-projection is not a linear map); load the output folder itself with "

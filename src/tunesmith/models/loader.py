@@ -38,6 +38,20 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
     return name_or_path  # a hub id; transformers resolves it
 
 
+def adapter_kind(path: Path) -> str | None:
+    """What a model folder holds beside (not instead of) base weights: `lora` (the LoRA family),
+    `bottleneck`, `moe`, a PEFT virtual-token type (`prompt_tuning`, `p_tuning`, `prefix_tuning`),
+    or None for a whole model."""
+    if (path / BOTTLENECK_CONFIG).is_file():
+        return "bottleneck"
+    if (path / MOE_CONFIG).is_file():
+        return "moe"
+    if (path / "adapter_config.json").is_file():
+        config = json.loads((path / "adapter_config.json").read_text())
+        return "lora" if config.get("peft_type") == "LORA" else config.get("peft_type", "unknown").lower()
+    return None
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 

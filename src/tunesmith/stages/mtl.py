@@ -27,7 +27,7 @@ from tunesmith.data.collate import TaskPaddingCollator
 from tunesmith.data.dataset import build_splits
 from tunesmith.data.formats import raise_row_errors
 from tunesmith.data.tokenize import IGNORE_INDEX
-from tunesmith.errors import ConfigError, DataError
+from tunesmith.errors import ConfigError
 from tunesmith.models.default import cache_root
 from tunesmith.runtime.task_weights import make_weighting
 from tunesmith.stages.common import RunResult, begin_run, load_run_tokenizer, load_trainable_model, train_and_save

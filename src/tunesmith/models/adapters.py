@@ -1,0 +1,209 @@
+"""Several adapters on one base model: list them, serve them side by side, combine them.
+
+Each tunesmith run with a LoRA-family method (lora with rsLoRA/DoRA/PiSSA/LoRA+, qlora) stores
+only its adapter, beside a reference to its base. This module treats such outputs as a set:
+
+- `find_adapters(roots)`: every finished output under some folders, with its kind, base and size
+  (`tunesmith adapters list`);
+- `AdapterSet`: the base loaded once and each adapter loaded into it under its own name (PEFT's
+  `load_adapter`); `use(NAME)` activates one adapter for one request, `use("base")` runs the base
+  with every adapter disabled. Switching is a pointer change, not a reload, so one process can
+  answer each request with a different specialist (`tunesmith chat --adapter ...`, `/adapter NAME`);
+- combining several into one weighted adapter is `export.combine` (`tunesmith adapters combine`).
+
+Only LoRA-family adapters share a base and combine this way: virtual-token methods change the input
+sequence, bottleneck adapters and LoRA experts are tunesmith modules rather than PEFT adapters, and
+DoRA's per-column magnitudes have no weighted sum; each of those is refused with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith.errors import ConfigError, ModelError
+from tunesmith.models.loader import (LoadedModel, RUN_MANIFEST, adapter_kind, load_causal_lm, load_tokenizer,
+                                     pick_device, pick_dtype, read_manifest, resolve_model_path)
+
+BASE = "base"  # the name under which AdapterSet runs the base model itself
+
+
+@dataclass
+class AdapterInfo:
+    name: str
+    path: Path
+    kind: str            # lora | bottleneck | moe | prompt_tuning | p_tuning | prefix_tuning | full
+    method: str
+    stage: str
+    base: str            # the base model folder the adapter was trained on (resolved)
+    rank: int | None
+    dora: bool
+    size_bytes: int
+    metrics: dict
+
+    def row(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "kind": self.kind, "method": self.method,
+                "stage": self.stage, "base": self.base, "rank": self.rank, "dora": self.dora,
+                "size_mb": round(self.size_bytes / 2**20, 2), "metrics": self.metrics}
+
+
+def _base_of(path: Path, kind: str, manifest: dict) -> str:
+    if kind == "lora" or kind in ("prompt_tuning", "p_tuning", "prefix_tuning"):
+        return json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+    if kind in ("bottleneck", "moe"):
+        from tunesmith.models.loader import BOTTLENECK_CONFIG, MOE_CONFIG
+
+        config = BOTTLENECK_CONFIG if kind == "bottleneck" else MOE_CONFIG
+        return json.loads((path / config).read_text())["base_model_name_or_path"]
+    return manifest.get("base_model", str(path))
+
+
+def describe_output(path: str | Path) -> AdapterInfo:
+    """What a finished output folder holds; refuses a folder that is not one."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise ModelError(f"{path}: adapter folder not found")
+    manifest = read_manifest(path)  # refuses unfinished runs
+    kind = adapter_kind(path) or "full"
+    rank, dora = None, False
+    if kind == "lora":
+        config = json.loads((path / "adapter_config.json").read_text())
+        rank, dora = config.get("r"), bool(config.get("use_dora"))
+    results = path / "eval_results.json"
+    metrics = {}
+    if results.is_file():
+        after = json.loads(results.read_text()).get("fine_tuned") or {}
+        metrics = {k: after[k] for k in ("qa_accuracy", "val_loss", "pref_accuracy", "pref_margin", "mean_reward")
+                   if isinstance(after.get(k), (int, float))}
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return AdapterInfo(path.name, path.resolve(), kind, manifest.get("method", "?"), manifest.get("stage", "?"),
+                       _base_of(path, kind, manifest), rank, dora, size, metrics)
+
+
+def find_adapters(roots: list[str]) -> list[AdapterInfo]:
+    """Finished outputs (folders with a run manifest) in or directly under each root, sorted by
+    base then name. Unfinished runs (`NAME.partial`) are not results and are left out."""
+    found, seen = [], set()
+    for root in map(Path, roots):
+        if not root.is_dir():
+            raise ConfigError(f"{root}: no such folder")
+        candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+        for folder in candidates:
+            if (folder / RUN_MANIFEST).is_file() and not folder.name.endswith(".partial"):
+                if folder.resolve() not in seen:
+                    seen.add(folder.resolve())
+                    found.append(describe_output(folder))
+    return sorted(found, key=lambda a: (a.base, a.name))
+
+
+def adapters_table(adapters: list[AdapterInfo]) -> str:
+    if not adapters:
+        return "(no finished outputs found)"
+    lines = ["| name | kind | method | stage | rank | size | metrics | base |", "|---|---|---|---|---|---|---|---|"]
+    for a in adapters:
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in a.metrics.items()) or "-"
+        rank = f"{a.rank}{' (DoRA)' if a.dora else ''}" if a.rank else "-"
+        lines.append(f"| {a.name} | {a.kind} | {a.method} | {a.stage} | {rank} | {a.size_bytes / 2**20:.1f} MB "
+                     f"| {metrics} | {a.base} |")
+    return "\n".join(lines)
+
+
+def parse_named(specs: list[str], what: str = "--adapter") -> dict[str, str]:
+    """`NAME=PATH` or `PATH` (named after the folder) -> {name: path}; names must be unique."""
+    named = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            name, path = Path(spec.rstrip("/")).name, spec
+        if not name or not path:
+            raise ConfigError(f"{what} {spec}: expected NAME=PATH or PATH")
+        if name == BASE:
+            raise ConfigError(f"{what} {spec}: the name `{BASE}` is reserved for the base model itself")
+        if name in named:
+            raise ConfigError(f"{what} {spec}: the name `{name}` is given twice; name them NAME=PATH")
+        named[name] = path
+    return named
+
+
+def parse_weighted(specs: list[str]) -> list[tuple[str, float]]:
+    """`PATH:WEIGHT` or `PATH` (weight 1) -> [(path, weight)]."""
+    weighted = []
+    for spec in specs:
+        path, sep, weight = spec.rpartition(":")
+        if not sep:
+            path, weight = spec, "1"
+        try:
+            weighted.append((path, float(weight)))
+        except ValueError:
+            raise ConfigError(f"--adapter {spec}: the weight after ':' must be a number, e.g. out/a:0.7") from None
+    return weighted
+
+
+def check_switchable(info: AdapterInfo) -> None:
+    if info.stage == "rm":
+        raise ModelError(f"{info.path}: a reward model (stage rm) scores text; use `tunesmith score`, not a chat adapter")
+    if info.kind == "full":
+        raise ModelError(f"{info.path}: a whole model ({info.method} fine-tuning), not an adapter; load it on its own "
+                         "with --model")
+    if info.kind != "lora":
+        raise ModelError(f"{info.path}: a {info.kind} output; only LoRA-family adapters (lora, rsLoRA, DoRA, PiSSA, "
+                         "qlora) share one base in memory and switch per request — load this one on its own with --model")
+
+
+def common_base(infos: list[AdapterInfo], cache_dir: str | None) -> str:
+    bases = {}
+    for info in infos:
+        bases.setdefault(str(Path(resolve_model_path(info.base, cache_dir)).resolve())
+                         if Path(info.base).exists() else info.base, []).append(info.name)
+    if len(bases) > 1:
+        listing = "; ".join(f"{base}: {', '.join(names)}" for base, names in bases.items())
+        raise ModelError(f"these adapters were trained on different base models and cannot share one: {listing}")
+    return next(iter(bases))
+
+
+class AdapterSet:
+    """One base model with several named LoRA-family adapters; each request picks one."""
+
+    def __init__(self, adapters: dict[str, str], cache_dir: str | None = None, dtype: str = "auto"):
+        from peft import PeftModel
+
+        if not adapters:
+            raise ConfigError("no adapters given")
+        self.infos = {name: describe_output(path) for name, path in adapters.items()}
+        for info in self.infos.values():
+            check_switchable(info)
+        self.base_path = common_base(list(self.infos.values()), cache_dir)
+        device = pick_device()
+        base = load_causal_lm(resolve_model_path(self.base_path, cache_dir), pick_dtype(dtype, device))
+        names = list(self.infos)
+        model = PeftModel.from_pretrained(base, str(self.infos[names[0]].path), adapter_name=names[0])
+        for name in names[1:]:
+            model.load_adapter(str(self.infos[name].path), adapter_name=name)
+        self.model = model.to(device).eval()
+        self.tokenizers = {name: load_tokenizer(str(info.path)) for name, info in self.infos.items()}
+        self.tokenizers[BASE] = load_tokenizer(resolve_model_path(self.base_path, cache_dir))
+        self.manifests = {name: json.loads((info.path / RUN_MANIFEST).read_text()) for name, info in self.infos.items()}
+        self.manifests[BASE] = {}
+        self._lock = threading.Lock()  # one request at a time owns the active adapter
+
+    @property
+    def names(self) -> list[str]:
+        return [BASE, *self.infos]
+
+    @contextmanager
+    def use(self, name: str):
+        """Activate adapter NAME (or the base) for the duration of one request; yields a LoadedModel."""
+        if name not in self.names:
+            raise ConfigError(f"unknown adapter `{name}`; loaded: {', '.join(self.names)}")
+        with self._lock:
+            loaded = LoadedModel(self.model, self.tokenizers[name], str(self.infos[name].path) if name != BASE
+                                 else self.base_path, self.manifests[name])
+            if name == BASE:
+                with self.model.disable_adapter():
+                    yield loaded
+            else:
+                self.model.set_adapter(name)
+                yield loaded
