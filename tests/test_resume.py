@@ -142,3 +142,24 @@ def test_gradient_accumulation_is_token_weighted(tmp_path, tiny_model_dir):
     a, b = logs[8], logs[2]
     assert abs(a[0]["loss"] - b[0]["loss"]) < 1e-5 and abs(a[1]["loss"] - b[1]["loss"]) < 1e-5, (a, b)
     assert abs(a[0]["grad_norm"] - b[0]["grad_norm"]) < 1e-4 * a[0]["grad_norm"], (a[0], b[0])
+
+
+def test_loss_png_is_redrawn_while_training(tmp_path, tiny_model_dir):
+    """With training.live_plot_seconds, OUTPUT.partial/loss.png exists before the run ends (here: a
+    run stopped by SIGTERM, which never reaches the final plot) and is a whole PNG."""
+    text, out = _config(tmp_path, "live", _data(tmp_path))
+    config = write_config(tmp_path / "e.yaml", text.replace("MODEL", str(tiny_model_dir)))
+    _stop_when(out, 3)
+    assert main(["train", str(config), "training.live_plot_seconds=0.001"]) == 3
+    partial = out.with_name("live.partial")
+    png = (partial / "loss.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png.endswith(b"IEND\xaeB`\x82")
+    assert not list(partial.glob(".loss.png.tmp*"))
+
+
+def test_loss_png_is_not_drawn_during_training_when_live_plot_is_off(tmp_path, tiny_model_dir):
+    text, out = _config(tmp_path, "quiet", _data(tmp_path))
+    config = write_config(tmp_path / "f.yaml", text.replace("MODEL", str(tiny_model_dir)))
+    _stop_when(out, 3)
+    assert main(["train", str(config), "training.live_plot_seconds=0"]) == 3
+    assert not (out.with_name("quiet.partial") / "loss.png").exists()

@@ -295,6 +295,11 @@ class TrainingConfig(Section):
         description="Also log to TensorBoard (OUTPUT/runs/, `tensorboard --logdir OUTPUT/runs`) and/or MLflow "
         "(local ./mlruns unless MLFLOW_TRACKING_URI is set). No server is needed.",
     )
+    live_plot_seconds: float = Field(
+        30.0, ge=0,
+        description="Redraw OUTPUT.partial/loss.png during training at most this often (seconds), so the curve "
+        "can be watched while the run goes on; 0 draws it only at the end.",
+    )
     nan: Literal["error", "skip"] = Field(
         "error",
         description="A NaN/inf gradient: error (stop, naming the step and parameter) or skip (drop that step: "

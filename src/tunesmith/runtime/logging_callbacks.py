@@ -1,9 +1,12 @@
-"""Trainer callbacks: a metrics JSONL and a loss-curve PNG in the output folder."""
+"""Trainer callbacks: a metrics JSONL and a loss-curve PNG in the output folder (redrawn during
+training, so a run can be watched: open OUTPUT.partial/loss.png)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -15,11 +18,15 @@ class MetricsLogger(TrainerCallback):
     NaN and inf are written as strings ("nan", "inf") so they are never hidden or dropped.
     """
 
-    def __init__(self, folder: Path, resume_step: int | None = None, write: bool = True):
+    def __init__(self, folder: Path, resume_step: int | None = None, write: bool = True,
+                 live_plot: float | None = None, title: str = ""):
         """With `resume_step`, records of an interrupted run up to that step are kept (later
-        ones were not part of the checkpoint the run resumes from); otherwise the file starts empty."""
+        ones were not part of the checkpoint the run resumes from); otherwise the file starts empty.
+        With `live_plot` (seconds), loss.png beside it is redrawn at most that often while training."""
         self.path = Path(folder) / "metrics.jsonl"
         self.records: list[dict] = []
+        self.live_plot, self.title = live_plot, title
+        self._plotted_at = time.monotonic()
         if not write:  # another process of a multi-process run writes the file
             return
         if resume_step is not None and self.path.is_file():
@@ -38,9 +45,21 @@ class MetricsLogger(TrainerCallback):
         self.records.append(record)
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if self.live_plot and ("loss" in logs or "eval_loss" in logs) and \
+                time.monotonic() - self._plotted_at >= self.live_plot:
+            self.redraw()
+
+    def redraw(self) -> Path | None:
+        """loss.png from the records so far, replaced atomically (a viewer never reads half a PNG)."""
+        self._plotted_at = time.monotonic()
+        scratch = self.path.with_name(".loss.png.tmp")
+        if plot_loss(self.records, scratch, self.title, format="png") is None:
+            return None
+        os.replace(scratch, self.path.with_name("loss.png"))
+        return self.path.with_name("loss.png")
 
 
-def plot_loss(records: list[dict], path: Path, title: str = "") -> Path | None:
+def plot_loss(records: list[dict], path: Path, title: str = "", format: str | None = None) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,7 +74,7 @@ def plot_loss(records: list[dict], path: Path, title: str = "") -> Path | None:
         ax.plot(*zip(*train), label="train loss")
     if evals:
         ax.plot(*zip(*evals), "o-", label="validation loss")
-    return _save(fig, ax, "loss", title, path)
+    return _save(fig, ax, "loss", title, path, format)
 
 
 def plot_metric(records: list[dict], key: str, path: Path, title: str = "", band: str | None = None) -> Path | None:
@@ -78,7 +97,7 @@ def plot_metric(records: list[dict], key: str, path: Path, title: str = "", band
     return _save(fig, ax, key, title, path)
 
 
-def _save(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+def _save(fig, ax, ylabel: str, title: str, path: Path, format: str | None = None) -> Path:
     import matplotlib.pyplot as plt
 
     ax.set_xlabel("optimiser step")
@@ -87,6 +106,6 @@ def _save(fig, ax, ylabel: str, title: str, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format=format)
     plt.close(fig)
     return path

@@ -225,7 +225,8 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
     if checkpoint:
         print(f"[tunesmith] resuming from {checkpoint}", flush=True)
-    metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process)
+    metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process,
+                            live_plot=t.live_plot_seconds or None, title=f"{cfg.stage}/{cfg.method}")
     stopper = StopOnSignal()
     guard = NonFiniteGuard(t.nan)
     # the guard, the method's and the forgetting callbacks (moe_balance_loss, l2_penalty) run before the
@@ -262,6 +263,7 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
 
 
 def resume_identity(cfg: TunesmithConfig) -> str:
-    """The config hash a checkpoint must match: everything but the resume keys themselves."""
-    training = cfg.training.model_copy(update={"resume": None, "resume_changed": False})
+    """The config hash a checkpoint must match: everything but the resume keys themselves (and the
+    live-plot interval, which does not touch training)."""
+    training = cfg.training.model_copy(update={"resume": None, "resume_changed": False, "live_plot_seconds": 0.0})
     return config_hash(cfg.model_copy(update={"training": training, "overwrite_output": False}))
