@@ -86,3 +86,23 @@ def test_engines_are_refused_at_config_time_with_the_reason(tmp_path, tiny_model
 
         check_l2(cfg.model_copy(update={"forgetting": cfg.forgetting.model_copy(update={"l2": 0.1})}),
                  TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusals of a machine without a GPU")
+def test_gpu_speed_options_are_refused_without_a_gpu(tmp_path, tiny_model_dir):
+    cfg = _cfg(tmp_path, tiny_model_dir, "  liger: true\n")
+    with pytest.raises(ConfigError, match="training.liger: Liger kernels are Triton GPU kernels and need a CUDA GPU"):
+        check_stage(cfg)
+    cfg = _cfg(tmp_path, tiny_model_dir, "  epochs: 1\n").model_copy(deep=True)
+    cfg.model.attn_implementation = "flash_attention_2"
+    with pytest.raises(ConfigError, match="flash_attention_2 needs a CUDA GPU .* use sdpa"):
+        check_stage(cfg)
+
+
+def test_compile_and_liger_reach_the_trainer_arguments(tmp_path, tiny_model_dir):
+    from tunesmith.stages.common import training_arguments
+
+    cfg = _cfg(tmp_path, tiny_model_dir, "  compile: true\n")
+    check_stage(cfg)  # inductor is part of the CPU build
+    args = training_arguments(cfg, tmp_path, torch.device("cpu"), torch.float32, False)
+    assert args.torch_compile is True and args.use_liger_kernel is False

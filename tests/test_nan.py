@@ -1,6 +1,7 @@
 """NaN policy: `error` names the step; `skip` leaves weights, optimiser and scheduler untouched."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -113,8 +114,11 @@ eval:
     assert len(losses) == 4 and all(v > 0 for v in losses)
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("mlflow") is not None, reason="mlflow is installed")
-def test_a_missing_logger_is_a_config_error(tmp_path, tiny_model_dir, facts_data, capsys):
+def test_a_missing_logger_is_a_config_error(tmp_path, tiny_model_dir, facts_data, capsys, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec  # this machine has mlflow: make it look absent
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
     config = write_config(tmp_path / "m.yaml", f"""\
 output_dir: {tmp_path / 'm'}
 model:
@@ -126,3 +130,39 @@ training:
 """)
     assert main(["train", str(config)]) == 2
     assert "training.report_to: `mlflow` is not installed; pip install 'tunesmith[mlflow]'" in capsys.readouterr().err
+
+
+def test_mlflow_logging_to_a_local_store_beside_the_output(tmp_path, tiny_model_dir, facts_data, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # restored (unset) after the test
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    out = tmp_path / "runs" / "mlf"
+    config = write_config(tmp_path / "ml.yaml", f"""\
+stage: sft
+method: lora
+output_dir: {out}
+model:
+  name_or_path: {tiny_model_dir}
+data:
+  train: {facts_data['train']}
+  max_length: 64
+training:
+  max_steps: 4
+  batch_size: 4
+  logging_steps: 1
+  report_to: [mlflow]
+eval:
+  compare_base: false
+""")
+    assert main(["train", str(config)]) == 0
+    import os
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    assert str(tmp_path / "runs") in uri  # the store sits beside the output folder, not in the working directory
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.run_name == "mlf" and run.info.status == "FINISHED"
+    losses = [m.value for m in client.get_metric_history(run.info.run_id, "loss")]
+    logged = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert len(losses) == 4 and losses == pytest.approx(logged)

@@ -17,6 +17,8 @@ Variants, each in its own process (so peak memory is its own):
              length-grouped batches, cached tokenisation), same batch size in rows.
   packed     tunesmith with `data.packing: true`: packs of `--pack-length` tokens, as many per
              step as make the same tokens per step.
+  compiled   (only when asked: --variants ...,compiled) tunesmith's defaults with
+             `training.compile: true` (torch.compile, inductor); compile time counts in its speed.
 
 Figures: tokens/s (real tokens, not padding, over the Trainer's own train_runtime), seconds per
 epoch, peak memory (RSS high-water mark on CPU, max allocated on GPU), the final validation loss
@@ -41,7 +43,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-VARIANTS = ("baseline", "tunesmith", "packed")
+VARIANTS = ("baseline", "tunesmith", "packed", "compiled")
 WORDS = (
     "time year people way day man thing woman life child world school state family student group country "
     "problem hand part place case week company system program question work government number night point "
@@ -183,7 +185,7 @@ def run_baseline(spec: dict) -> dict:
     }
 
 
-def tunesmith_config(spec: dict, packed: bool) -> dict:
+def tunesmith_config(spec: dict, packed: bool, compiled: bool = False) -> dict:
     """The config of the tunesmith variants: defaults, plus what defines the job."""
     config = {
         "stage": "sft", "method": "lora", "output_dir": str(Path(spec["work"]) / "out"), "overwrite_output": True,
@@ -194,13 +196,15 @@ def tunesmith_config(spec: dict, packed: bool) -> dict:
                      "scheduler": "cosine", "warmup": 0.05, "seed": spec["seed"], "logging_steps": 10,
                      "batch_size": spec["batch_rows"]},
     }
+    if compiled:
+        config["training"]["compile"] = True
     if packed:
         config["data"].update(packing=True, max_length=spec["pack_length"])
         config["training"]["batch_size"] = spec["batch_packs"]
     return config
 
 
-def run_tunesmith(spec: dict, packed: bool = False) -> dict:
+def run_tunesmith(spec: dict, packed: bool = False, compiled: bool = False) -> dict:
     import yaml
 
     from tunesmith.config import load_config
@@ -210,7 +214,7 @@ def run_tunesmith(spec: dict, packed: bool = False) -> dict:
 
     started = time.perf_counter()
     config_path = Path(spec["work"]) / "config.yaml"
-    config_path.write_text(f"# tunesmith train {config_path}\n" + yaml.safe_dump(tunesmith_config(spec, packed)))
+    config_path.write_text(f"# tunesmith train {config_path}\n" + yaml.safe_dump(tunesmith_config(spec, packed, compiled)))
     cfg = load_config(config_path, [])
     check_stage(cfg)
     result = run_stage(cfg)
@@ -236,7 +240,8 @@ def _last_epoch(output_dir: Path) -> float:
     return max(r["epoch"] for r in records if "epoch" in r)
 
 
-RUNNERS = {"baseline": run_baseline, "tunesmith": run_tunesmith, "packed": lambda spec: run_tunesmith(spec, True)}
+RUNNERS = {"baseline": run_baseline, "tunesmith": run_tunesmith, "packed": lambda spec: run_tunesmith(spec, True),
+           "compiled": lambda spec: run_tunesmith(spec, compiled=True)}
 
 
 def _child(variant: str, spec_path: str, out_path: str) -> None:
@@ -372,7 +377,7 @@ def _model_facts(spec: dict) -> dict:
 
 def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_steps: int = 20,
               tokens_per_step: int = 1024, pack_length: int = 1024, learning_rate: float = 2e-4,
-              variants: tuple[str, ...] = VARIANTS, model: str = "default", seed: int = 0,
+              variants: tuple[str, ...] = VARIANTS[:3], model: str = "default", seed: int = 0,
               min_tokens: int = 30, max_tokens: int = 600, work: Path | None = None, gen_prompts: int = 2,
               gen_tokens: int = 32) -> dict:
     owned = work is None
@@ -426,7 +431,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-tokens", type=int, default=30)
     parser.add_argument("--max-tokens", type=int, default=600)
     parser.add_argument("--variants", default="baseline,tunesmith,packed",
-                        help=f"Comma-separated, from {', '.join(VARIANTS)}.")
+                        help=f"Comma-separated, from {', '.join(VARIANTS)} (compiled: tunesmith's defaults with "
+                        "training.compile=true).")
     parser.add_argument("--gen-prompts", type=int, default=2, help="Validation prompts for the generation speed.")
     parser.add_argument("--gen-tokens", type=int, default=32, help="New tokens generated per prompt (greedy).")
     parser.add_argument("--model", default="default", help="Base model: 'default', a folder or a hub id.")

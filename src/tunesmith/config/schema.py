@@ -289,6 +289,16 @@ class TrainingConfig(Section):
     logging_steps: int = Field(5, gt=0, description="Log loss and learning rate every N steps.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     group_by_length: bool = Field(True, description="Batch rows of similar length together (less padding).")
+    compile: bool = Field(
+        False,
+        description="torch.compile the model (the Trainer's torch_compile, inductor backend). The first steps are "
+        "slower while it compiles; measure it on your hardware with `tunesmith bench --variants tunesmith,compiled`.",
+    )
+    liger: bool = Field(
+        False,
+        description="Liger's Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy) through the Trainer's "
+        "use_liger_kernel. Needs a CUDA GPU and `pip install liger-kernel`.",
+    )
     num_threads: int | None = Field(None, gt=0, description="CPU threads for torch (default: torch's choice).")
     report_to: list[Literal["tensorboard", "mlflow"]] = Field(
         default_factory=list,

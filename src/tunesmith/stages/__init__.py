@@ -15,6 +15,7 @@ from tunesmith.errors import ConfigError
 from tunesmith.eval.general import check_general_eval
 from tunesmith.methods import check_method
 from tunesmith.models.loader import pick_device, pick_dtype
+from tunesmith.runtime.accel import check_accelerators
 from tunesmith.runtime.forgetting import check_l2
 from tunesmith.stages import dpo, grpo, kto, mtl, ppo, pt, rm, sft
 from tunesmith.stages.common import RunResult, load_run_tokenizer
@@ -36,6 +37,7 @@ def check_stage(cfg: TunesmithConfig) -> None:
     if cfg.stage not in REGISTRY:
         raise ConfigError(f"stage `{cfg.stage}` is planned but not implemented yet; available: {', '.join(REGISTRY)}")
     check_method(cfg.method, cfg)
+    check_accelerators(cfg)
     if not cfg.data.train:
         raise ConfigError("data.train: no training files given; set data.train in the config or data.train=PATH")
     token_stages = ("sft", "pt", "mtl")  # stages that train on tokenised rows (mtl refuses packing itself)

@@ -18,6 +18,7 @@ from tunesmith.methods import apply_method, method_callbacks, method_load_option
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime import hooks, launch
+from tunesmith.runtime.accel import accel_arguments
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
 from tunesmith.runtime.engines import engine_arguments
 from tunesmith.runtime.forgetting import forgetting_callbacks
@@ -61,7 +62,8 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
         save_total_limit=None,  # rotation is CheckpointGuard's, after the new manifest is committed
-        report_to=reporters(t.report_to),
+        report_to=reporters(t.report_to, cfg.output_dir),
+        run_name=Path(cfg.output_dir).name,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
@@ -71,6 +73,7 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         use_cpu=device.type == "cpu",
     )
     options.update(engine_arguments(cfg, work, device, write=launch.rank() == 0))
+    options.update(accel_arguments(cfg))
     if args_class is not TrainingArguments:
         # TRL's configs default gradient checkpointing to True (about 20% slower); run what the config says.
         options["gradient_checkpointing"] = t.gradient_checkpointing
@@ -81,14 +84,26 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         raise ConfigError(f"training: {exc}") from None
 
 
-def reporters(names: list[str]) -> list[str] | str:
-    """`training.report_to`, checked: each logger's package must be installed."""
+def reporters(names: list[str], output_dir: str | None = None) -> list[str] | str:
+    """`training.report_to`, checked: each logger's package must be installed. MLflow without
+    MLFLOW_TRACKING_URI logs to a local store beside the output folder (OUTPUT_PARENT/mlflow.db
+    when SQLAlchemy is installed, else OUTPUT_PARENT/mlruns), so every run of one folder lands in one
+    store (`mlflow ui --backend-store-uri ...`) and no server is needed."""
     import importlib.util
+    import os
 
     for name in names:
         if importlib.util.find_spec(name) is None:
             raise ConfigError(f"training.report_to: `{name}` is not installed; pip install 'tunesmith[{name}]' "
                               f"(or pip install {name})")
+    if "mlflow" in names and output_dir and not os.environ.get("MLFLOW_TRACKING_URI"):
+        parent = Path(output_dir).resolve().parent
+        parent.mkdir(parents=True, exist_ok=True)
+        if importlib.util.find_spec("sqlalchemy") is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{parent / 'mlflow.db'}"
+        else:  # mlflow-skinny: its file store, which MLflow 3 only opens when asked explicitly
+            os.environ["MLFLOW_TRACKING_URI"] = (parent / "mlruns").as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return list(names) or "none"
 
 
