@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import build_splits
+from tunesmith.data.dataset import build_sources, build_splits
 from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.data.preference import load_kto, load_preferences, load_prompts
@@ -23,6 +23,7 @@ from tunesmith.eval.preference import kto_metrics, preference_metrics
 from tunesmith.eval.qa import qa_accuracy
 from tunesmith.eval.reward import reward_metrics
 from tunesmith.eval.verifiers import reward_report
+from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_for_inference
 from tunesmith.models.reward import load_reward_for_inference
 
@@ -60,7 +61,11 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path
                                            p.eval_max_new_tokens or p.max_completion_length, cfg.eval.batch_size))
     elif cfg.data.validation or cfg.data.val_split:
         data = cfg.data.model_copy(update={"system": system})
-        _, val_set = build_splits(loaded.tokenizer, data, "text" if cfg.stage == "pt" else "chat", cfg.training.seed)
+        kind, root = "text" if cfg.stage == "pt" else "chat", cache_root(cfg.model.cache_dir)
+        if cfg.data.validation:  # only the validation files: the training set is not read again
+            val_set = build_sources(loaded.tokenizer, data, "validation", kind, cfg.training.seed, root)
+        else:  # a val_split is carved out of the training rows (from the tokenised cache when it is on)
+            _, val_set = build_splits(loaded.tokenizer, data, kind, cfg.training.seed, root)
         measure = validation_loss_by_task if cfg.stage == "mtl" else validation_loss
         result.update(measure(loaded.model, loaded.tokenizer, val_set.rows, cfg.eval.batch_size))
     if cfg.eval.qa:
