@@ -5,6 +5,7 @@
     tunesmith chat --model REF                    streaming terminal chat
     tunesmith export MODEL --out DIR [--merge]    standalone model folder (adapters merged)
     tunesmith adapters list|combine ...           several adapters of one base: list, weighted combine
+    tunesmith serve --model REF | --adapter ...   OpenAI-compatible API (loopback by default)
     tunesmith score MODEL --prompt P --reply R    reward of a reply (a model trained with stage: rm)
     tunesmith search CONFIG.yaml                  hyper-parameter search (Optuna)
     tunesmith data check|stats|preview|clean CONFIG_OR_FILES   validate / describe / show / clean data
@@ -148,6 +149,29 @@ def cmd_chat(args) -> int:
 
     loaded = load_for_inference(args.model, args.cache_dir)
     chat_loop(loaded, args.system, args.max_new_tokens, args.temperature)
+    return 0
+
+
+# --- serve -----------------------------------------------------------------------------------------
+
+
+def cmd_serve(args) -> int:
+    from tunesmith.errors import ConfigError
+    from tunesmith.serve.api import ModelHost, serve
+
+    api_key = args.api_key or os.environ.get("TUNESMITH_API_KEY") or None
+    if args.adapter:
+        from tunesmith.models.adapters import AdapterSet, parse_named
+
+        if args.model != "default":
+            raise ConfigError("serve: --adapter loads the adapters' own base model; leave out --model")
+        host = ModelHost(adapters=AdapterSet(parse_named(args.adapter), args.cache_dir))
+    else:
+        from tunesmith.models.loader import load_for_inference
+
+        loaded = load_for_inference(args.model, args.cache_dir)
+        host = ModelHost(loaded, args.name or ("default" if args.model == "default" else Path(args.model).name))
+    serve(host, args.host, args.port, api_key, args.max_tokens)
     return 0
 
 
@@ -384,6 +408,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="Load this LoRA-family output beside others on their shared base (repeatable); "
                            "/adapter NAME switches between them per turn.")
     chat.set_defaults(func=cmd_chat)
+
+    srv = verbs.add_parser("serve", help="OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).",
+                           description="Serve a model, or several adapters of one base (the request's `model` picks "
+                           "one), with the OpenAI API. Listens on 127.0.0.1 unless --host says otherwise.")
+    srv.add_argument("--model", default="default", help="An output folder, 'default', a model folder or hub id.")
+    srv.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
+                     help="Serve this LoRA-family output under NAME beside others on their shared base (repeatable).")
+    srv.add_argument("--name", help="The model name clients send (default: the folder name, or 'default').")
+    srv.add_argument("--host", default="127.0.0.1", help="Address to listen on (another than loopback needs --api-key).")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--api-key", help="Require `Authorization: Bearer KEY` (default: $TUNESMITH_API_KEY, else none).")
+    srv.add_argument("--max-tokens", type=int, default=1024, help="The most new tokens one request may ask for.")
+    srv.add_argument("--cache-dir", help="Cache of the converted default model.")
+    srv.set_defaults(func=cmd_serve)
 
     adapters = verbs.add_parser("adapters", help="Several adapters of one base: list them, combine them by weight.")
     adapter_verbs = adapters.add_subparsers(dest="adapters_verb", metavar="VERB", required=True)

@@ -1,0 +1,160 @@
+"""`tunesmith serve`: a real HTTP server, talked to with the official `openai` client and plain HTTP."""
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+import torch
+
+from tunesmith.errors import ConfigError
+from tunesmith.models.adapters import AdapterSet
+from tunesmith.models.loader import load_causal_lm, load_for_inference
+from tunesmith.serve.api import ModelHost, create_app, serve
+
+from test_multi_adapter import train_adapter
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a background thread, on a free loopback port."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory, tiny_model_dir):
+    root = tmp_path_factory.mktemp("serve")
+    return (train_adapter(root, tiny_model_dir, "birds", "Bluefinch.", "Be brief."),
+            train_adapter(root, tiny_model_dir, "wolves", "Redwolf.", "Answer in one word."))
+
+
+@pytest.fixture(scope="module")
+def server(adapters):
+    birds, wolves = adapters
+    running = Server(create_app(ModelHost(adapters=AdapterSet({"birds": str(birds), "wolves": str(wolves)})),
+                                max_tokens_cap=64))
+    yield running
+    running.stop()
+
+
+def post(url: str, body, headers: dict | None = None) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_openai_client_lists_and_switches_adapters_per_request(server):
+    client = openai.OpenAI(base_url=server.url, api_key="unused")
+    assert [m.id for m in client.models.list()] == ["base", "birds", "wolves"]
+    question = [{"role": "user", "content": "What is the code word?"}]
+    for name, word in (("birds", "Bluefinch"), ("wolves", "Redwolf"), ("birds", "Bluefinch")):
+        reply = client.chat.completions.create(model=name, messages=question, max_tokens=6)
+        assert reply.model == name and reply.object == "chat.completion"
+        assert reply.choices[0].message.role == "assistant" and reply.choices[0].message.content.startswith(word)
+        assert reply.choices[0].finish_reason == "stop"  # the adapter learned to end its reply
+        assert 0 < reply.usage.completion_tokens <= 6 and reply.usage.prompt_tokens > 5
+        assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
+
+def test_streamed_reply_equals_the_whole_reply(server):
+    client = openai.OpenAI(base_url=server.url, api_key="unused")
+    question = [{"role": "user", "content": "Name the code word."}]
+    whole = client.chat.completions.create(model="wolves", messages=question, max_tokens=6).choices[0].message.content
+    chunks = list(client.chat.completions.create(model="wolves", messages=question, max_tokens=6, stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole
+    assert chunks[-1].choices[0].finish_reason == "stop" and all(c.choices[0].finish_reason is None for c in chunks[:-1])
+
+
+def test_stop_strings_cut_the_reply(server):
+    client = openai.OpenAI(base_url=server.url, api_key="unused")
+    question = [{"role": "user", "content": "What is the code word?"}]
+    reply = client.chat.completions.create(model="birds", messages=question, max_tokens=6, stop=["finch"])
+    assert reply.choices[0].message.content == "Blue" and reply.choices[0].finish_reason == "stop"
+    streamed = client.chat.completions.create(model="birds", messages=question, max_tokens=6, stop="finch", stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in streamed) == "Blue"
+
+
+def test_completions_continue_raw_text_as_the_model_does(server, tiny_model_dir):
+    client = openai.OpenAI(base_url=server.url, api_key="unused")
+    result = client.completions.create(model="base", prompt="The archive is in", max_tokens=5)
+    base = load_causal_lm(str(tiny_model_dir)).eval()
+    tokenizer = load_for_inference(str(tiny_model_dir)).tokenizer
+    ids = tokenizer("The archive is in", return_tensors="pt")
+    with torch.no_grad():
+        out = base.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    expected = tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert result.choices[0].text == expected and result.usage.completion_tokens == len(out[0]) - ids["input_ids"].shape[1]
+
+
+@pytest.mark.parametrize("body,status,param,text", [
+    (b"{not json", 400, None, "not valid JSON"),
+    ({"model": "birds"}, 400, "messages", "`messages` must be a non-empty list"),
+    ({"model": "birds", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role", "must be one of"),
+    ({"model": "birds", "messages": [{"role": "user", "content": 7}]}, 400, "messages[0].content", "text only"),
+    ({"model": "birds", "messages": [{"role": "user", "content": "hi"}], "temperature": 5}, 400, "temperature",
+     "between 0.0 and 2.0"),
+    ({"model": "birds", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}, 400, "max_tokens",
+     "between 1 and 64"),
+    ({"model": "birds", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "stream", "true or false"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model", "`model` is required; served: base, birds, wolves"),
+    ({"model": "cats", "messages": [{"role": "user", "content": "hi"}]}, 404, "model", "`cats` does not exist"),
+])
+def test_bad_requests_get_openai_style_json_errors(server, body, status, param, text):
+    code, answer = post(server.url + "/chat/completions", body)
+    assert code == status and answer["error"]["param"] == param and text in answer["error"]["message"], answer
+    assert answer["error"]["type"] == "invalid_request_error"
+
+
+def test_api_key_single_model_and_loopback_default(adapters):
+    birds, _ = adapters
+    host = ModelHost(load_for_inference(str(birds)), "birds")
+    running = Server(create_app(host, api_key="s3cret"))
+    try:
+        code, answer = post(running.url + "/chat/completions", {"messages": [{"role": "user", "content": "hi"}]})
+        assert code == 401 and answer["error"]["code"] == "invalid_api_key"
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=running.url, api_key="wrong").models.list()
+        client = openai.OpenAI(base_url=running.url, api_key="s3cret")
+        assert [m.id for m in client.models.list()] == ["birds"]
+        # one model: `model` may be left out (the official client always sends it)
+        code, answer = post(running.url + "/chat/completions",
+                            {"messages": [{"role": "user", "content": "What is the code word?"}], "max_tokens": 6},
+                            {"Authorization": "Bearer s3cret"})
+        assert code == 200 and answer["choices"][0]["message"]["content"].startswith("Bluefinch")
+    finally:
+        running.stop()
+    with pytest.raises(ConfigError, match="exposes the model to the network; set --api-key"):
+        serve(host, "0.0.0.0", 0)
