@@ -2,6 +2,8 @@
 (with a verifiable reward function and with a trained reward model)."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -189,3 +191,56 @@ training: {{max_steps: 10, learning_rate: 0.001, batch_size: 4, warmup: 0, sched
     assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.1, rewards
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["reward_reward_model"] > results["base"]["reward_reward_model"], results
+
+
+def test_resumed_ppo_continues_the_kl_coefficient_and_rollout(tmp_path, tiny_model_dir, capsys):
+    # A run stopped by SIGTERM in the middle of a rollout (step 3 of rollouts at steps 1, 3, 5 with two PPO
+    # epochs each) and resumed must be the same run as one that never stopped: the adaptive KL coefficient
+    # continues from its saved value (not ppo.kl_coef) and step 4 optimises the saved rollout again.
+    from transformers import TrainerCallback
+
+    from tunesmith.runtime import hooks
+    from tunesmith.runtime.checkpoints import MANIFEST, checkpoints
+    from tunesmith.stages.ppo import PPO_ROLLOUT, PPO_STATE
+
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q} for q in QUESTIONS[:6]])
+
+    def config(name):
+        return write_config(tmp_path / f"{name}.yaml", f"""\
+stage: ppo
+method: lora
+output_dir: {tmp_path / name}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {train}, max_length: 48}}
+ppo: {{rewards: [{{name: length, max_chars: 12}}], num_generations: 2, max_completion_length: 4, kl_coef: 0.05,
+       target_kl: 0.01, kl_horizon: 8, epochs_per_rollout: 2}}
+lora: {{r: 4, alpha: 8, dropout: 0.0}}
+training: {{max_steps: 6, learning_rate: 0.01, batch_size: 2, warmup: 0, scheduler: constant, logging_steps: 1,
+           mixed_precision: "no", seed: 5}}
+""")
+
+    class SigtermAfterStep2(TrainerCallback):  # a scheduler's SIGTERM, arriving during step 2
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    assert main(["train", str(config("straight"))]) == 0
+    with hooks.extra_callbacks(SigtermAfterStep2()):
+        assert main(["train", str(config("resumed"))]) == 3
+    (step, checkpoint), = checkpoints(tmp_path / "resumed.partial")
+    assert step == 3
+    manifest = json.loads((checkpoint / MANIFEST).read_text())
+    assert {PPO_STATE, PPO_ROLLOUT} <= set(manifest["files"])  # written before the manifest, covered by it
+    saved = json.loads((checkpoint / PPO_STATE).read_text())["kl_coef"]
+    capsys.readouterr()
+    assert main(["train", str(config("resumed")), "training.resume=auto"]) == 0
+    assert f"resuming from {checkpoint}" in capsys.readouterr().out
+
+    straight = {r["step"]: r for r in _records(tmp_path / "straight") if "reward" in r}
+    resumed = {r["step"]: r for r in _records(tmp_path / "resumed") if "reward" in r}
+    assert sorted(straight) == sorted(resumed) == list(range(1, 7))
+    # the coefficient adapted before the stop, and the third rollout (step 5) used the saved value
+    assert saved != 0.05 and straight[5]["kl_coef"] == saved, (saved, straight[5])
+    for s in range(1, 7):
+        for key in ("kl_coef", "reward", "kl", "loss"):
+            assert abs(straight[s][key] - resumed[s][key]) < 1e-6, (s, key, straight[s], resumed[s])
