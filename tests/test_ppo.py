@@ -15,7 +15,7 @@ from tunesmith.methods import apply_method
 from tunesmith.models.loader import load_causal_lm, load_for_inference
 from tunesmith.stages.ppo import Reference, advantages, rollout_order, token_logprobs
 
-from conftest import write_config, write_jsonl
+from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
 QUESTIONS = [f"Is item {i} ready?" for i in range(8)]
 HELD_OUT = [f"Is item {i} ready?" for i in (20, 21, 22, 23)]
@@ -122,28 +122,37 @@ def test_lora_reference_is_the_base_with_the_adapter_disabled(tiny_model_dir, to
         assert torch.allclose(token_logprobs(policy, ids, mask, 4, 1.0), adapted)
 
 
-def test_ppo_raises_the_mean_reward(tmp_path, coin, capsys):
+PPO_METHODS = {  # method: (its section, learning rate)
+    "lora": ("lora: {r: 8, alpha: 16, dropout: 0.0}", 0.01),
+    "freeze": ("freeze: {trainable_layers: 1}", 0.003),
+}
+
+
+@pytest.mark.parametrize("method", list(PPO_METHODS))
+def test_ppo_raises_the_mean_reward(tmp_path, coin, method, capsys):
     # The coin says the rewarded answer in about half of its samples but not in its greedy replies;
     # PPO with exact_answer must make the answer its choice, sampled and greedy.
     coin, target = coin
+    section, lr = PPO_METHODS[method]
     train, val = _prompt_files(tmp_path, target)
     out = tmp_path / "out"
     config = write_config(tmp_path / "ppo.yaml", f"""\
 stage: ppo
-method: lora
+method: {method}
 output_dir: {out}
 model: {{name_or_path: {coin}}}
 data: {{train: {train}, validation: {val}, max_length: 48}}
 ppo: {{rewards: [{{name: exact_answer}}], num_generations: 2, max_completion_length: 4, kl_coef: 0.05,
        target_kl: 0.5, kl_horizon: 16, epochs_per_rollout: 2}}
-lora: {{r: 8, alpha: 16, dropout: 0.0}}
-training: {{max_steps: 12, learning_rate: 0.01, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
+{section}
+training: {{max_steps: 12, learning_rate: {lr}, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
 """)
     assert main(["train", str(config)]) == 0
     records = [r for r in _records(out) if "reward" in r]
     rewards = [r["reward"] for r in records]
     assert len(records) == 12 and all({"kl", "kl_coef", "entropy", "clip_fraction", "rewards/exact_answer"} <= set(r) for r in records)
-    # step 1 scores samples of the unchanged policy: its KL to the reference (adapter off) is exactly 0
+    # step 1 scores samples of the unchanged policy: its KL to the reference (lora: the adapter off;
+    # freeze: a frozen copy of the base) is exactly 0
     assert abs(records[0]["kl"]) < 1e-6 and records[0]["kl_coef"] == 0.05
     assert max(abs(r["kl"]) for r in records) > 0.01
     # adaptive KL: beta is updated after each of the 6 rollouts (steps 1, 3, ..., 11)
@@ -152,8 +161,12 @@ training: {{max_steps: 12, learning_rate: 0.01, batch_size: 4, warmup: 0, schedu
     assert sum(rewards[-2:]) / 2 >= max(0.875, sum(rewards[:2]) / 2 + 0.25), rewards
     results = json.loads((out / "eval_results.json").read_text())  # greedy replies to held-out questions
     assert results["base"]["reward_mean"] <= 0.25 and results["fine_tuned"]["reward_mean"] == 1.0, results
-    assert (out / "reward.png").is_file() and (out / "adapter_config.json").is_file()
+    assert (out / "reward.png").is_file()
     assert "held-out mean reward (greedy)" in capsys.readouterr().out
+    if method == "lora":
+        assert (out / "adapter_config.json").is_file()
+    else:
+        assert_only_last_layer_trained(out, coin)
 
 
 def test_ppo_against_a_trained_reward_model(tmp_path, tiny_model_dir, coin, capsys):
