@@ -81,6 +81,7 @@ training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler
 
 GRPO_METHODS = {  # method: (its section, learning rate)
     "lora": ("lora: {r: 8, alpha: 16, dropout: 0.0}", 0.01),
+    "full": ("", 0.004),
     "freeze": ("freeze: {trainable_layers: 1}", 0.006),
 }
 
