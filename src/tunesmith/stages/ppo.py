@@ -22,8 +22,9 @@ other stage. One optimiser step:
 Dropout is switched off in the policy (as TRL's RL trainers do) so that r is exactly 1 on fresh
 samples. A checkpoint also holds the PPO state the Trainer does not know (`ppo_state.json`: the KL
 coefficient; `ppo_rollout.pt`: the rollout still being optimised), written before the checkpoint's
-manifest, so a resumed run continues exactly where it stopped. Per step, metrics.jsonl gets reward (+ reward_std and each part), kl, kl_coef, entropy,
-clip_fraction and completion_length; reward.png draws the reward.
+manifest, so a resumed run continues exactly where it stopped. Per step, metrics.jsonl gets reward
+(+ reward_std and each part), kl, kl_coef, entropy, clip_fraction and completion_length; reward.png
+draws the reward.
 """
 
 from __future__ import annotations
