@@ -77,3 +77,17 @@ def facts_data(tmp_path) -> dict[str, Path]:
 def write_config(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def assert_only_last_layer_trained(out: Path, base: Path) -> None:
+    """A `method: freeze` (trainable_layers 1, a 2-layer model) output: the first decoder layer and the
+    (tied) embeddings are bit-identical to the base's, the last layer changed."""
+    import torch
+    from safetensors.torch import load_file
+
+    trained, original = load_file(str(out / "model.safetensors")), load_file(str(base / "model.safetensors"))
+    frozen = [k for k in original if k.startswith("model.layers.0.")] + ["model.embed_tokens.weight"]
+    assert len(frozen) > 1 and all(torch.equal(trained[k], original[k]) for k in frozen), \
+        [k for k in frozen if not torch.equal(trained[k], original[k])]
+    last = [k for k in original if k.startswith("model.layers.1.")]
+    assert any(not torch.equal(trained[k], original[k]) for k in last)

@@ -8,7 +8,7 @@ from tunesmith.cli import main
 from tunesmith.data.preference import load_preferences
 from tunesmith.errors import DataError
 
-from conftest import write_config, write_jsonl
+from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
 POLITE, RUDE = "Certainly, here is a careful answer.", "No. Figure it out."
 
@@ -51,12 +51,15 @@ def test_preference_rows_are_validated_with_file_line_field(tmp_path):
     assert second["rejected"] == [{"role": "assistant", "content": "b"}]
 
 
-@pytest.mark.parametrize("method,loss", [("lora", "sigmoid"), ("full", "sigmoid"), ("lora", "ipo"), ("lora", "orpo"),
-                                         ("full", "simpo")])
+DPO_TRAINING = {"lora": (0.01, 3), "full": (0.001, 3), "freeze": (0.01, 2)}  # method: (learning rate, epochs)
+
+
+@pytest.mark.parametrize("method,loss", [("lora", "sigmoid"), ("full", "sigmoid"), ("freeze", "sigmoid"), ("lora", "ipo"),
+                                         ("lora", "orpo"), ("full", "simpo")])
 def test_dpo_raises_the_held_out_margin(tmp_path, tiny_model_dir, dpo_data, method, loss, capsys):
     train, val = dpo_data
     out = tmp_path / "out"
-    extra = "lora: {r: 8, alpha: 16, dropout: 0.0}\n" if method == "lora" else ""
+    extra = {"lora": "lora: {r: 8, alpha: 16, dropout: 0.0}\n", "freeze": "freeze: {trainable_layers: 1}\n"}.get(method, "")
     config = write_config(tmp_path / "dpo.yaml", f"""\
 stage: dpo
 method: {method}
@@ -64,7 +67,7 @@ output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 64}}
 dpo: {{loss: {loss}}}
-training: {{epochs: 3, learning_rate: {0.01 if method == "lora" else 0.001}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
+training: {{epochs: {DPO_TRAINING[method][1]}, learning_rate: {DPO_TRAINING[method][0]}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
 {extra}""")
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
@@ -75,6 +78,8 @@ training: {{epochs: 3, learning_rate: {0.01 if method == "lora" else 0.001}, bat
     assert "chosen-rejected log-prob margin" in capsys.readouterr().out
     manifest = json.loads((out / "tunesmith.json").read_text())
     assert manifest["stage"] == "dpo" and manifest["data"]["train_pairs"] == 12
+    if method == "freeze":  # the reference is a frozen copy of the base; only the last layer trained
+        assert_only_last_layer_trained(out, tiny_model_dir)
 
 
 def test_dpo_config_errors(tmp_path, tiny_model_dir, dpo_data, capsys):
@@ -91,7 +96,8 @@ def test_dpo_config_errors(tmp_path, tiny_model_dir, dpo_data, capsys):
 
 
 @pytest.mark.parametrize("method,loss,has_ref", [("lora", "sigmoid", False), ("full", "ipo", True),
-                                                 ("full", "orpo", False), ("full", "simpo", False)])
+                                                 ("freeze", "sigmoid", True), ("full", "orpo", False),
+                                                 ("full", "simpo", False)])
 def test_reference_model_is_built_only_where_needed(tmp_path, tiny_model_dir, dpo_data, tokenizer, method, loss, has_ref):
     """LoRA's reference is the base with the adapter off (no copy); orpo/simpo need none; full DPO/IPO copies."""
     from tunesmith.config import load_config

@@ -10,7 +10,7 @@ from tunesmith.data.preference import load_prompts
 from tunesmith.errors import DataError
 from tunesmith.eval.verifiers import exact_answer, length, regex_format, reward_functions
 
-from conftest import write_config, write_jsonl
+from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
 
 def test_reward_functions_score_completions():
@@ -59,34 +59,50 @@ def test_grpo_config_errors(tmp_path, tiny_model_dir, capsys):
     assert "must be a multiple of grpo.num_generations (4)" in capsys.readouterr().err
 
 
-def test_grpo_raises_the_mean_reward(tmp_path, tiny_model_dir, capsys):
-    # A policy that answers "yes" or "no" at random (SFT on both answers to every question), then GRPO
-    # rewards "yes" (exact_answer): the logged mean reward must climb and greedy replies become "yes".
-    questions = [f"Is item {i} ready?" for i in range(8)]
-    sft_rows = [{"instruction": q, "output": a} for q in questions for a in ("yes", "no")]
-    sft_data = write_jsonl(tmp_path / "sft.jsonl", sft_rows)
-    coin = tmp_path / "coin"
-    sft = write_config(tmp_path / "sft.yaml", f"""\
+QUESTIONS = [f"Is item {i} ready?" for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def coin(tmp_path_factory, tiny_model_dir):
+    """A policy that answers "yes" or "no" at random (SFT on both answers to every question)."""
+    folder = tmp_path_factory.mktemp("grpo-coin")
+    sft_data = write_jsonl(folder / "sft.jsonl", [{"instruction": q, "output": a} for q in QUESTIONS for a in ("yes", "no")])
+    sft = write_config(folder / "sft.yaml", f"""\
 stage: sft
 method: full
-output_dir: {coin}
+output_dir: {folder / 'coin'}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {sft_data}, max_length: 48}}
 training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 4}}
 """)
     assert main(["train", str(sft)]) == 0
-    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q, "answer": "yes"} for q in questions])
+    return folder / "coin"
+
+
+GRPO_METHODS = {  # method: (its section, learning rate)
+    "lora": ("lora: {r: 8, alpha: 16, dropout: 0.0}", 0.01),
+    "full": ("", 0.004),
+    "freeze": ("freeze: {trainable_layers: 1}", 0.006),
+}
+
+
+@pytest.mark.parametrize("method", list(GRPO_METHODS))
+def test_grpo_raises_the_mean_reward(tmp_path, coin, method, capsys):
+    # GRPO rewards "yes" (exact_answer) on the coin: the logged mean reward must climb and greedy replies
+    # become "yes".
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q, "answer": "yes"} for q in QUESTIONS])
     val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": f"Is item {i} ready?", "answer": "yes"} for i in (20, 21, 22, 23)])
     out = tmp_path / "out"
+    section, lr = GRPO_METHODS[method]
     config = write_config(tmp_path / "grpo.yaml", f"""\
 stage: grpo
-method: lora
+method: {method}
 output_dir: {out}
 model: {{name_or_path: {coin}}}
 data: {{train: {train}, validation: {val}, max_length: 48}}
 grpo: {{rewards: [{{name: exact_answer}}], num_generations: 4, max_completion_length: 4, temperature: 1.0}}
-lora: {{r: 8, alpha: 16, dropout: 0.0}}
-training: {{max_steps: 10, learning_rate: 0.01, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 1}}
+{section}
+training: {{max_steps: 10, learning_rate: {lr}, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 1}}
 """)
     assert main(["train", str(config)]) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -98,3 +114,5 @@ training: {{max_steps: 10, learning_rate: 0.01, batch_size: 8, warmup: 0, schedu
     assert results["fine_tuned"]["reward_mean"] == 1.0, results
     assert (out / "reward.png").is_file()
     assert "held-out mean reward (greedy)" in capsys.readouterr().out
+    if method == "freeze":
+        assert_only_last_layer_trained(out, coin)

@@ -8,7 +8,7 @@ from tunesmith.cli import main
 from tunesmith.data.preference import load_kto
 from tunesmith.errors import DataError
 
-from conftest import write_config, write_jsonl
+from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
 GOOD, BAD = "Certainly, here is a careful answer.", "No. Figure it out."
 
@@ -34,23 +34,36 @@ def test_kto_rows_are_validated(tmp_path):
     assert good[0]["completion"] == [{"role": "assistant", "content": "a"}]
 
 
-def test_kto_raises_the_held_out_margin(tmp_path, tiny_model_dir, capsys):
+KTO_METHODS = {  # method: (its section, learning rate, epochs)
+    "lora": ("lora: {r: 8, alpha: 16, dropout: 0.0}", 0.01, 3),
+    "full": ("", 0.001, 2),
+    "freeze": ("freeze: {trainable_layers: 1}", 0.005, 2),
+}
+
+
+@pytest.mark.parametrize("method", list(KTO_METHODS))
+def test_kto_raises_the_held_out_margin(tmp_path, tiny_model_dir, method, capsys):
     train = write_jsonl(tmp_path / "train.jsonl", _rows([f"Question {i}: how do I do task {i}?" for i in range(8)]))
     val = write_jsonl(tmp_path / "val.jsonl", _rows(["Can you explain photosynthesis?", "How do tides work?"]))
     out = tmp_path / "out"
+    section, lr, epochs = KTO_METHODS[method]
     config = write_config(tmp_path / "kto.yaml", f"""\
 stage: kto
-method: lora
+method: {method}
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 64}}
-lora: {{r: 8, alpha: 16, dropout: 0.0}}
-training: {{epochs: 3, learning_rate: 0.01, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
+{section}
+training: {{epochs: {epochs}, learning_rate: {lr}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
 """)
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["kto_margin"] > results["base"]["kto_margin"] + 1.0, results
     assert results["fine_tuned"]["kto_margin"] > 0
+    if method == "freeze":
+        assert_only_last_layer_trained(out, tiny_model_dir)
+    if method != "lora":
+        return
     capsys.readouterr()
     assert main(["train", str(config), "training.batch_size=1", f"output_dir={tmp_path / 'o2'}"]) == 2
     assert "training.batch_size: KTO needs at least 2 rows per batch" in capsys.readouterr().err

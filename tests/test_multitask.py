@@ -13,7 +13,7 @@ from tunesmith.data.formats import load_conversations
 from tunesmith.data.tokenize import MaskOptions, tokenize_all
 from tunesmith.errors import DataError
 
-from conftest import write_config, write_jsonl
+from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
 WORDS = ["amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "indigo", "juniper", "kelp",
          "lotus", "maple", "nectar", "onyx", "pepper", "quartz", "raven", "saffron", "tundra", "umber", "violet"]
@@ -273,3 +273,5 @@ eval: {{compare_base: false}}
     assert len(logged) == 8
     assert all({"loss/const", "loss/map", "weight/const", "weight/map"} <= set(r) for r in logged)
     assert logged[-1]["loss/const"] < 0.5 * logged[0]["loss/const"], (logged[0], logged[-1])
+    if method == "freeze":
+        assert_only_last_layer_trained(out, tiny_model_dir)

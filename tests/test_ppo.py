@@ -2,6 +2,8 @@
 (with a verifiable reward function and with a trained reward model)."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from tunesmith.methods import apply_method
 from tunesmith.models.loader import load_causal_lm, load_for_inference
 from tunesmith.stages.ppo import Reference, advantages, rollout_order, token_logprobs
 
-from conftest import write_config, write_jsonl
+from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
 QUESTIONS = [f"Is item {i} ready?" for i in range(8)]
 HELD_OUT = [f"Is item {i} ready?" for i in (20, 21, 22, 23)]
@@ -120,28 +122,37 @@ def test_lora_reference_is_the_base_with_the_adapter_disabled(tiny_model_dir, to
         assert torch.allclose(token_logprobs(policy, ids, mask, 4, 1.0), adapted)
 
 
-def test_ppo_raises_the_mean_reward(tmp_path, coin, capsys):
+PPO_METHODS = {  # method: (its section, learning rate)
+    "lora": ("lora: {r: 8, alpha: 16, dropout: 0.0}", 0.01),
+    "freeze": ("freeze: {trainable_layers: 1}", 0.003),
+}
+
+
+@pytest.mark.parametrize("method", list(PPO_METHODS))
+def test_ppo_raises_the_mean_reward(tmp_path, coin, method, capsys):
     # The coin says the rewarded answer in about half of its samples but not in its greedy replies;
     # PPO with exact_answer must make the answer its choice, sampled and greedy.
     coin, target = coin
+    section, lr = PPO_METHODS[method]
     train, val = _prompt_files(tmp_path, target)
     out = tmp_path / "out"
     config = write_config(tmp_path / "ppo.yaml", f"""\
 stage: ppo
-method: lora
+method: {method}
 output_dir: {out}
 model: {{name_or_path: {coin}}}
 data: {{train: {train}, validation: {val}, max_length: 48}}
 ppo: {{rewards: [{{name: exact_answer}}], num_generations: 2, max_completion_length: 4, kl_coef: 0.05,
        target_kl: 0.5, kl_horizon: 16, epochs_per_rollout: 2}}
-lora: {{r: 8, alpha: 16, dropout: 0.0}}
-training: {{max_steps: 12, learning_rate: 0.01, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
+{section}
+training: {{max_steps: 12, learning_rate: {lr}, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
 """)
     assert main(["train", str(config)]) == 0
     records = [r for r in _records(out) if "reward" in r]
     rewards = [r["reward"] for r in records]
     assert len(records) == 12 and all({"kl", "kl_coef", "entropy", "clip_fraction", "rewards/exact_answer"} <= set(r) for r in records)
-    # step 1 scores samples of the unchanged policy: its KL to the reference (adapter off) is exactly 0
+    # step 1 scores samples of the unchanged policy: its KL to the reference (lora: the adapter off;
+    # freeze: a frozen copy of the base) is exactly 0
     assert abs(records[0]["kl"]) < 1e-6 and records[0]["kl_coef"] == 0.05
     assert max(abs(r["kl"]) for r in records) > 0.01
     # adaptive KL: beta is updated after each of the 6 rollouts (steps 1, 3, ..., 11)
@@ -150,8 +161,12 @@ training: {{max_steps: 12, learning_rate: 0.01, batch_size: 4, warmup: 0, schedu
     assert sum(rewards[-2:]) / 2 >= max(0.875, sum(rewards[:2]) / 2 + 0.25), rewards
     results = json.loads((out / "eval_results.json").read_text())  # greedy replies to held-out questions
     assert results["base"]["reward_mean"] <= 0.25 and results["fine_tuned"]["reward_mean"] == 1.0, results
-    assert (out / "reward.png").is_file() and (out / "adapter_config.json").is_file()
+    assert (out / "reward.png").is_file()
     assert "held-out mean reward (greedy)" in capsys.readouterr().out
+    if method == "lora":
+        assert (out / "adapter_config.json").is_file()
+    else:
+        assert_only_last_layer_trained(out, coin)
 
 
 def test_ppo_against_a_trained_reward_model(tmp_path, tiny_model_dir, coin, capsys):
@@ -189,3 +204,56 @@ training: {{max_steps: 10, learning_rate: 0.001, batch_size: 4, warmup: 0, sched
     assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.1, rewards
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["reward_reward_model"] > results["base"]["reward_reward_model"], results
+
+
+def test_resumed_ppo_continues_the_kl_coefficient_and_rollout(tmp_path, tiny_model_dir, capsys):
+    # A run stopped by SIGTERM in the middle of a rollout (step 3 of rollouts at steps 1, 3, 5 with two PPO
+    # epochs each) and resumed must be the same run as one that never stopped: the adaptive KL coefficient
+    # continues from its saved value (not ppo.kl_coef) and step 4 optimises the saved rollout again.
+    from transformers import TrainerCallback
+
+    from tunesmith.runtime import hooks
+    from tunesmith.runtime.checkpoints import MANIFEST, checkpoints
+    from tunesmith.stages.ppo import PPO_ROLLOUT, PPO_STATE
+
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q} for q in QUESTIONS[:6]])
+
+    def config(name):
+        return write_config(tmp_path / f"{name}.yaml", f"""\
+stage: ppo
+method: lora
+output_dir: {tmp_path / name}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {train}, max_length: 48}}
+ppo: {{rewards: [{{name: length, max_chars: 12}}], num_generations: 2, max_completion_length: 4, kl_coef: 0.05,
+       target_kl: 0.01, kl_horizon: 8, epochs_per_rollout: 2}}
+lora: {{r: 4, alpha: 8, dropout: 0.0}}
+training: {{max_steps: 6, learning_rate: 0.01, batch_size: 2, warmup: 0, scheduler: constant, logging_steps: 1,
+           mixed_precision: "no", seed: 5}}
+""")
+
+    class SigtermAfterStep2(TrainerCallback):  # a scheduler's SIGTERM, arriving during step 2
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    assert main(["train", str(config("straight"))]) == 0
+    with hooks.extra_callbacks(SigtermAfterStep2()):
+        assert main(["train", str(config("resumed"))]) == 3
+    (step, checkpoint), = checkpoints(tmp_path / "resumed.partial")
+    assert step == 3
+    manifest = json.loads((checkpoint / MANIFEST).read_text())
+    assert {PPO_STATE, PPO_ROLLOUT} <= set(manifest["files"])  # written before the manifest, covered by it
+    saved = json.loads((checkpoint / PPO_STATE).read_text())["kl_coef"]
+    capsys.readouterr()
+    assert main(["train", str(config("resumed")), "training.resume=auto"]) == 0
+    assert f"resuming from {checkpoint}" in capsys.readouterr().out
+
+    straight = {r["step"]: r for r in _records(tmp_path / "straight") if "reward" in r}
+    resumed = {r["step"]: r for r in _records(tmp_path / "resumed") if "reward" in r}
+    assert sorted(straight) == sorted(resumed) == list(range(1, 7))
+    # the coefficient adapted before the stop, and the third rollout (step 5) used the saved value
+    assert saved != 0.05 and straight[5]["kl_coef"] == saved, (saved, straight[5])
+    for s in range(1, 7):
+        for key in ("kl_coef", "reward", "kl", "loss"):
+            assert abs(straight[s][key] - resumed[s][key]) < 1e-6, (s, key, straight[s], resumed[s])

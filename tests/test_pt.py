@@ -9,7 +9,7 @@ from tunesmith.data.formats import load_conversations
 from tunesmith.data.text import load_documents, tokenize_documents
 from tunesmith.errors import DataError
 
-from conftest import write_config, write_jsonl
+from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
 DOMAIN = [
     "The Veltrano cafeteria is called Copper Kettle and opens at seven.",
@@ -44,24 +44,35 @@ def test_bad_text_rows_and_stage_mismatch_are_named(tmp_path):
         load_conversations([path])
 
 
-def test_pt_lowers_held_out_perplexity(tmp_path, tiny_model_dir):
+PT_METHODS = {  # method: (its section, learning rate)
+    "lora": ("lora: {r: 8, alpha: 16, dropout: 0.0}", 0.01),
+    "full": ("", 0.002),
+    "freeze": ("freeze: {trainable_layers: 1}", 0.003),
+}
+
+
+@pytest.mark.parametrize("method", list(PT_METHODS))
+def test_pt_lowers_held_out_perplexity(tmp_path, tiny_model_dir, method):
     docs = tmp_path / "docs"
     docs.mkdir()
     for i, text in enumerate(DOMAIN * 3):
         (docs / f"{i:02d}.txt").write_text(text)
     val = write_jsonl(tmp_path / "val.jsonl", [{"text": t} for t in DOMAIN[:2]])
     out = tmp_path / "out"
+    section, lr = PT_METHODS[method]
     config = write_config(tmp_path / "pt.yaml", f"""\
 stage: pt
-method: lora
+method: {method}
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {docs}, validation: {val}, max_length: 32}}
-lora: {{r: 8, alpha: 16, dropout: 0.0}}
-training: {{epochs: 8, learning_rate: 0.01, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
+{section}
+training: {{epochs: 8, learning_rate: {lr}, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
 """)
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["val_perplexity"] < 0.5 * results["base"]["val_perplexity"], results
     manifest = json.loads((out / "tunesmith.json").read_text())
     assert manifest["stage"] == "pt" and manifest["data"]["train_rows"] == 12
+    if method == "freeze":
+        assert_only_last_layer_trained(out, tiny_model_dir)

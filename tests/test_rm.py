@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from tunesmith.cli import main
@@ -43,18 +44,19 @@ def rm_data(tmp_path, tiny_model_dir):
     return train, val, chosen, rejected
 
 
-@pytest.mark.parametrize("method", ["lora", "full", "freeze"])
+@pytest.mark.parametrize("method", ["lora", "full", "freeze", "adapter"])
 def test_reward_model_ranks_held_out_pairs(tmp_path, tiny_model_dir, rm_data, method, capsys):
     train, val, chosen, rejected = rm_data
     out = tmp_path / "out"
-    section = {"lora": "lora: {r: 8, alpha: 16, dropout: 0.0}", "full": "", "freeze": "freeze: {trainable_layers: 1}"}[method]
+    section = {"lora": "lora: {r: 8, alpha: 16, dropout: 0.0}", "full": "", "freeze": "freeze: {trainable_layers: 1}",
+               "adapter": "adapter: {r: 8}"}[method]
     config = write_config(tmp_path / "rm.yaml", f"""\
 stage: rm
 method: {method}
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 96}}
-training: {{epochs: 4, learning_rate: {0.01 if method == "lora" else 0.002}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
+training: {{epochs: 4, learning_rate: {0.01 if method in ("lora", "adapter") else 0.002}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
 {section}
 """)
     assert main(["train", str(config)]) == 0
@@ -70,6 +72,13 @@ training: {{epochs: 4, learning_rate: {0.01 if method == "lora" else 0.002}, bat
     if method == "lora":  # the new head is saved beside the adapter (PEFT SEQ_CLS modules_to_save)
         saved = load_file(out / "adapter_model.safetensors")
         assert any("score" in key for key in saved), sorted(saved)[:5]
+    if method == "adapter":  # the head trains and is saved beside the bottleneck adapters, nothing of the base
+        saved = load_file(out / "bottleneck_adapters.safetensors")
+        assert "score.weight" in saved and not any(key.startswith("model.") for key in saved), sorted(saved)[:5]
+    # every method trained the new head: the saved one differs from training's starting point (seed 42)
+    start = load_reward_for_inference(str(tiny_model_dir), new_head_seed=42).model.score.weight
+    trained = load_reward_for_inference(str(out)).model.score.weight
+    assert trained.shape == start.shape and not torch.allclose(trained, start), method
 
     # The saved model scores text from the CLI: the learned style above the other on a new prompt.
     prompt = "My scanner is broken, case 99."
@@ -108,6 +117,10 @@ def test_score_command_and_rm_config_errors(tmp_path, tiny_model_dir, rm_data, c
     assert main(["train", str(config), f"data.train={sft_rows}"]) == 2
     assert (f"{sft_rows}:1:chosen: missing required field; a preference row needs prompt/chosen/rejected, "
             "this one has ['instruction', 'output']") in capsys.readouterr().err
+    for method in ("prompt", "ptuning", "prefix", "moe"):  # cannot train the new head: refused before any model loads
+        assert main(["train", str(config), f"method={method}"]) == 2
+        assert (f"method `{method}` cannot train the reward model's new scalar head (stage `rm`): it would stay "
+                "randomly initialised") in capsys.readouterr().err
     assert main(["train", str(config), "stage=dpo", "rm.center_rewards_coefficient=0.01"]) == 2
     assert "section `rm` is set but stage is `dpo`" in capsys.readouterr().err
     # A causal LM has no trained reward head: scoring with it is refused, not answered with noise.

@@ -9,7 +9,10 @@ A method never knows the stage; a stage never branches on the method. Each metho
   quantisation);
 - `callbacks(model, cfg) -> list`: Trainer callbacks the method needs (moe logs its load-balancing
   loss), placed before the metrics logger so that what they add to a log record is written;
-- `check(cfg)`: config-time refusals, run by the pre-flight check before any model loads.
+- `check(cfg)`: config-time refusals, run by the pre-flight check before any model loads;
+- `task_head`: whether the method trains and saves a new task head (a reward model's scalar `score`,
+  see `models.reward.task_head`); a stage that adds one (rm) declares it, and the pre-flight check
+  refuses a method that cannot (virtual tokens, mixtures of experts) before any model loads.
 Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only), prompt, ptuning, prefix, adapter,
 moe. The other names of the mission map are valid config values refused with a clear message until
 implemented.
@@ -65,6 +68,7 @@ class Method:
     load_options: Callable = no_load_options
     callbacks: Callable = no_callbacks
     check: Callable = no_check
+    task_head: bool = True
 
 
 REGISTRY = {
@@ -72,11 +76,11 @@ REGISTRY = {
     "freeze": Method(apply_freeze),
     "lora": Method(apply_lora, save_lora, loraplus_optimizer),
     "qlora": Method(apply_qlora, save_lora, loraplus_optimizer, qlora_load_options),
-    "prompt": Method(apply_prompt_tuning),
-    "ptuning": Method(apply_ptuning),
-    "prefix": Method(apply_prefix),
+    "prompt": Method(apply_prompt_tuning, task_head=False),
+    "ptuning": Method(apply_ptuning, task_head=False),
+    "prefix": Method(apply_prefix, task_head=False),
     "adapter": Method(apply_adapter, save_adapters),
-    "moe": Method(apply_moe, save_moe, callbacks=moe_callbacks, check=check_moe),
+    "moe": Method(apply_moe, save_moe, callbacks=moe_callbacks, check=check_moe, task_head=False),
 }
 
 
@@ -116,6 +120,14 @@ def check_method(name: str, cfg: TunesmithConfig | None = None) -> None:
         raise ConfigError(f"method `{name}` is planned but not implemented yet; available: {', '.join(REGISTRY)}")
     if cfg is not None:
         REGISTRY[name].check(cfg)
+
+
+def check_task_head(name: str, why: str) -> None:
+    """Refuse a method that cannot train a new task head for a model that gets one (`why` says which)."""
+    if not REGISTRY[name].task_head:
+        able = ", ".join(n for n, m in REGISTRY.items() if m.task_head)
+        raise ConfigError(f"method `{name}` cannot train {why}: it would stay randomly initialised and would not be "
+                          f"saved; use one of: {able}")
 
 
 def method_load_options(cfg: TunesmithConfig) -> dict:

@@ -9,6 +9,9 @@ is a small module of our own:
   block's output through its adapter; the base model's modules and weight names stay unchanged;
 - `save_adapters` writes only the adapter weights (safetensors) and a small json config naming the
   base; `load_adapters` puts them back on a freshly loaded base (models.loader does this).
+- a new task head (a reward model's scalar `score`, see `models.reward.task_head`) trains in full
+  beside the adapters and is saved with them (`task_head` in the json config names it); a base
+  loaded without such a head refuses those weights.
 Not mergeable: the non-linearity between down and up cannot be folded into a linear weight, so
 export of an adapter output keeps the adapter modules (export refuses --merge for it).
 """
@@ -24,6 +27,7 @@ import torch.nn as nn
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.methods.freeze import decoder_layers
 from tunesmith.models.loader import BOTTLENECK_CONFIG as ADAPTER_CONFIG
+from tunesmith.models.reward import task_head
 
 ADAPTER_WEIGHTS = "bottleneck_adapters.safetensors"
 ATTENTION_NAMES = ("self_attn", "attention", "attn", "self_attention")
@@ -84,6 +88,9 @@ def apply_adapter(model, cfg):
     for param in model.parameters():
         param.requires_grad_(False)
     attach_adapters(model, options.r, options.activation, options.placement, options.dropout)
+    head = task_head(model)
+    if head:  # a new, randomly initialised head has nothing to keep: it trains in full
+        getattr(model, head).requires_grad_(True)
     if cfg.training.gradient_checkpointing:
         model.enable_input_require_grads()
     return model
@@ -95,6 +102,7 @@ def save_adapters(model, directory) -> None:
     adapters = model.bottleneck_adapters
     first = next(iter(adapters.values()))
     kinds = sorted({key.split("_", 1)[1] for key in adapters})
+    head = task_head(model)
     config = {
         "kind": "bottleneck_adapter",
         "base_model_name_or_path": model.name_or_path,
@@ -103,10 +111,13 @@ def save_adapters(model, directory) -> None:
         "placement": "both" if len(kinds) == 2 else kinds[0],
         "dropout": first.dropout.p,
         "mergeable": False,
+        "task_head": head,
     }
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in adapters.state_dict().items()}
+    if head:  # adapter keys start with the layer index ("0_mlp.down.weight"): no clash with "score.weight"
+        state.update({f"{head}.{k}": v.detach().contiguous() for k, v in getattr(model, head).state_dict().items()})
     save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
 
@@ -120,8 +131,16 @@ def load_adapters(model, directory):
     from safetensors.torch import load_file
 
     config = read_adapter_config(directory)
+    head = config.get("task_head")
+    if head and task_head(model) != head:
+        raise ModelError(f"{directory}: bottleneck adapters trained with a reward model's `{head}` head (stage rm); "
+                         "score text with `tunesmith score` or use it as ppo.reward_model")
     adapters = attach_adapters(model, config["r"], config["activation"], config["placement"], config["dropout"])
     state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
+    if head:
+        prefix = f"{head}."
+        getattr(model, head).load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
     missing, unexpected = adapters.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ModelError(f"{directory}: adapter weights do not fit this base (missing {missing[:3]}, "

@@ -10,12 +10,23 @@ usual collators and `generate` work unchanged. These adapters cannot be merged i
 
 from __future__ import annotations
 
+from tunesmith.errors import ConfigError
+from tunesmith.models.reward import task_head
+
 
 def _base_path(model) -> str:
     return model.name_or_path
 
 
+def _refuse_task_head(model, name: str) -> None:
+    # PEFT's CAUSAL_LM wrapper would freeze a new task head (a reward model's `score`) at its random start
+    if task_head(model):
+        raise ConfigError(f"method `{name}` cannot train a new task head (a reward model's scalar score); use "
+                          "method lora, freeze, full or adapter")
+
+
 def apply_prompt_tuning(model, cfg):
+    _refuse_task_head(model, "prompt")
     from peft import PromptTuningConfig, get_peft_model
 
     options = cfg.prompt
@@ -26,6 +37,7 @@ def apply_prompt_tuning(model, cfg):
 
 
 def apply_ptuning(model, cfg):
+    _refuse_task_head(model, "ptuning")
     from peft import PromptEncoderConfig, get_peft_model
 
     options = cfg.prompt
@@ -35,6 +47,7 @@ def apply_ptuning(model, cfg):
 
 
 def apply_prefix(model, cfg):
+    _refuse_task_head(model, "prefix")
     from peft import PrefixTuningConfig, get_peft_model
 
     options = cfg.prompt

@@ -3,7 +3,8 @@
 A base causal LM loads as `AutoModelForSequenceClassification(num_labels=1)`: the decoder keeps its
 weights, the LM head is dropped and a new linear `score` head maps the last token's hidden state
 to one number. Methods ask `task_head(model)` to learn that such a new head exists and must train
-(LoRA: PEFT's SEQ_CLS task type saves it; freeze: it stays trainable), so they never need to
+(LoRA: PEFT's SEQ_CLS task type saves it; freeze: it stays trainable; adapter: it trains and is
+saved beside the adapters), so they never need to
 know which stage built the model.
 """
 
@@ -17,7 +18,7 @@ import torch.nn as nn
 
 from tunesmith.errors import ModelError
 from tunesmith.models.loader import (
-    RUN_MANIFEST, LoadedModel, load_tokenizer, pick_device, pick_dtype, read_manifest, resolve_model_path,
+    BOTTLENECK_CONFIG, RUN_MANIFEST, LoadedModel, load_tokenizer, pick_device, pick_dtype, read_manifest, resolve_model_path,
 )
 
 # Names transformers gives the head of its *ForSequenceClassification models (PEFT's SEQ_CLS knows both).
@@ -56,9 +57,12 @@ def load_reward_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.f
 
 
 def is_reward_model(path: Path) -> bool:
-    """A saved sequence-classification model folder or a SEQ_CLS adapter (a trained head)."""
+    """A saved sequence-classification model folder, a SEQ_CLS adapter or bottleneck adapters saved with
+    their trained head."""
     if (path / "adapter_config.json").is_file():
         return json.loads((path / "adapter_config.json").read_text()).get("task_type") == "SEQ_CLS"
+    if (path / BOTTLENECK_CONFIG).is_file():
+        return bool(json.loads((path / BOTTLENECK_CONFIG).read_text()).get("task_head"))
     if (path / "config.json").is_file():
         architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
         return any(a.endswith("ForSequenceClassification") for a in architectures)
@@ -66,7 +70,7 @@ def is_reward_model(path: Path) -> bool:
 
 
 def load_reward_for_inference(ref: str, cache_dir: str | None = None, new_head_seed: int | None = None) -> LoadedModel:
-    """A trained reward model (full or LoRA output). A base model is refused unless `new_head_seed` is
+    """A trained reward model (full, LoRA or bottleneck-adapter output). A base model is refused unless `new_head_seed` is
     given: then it gets a new, untrained head initialised from that seed (training's starting point)."""
     path = Path(resolve_model_path(ref, cache_dir))
     manifest = {}
@@ -86,6 +90,12 @@ def load_reward_for_inference(ref: str, cache_dir: str | None = None, new_head_s
         settings = json.loads(adapter.read_text())
         base = load_reward_model(resolve_model_path(settings["base_model_name_or_path"], cache_dir), tokenizer.pad_token_id, dtype)
         model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    elif (path / BOTTLENECK_CONFIG).is_file() and is_reward_model(path):
+        from tunesmith.methods.adapter import load_adapters, read_adapter_config
+
+        base_ref = read_adapter_config(path)["base_model_name_or_path"]
+        base = load_reward_model(resolve_model_path(base_ref, cache_dir), tokenizer.pad_token_id, dtype)
+        model = load_adapters(base, path)
     else:
         model = load_reward_model(str(path), tokenizer.pad_token_id, dtype)
     model.to(device).eval()

@@ -1,7 +1,9 @@
 """Training stages: one readable recipe each (setup -> train -> save), chosen by `stage:`.
 
 A stage never branches on the method. Each stage module offers `check_data(cfg)` (validate every
-input before any model loads), `arguments(...)` (its Trainer/TRL arguments) and its `run_*`.
+input before any model loads), `arguments(...)` (its Trainer/TRL arguments) and its `run_*`; a stage
+that puts a new task head on the model says so in `NEW_TASK_HEAD` (a phrase naming it), and the
+pre-flight check refuses a method that cannot train one.
 Implemented: every stage of the mission map (pt, sft, rm, ppo, dpo, kto, grpo) and mtl (multi-task).
 """
 
@@ -13,7 +15,7 @@ from pathlib import Path
 from tunesmith.config import TunesmithConfig
 from tunesmith.errors import ConfigError
 from tunesmith.eval.general import check_general_eval
-from tunesmith.methods import check_method
+from tunesmith.methods import check_method, check_task_head
 from tunesmith.models.loader import pick_device, pick_dtype
 from tunesmith.runtime.accel import check_accelerators
 from tunesmith.runtime.forgetting import check_l2
@@ -48,6 +50,8 @@ def check_stage(cfg: TunesmithConfig) -> None:
     if cfg.forgetting.replay and cfg.stage not in ("sft", "pt"):
         raise ConfigError(f"forgetting.replay applies to stages sft and pt only, not `{cfg.stage}`")
     module, _ = REGISTRY[cfg.stage]
+    if getattr(module, "NEW_TASK_HEAD", None):
+        check_task_head(cfg.method, f"{module.NEW_TASK_HEAD} (stage `{cfg.stage}`)")
     module.check_data(cfg)
     if cfg.forgetting.general_eval:
         check_general_eval(cfg, load_run_tokenizer(cfg)[1])

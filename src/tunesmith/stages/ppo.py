@@ -20,19 +20,23 @@ other stage. One optimiser step:
 5. KL control beta stays `ppo.kl_coef`, or adapts toward `ppo.target_kl` (Ziegler et al. 2019).
 
 Dropout is switched off in the policy (as TRL's RL trainers do) so that r is exactly 1 on fresh
-samples. Per step, metrics.jsonl gets reward (+ reward_std and each part), kl, kl_coef, entropy,
-clip_fraction and completion_length; reward.png draws the reward.
+samples. A checkpoint also holds the PPO state the Trainer does not know (`ppo_state.json`: the KL
+coefficient; `ppo_rollout.pt`: the rollout still being optimised), written before the checkpoint's
+manifest, so a resumed run continues exactly where it stopped. Per step, metrics.jsonl gets reward
+(+ reward_std and each part), kl, kl_coef, entropy, clip_fraction and completion_length; reward.png
+draws the reward.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections import defaultdict
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig, Trainer
+from transformers import GenerationConfig, Trainer, TrainerCallback
 
 from tunesmith.config import TunesmithConfig
 from tunesmith.data.dataset import fingerprint
@@ -175,18 +179,59 @@ class AdaptiveKL:
             self.value *= 1 + error * n / self.horizon
 
 
+PPO_STATE = "ppo_state.json"  # inside each checkpoint: the KL coefficient
+PPO_ROLLOUT = "ppo_rollout.pt"  # inside each checkpoint: the rollout the next steps still optimise
+
+
+class SavePpoState(TrainerCallback):
+    """On each checkpoint save: write the KL controller's coefficient and the current rollouts into the
+    checkpoint folder. It runs before the CheckpointGuard, so the checkpoint manifest covers them."""
+
+    def __init__(self, trainer: PpoTrainer):
+        self.trainer = trainer
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            self.trainer.save_ppo_state(folder)
+
+
 # --- the trainer ----------------------------------------------------------------------------------------
 
 
 class PpoTrainer(Trainer):
     """transformers' Trainer whose loss is one PPO step (see the module docstring); inputs are prompt rows."""
 
-    def __init__(self, *args, ppo, scorer: PolicyReward, reference: Reference, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, ppo, scorer: PolicyReward, reference: Reference, callbacks=(), **kwargs):
+        # the PPO state goes into a checkpoint before the callbacks that follow (the manifest writer)
+        super().__init__(*args, callbacks=[SavePpoState(self), *callbacks], **kwargs)
         self.ppo, self.scorer, self.reference = ppo, scorer, reference
         self.kl_control = AdaptiveKL(ppo.kl_coef, ppo.target_kl, ppo.kl_horizon)
         self.rollouts: dict[tuple, dict] = {}
         self.stats: dict[str, list[float]] = defaultdict(list)
+
+    def save_ppo_state(self, folder: Path) -> None:
+        (folder / PPO_STATE).write_text(json.dumps({"kl_coef": self.kl_control.value, "step": self.state.global_step}))
+        torch.save(self.rollouts, folder / PPO_ROLLOUT)
+
+    def load_ppo_state(self, folder: Path) -> None:
+        """Restore what `save_ppo_state` wrote (checkpoints of older runs have neither file: the KL controller
+        then restarts from ppo.kl_coef, with a warning)."""
+        state_file = folder / PPO_STATE
+        if not state_file.is_file():
+            log.warning("ppo: %s has no %s; the KL coefficient restarts from ppo.kl_coef=%s", folder, PPO_STATE,
+                        self.ppo.kl_coef)
+            return
+        self.kl_control.value = json.loads(state_file.read_text())["kl_coef"]
+        if (folder / PPO_ROLLOUT).is_file():
+            device = self.accelerator.unwrap_model(self.model).device
+            self.rollouts = torch.load(folder / PPO_ROLLOUT, map_location=device, weights_only=True)
+        log.info("ppo: resuming with kl_coef=%s", self.kl_control.value)
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        if isinstance(resume_from_checkpoint, (str, Path)):
+            self.load_ppo_state(Path(resume_from_checkpoint))
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         rows = inputs["rows"]

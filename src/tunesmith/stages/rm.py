@@ -20,6 +20,7 @@ from tunesmith.stages.common import RunResult, begin_run, load_trainable_model, 
 from tunesmith.stages.dpo import PAIR_FIELDS, _dataset
 
 log = logging.getLogger(__name__)
+NEW_TASK_HEAD = "the reward model's new scalar head"  # the pre-flight check refuses methods that cannot train it
 
 
 def check_data(cfg: TunesmithConfig) -> None:
