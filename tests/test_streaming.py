@@ -253,12 +253,16 @@ def test_what_needs_the_whole_set_in_memory_is_refused_at_config_time(tmp_path, 
     assert DataConfig(streaming=True, clean=CleanConfig(dedup=False, near_dup_threshold=None)).clean is not None
 
 
-def test_streamed_sft_trains_through_the_cli(tmp_path, tiny_model_dir, model_cache):
+@pytest.mark.parametrize("packing", [False, True])
+def test_streamed_sft_trains_through_the_cli(tmp_path, tiny_model_dir, model_cache, packing):
     path = write_jsonl(tmp_path / "a.jsonl", _alpaca(24))
-    config, out = _config(tmp_path, tiny_model_dir, path, "  val_split: 0.25\n", extra="eval:\n  compare_base: false\n")
-    assert main(["train", str(config)]) == 0
+    config, out = _config(tmp_path, tiny_model_dir, path, f"  val_split: 0.25\n  packing: {str(packing).lower()}\n",
+                          extra="eval:\n  compare_base: false\n")
+    assert main(["train", str(config), *(["data.max_length=128", "training.epochs=8"] if packing else [])]) == 0
     manifest = json.loads((out / "tunesmith.json").read_text())
     assert manifest["data"]["train_rows"] == 18 and manifest["data"]["train_tokens"] > 18 * 20
+    if packing:
+        assert manifest["data"]["packed_sequences"] < 18
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert losses[-1] < 0.6 * losses[0], losses
     assert any('"eval_loss"' in line for line in (out / "metrics.jsonl").read_text().splitlines())
