@@ -257,12 +257,15 @@ def test_what_needs_the_whole_set_in_memory_is_refused_at_config_time(tmp_path, 
 def test_streamed_sft_trains_through_the_cli(tmp_path, tiny_model_dir, model_cache, packing):
     path = write_jsonl(tmp_path / "a.jsonl", _alpaca(24))
     config, out = _config(tmp_path, tiny_model_dir, path, f"  val_split: 0.25\n  packing: {str(packing).lower()}\n",
-                          extra="eval:\n  compare_base: false\n")
+                          extra=f"eval:\n  compare_base: {str(not packing).lower()}\n")
     assert main(["train", str(config), *(["data.max_length=128", "training.epochs=8"] if packing else [])]) == 0
     manifest = json.loads((out / "tunesmith.json").read_text())
     assert manifest["data"]["train_rows"] == 18 and manifest["data"]["train_tokens"] > 18 * 20
     if packing:
         assert manifest["data"]["packed_sequences"] < 18
+    else:  # the before/after evaluation reads the held-out rows from the same memory-mapped arrays
+        results = json.loads((out / "eval_results.json").read_text())
+        assert results["fine_tuned"]["val_loss"] < results["base"]["val_loss"]
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     assert losses[-1] < 0.6 * losses[0], losses
     assert any('"eval_loss"' in line for line in (out / "metrics.jsonl").read_text().splitlines())
