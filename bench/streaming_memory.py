@@ -6,7 +6,7 @@ For each size, writes N synthetic alpaca rows (bench/tokenize_speed.py's generat
 words, reply 5-300 words, 10% with one history turn) as JSONL, then in a fresh subprocess per
 mode builds the training set exactly as `tunesmith train` does (validate, tokenise, write the
 tokenised cache, make the Trainer's features) and reads 2,000 random training items back. Each
-child reports its peak resident set (ru_maxrss) after loading the tokenizer (the baseline) and
+child reports its peak resident set (VmHWM) after loading the tokenizer (the baseline) and
 after the build, and after the reads its current anonymous and file-backed resident memory:
 memory-mapped token pages that were read count as file-backed RSS (page cache the kernel can
 drop), not as memory the process allocated. The embedded model's tokenizer, max_length 1024.
@@ -29,7 +29,13 @@ from tokenize_speed import synthetic  # noqa: E402
 
 
 def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """This process's peak resident set (VmHWM). Not ru_maxrss: across fork + exec that keeps the
+    parent's high-water mark, which here holds the synthetic rows."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def resident_mb() -> dict[str, float]:

@@ -18,7 +18,6 @@ totals, percentiles, packing and the length-grouped sampler never iterate the to
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -219,14 +218,3 @@ class RowConcat(RowArrays):
     def wheres(self) -> Iterable[str]:
         for part in self.parts:
             yield from part.wheres()
-
-
-def load_rows(folder: Path) -> MemmapRows | None:
-    """The rows of a finished folder, or None (logged by the caller) when it is missing or broken."""
-    if not (Path(folder) / "meta.json").is_file():
-        return None
-    return MemmapRows(folder)
-
-
-def remove(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
