@@ -62,7 +62,7 @@ class RowFeatures:
 
 @dataclass
 class TokenizedSet:
-    rows: list[TokenizedRow]
+    rows: list[TokenizedRow] | RowArrays  # RowArrays: memory-mapped (data.streaming)
     fingerprint: str
     rejects: Rejects = field(default_factory=Rejects)
     from_cache: bool = False
