@@ -259,28 +259,46 @@ def _data_config(args):
 
 
 def _token_sets(cfg):
+    """The tokenised training (with forgetting.replay rows mixed in, as training sees them) and
+    validation sets, and the files the replay rows come from."""
     from tunesmith.data.dataset import build_splits
+    from tunesmith.data.readers import data_files
+    from tunesmith.data.sources import resolve_sources
     from tunesmith.models.default import cache_root
     from tunesmith.stages.common import load_run_tokenizer
 
     _, tokenizer = load_run_tokenizer(cfg)
     kind = "text" if cfg.stage == "pt" else "chat"
-    train, val = build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir))
-    return tokenizer, {"train": train, **({"validation": val} if val else {})}
+    train, val = build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir),
+                              cfg.forgetting.replay, cfg.forgetting.replay_ratio)
+    replay_files = {str(f) for source in resolve_sources(cfg.forgetting.replay, cfg.data.registry, "forgetting.replay")
+                    for path in source.paths for f in data_files(path)} if cfg.forgetting.replay else None
+    return tokenizer, {"train": train, **({"validation": val} if val else {})}, replay_files
 
 
 def cmd_data_check(args) -> int:
+    from collections import Counter
+
     from tunesmith.data.report import describe
     from tunesmith.stages import check_stage
 
     cfg = _data_config(args)
-    if cfg.stage not in ("sft", "pt"):
+    if cfg.stage not in ("sft", "pt", "mtl"):
         check_stage(cfg)  # preference/KTO data: validated row by row
         print(f"OK: {cfg.stage} data in {', '.join(cfg.data.train + cfg.data.validation)} is valid")
         return 0
-    _, sets = _token_sets(cfg)
+    if cfg.stage == "mtl":
+        from tunesmith.stages import mtl
+
+        mtl.check_options(cfg)
+    _, sets, replay_files = _token_sets(cfg)
+    if cfg.stage == "mtl":  # every row has a task, validation tasks occur in training, at least two tasks
+        tasks = mtl.task_names(cfg, sets["train"], sets.get("validation"))
     for name, data in sets.items():
-        print(describe(name, data, cfg.data.max_length)[1])
+        print(describe(name, data, cfg.data.max_length, replay_files if name == "train" else None)[1])
+        if cfg.stage == "mtl":
+            counts = Counter(r.task for r in data.rows)
+            print("  tasks: " + ", ".join(f"{t}: {counts[t]} rows" for t in tasks))
         for entry in data.rejects.messages()[:20]:
             print(f"  rejected {entry}")
     print("OK")
@@ -291,12 +309,12 @@ def cmd_data_stats(args) -> int:
     from tunesmith.data.report import describe, length_histogram
 
     cfg = _data_config(args)
-    _, sets = _token_sets(cfg)
+    _, sets, replay_files = _token_sets(cfg)
     report = {}
     for name, data in sets.items():
-        report[name], text = describe(name, data, cfg.data.max_length)
+        report[name], text = describe(name, data, cfg.data.max_length, replay_files if name == "train" else None)
         print(text)
-    png = length_histogram({n: d.rows for n, d in sets.items()}, Path(args.out), cfg.data.max_length)
+    png = length_histogram(sets, Path(args.out), cfg.data.max_length)
     Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     print(f"[tunesmith] length histogram: {png}; numbers: {Path(args.out).with_suffix('.json')}")
     return 0
@@ -339,7 +357,7 @@ def cmd_data_preview(args) -> int:
     from tunesmith.data.report import render_trained
 
     cfg = _data_config(args)
-    tokenizer, sets = _token_sets(cfg)
+    tokenizer, sets, _ = _token_sets(cfg)
     rows = sets["train"].rows
     picks = random.Random(args.seed).sample(range(len(rows)), min(args.n, len(rows)))
     color = sys.stdout.isatty() and not args.no_color
@@ -471,8 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     def data_inputs(p):
         p.add_argument("inputs", nargs="+", metavar="CONFIG_OR_FILES",
                        help="A training YAML (its data section is used) or data files/folders.")
-        p.add_argument("--stage", default="sft", choices=["sft", "pt", "dpo", "kto"], help="How to read files (not with a YAML).")
-        p.add_argument("--format", default="auto", choices=["auto", "alpaca", "messages", "sharegpt"])
+        p.add_argument("--stage", default="sft", choices=["sft", "pt", "mtl", "dpo", "kto"],
+                       help="How to read files (not with a YAML); mtl also checks every row's task and counts rows per task.")
+        p.add_argument("--format", default="auto", choices=["auto", "alpaca", "messages", "sharegpt", "multitask"])
         p.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
                        help="Column mapping, e.g. --column instruction=question (repeatable).")
         p.add_argument("--model", default="default", help="Whose tokenizer and chat template to use (not with a YAML).")

@@ -24,6 +24,8 @@ METHOD_SECTIONS = {"lora": ("lora", "qlora"), "freeze": ("freeze",), "qlora": ("
                    "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",), "moe": ("moe",)}
 # Stages that own a config section of the same name (same rule).
 STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo", "ppo", "mtl")
+# Stages that can train from memory-mapped token arrays (data.streaming).
+STREAMING_STAGES = ("sft", "pt")
 
 
 class Section(BaseModel):
@@ -67,6 +69,33 @@ class CleanConfig(Section):
         default_factory=list,
         description="Keep rows mostly written in these languages' scripts (e.g. [en, zh]); cheap script check, empty = all.",
     )
+
+
+class AugmentConfig(Section):
+    system_prompts: list[str] = Field(
+        default_factory=list,
+        description="System prompts to vary: each training row without a system prompt of its own (data.system "
+        "counts as none) gets one of these, drawn by a seeded RNG per row and copy; with copies <= the number of "
+        "prompts, the copies of a row all get different ones.",
+    )
+    shuffle_examples: bool = Field(
+        False,
+        description="Put the few-shot `examples` of alpaca/multitask rows ({input, output} objects, rendered as "
+        "prior user/assistant turns) in a seeded random order, drawn anew for every copy.",
+    )
+    copies: int = Field(
+        1, ge=1, le=64,
+        description="Training rows written per source row, each with its own draw (system prompt, example order).",
+    )
+    seed: int = Field(0, description="Seed of the augmentation draws (same seed, same rows; part of the cache key).")
+
+    @model_validator(mode="after")
+    def _does_something(self):
+        if any(not isinstance(p, str) or not p.strip() for p in self.system_prompts):
+            raise ValueError("data.augment.system_prompts: every prompt must be a non-empty string")
+        if not self.system_prompts and not self.shuffle_examples:
+            raise ValueError("data.augment: set system_prompts and/or shuffle_examples: true (or remove the section)")
+        return self
 
 
 class DataConfig(Section):
@@ -139,6 +168,17 @@ class DataConfig(Section):
     cache: bool = Field(
         True, description="Reuse tokenised data from the cache (CACHE/tokenized) when files, tokenizer and options are unchanged."
     )
+    streaming: bool = Field(
+        False,
+        description="For sets larger than memory (stages sft, pt): read rows one at a time, tokenise in batches into "
+        "on-disk arrays in the cache, and train from them memory-mapped. Not with .json arrays (use .jsonl), "
+        "data.weights, clean dedup, forgetting.replay.",
+    )
+    augment: AugmentConfig | None = Field(
+        None,
+        description="Augmentation without a model, on training rows only (validation stays as written): system-prompt "
+        "variation, few-shot example order shuffling, several copies per row; seeded, applied before tokenising.",
+    )
 
     @model_validator(mode="after")
     def _weights_match_sources(self):
@@ -147,6 +187,21 @@ class DataConfig(Section):
                 raise ValueError(f"data.weights has {len(self.weights)} values for {len(self.train)} data.train entries")
             if any(w < 0 for w in self.weights) or not sum(self.weights) > 0:
                 raise ValueError("data.weights must be non-negative with a positive sum")
+        return self
+
+    @model_validator(mode="after")
+    def _streaming_options(self):
+        if not self.streaming:
+            return self
+        if self.weights is not None:
+            raise ValueError("data.weights: mixing draws rows from every source at random, which needs them all in "
+                             "memory; with data.streaming: true the sources are concatenated (remove data.weights, or "
+                             "set data.streaming: false)")
+        if self.clean is not None and (self.clean.dedup or self.clean.near_dup_threshold is not None):
+            raise ValueError("data.clean: dedup and near-dedup compare each row with every earlier one, which needs "
+                             "them in memory; with data.streaming: true set clean.dedup: false and "
+                             "clean.near_dup_threshold: null (normalisation and the length/script filters stream), "
+                             "or set data.streaming: false")
         return self
 
     @model_validator(mode="before")
@@ -656,4 +711,19 @@ class TunesmithConfig(Section):
                     f"section `{section}` is set but stage is `{self.stage}`: remove the "
                     f"`{section}:` section or set `stage: {section}`"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_data_for_stage(self):
+        if self.data.augment is not None and self.stage not in ("sft", "mtl"):
+            raise ValueError(f"data.augment varies chat rows (system prompts, few-shot order) for stages sft and mtl; "
+                             f"stage `{self.stage}` does not use it: remove data.augment")
+        if not self.data.streaming:
+            return self
+        if self.stage not in STREAMING_STAGES:
+            raise ValueError(f"data.streaming: stage `{self.stage}` reads its data in memory; streaming applies to "
+                             f"stages {' and '.join(STREAMING_STAGES)} (set data.streaming: false)")
+        if self.forgetting.replay:
+            raise ValueError("forgetting.replay: mixing general rows in draws from the whole set in memory; it does "
+                             "not work with data.streaming: true (remove forgetting.replay or set data.streaming: false)")
         return self

@@ -6,7 +6,9 @@ max_length, over-length policy, masking, max_samples, error policy). A changed i
 key, so stale entries are never read. Entries are written to a temporary folder and renamed into
 place; an entry that fails to load is ignored and rebuilt.
 
-Layout: CACHE_ROOT/tokenized/KEY/{rows.npz, meta.json}.
+Layout: CACHE_ROOT/tokenized/KEY/{rows.npz, meta.json}; a streamed set (`data.streaming`, its
+own key) is CACHE_ROOT/tokenized/KEY/{ids.bin, labels.bin, index.bin, meta.json}, written by
+`token_arrays.TokenWriter` and read memory-mapped.
 """
 
 from __future__ import annotations

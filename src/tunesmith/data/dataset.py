@@ -7,25 +7,38 @@ blocks). Rows that are invalid follow `data.on_error` (fail, or skip into a reje
 over-length rows follow `data.overlength`. With `data.val_split` and no validation files, a
 seeded fraction of the training rows is held out. Entries of `data.train` may be registry names
 and are mixed by `data.weights` (see `sources.py`); `max_samples` applies to each source.
+
+With `data.streaming`, each source is tokenised row by row into on-disk arrays (`streaming.py`,
+kept in the tokenised cache) and `TokenizedSet.rows` is a memory-mapped `RowArrays` sequence;
+val_split, several sources and packing work on it without loading the rows. `data.augment`
+expands training rows (never validation rows) before tokenising.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from tunesmith.config.schema import DataConfig
 from tunesmith.data import cache
+from tunesmith.data.augment import augment_all
 from tunesmith.data.clean import clean_conversations, clean_documents
 from tunesmith.data.formats import Rejects, load_conversations
-from tunesmith.data.packing import pack_rows
+from tunesmith.data.packing import LazyPacks, pack_rows
 from tunesmith.data.readers import data_files
 from tunesmith.data.sources import mix, resolve_sources
+from tunesmith.data.streaming import stream_tokenize
 from tunesmith.data.text import load_documents, tokenize_documents
+from tunesmith.data.token_arrays import MemmapRows, RowArrays, RowConcat
 from tunesmith.data.tokenize import MaskOptions, TokenizedRow, tokenize_all
 from tunesmith.errors import DataError
 
@@ -33,9 +46,23 @@ log = logging.getLogger(__name__)
 _MEMO: dict[str, tuple[list[TokenizedRow], dict]] = {}  # same key within one process: no re-read
 
 
+class RowFeatures:
+    """The Trainer's view of memory-mapped rows: item i is row i's features, read when asked for."""
+
+    def __init__(self, rows: RowArrays):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        row = self.rows[i]
+        return {"input_ids": row.input_ids, "labels": row.labels}
+
+
 @dataclass
 class TokenizedSet:
-    rows: list[TokenizedRow]
+    rows: list[TokenizedRow] | RowArrays  # RowArrays: memory-mapped (data.streaming)
     fingerprint: str
     rejects: Rejects = field(default_factory=Rejects)
     from_cache: bool = False
@@ -44,18 +71,34 @@ class TokenizedSet:
     def dropped(self) -> int:
         return len(self.rejects.dropped)
 
-    def as_features(self, packing: bool = False, capacity: int = 0, seed: int = 0) -> list[dict[str, list[int]]]:
+    def as_features(self, packing: bool = False, capacity: int = 0, seed: int = 0):
+        """Training features: a list, or for memory-mapped rows a map-style dataset read row by row."""
+        if isinstance(self.rows, RowArrays):
+            return LazyPacks(self.rows, capacity, seed) if packing else RowFeatures(self.rows)
         if packing:
             return pack_rows(self.rows, capacity, seed)
         return [{"input_ids": r.input_ids, "labels": r.labels} for r in self.rows]
 
     @property
     def trained_tokens(self) -> int:
+        if isinstance(self.rows, RowArrays):
+            return self.rows.trained_tokens
         return sum(r.trained_tokens for r in self.rows)
 
     @property
     def tokens(self) -> int:
+        if isinstance(self.rows, RowArrays):
+            return self.rows.tokens
         return sum(len(r.input_ids) for r in self.rows)
+
+    def lengths(self) -> np.ndarray:
+        """Tokens per row (from the index for memory-mapped rows)."""
+        if isinstance(self.rows, RowArrays):
+            return self.rows.lengths()
+        return np.array([len(r.input_ids) for r in self.rows], dtype=np.int64)
+
+    def wheres(self):
+        return self.rows.wheres() if isinstance(self.rows, RowArrays) else (r.where for r in self.rows)
 
 
 def fingerprint(paths: list[str]) -> str:
@@ -63,7 +106,9 @@ def fingerprint(paths: list[str]) -> str:
     for path in paths:
         for file in data_files(path):
             digest.update(str(file).encode())
-            digest.update(file.read_bytes())
+            with open(file, "rb") as handle:  # in pieces: a file may be larger than memory
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
     return digest.hexdigest()[:16]
 
 
@@ -89,19 +134,31 @@ def _tokenize(tokenizer, paths: list[str], data: DataConfig, kind: str, max_samp
         conversations = _cleaned(clean_conversations(conversations, data.clean), rejects)
     if max_samples:
         conversations = conversations[:max_samples]
+    if data.augment:
+        conversations = list(augment_all(conversations, data.augment))
     rows = tokenize_all(tokenizer, conversations, MaskOptions.of(data), rejects)
     rejects.check("row", paths, kept=len(rows))  # over-length errors found while tokenising
     return rows
+
+
+TOKEN_OPTIONS = {"format", "columns", "system", "max_length", "train_on_prompt", "last_turn_only", "overlength",
+                 "on_error", "max_reject_fraction", "clean", "augment"}
 
 
 def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None,
               kind: str = "chat", cache_root: Path | None = None) -> TokenizedSet:
     """Tokenised rows of `paths`; reused from the tokenised cache (`data.cache`) when nothing changed."""
     fp = fingerprint(paths)
+    options = data.model_dump(include=TOKEN_OPTIONS)
+    if kind == "text":
+        options.pop("augment")  # raw text is never augmented
+    if not options.get("augment"):
+        options.pop("augment", None)  # keys of sets built before augmentation existed stay valid
+    layout = {"layout": "memmap"} if data.streaming else {}
     key = cache.cache_key(kind=kind, data=fp, tokenizer=cache.tokenizer_fingerprint(tokenizer), max_samples=max_samples,
-                          options=data.model_dump(include={"format", "columns", "system", "max_length", "train_on_prompt",
-                                                            "last_turn_only", "overlength", "on_error", "max_reject_fraction",
-                                                            "clean"}))
+                          options=options, **layout)
+    if data.streaming:
+        return _build_streamed(tokenizer, paths, data, max_samples, kind, cache_root, key, fp)
     hit = _MEMO.get(key) or (cache.load_cached(cache_root, key) if (data.cache and cache_root) else None)
     if hit is not None:
         rows, meta = hit
@@ -111,16 +168,66 @@ def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | 
         return TokenizedSet(rows, fp, rejects, from_cache=True)
     rejects = Rejects(data.on_error == "skip", data.max_reject_fraction)
     rows = _tokenize(tokenizer, paths, data, kind, max_samples, rejects)
-    if rejects.dropped:
-        log.warning("%d row(s) of %s were dropped (%s); see rejects.jsonl in the output", len(rejects.dropped),
-                    ", ".join(paths), rejects.dropped[0]["reason"])
-    if not rows:
-        raise DataError(f"no trainable rows left in {', '.join(paths)} (all {len(rejects.dropped)} were dropped: "
-                        f"{rejects.dropped[0]['reason'] if rejects.dropped else 'empty'})")
+    _warn_dropped(rejects, paths, len(rows))
     meta = {"rejected": rejects.entries, "dropped": rejects.dropped}
     _MEMO[key] = (rows, meta)
     if data.cache and cache_root:
         cache.store(cache_root, key, rows, meta)
+    return TokenizedSet(rows, fp, rejects)
+
+
+def _warn_dropped(rejects: Rejects, paths: list[str], kept: int) -> None:
+    if rejects.dropped:
+        log.warning("%d row(s) of %s were dropped (%s); see rejects.jsonl in the output", len(rejects.dropped),
+                    ", ".join(paths), rejects.dropped[0]["reason"])
+    if not kept:
+        raise DataError(f"no trainable rows left in {', '.join(paths)} (all {len(rejects.dropped)} were dropped: "
+                        f"{rejects.dropped[0]['reason'] if rejects.dropped else 'empty'})")
+
+
+def _build_streamed(tokenizer, paths, data: DataConfig, max_samples, kind, cache_root, key, fp) -> TokenizedSet:
+    """`data.streaming`: tokenise row by row into arrays under CACHE/tokenized/KEY (or a temporary folder
+    when the cache is off), written beside their place and renamed in, then memory-map them."""
+    skip = data.on_error == "skip"
+    cached = bool(data.cache and cache_root)
+    target = Path(cache_root) / "tokenized" / key if cached else None
+    hit = _MEMO.get(key)
+    if hit is None and cached:
+        try:
+            hit = (MemmapRows(target), None) if (target / "meta.json").is_file() else None
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring a broken tokenised-cache entry %s (%s); rebuilding it", target, exc)
+            shutil.rmtree(target, ignore_errors=True)
+    if hit is not None:
+        rows = hit[0]
+        _MEMO[key] = hit
+        log.info("tokenised data for %s taken from the cache (%d rows, memory-mapped)", ", ".join(paths), len(rows))
+        return TokenizedSet(rows, fp, Rejects(skip, data.max_reject_fraction, rows.meta["rejected"], rows.meta["dropped"]),
+                            from_cache=True)
+    if cached:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        keep, scratch = None, Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=target.parent))
+    else:
+        keep = tempfile.TemporaryDirectory(prefix="tunesmith-stream-")
+        scratch = Path(keep.name) / "rows"
+    rejects = Rejects(skip, data.max_reject_fraction)
+    try:
+        writer = stream_tokenize(tokenizer, paths, data, kind, max_samples, rejects, scratch)
+        _warn_dropped(rejects, paths, writer.rows)
+        writer.finish({"rejected": rejects.entries, "dropped": rejects.dropped})
+        if cached:
+            try:
+                os.replace(scratch, target)
+            except OSError:  # another process finished the same entry first: use theirs
+                shutil.rmtree(scratch, ignore_errors=True)
+            scratch = target
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    rows = MemmapRows(scratch, keep)
+    _MEMO[key] = (rows, None)
+    log.info("tokenised %s row by row: %d rows, %d tokens, on disk in %s", ", ".join(paths), len(rows), rows.tokens,
+             scratch)
     return TokenizedSet(rows, fp, rejects)
 
 
@@ -129,15 +236,28 @@ def build_text_set(tokenizer, paths: list[str], data: DataConfig, max_samples: i
     return build_set(tokenizer, paths, data, max_samples, kind="text", cache_root=cache_root)
 
 
-def split_off(rows: list[TokenizedRow], fraction: float, seed: int) -> tuple[list[TokenizedRow], list[TokenizedRow]]:
-    """(train, held out): a seeded random `fraction` of the rows, at least one, held out."""
+def split_off(rows, fraction: float, seed: int):
+    """(train, held out): a seeded random `fraction` of the rows, at least one, held out (index
+    views of memory-mapped rows, lists otherwise; the same rows either way)."""
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     n = max(1, round(fraction * len(rows)))
     if n >= len(rows):
         raise DataError(f"data.val_split={fraction} leaves no training rows out of {len(rows)}")
+    if isinstance(rows, RowArrays):
+        held = np.zeros(len(rows), dtype=bool)
+        held[order[:n]] = True
+        return rows.subset(np.flatnonzero(~held)), rows.subset(np.flatnonzero(held))
     held = set(order[:n])
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def without_rows(token_set: TokenizedSet, wheres: set[str]) -> TokenizedSet:
+    """`token_set` less every row from one of the locations `wheres` (augmented copies of held-out rows)."""
+    keep = [i for i, where in enumerate(token_set.wheres()) if where not in wheres]
+    rows = token_set.rows
+    rows = rows.subset(keep) if isinstance(rows, RowArrays) else [rows[i] for i in keep]
+    return TokenizedSet(rows, token_set.fingerprint, token_set.rejects, token_set.from_cache)
 
 
 def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, cache_root: Path | None,
@@ -156,6 +276,12 @@ def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, c
         parts.append(build_set(tokenizer, source.paths, options, max_samples, kind, cache_root))
     if len(parts) == 1 and not weights:
         return parts[0]
+    if data.streaming:  # weights are refused with streaming: the sources one after the other
+        rows = RowConcat([p.rows for p in parts])
+        rejects = Rejects(data.on_error == "skip", data.max_reject_fraction,
+                          [e for p in parts for e in p.rejects.entries], [d for p in parts for d in p.rejects.dropped])
+        fp = hashlib.sha256("".join(p.fingerprint for p in parts).encode()).hexdigest()[:16]
+        return TokenizedSet(rows, fp, rejects, all(p.from_cache for p in parts))
     tagged = mix([[(i, r) for r in p.rows] for i, p in enumerate(parts)], weights, seed)
     rows = [r for _, r in tagged]
     rejects = Rejects(data.on_error == "skip", data.max_reject_fraction,
@@ -194,12 +320,20 @@ def build_splits(tokenizer, data: DataConfig, kind: str, seed: int, cache_root: 
     any val_split, so the validation set stays domain data."""
     train = build_sources(tokenizer, data, "train", kind, seed, cache_root, data.max_samples, data.weights)
     val = None
+    plain = data.model_copy(update={"augment": None})  # validation rows are never augmented
     if data.validation:
-        val = build_sources(tokenizer, data, "validation", kind, seed, cache_root)
+        val = build_sources(tokenizer, plain, "validation", kind, seed, cache_root)
     elif data.val_split:
-        kept, held = split_off(train.rows, data.val_split, seed)
-        val = TokenizedSet(held, train.fingerprint + f"-split{data.val_split}", Rejects(), train.from_cache)
-        train = TokenizedSet(kept, train.fingerprint, train.rejects, train.from_cache)
+        # with augmentation, the held-out rows come from the un-augmented set, and every copy of
+        # them leaves the augmented training set
+        source = build_sources(tokenizer, plain, "train", kind, seed, cache_root, data.max_samples, data.weights) \
+            if data.augment and kind == "chat" else train
+        kept, held = split_off(source.rows, data.val_split, seed)
+        val = TokenizedSet(held, source.fingerprint + f"-split{data.val_split}", Rejects(), source.from_cache)
+        if source is train:
+            train = TokenizedSet(kept, train.fingerprint, train.rejects, train.from_cache)
+        else:
+            train = without_rows(train, set(val.wheres()))
     if replay:
         train = with_replay(tokenizer, train, data, replay, replay_ratio, kind, seed, cache_root)
     return train, val

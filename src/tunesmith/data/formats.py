@@ -1,10 +1,15 @@
 """Row formats -> one canonical `Conversation` (a list of role/content messages).
 
-- alpaca:   {instruction, input?, output, system?, history?: [[user, assistant], ...]}
+- alpaca:   {instruction, input?, output, system?, history?: [[user, assistant], ...],
+            examples?: [{input, output}, ...]}  (few-shot examples: prior user/assistant turns)
 - messages: {messages: [{role, content, tool_calls?}, ...]}  (OpenAI style; role tool for results)
 - sharegpt: {conversations: [{from, value}, ...], system?}   (from: human/gpt/system, and
             function_call (value: JSON {name, arguments}) / observation for tool use)
-- multitask: {task, input, output, system?}                 (one user turn, one reply, a task name)
+- multitask: {task, input, output, system?, examples?}      (one user turn, one reply, a task name)
+
+Few-shot `examples` become user/assistant turns right after the system prompt, in file order;
+`Conversation.meta["examples"]` = (index of the first example message, number of examples), so
+`data.augment.shuffle_examples` can reorder them.
 
 Any row may carry a `task` name (a non-empty string); it is kept in `Conversation.meta["task"]`
 and travels into the tokenised row, where `stage: mtl` weighs and logs the loss per task.
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.readers import RawRow, read_rows
+from tunesmith.data.readers import RawRow, iter_rows, read_rows
 from tunesmith.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -76,6 +81,26 @@ def _text(row: dict[str, Any], key: str, required: bool) -> str:
     return value
 
 
+def few_shot(row: dict[str, Any]) -> list[dict[str, str]]:
+    """`examples: [{input, output}, ...]` as user/assistant turns (empty when the row has none)."""
+    examples = row.get("examples")
+    if examples is None:
+        return []
+    if not isinstance(examples, list) or not examples:
+        raise RowError("examples", "expected a non-empty list of {input, output} objects")
+    messages = []
+    for i, example in enumerate(examples):
+        if not isinstance(example, dict):
+            raise RowError(f"examples[{i}]", "expected an object {input, output}")
+        for key in ("input", "output"):
+            value = example.get(key)
+            if not isinstance(value, str) or not value.strip():
+                raise RowError(f"examples[{i}].{key}", "missing or empty" if value is None or isinstance(value, str)
+                               else f"expected a string, got {type(value).__name__}")
+        messages += [{"role": "user", "content": example["input"]}, {"role": "assistant", "content": example["output"]}]
+    return messages
+
+
 def from_alpaca(row: dict[str, Any]) -> list[dict[str, str]]:
     instruction = _text(row, "instruction", required=True)
     extra = _text(row, "input", required=False)
@@ -84,6 +109,7 @@ def from_alpaca(row: dict[str, Any]) -> list[dict[str, str]]:
     system = _text(row, "system", required=False)
     if system.strip():
         messages.append({"role": "system", "content": system})
+    messages += few_shot(row)
     history = row.get("history") or []
     if not isinstance(history, list):
         raise RowError("history", "expected a list of [user, assistant] pairs")
@@ -103,7 +129,7 @@ def from_multitask(row: dict[str, Any]) -> list[dict[str, str]]:
     output = _text(row, "output", required=True)
     system = _text(row, "system", required=False)
     head = [{"role": "system", "content": system}] if system.strip() else []
-    return head + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+    return head + few_shot(row) + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
 
 
 def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
@@ -223,21 +249,35 @@ def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | No
     check_order(messages, key)
     # an optional `task` on other formats (null counts as absent: csv/parquet columns have gaps)
     meta = {"task": _text(row, "task", required=True)} if row.get("task") is not None or kind == "multitask" else {}
+    if kind in ("alpaca", "multitask") and row.get("examples") is not None:
+        first = 1 if messages[0]["role"] == "system" else 0
+        meta["examples"] = (first, len(row["examples"]))
     return Conversation(messages, raw.where, meta)
+
+
+def conversation_converter(fmt: str = "auto", system: str | None = None,
+                           columns: dict[str, str] | None = None) -> Callable[[RawRow], Conversation]:
+    """RawRow -> validated Conversation (RowError otherwise), with `system` given to rows that have none
+    (marked `meta["default_system"]`, so augmentation may vary it)."""
+
+    def convert(raw: RawRow) -> Conversation:
+        conversation = to_conversation(raw, fmt, columns)
+        if system and conversation.messages[0]["role"] != "system":
+            conversation.messages.insert(0, {"role": "system", "content": system})
+            conversation.meta["default_system"] = True
+            if "examples" in conversation.meta:
+                first, count = conversation.meta["examples"]
+                conversation.meta["examples"] = (first + 1, count)
+        return conversation
+
+    return convert
 
 
 def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str | None = None,
                        columns: dict[str, str] | None = None, rejects: Rejects | None = None) -> list[Conversation]:
     """Read and validate every row of every file; raise one DataError listing the problems
     (or, with a skipping `rejects`, set the bad rows aside)."""
-
-    def convert(raw: RawRow) -> Conversation:
-        conversation = to_conversation(raw, fmt, columns)
-        if system and conversation.messages[0]["role"] != "system":
-            conversation.messages.insert(0, {"role": "system", "content": system})
-        return conversation
-
-    return collect_rows(paths, convert, "row", rejects)
+    return collect_rows(paths, conversation_converter(fmt, system, columns), "row", rejects)
 
 
 @dataclass
@@ -292,18 +332,23 @@ def collect_rows(paths, convert: Callable[[RawRow], Any], kind: str, rejects: Re
     an error raised together at the end; with `Rejects(skip=True)` they are set aside.
     """
     rejects = rejects if rejects is not None else Rejects()
-    converted = []
+    converted = list(iter_converted(paths, convert, rejects))
+    rejects.check(kind, paths, kept=len(converted))
+    return converted
+
+
+def iter_converted(paths, convert: Callable[[RawRow], Any], rejects: Rejects, stream: bool = False):
+    """Yield `convert(row)` for every good row; bad rows become `rejects` entries. With `stream`,
+    rows are read one at a time (`readers.iter_rows`) instead of file by file."""
     for path in paths:
-        for raw in read_rows(path):
+        for raw in (iter_rows(path) if stream else read_rows(path)):
             if raw.error:
                 rejects.add(raw.where, raw.error[0], raw.error[1])
                 continue
             try:
-                converted.append(convert(raw))
+                yield convert(raw)
             except RowError as exc:
                 rejects.add(raw.where, exc.field_name, exc.reason)
-    rejects.check(kind, paths, kept=len(converted))
-    return converted
 
 
 def raise_row_errors(errors: list[str], kind: str, paths, found: int) -> None:

@@ -1,6 +1,6 @@
 """Packing: several rows share one sequence, with per-row position ids and no cross-row attention.
 
-`pack_rows` bins rows (first-fit decreasing, after a seeded shuffle so equal lengths do not
+`pack_bins` / `pack_rows` bin rows (first-fit decreasing, after a seeded shuffle so equal lengths do not
 always land together) into packs of at most `capacity` tokens. Each pack carries
 `position_ids` that restart at 0 for every row; transformers reads restarts in `position_ids`
 (with no `attention_mask`) as sequence boundaries and builds a block-diagonal causal mask, so a
@@ -20,45 +20,98 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from tunesmith.data.tokenize import IGNORE_INDEX, TokenizedRow
 
 
+def pack_bins(lengths, capacity: int, seed: int = 0) -> list[list[int]]:
+    """First-fit decreasing over row lengths alone: the row indices of each pack.
+
+    Rows are shuffled (seeded), then stably sorted longest first, and each goes into the first
+    pack with room for it. The first pack with room is found in a max-tree of the packs' free
+    space (O(log packs) per row instead of a scan of every open pack), with the same result."""
+    lengths = [int(n) for n in lengths]
+    order = list(range(len(lengths)))
+    random.Random(seed).shuffle(order)
+    order.sort(key=lambda i: -lengths[i])  # stable: shuffled within equal lengths
+    size = 1
+    while size < max(1, len(lengths)):
+        size *= 2
+    free = [capacity] * (2 * size)  # leaves: every pack that could ever open, all empty
+    bins: list[list[int]] = []
+    for i in order:
+        n = lengths[i]
+        if n > capacity:
+            raise PackOverflow(i, n, capacity)
+        node = 1
+        while node < size:  # descend to the leftmost leaf with room >= n
+            node = 2 * node if free[2 * node] >= n else 2 * node + 1
+        b = node - size
+        if b == len(bins):
+            bins.append([])
+        bins[b].append(i)
+        free[node] -= n
+        node //= 2
+        while node:
+            free[node] = max(free[2 * node], free[2 * node + 1])
+            node //= 2
+    return bins
+
+
+class PackOverflow(ValueError):
+    def __init__(self, index: int, length: int, capacity: int):
+        super().__init__(f"row {index} has {length} tokens, more than the pack capacity {capacity}")
+        self.index = index
+
+
+def build_pack(rows: list[TokenizedRow]) -> dict[str, list[int]]:
+    """One pack's features: the rows' tokens back to back, each row's positions from 0, each row's
+    first label masked (no token is trained to follow another row)."""
+    input_ids, labels, positions = [], [], []
+    for row in rows:
+        input_ids += row.input_ids
+        labels += [IGNORE_INDEX] + row.labels[1:]
+        positions += list(range(len(row.input_ids)))
+    return {"input_ids": input_ids, "labels": labels, "position_ids": positions}
+
+
 def pack_rows(rows: list[TokenizedRow], capacity: int, seed: int = 0) -> list[dict[str, list[int]]]:
     """Packs of rows, each at most `capacity` tokens, as features with position_ids."""
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    order.sort(key=lambda i: -len(rows[i].input_ids))  # stable: shuffled within equal lengths
-    bins: list[list[int]] = []
-    room: list[int] = []
-    for i in order:
-        n = len(rows[i].input_ids)
-        if n > capacity:
-            raise ValueError(f"row {rows[i].where} has {n} tokens, more than the pack capacity {capacity}")
-        for b, free in enumerate(room):
-            if n <= free:
-                bins[b].append(i)
-                room[b] -= n
-                break
-        else:
-            bins.append([i])
-            room.append(capacity - n)
-    packs = []
-    for members in bins:
-        input_ids, labels, positions = [], [], []
-        for i in members:
-            row = rows[i]
-            input_ids += row.input_ids
-            labels += [IGNORE_INDEX] + row.labels[1:]
-            positions += list(range(len(row.input_ids)))
-        packs.append({"input_ids": input_ids, "labels": labels, "position_ids": positions})
-    return packs
+    try:
+        bins = pack_bins([len(r.input_ids) for r in rows], capacity, seed)
+    except PackOverflow as exc:
+        raise ValueError(f"row {rows[exc.index].where} has {len(rows[exc.index].input_ids)} tokens, more than the "
+                         f"pack capacity {capacity}") from None
+    return [build_pack([rows[i] for i in members]) for members in bins]
 
 
-def packing_efficiency(packs: list[dict[str, list[int]]], capacity: int) -> float:
+class LazyPacks(torch.utils.data.Dataset):
+    """Packs of a memory-mapped row set (`data.streaming`), built when the Trainer asks for one.
+
+    Only the bins (row indices, from the lengths array) are held; `total_tokens` is known without
+    building any pack."""
+
+    def __init__(self, rows, capacity: int, seed: int = 0):
+        self.rows = rows
+        bins = pack_bins(rows.lengths(), capacity, seed)
+        self.members = np.fromiter((i for b in bins for i in b), dtype=np.int64, count=len(rows))
+        self.starts = np.cumsum([0] + [len(b) for b in bins], dtype=np.int64)
+        self.total_tokens = int(rows.lengths().sum())
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, k: int) -> dict[str, list[int]]:
+        members = self.members[self.starts[k] : self.starts[k + 1]].tolist()
+        return build_pack([self.rows[i] for i in members])
+
+
+def packing_efficiency(packs, capacity: int) -> float:
     """Real tokens over pack slots (1.0 = no padding at all)."""
-    return sum(len(p["input_ids"]) for p in packs) / max(1, capacity * len(packs))
+    tokens = packs.total_tokens if isinstance(packs, LazyPacks) else sum(len(p["input_ids"]) for p in packs)
+    return tokens / max(1, capacity * len(packs))
 
 
 @dataclass

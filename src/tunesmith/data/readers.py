@@ -4,6 +4,10 @@ Supported: `.json` (an array of objects, or one object per line), `.jsonl`, `.cs
 row; `line` is the line the record starts on), `.parquet` (`line` is the 1-based row number), `.txt` (the whole file is one `{"text"}` row),
 any of these compressed as `.gz`, and folders (every supported file inside, sorted by path).
 Every row keeps where it came from, so a later validation error can point at it.
+
+`read_rows` reads whole files; `iter_rows` yields the same rows one at a time for
+`data.streaming` (JSON lines line by line, CSV record by record, parquet in record batches, a
+.txt file as its one document) and refuses a `.json` array, which can only be parsed whole.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ import csv
 import gzip
 import io
 import json
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,3 +171,105 @@ def _read_json_array(path: Path, text: str) -> list[RawRow]:
         if text[index] != ",":
             raise fail(index, "expected `,` or `]` between rows")
         index += 1
+
+
+# --- streaming: one row at a time ---------------------------------------------------------------
+
+STREAM_BATCH = 1024  # parquet rows per record batch
+
+
+def iter_rows(path: str | Path) -> Iterator[RawRow]:
+    """The rows `read_rows` returns, in the same order with the same locations and error rows,
+    read one at a time so that memory does not grow with the file."""
+    for file in data_files(path):
+        yield from _iter_file(file)
+
+
+def _open_binary(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def _iter_file(path: Path) -> Iterator[RawRow]:
+    kind = _kind(path)
+    if kind not in READABLE_SUFFIXES:
+        shown = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+        raise DataError(f"{path}: unsupported file type `{shown}` (supported: {', '.join(READABLE_SUFFIXES)}, optionally .gz)")
+    try:
+        if kind == ".parquet":
+            yield from _iter_parquet(path)
+        elif kind in (".jsonl", ".json"):
+            yield from _iter_json_lines(path, kind)
+        elif kind == ".csv":
+            yield from _iter_csv(path)
+        else:  # .txt: one document per file
+            yield from _read_file(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        if path.suffix != ".gz":
+            raise
+        raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+
+
+def _iter_json_lines(path: Path, kind: str) -> Iterator[RawRow]:
+    with _open_binary(path) as handle:
+        for number, raw_line in enumerate(handle, start=1):
+            raw_line = raw_line.rstrip(b"\n")
+            if not raw_line.strip():
+                continue
+            if kind == ".json" and raw_line.lstrip().startswith(b"["):
+                raise DataError(f"{path}: a JSON array cannot be streamed (it is parsed as a whole); convert it to "
+                                ".jsonl (one object per line) or set data.streaming: false")
+            kind = ".jsonl"  # only the first non-empty line can open an array
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield RawRow(str(path), number, None, ("row", f"invalid UTF-8 ({exc.reason} at byte {exc.start})"))
+                continue
+            try:
+                yield RawRow(str(path), number, json.loads(line))
+            except json.JSONDecodeError as exc:
+                yield RawRow(str(path), number, None, ("row", f"invalid JSON: {exc.msg} (column {exc.colno})"))
+
+
+def _iter_csv(path: Path) -> Iterator[RawRow]:
+    with _open_binary(path) as handle:
+        read = 0
+
+        def lines():
+            nonlocal read
+            for raw_line in handle:
+                read += 1
+                try:
+                    yield raw_line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(f"{path}:{read}: invalid UTF-8 ({exc.reason})") from None
+
+        reader = csv.DictReader(lines())
+        start = 2
+        try:
+            for record in reader:
+                if None in record:
+                    raise DataError(f"{path}:{start}: more fields than the header has columns")
+                yield RawRow(str(path), start, {k: v for k, v in record.items() if v is not None})
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: invalid CSV: {exc}") from None
+
+
+def _iter_parquet(path: Path) -> Iterator[RawRow]:
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="tunesmith-parquet-") as scratch:
+        source = path
+        if path.suffix == ".gz":  # parquet needs random access: decompress to a scratch file, in pieces
+            source = Path(scratch) / path.stem
+            with gzip.open(path, "rb") as packed, open(source, "wb") as plain:
+                shutil.copyfileobj(packed, plain, 1 << 20)
+        try:
+            batches = pq.ParquetFile(source).iter_batches(batch_size=STREAM_BATCH)
+        except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+            raise DataError(f"{path}: cannot read parquet ({exc})") from None
+        number = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                number += 1
+                yield RawRow(str(path), number, row)

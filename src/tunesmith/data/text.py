@@ -15,7 +15,7 @@ from tunesmith.data.readers import RawRow
 from tunesmith.data.tokenize import TokenizedRow
 
 
-def _document(raw: RawRow, columns: dict[str, str] | None) -> tuple[str, str]:
+def to_document(raw: RawRow, columns: dict[str, str] | None) -> tuple[str, str]:
     if not isinstance(raw.data, dict):
         raise RowError("row", "expected a JSON object with a `text` field")
     text = rename_columns(raw.data, columns).get("text")
@@ -29,7 +29,7 @@ def _document(raw: RawRow, columns: dict[str, str] | None) -> tuple[str, str]:
 def load_documents(paths: list[str | Path], columns: dict[str, str] | None = None,
                    rejects: Rejects | None = None) -> list[tuple[str, str]]:
     """(where, text) for every document; rows without a non-empty string `text` are errors."""
-    return collect_rows(paths, lambda raw: _document(raw, columns), "text row", rejects)
+    return collect_rows(paths, lambda raw: to_document(raw, columns), "text row", rejects)
 
 
 def tokenize_documents(tokenizer, documents: list[tuple[str, str]], max_length: int) -> list[TokenizedRow]:
