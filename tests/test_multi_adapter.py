@@ -90,8 +90,9 @@ def test_chat_loop_starts_with_the_chosen_adapter(two_adapters):
         def flush(self):
             pass
 
-    chat_loop(None, None, 4, stdin=io.StringIO("hi\n"), out=Spy(), adapters=adapters, active="wolves")
-    assert "".join(seen).startswith("wolves> ")
+    chat_loop(None, None, 6, stdin=io.StringIO("What is the code word?\n"), out=Spy(), adapters=adapters,
+              active="wolves")
+    assert "".join(seen).startswith("wolves> Redwolf")
 
 
 def test_cat_combination_is_the_exact_weighted_sum_of_the_deltas(two_adapters, tmp_path, tiny_model_dir, capsys):

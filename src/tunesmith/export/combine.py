@@ -14,12 +14,11 @@ tokenizer, manifest naming its sources and weights) that chat, eval and export l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.models.adapters import check_switchable, common_base, describe_output
-from tunesmith.models.loader import RUN_MANIFEST, load_causal_lm, load_tokenizer, resolve_model_path
+from tunesmith.models.loader import load_causal_lm, load_tokenizer, resolve_model_path
 from tunesmith.runtime.outputs import OutputFolder
 
 COMBINATIONS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
@@ -56,8 +55,8 @@ def combine_adapters(weighted: list[tuple[str, float]], out: str, combination: s
         raise ConfigError(f"--combination linear needs adapters of one rank (got {[i.rank for i in infos]}); "
                           "use cat (exact) or svd")
     base_path = common_base(infos, cache_dir)
-    templates = {load_tokenizer(str(info.path)).chat_template for info in infos}
-    if len(templates) > 1:
+    tokenizers = [load_tokenizer(str(info.path)) for info in infos]
+    if len({t.chat_template for t in tokenizers}) > 1:
         raise ModelError("these adapters were trained with different chat templates; a combined adapter could "
                          "answer in only one of them")
     output = OutputFolder(out, overwrite)
@@ -77,8 +76,8 @@ def combine_adapters(weighted: list[tuple[str, float]], out: str, combination: s
         for item in nested.iterdir():
             item.rename(work / item.name)
         nested.rmdir()
-    load_tokenizer(str(infos[0].path)).save_pretrained(str(work))
-    first = json.loads((infos[0].path / RUN_MANIFEST).read_text())
+    tokenizers[0].save_pretrained(str(work))
+    first = infos[0].manifest
     manifest = {"stage": first.get("stage"), "method": first.get("method"), "base_model": base_path,
                 "base_model_ref": first.get("base_model_ref"), "system": first.get("system"),
                 "combined_from": [{"path": str(info.path), "weight": w} for info, (_, w) in zip(infos, weighted)],

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.models.loader import (LoadedModel, RUN_MANIFEST, adapter_kind, load_causal_lm, load_tokenizer,
-                                     pick_device, pick_dtype, read_manifest, resolve_model_path)
+from tunesmith.models.loader import (BOTTLENECK_CONFIG, MOE_CONFIG, RUN_MANIFEST, LoadedModel, adapter_kind,
+                                     load_causal_lm, load_tokenizer, pick_device, pick_dtype, read_manifest,
+                                     resolve_model_path)
 
 BASE = "base"  # the name under which AdapterSet runs the base model itself
 
@@ -43,6 +44,7 @@ class AdapterInfo:
     dora: bool
     size_bytes: int
     metrics: dict
+    manifest: dict  # the run's tunesmith.json
 
     def row(self) -> dict:
         return {"name": self.name, "path": str(self.path), "kind": self.kind, "method": self.method,
@@ -50,15 +52,11 @@ class AdapterInfo:
                 "size_mb": round(self.size_bytes / 2**20, 2), "metrics": self.metrics}
 
 
-def _base_of(path: Path, kind: str, manifest: dict) -> str:
-    if kind == "lora" or kind in ("prompt_tuning", "p_tuning", "prefix_tuning"):
-        return json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-    if kind in ("bottleneck", "moe"):
-        from tunesmith.models.loader import BOTTLENECK_CONFIG, MOE_CONFIG
+CONFIG_FILES = {"bottleneck": BOTTLENECK_CONFIG, "moe": MOE_CONFIG}  # any other adapter kind: PEFT's
 
-        config = BOTTLENECK_CONFIG if kind == "bottleneck" else MOE_CONFIG
-        return json.loads((path / config).read_text())["base_model_name_or_path"]
-    return manifest.get("base_model", str(path))
+
+def _adapter_config(path: Path, kind: str) -> dict | None:
+    return None if kind == "full" else json.loads((path / CONFIG_FILES.get(kind, "adapter_config.json")).read_text())
 
 
 def describe_output(path: str | Path) -> AdapterInfo:
@@ -68,10 +66,9 @@ def describe_output(path: str | Path) -> AdapterInfo:
         raise ModelError(f"{path}: adapter folder not found")
     manifest = read_manifest(path)  # refuses unfinished runs
     kind = adapter_kind(path) or "full"
-    rank, dora = None, False
-    if kind == "lora":
-        config = json.loads((path / "adapter_config.json").read_text())
-        rank, dora = config.get("r"), bool(config.get("use_dora"))
+    config = _adapter_config(path, kind)
+    rank, dora = (config.get("r"), bool(config.get("use_dora"))) if kind == "lora" else (None, False)
+    base = config["base_model_name_or_path"] if config else manifest.get("base_model", str(path))
     results = path / "eval_results.json"
     metrics = {}
     if results.is_file():
@@ -80,7 +77,7 @@ def describe_output(path: str | Path) -> AdapterInfo:
                    if isinstance(after.get(k), (int, float))}
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     return AdapterInfo(path.name, path.resolve(), kind, manifest.get("method", "?"), manifest.get("stage", "?"),
-                       _base_of(path, kind, manifest), rank, dora, size, metrics)
+                       base, rank, dora, size, metrics, manifest)
 
 
 def find_adapters(roots: list[str]) -> list[AdapterInfo]:
@@ -185,7 +182,7 @@ class AdapterSet:
         self.model = model.to(device).eval()
         self.tokenizers = {name: load_tokenizer(str(info.path)) for name, info in self.infos.items()}
         self.tokenizers[BASE] = load_tokenizer(resolve_model_path(self.base_path, cache_dir))
-        self.manifests = {name: json.loads((info.path / RUN_MANIFEST).read_text()) for name, info in self.infos.items()}
+        self.manifests = {name: info.manifest for name, info in self.infos.items()}
         self.manifests[BASE] = {}
         self._lock = threading.Lock()  # one request at a time owns the active adapter
 

@@ -92,9 +92,7 @@ def _number(body: dict, key: str, default, low: float, high: float, integer: boo
 
 
 def sampling(body: dict, max_cap: int) -> dict:
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    max_tokens = _number({key: max_tokens}, key, max_cap, 1, max_cap, integer=True)
     stop = body.get("stop")
     if stop is None:
         stop = []
@@ -102,9 +100,9 @@ def sampling(body: dict, max_cap: int) -> dict:
         stop = [stop]
     elif not (isinstance(stop, list) and all(isinstance(s, str) and s for s in stop) and len(stop) <= 4):
         raise ApiError(400, "`stop` must be a string or a list of up to 4 non-empty strings", "stop")
-    n = _number(body, "n", 1, 1, 1, integer=True)
-    del n  # one choice per request
-    return {"max_tokens": max_tokens, "temperature": _number(body, "temperature", 0.0, 0.0, 2.0),
+    _number(body, "n", 1, 1, 1, integer=True)  # one choice per request
+    return {"max_tokens": _number(body, key, max_cap, 1, max_cap, integer=True),
+            "temperature": _number(body, "temperature", 0.0, 0.0, 2.0),
             "top_p": _number(body, "top_p", 1.0, 0.0, 1.0), "stop": stop,
             "seed": _number(body, "seed", None, 0, 2**63 - 1, integer=True), "stream": _flag(body, "stream")}
 
