@@ -85,11 +85,9 @@ eval:
     assert not out.exists()
 
 
-def test_tensorboard_logging(tmp_path, tiny_model_dir, facts_data):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    out = tmp_path / "tb"
-    config = write_config(tmp_path / "tb.yaml", f"""\
+def _four_logged_steps(tmp_path, out, tiny_model_dir, facts_data, report: str):
+    """A 4-step LoRA run on the facts data that logs every step to `report`."""
+    return write_config(tmp_path / f"{report}.yaml", f"""\
 stage: sft
 method: lora
 output_dir: {out}
@@ -102,10 +100,17 @@ training:
   max_steps: 4
   batch_size: 4
   logging_steps: 1
-  report_to: [tensorboard]
+  report_to: [{report}]
 eval:
   compare_base: false
 """)
+
+
+def test_tensorboard_logging(tmp_path, tiny_model_dir, facts_data):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "tb"
+    config = _four_logged_steps(tmp_path, out, tiny_model_dir, facts_data, "tensorboard")
     assert main(["train", str(config)]) == 0
     (run,) = (out / "runs").iterdir()
     events = EventAccumulator(str(run))
@@ -138,23 +143,7 @@ def test_mlflow_logging_to_a_local_store_beside_the_output(tmp_path, tiny_model_
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # restored (unset) after the test
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
     out = tmp_path / "runs" / "mlf"
-    config = write_config(tmp_path / "ml.yaml", f"""\
-stage: sft
-method: lora
-output_dir: {out}
-model:
-  name_or_path: {tiny_model_dir}
-data:
-  train: {facts_data['train']}
-  max_length: 64
-training:
-  max_steps: 4
-  batch_size: 4
-  logging_steps: 1
-  report_to: [mlflow]
-eval:
-  compare_base: false
-""")
+    config = _four_logged_steps(tmp_path, out, tiny_model_dir, facts_data, "mlflow")
     assert main(["train", str(config)]) == 0
     import os
 
