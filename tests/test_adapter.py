@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 
 from tunesmith.cli import main
 from tunesmith.methods import apply_method, save_trained
-from tunesmith.methods.adapter import load_adapters
-from tunesmith.models.loader import load_for_inference
+from tunesmith.methods.bottleneck import load_bottleneck
+from tunesmith.methods.load import load_for_inference
 
 from test_lora_family import assert_loss_fell, load_config, method_config
 
@@ -63,6 +63,6 @@ def test_adapter_starts_as_identity_and_saved_adapters_reproduce_the_model(tmp_p
         trained = model(input_ids=ids).logits
         assert not torch.allclose(trained, base(input_ids=ids).logits)
     save_trained(model, cfg, tmp_path / "saved")
-    reloaded = load_adapters(_tiny(tiny_model_dir), tmp_path / "saved").eval()
+    reloaded = load_bottleneck(_tiny(tiny_model_dir), tmp_path / "saved").eval()
     with torch.no_grad():
         assert torch.allclose(reloaded(input_ids=ids).logits, trained, atol=1e-6)

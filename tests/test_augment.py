@@ -126,7 +126,7 @@ def test_augment_config_is_checked(tmp_path, tiny_model_dir, capsys):
     config = write_config(tmp_path / "c.yaml", f"stage: dpo\noutput_dir: {tmp_path / 'o'}\nmodel:\n  name_or_path: "
                           f"{tiny_model_dir}\ndata:\n  train: {path}\n  augment:\n    system_prompts: [a, b]\n")
     assert main(["train", str(config)]) == 2
-    assert "data.augment varies chat rows (system prompts, few-shot order) for stages sft and mtl" in capsys.readouterr().err
+    assert "data.augment: stage `dpo` does not support it (augmentation varies the system prompt" in capsys.readouterr().err
 
 
 # --- data tools: mtl check, replay in stats ---------------------------------------------------------

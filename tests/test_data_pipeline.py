@@ -195,11 +195,11 @@ def test_packed_training_through_the_cli(tmp_path, tiny_model_dir):
     assert results["fine_tuned"]["val_loss"] < results["base"]["val_loss"]
 
 
-def test_packing_and_split_are_refused_for_preference_stages(tmp_path, tiny_model_dir, capsys):
+def test_packing_is_refused_for_preference_stages(tmp_path, tiny_model_dir, capsys):
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])
     config, _ = _config(tmp_path, tiny_model_dir, path)
     assert main(["train", str(config), "stage=dpo", "data.packing=true"]) == 2
-    assert "data.packing applies to stages sft, pt and mtl only, not `dpo`" in capsys.readouterr().err
+    assert "data.packing: stage `dpo` does not support it (packing joins tokenised rows" in capsys.readouterr().err
 
 
 def test_stats_and_preview(tmp_path, default_model_dir, capsys):

@@ -77,7 +77,7 @@ training: {{epochs: {DPO_TRAINING[method][1]}, learning_rate: {DPO_TRAINING[meth
     assert after["pref_accuracy"] >= (1.0 if loss == "sigmoid" else 2 / 3), (before, after)
     assert "chosen-rejected log-prob margin" in capsys.readouterr().out
     manifest = json.loads((out / "tunesmith.json").read_text())
-    assert manifest["stage"] == "dpo" and manifest["data"]["train_pairs"] == 12
+    assert manifest["stage"] == "dpo" and manifest["data"]["train_rows"] == 12
     if method == "freeze":  # the reference is a frozen copy of the base; only the last layer trained
         assert_only_last_layer_trained(out, tiny_model_dir)
 
@@ -102,6 +102,7 @@ def test_reference_model_is_built_only_where_needed(tmp_path, tiny_model_dir, dp
     """LoRA's reference is the base with the adapter off (no copy); orpo/simpo need none; full DPO/IPO copies."""
     from tunesmith.config import load_config
     from tunesmith.data.preference import load_preferences
+    from tunesmith.data.rows import RowSet
     from tunesmith.methods import apply_method
     from tunesmith.models.loader import load_causal_lm
     from tunesmith.stages.dpo import build_trainer
@@ -112,7 +113,8 @@ def test_reference_model_is_built_only_where_needed(tmp_path, tiny_model_dir, dp
                                                "training: {max_steps: 1, batch_size: 2}\n")
     cfg = load_config(config, [])
     model, _ = apply_method(load_causal_lm(str(tiny_model_dir)), cfg)
-    trainer = build_trainer(cfg, model, tokenizer, load_preferences([train]), None, tmp_path / "w", model.device, model.dtype)
+    pairs = RowSet(load_preferences([train]), "-")
+    trainer = build_trainer(cfg, model, tokenizer, pairs, None, tmp_path / "w", model.device, model.dtype)
     ref = getattr(trainer, "ref_model", None)
     assert (ref is not None) == has_ref
     if ref is not None:

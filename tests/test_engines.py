@@ -11,7 +11,7 @@ from transformers import TrainingArguments
 from tunesmith.config import load_config
 from tunesmith.errors import ConfigError
 from tunesmith.runtime.engines import engine_arguments
-from tunesmith.stages import check_stage
+from tunesmith.stages.registry import check_stage
 
 from conftest import write_config, write_jsonl
 
@@ -100,7 +100,7 @@ def test_gpu_speed_options_are_refused_without_a_gpu(tmp_path, tiny_model_dir):
 
 
 def test_compile_and_liger_reach_the_trainer_arguments(tmp_path, tiny_model_dir):
-    from tunesmith.stages.common import training_arguments
+    from tunesmith.runtime.arguments import training_arguments
 
     cfg = _cfg(tmp_path, tiny_model_dir, "  compile: true\n")
     check_stage(cfg)  # inductor is part of the CPU build

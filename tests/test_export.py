@@ -8,7 +8,7 @@ import torch
 
 from tunesmith.cli import main
 from tunesmith.methods import apply_method, save_trained
-from tunesmith.models.loader import load_for_inference
+from tunesmith.methods.load import load_for_inference
 
 from test_lora_family import load_config
 

@@ -140,13 +140,13 @@ def test_l2_keeps_weights_near_the_base_and_general_figures_are_reported(tmp_pat
 
 
 def test_forgetting_options_are_checked_at_config_time(tmp_path, tiny_model_dir):
-    from tunesmith.stages import check_stage
+    from tunesmith.stages.registry import check_stage
 
     data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "Hi", "chosen": "Hello!", "rejected": "Go away."}] * 4)
     base = f"output_dir: {tmp_path / 'o'}\nmodel:\n  name_or_path: {tiny_model_dir}\ndata:\n  train: {data}\n"
     cases = {
-        "stage: dpo\nforgetting:\n  replay: x.jsonl\n": "forgetting.replay applies to stages sft and pt only",
-        "stage: rm\nforgetting:\n  general_eval: x.jsonl\n": "reward model",
+        "stage: dpo\nforgetting:\n  replay: x.jsonl\n": "forgetting.replay: stage `dpo` cannot mix general rows",
+        "stage: rm\nforgetting:\n  general_eval: x.jsonl\n": "stage `rm` trains a model that does not generate text",
     }
     for extra, message in cases.items():
         path = write_config(tmp_path / "c.yaml", base + extra)

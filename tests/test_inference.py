@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tunesmith.cli import main
-from tunesmith.models.loader import load_for_inference
+from tunesmith.methods.load import load_for_inference
 from tunesmith.serve.chat import chat_loop
 
 from conftest import write_config, write_jsonl

@@ -8,7 +8,8 @@ import torch
 from tunesmith.errors import ModelError, OutputError
 from tunesmith.models import default as default_module
 from tunesmith.models.default import FOLDER_NAME, default_model_path
-from tunesmith.models.loader import load_for_inference, resolve_model_path
+from tunesmith.methods.load import load_for_inference
+from tunesmith.models.loader import resolve_model_path
 
 
 def test_conversion_gives_a_plain_safetensors_folder(default_model_dir):

@@ -13,7 +13,7 @@ from tunesmith.cli import main
 from tunesmith.errors import ConfigError
 from tunesmith.methods import apply_method, save_trained
 from tunesmith.methods.moe import LoraExperts, load_moe_lora, target_linears
-from tunesmith.models.loader import load_for_inference
+from tunesmith.methods.load import load_for_inference
 
 from conftest import write_config
 from test_dpo import dpo_data  # noqa: F401  (fixture)

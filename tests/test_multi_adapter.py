@@ -10,8 +10,9 @@ import torch
 from tunesmith.cli import main
 from tunesmith.errors import ConfigError, ModelError, OutputError
 from tunesmith.export import combine_adapters
-from tunesmith.models.adapters import AdapterSet, find_adapters, parse_named, parse_weighted
-from tunesmith.models.loader import load_causal_lm, load_for_inference
+from tunesmith.models.lora_set import LoraSet, find_outputs, parse_named, parse_weighted
+from tunesmith.methods.load import load_for_inference
+from tunesmith.models.loader import load_causal_lm
 from tunesmith.serve.chat import chat_loop
 
 from conftest import write_config, write_jsonl
@@ -49,7 +50,7 @@ def logits(model, tokenizer, text="What is the code word?"):
 
 def test_adapter_set_switches_per_request_and_equals_each_adapter_alone(two_adapters, tiny_model_dir):
     birds, wolves = two_adapters
-    adapters = AdapterSet({"birds": str(birds), "wolves": str(wolves)})
+    adapters = LoraSet({"birds": str(birds), "wolves": str(wolves)})
     assert adapters.names == ["base", "birds", "wolves"]
     alone = {name: load_for_inference(str(path), merge=False) for name, path in (("birds", birds), ("wolves", wolves))}
     base = load_causal_lm(str(tiny_model_dir)).eval()
@@ -80,7 +81,7 @@ def test_chat_switches_adapter_per_turn(two_adapters, monkeypatch, capsys):
 
 def test_chat_loop_starts_with_the_chosen_adapter(two_adapters):
     birds, wolves = two_adapters
-    adapters = AdapterSet(parse_named([str(birds), str(wolves)]))
+    adapters = LoraSet(parse_named([str(birds), str(wolves)]))
     seen = []
 
     class Spy:
@@ -136,7 +137,7 @@ def test_adapters_list_shows_every_finished_output(two_adapters, tmp_path, capsy
     assert main(["adapters", "list", str(root)]) == 0
     table = capsys.readouterr().out
     assert "| birds | lora | lora | sft | 8 |" in table
-    assert [a.name for a in find_adapters([str(birds)])] == ["birds"]  # a root that is itself an output
+    assert [a.name for a in find_outputs([str(birds)])] == ["birds"]  # a root that is itself an output
 
 
 def test_bad_adapter_sets_and_combinations_are_refused(two_adapters, tmp_path, default_model_dir, capsys):
@@ -146,7 +147,7 @@ def test_bad_adapter_sets_and_combinations_are_refused(two_adapters, tmp_path, d
     config = json.loads((other_base / "adapter_config.json").read_text())
     (other_base / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(default_model_dir)}))
     with pytest.raises(ModelError, match="trained on different base models"):
-        AdapterSet({"birds": str(birds), "other": str(other_base)})
+        LoraSet({"birds": str(birds), "other": str(other_base)})
 
     dora = tmp_path / "dora"
     shutil.copytree(birds, dora)
@@ -171,7 +172,7 @@ def test_bad_adapter_sets_and_combinations_are_refused(two_adapters, tmp_path, d
     with pytest.raises(ConfigError, match="`birds` is given twice"):
         parse_named([str(birds), f"birds={wolves}"])
     with pytest.raises(OutputError, match="incomplete output"):
-        AdapterSet({"raw": str(birds.parent)})  # a folder of runs, not a run
+        LoraSet({"raw": str(birds.parent)})  # a folder of runs, not a run
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.partial").exists()
 
     assert main(["chat", "--model", str(birds), "--adapter", str(wolves)]) == 2

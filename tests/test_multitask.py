@@ -118,9 +118,9 @@ def test_stage_mtl_refuses_bad_combinations_at_config_time(tmp_path, tiny_model_
         f"  {mixed}:3:task: missing required field (stage mtl needs a task on every row)")
     assert error("mtl.weights={const: 1.0, mapping: 2.0, qa: 1}") == (
         "tunesmith: error: mtl.weights: unknown task(s) `mapping`, `qa`; the tasks in data.train are const, map")
-    assert error("data.packing=true") == (
-        "tunesmith: error: data.packing: stage mtl weighs the loss of each row by its task, and a pack mixes rows "
-        "of several tasks; set data.packing: false")
+    assert error("data.packing=true").startswith(
+        "tunesmith: error: data.packing: stage `mtl` does not support it (a pack mixes rows of several tasks, and mtl "
+        "weighs each row's loss by its task); it reads chat rows with a task name")
     assert error("mtl.weighting=uncertainty", "training.nproc=2") == (
         "tunesmith: error: mtl.weighting: uncertainty keeps per-process task state that is not yet synchronised "
         "across training.nproc > 1 processes; use weighting: fixed or nproc: 1")

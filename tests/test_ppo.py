@@ -12,7 +12,8 @@ from tunesmith.cli import main
 from tunesmith.config import validate_config
 from tunesmith.eval.verifiers import generate_completions
 from tunesmith.methods import apply_method
-from tunesmith.models.loader import load_causal_lm, load_for_inference
+from tunesmith.methods.load import load_for_inference
+from tunesmith.models.loader import load_causal_lm
 from tunesmith.stages.ppo import Reference, advantages, rollout_order, token_logprobs
 
 from conftest import assert_only_last_layer_trained, write_config, write_jsonl

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from tunesmith.cli import main
-from tunesmith.models.loader import load_for_inference
+from tunesmith.methods.load import load_for_inference
 
 from test_lora_family import assert_loss_fell, method_config
 

@@ -10,7 +10,8 @@ from tunesmith.cli import main
 from tunesmith.data.preference import load_preferences
 from tunesmith.eval.reward import reward_metrics
 from tunesmith.methods.freeze import apply_freeze
-from tunesmith.models.reward import load_reward_for_inference, load_reward_model, task_head
+from tunesmith.methods.load import load_reward_for_inference
+from tunesmith.models.reward import load_reward_model, task_head
 
 from conftest import write_config, write_jsonl
 
@@ -67,8 +68,8 @@ training: {{epochs: 4, learning_rate: {0.01 if method in ("lora", "adapter") els
     printed = capsys.readouterr().out
     assert "held-out pair accuracy (reward)" in printed
     manifest = json.loads((out / "tunesmith.json").read_text())
-    assert manifest["stage"] == "rm" and manifest["data"]["train_pairs"] == 20
-    assert manifest["data"]["train_pairs_dropped"] == 0
+    assert manifest["stage"] == "rm" and manifest["data"]["train_rows"] == 20
+    assert manifest["data"]["train_rows_dropped"] == 0 and manifest["data"]["train_pairs_dropped_by_trainer"] == 0
     if method == "lora":  # the new head is saved beside the adapter (PEFT SEQ_CLS modules_to_save)
         saved = load_file(out / "adapter_model.safetensors")
         assert any("score" in key for key in saved), sorted(saved)[:5]
@@ -112,7 +113,7 @@ def test_score_command_and_rm_config_errors(tmp_path, tiny_model_dir, rm_data, c
                                                f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n")
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"question": "q", "answers": ["a"]}])
     assert main(["train", str(config), f"eval.qa={qa}"]) == 2
-    assert "eval.qa: a reward model scores replies" in capsys.readouterr().err
+    assert "eval.qa: stage `rm` trains a model that does not generate text" in capsys.readouterr().err
     sft_rows = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "q", "output": "a"}])
     assert main(["train", str(config), f"data.train={sft_rows}"]) == 2
     assert (f"{sft_rows}:1:chosen: missing required field; a preference row needs prompt/chosen/rejected, "

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from tunesmith.errors import ConfigError
-from tunesmith.models.adapters import AdapterSet
-from tunesmith.models.loader import load_causal_lm, load_for_inference
+from tunesmith.models.lora_set import LoraSet
+from tunesmith.methods.load import load_for_inference
+from tunesmith.models.loader import load_causal_lm
 from tunesmith.serve.api import ModelHost, create_app, serve
 
 from test_multi_adapter import train_adapter
@@ -59,7 +60,7 @@ def adapters(tmp_path_factory, tiny_model_dir):
 @pytest.fixture(scope="module")
 def server(adapters):
     birds, wolves = adapters
-    running = Server(create_app(ModelHost(adapters=AdapterSet({"birds": str(birds), "wolves": str(wolves)})),
+    running = Server(create_app(ModelHost(adapters=LoraSet({"birds": str(birds), "wolves": str(wolves)})),
                                 max_tokens_cap=64))
     yield running
     running.stop()

@@ -238,8 +238,8 @@ training:
 def test_what_needs_the_whole_set_in_memory_is_refused_at_config_time(tmp_path, tiny_model_dir, capsys):
     path = write_jsonl(tmp_path / "a.jsonl", _alpaca(4))
     cases = {
-        ("", "dpo", ""): "data.streaming: stage `dpo` reads its data in memory; streaming applies to stages sft and pt",
-        ("", "mtl", ""): "data.streaming: stage `mtl` reads its data in memory",
+        ("", "dpo", ""): "data.streaming: stage `dpo` does not support it (streaming trains from memory-mapped token",
+        ("", "mtl", ""): "data.streaming: stage `mtl` does not support it",
         ("  weights: [1]\n", "sft", ""): "data.weights: mixing draws rows from every source at random",
         ("  clean: {}\n", "sft", ""): "data.clean: dedup and near-dedup compare each row with every earlier one",
         ("", "sft", "forgetting:\n  replay: [x.jsonl]\n"): "forgetting.replay: mixing general rows in draws from the whole set",

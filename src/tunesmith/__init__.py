@@ -1,11 +1,12 @@
 """tunesmith: fine-tune open LLMs into domain specialists.
 
 Data in, a better model out, measured and served. The command line (`tunesmith --help`) is the
-main entry point; the package layers are, from the bottom up:
+main entry point; the package layers are, from the bottom up (docs/design.md):
 
-    config  <  data, models, methods, runtime  <  stages, eval, export  <  cli, ui, serve
+    config, errors, layout  <  data, models, runtime  <  methods  <  stages, eval, export, search
+                            <  commands, serve, benchmark  <  cli
 
-Nothing imports upward.
+Nothing imports upward, and no module imports itself back through another (tests/test_architecture.py).
 """
 
 __version__ = "0.1.0"

@@ -208,9 +208,10 @@ def run_tunesmith(spec: dict, packed: bool = False, compiled: bool = False) -> d
     import yaml
 
     from tunesmith.config import load_config
-    from tunesmith.models.loader import load_for_inference, pick_device, pick_dtype
-    from tunesmith.stages import check_stage, run_stage
-    from tunesmith.stages.common import resolve_precision
+    from tunesmith.methods.load import load_for_inference
+    from tunesmith.models.loader import pick_device, pick_dtype
+    from tunesmith.stages.registry import check_stage, run_stage
+    from tunesmith.runtime.precision import resolve_precision
 
     started = time.perf_counter()
     config_path = Path(spec["work"]) / "config.yaml"

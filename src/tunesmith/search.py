@@ -17,7 +17,7 @@ from transformers import TrainerCallback
 from tunesmith.config import dump_config, load_config
 from tunesmith.errors import ConfigError
 from tunesmith.runtime.hooks import extra_callbacks
-from tunesmith.stages import check_stage, run_stage
+from tunesmith.stages.registry import check_stage, run_stage
 
 
 

@@ -4,9 +4,9 @@ One YAML file maps onto `TunesmithConfig`. Each field's description is the docum
 `tunesmith train --help` prints it, so it is never written twice. Sections are strict: an
 unknown key or a wrong type is an error that names the key (see `config.loader`).
 
-Every stage and method of the mission map has a name here; which ones are implemented is decided
-by the registries in `tunesmith.stages` and `tunesmith.methods`, which refuse the others with a
-clear message.
+Every stage and method of the mission map has a name here. What a stage or method does with a
+config, and which options it supports, is its record's (`tunesmith.stages.registry`,
+`tunesmith.methods`): the pre-flight check refuses, naming the key, what a stage cannot use.
 """
 
 from __future__ import annotations
@@ -22,10 +22,6 @@ METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "p
 # method is a contradiction (see TunesmithConfig._check_method_sections).
 METHOD_SECTIONS = {"lora": ("lora", "qlora"), "freeze": ("freeze",), "qlora": ("qlora",),
                    "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",), "moe": ("moe",)}
-# Stages that own a config section of the same name (same rule).
-STAGE_SECTIONS = ("rm", "dpo", "kto", "grpo", "ppo", "mtl")
-# Stages that can train from memory-mapped token arrays (data.streaming).
-STREAMING_STAGES = ("sft", "pt")
 
 
 class Section(BaseModel):
@@ -705,8 +701,8 @@ class TunesmithConfig(Section):
                     f"section `{section}` is set but method is `{self.method}`: remove the "
                     f"`{section}:` section or set `method: {' | '.join(methods)}`"
                 )
-        for section in STAGE_SECTIONS:
-            if section in self.model_fields_set and section != self.stage:
+        for section in STAGES:  # a stage's options live in the section named after it (dpo:, grpo: ...)
+            if section in type(self).model_fields and section in self.model_fields_set and section != self.stage:
                 raise ValueError(
                     f"section `{section}` is set but stage is `{self.stage}`: remove the "
                     f"`{section}:` section or set `stage: {section}`"
@@ -714,16 +710,9 @@ class TunesmithConfig(Section):
         return self
 
     @model_validator(mode="after")
-    def _check_data_for_stage(self):
-        if self.data.augment is not None and self.stage not in ("sft", "mtl"):
-            raise ValueError(f"data.augment varies chat rows (system prompts, few-shot order) for stages sft and mtl; "
-                             f"stage `{self.stage}` does not use it: remove data.augment")
-        if not self.data.streaming:
-            return self
-        if self.stage not in STREAMING_STAGES:
-            raise ValueError(f"data.streaming: stage `{self.stage}` reads its data in memory; streaming applies to "
-                             f"stages {' and '.join(STREAMING_STAGES)} (set data.streaming: false)")
-        if self.forgetting.replay:
+    def _check_streaming_replay(self):
+        # which stages support which data options is the stage record's (stages.registry.check_stage)
+        if self.data.streaming and self.forgetting.replay:
             raise ValueError("forgetting.replay: mixing general rows in draws from the whole set in memory; it does "
                              "not work with data.streaming: true (remove forgetting.replay or set data.streaming: false)")
         return self

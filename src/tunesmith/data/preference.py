@@ -122,11 +122,15 @@ def to_kto_row(raw: RawRow, system: str | None = None, columns: dict[str, str] |
 
 def load_kto(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
     rows = collect_rows(paths, lambda raw: to_kto_row(raw, system, columns), "KTO row")
+    check_kto_labels(rows, paths)
+    return rows
+
+
+def check_kto_labels(rows: list[dict[str, Any]], paths) -> None:
     labels = {r["label"] for r in rows}
     if labels != {True, False}:
         missing = "undesirable (label false)" if True in labels else "desirable (label true)"
         raise DataError(f"{', '.join(str(p) for p in paths)}: KTO needs both kinds of rows; no {missing} row found")
-    return rows
 
 
 # --- rows to score with a reward model: {"prompt", "reply"} ------------------------------------------

@@ -15,7 +15,6 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.data.dataset import TokenizedSet, build_sources
 from tunesmith.data.readers import read_rows
 from tunesmith.data.sources import resolve_sources
-from tunesmith.errors import ConfigError
 from tunesmith.eval.perplexity import validation_loss
 from tunesmith.models.default import cache_root
 
@@ -46,10 +45,8 @@ def general_metrics(cfg: TunesmithConfig, model, tokenizer, system: str | None) 
 
 
 def check_general_eval(cfg: TunesmithConfig, tokenizer) -> None:
-    """Before any model loads: the stage can be measured this way, and every row reads and tokenises."""
-    if cfg.stage == "rm":
-        raise ConfigError("forgetting.general_eval measures a language model's loss; a reward model (stage rm) has "
-                          "no language-model head: remove forgetting.general_eval")
+    """Before any model loads: every row of the general set reads and tokenises (whether the stage's
+    model has a language-model head to measure is the stage record's `generates`)."""
     general_set(cfg, tokenizer, cfg.data.system, cache_root(cfg.model.cache_dir))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tunesmith.eval.reward import reward_scores
 from tunesmith.eval.verifiers import generate_completions, reward_functions
-from tunesmith.models.reward import load_reward_for_inference
+from tunesmith.methods.load import load_reward_for_inference
 
 REWARD_MODEL = "reward_model"
 

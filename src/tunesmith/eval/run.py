@@ -1,7 +1,7 @@
 """Evaluate one model (base or trained output) as a config describes, and compare two results.
 
-    tunesmith eval examples/sft_lora_demo.yaml            # the config's output_dir
-    tunesmith eval examples/sft_lora_demo.yaml --model default
+    tunesmith eval examples/demo_veltrano.yaml            # the config's output_dir
+    tunesmith eval examples/demo_veltrano.yaml --model default
 """
 
 from __future__ import annotations
@@ -12,81 +12,41 @@ import time
 from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import build_sources, build_splits
 from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
-from tunesmith.data.preference import load_kto, load_preferences, load_prompts
 from tunesmith.eval.general import general_metrics
-from tunesmith.eval.perplexity import validation_loss, validation_loss_by_task
-from tunesmith.eval.policy_reward import PolicyReward, policy_reward_report
-from tunesmith.eval.preference import kto_metrics, preference_metrics
 from tunesmith.eval.qa import qa_accuracy
-from tunesmith.eval.reward import reward_metrics
-from tunesmith.eval.verifiers import reward_report
-from tunesmith.models.default import cache_root
-from tunesmith.models.loader import load_for_inference
-from tunesmith.models.reward import load_reward_for_inference
 
 log = logging.getLogger(__name__)
 
 
-def evaluate_model(cfg: TunesmithConfig, model_ref: str, result_path: str | Path | None = None) -> dict:
-    if not (cfg.data.validation or cfg.data.val_split) and not cfg.eval.qa and not cfg.forgetting.general_eval:
-        raise ConfigError("nothing to evaluate: set data.validation or data.val_split (loss), eval.qa (accuracy) "
-                          "and/or forgetting.general_eval (general loss)")
+def has_measures(cfg: TunesmithConfig) -> bool:
+    """Whether the config names anything to measure: held-out data, a QA file or a general set."""
+    return bool(cfg.data.validation or cfg.data.val_split or cfg.eval.qa or cfg.forgetting.general_eval)
+
+
+def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str | Path | None = None) -> dict:
+    """Measure `model_ref` (a base model or a trained output) as `cfg` describes.
+
+    `stage` is the config's stage record (`stages.registry.get_stage(cfg.stage)`): it loads the model
+    (`load_for_eval`) and measures its own held-out metrics (`evaluate`); QA accuracy and the general
+    loss apply to every stage whose model generates text."""
+    if not has_measures(cfg):
+        raise ConfigError("nothing to evaluate: set data.validation or data.val_split (held-out metrics), eval.qa "
+                          "(accuracy) and/or forgetting.general_eval (general loss)")
     started = time.time()
-    if cfg.stage == "rm":
-        return _evaluate_reward_model(cfg, model_ref, result_path, started)
-    loaded = load_for_inference(model_ref, cfg.model.cache_dir)
+    loaded = stage.load_for_eval(cfg, model_ref)
     if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
         apply_template(loaded.tokenizer, cfg.data.template)
     system = loaded.system if loaded.manifest else cfg.data.system
     result: dict = {"model": model_ref, "system": system}
-    if cfg.data.validation and cfg.stage == "dpo":
-        pairs = load_preferences(cfg.data.validation, system, cfg.data.columns)
-        result.update(preference_metrics(loaded.model, loaded.tokenizer, pairs, cfg.data.max_length, cfg.eval.batch_size))
-    elif cfg.data.validation and cfg.stage == "kto":
-        rows = load_kto(cfg.data.validation, system, cfg.data.columns)
-        result.update(kto_metrics(loaded.model, loaded.tokenizer, rows, cfg.data.max_length, cfg.eval.batch_size))
-    elif cfg.data.validation and cfg.stage == "grpo":
-        rows = load_prompts(cfg.data.validation, system, cfg.data.columns)
-        g = cfg.grpo
-        result.update(reward_report(loaded.model, loaded.tokenizer, rows, g.rewards,
-                                    g.eval_max_new_tokens or g.max_completion_length, cfg.eval.batch_size))
-    elif cfg.data.validation and cfg.stage == "ppo":
-        rows = load_prompts(cfg.data.validation, system, cfg.data.columns)
-        p = cfg.ppo
-        scorer = PolicyReward(p.reward_model, p.rewards, cfg.model.cache_dir, cfg.eval.batch_size)
-        result.update(policy_reward_report(loaded.model, loaded.tokenizer, rows, scorer,
-                                           p.eval_max_new_tokens or p.max_completion_length, cfg.eval.batch_size))
-    elif cfg.data.validation or cfg.data.val_split:
-        data = cfg.data.model_copy(update={"system": system})
-        kind, root = "text" if cfg.stage == "pt" else "chat", cache_root(cfg.model.cache_dir)
-        if cfg.data.validation:  # only the validation files: the training set is not read again
-            val_set = build_sources(loaded.tokenizer, data, "validation", kind, cfg.training.seed, root)
-        else:  # a val_split is carved out of the training rows (from the tokenised cache when it is on)
-            _, val_set = build_splits(loaded.tokenizer, data, kind, cfg.training.seed, root)
-        measure = validation_loss_by_task if cfg.stage == "mtl" else validation_loss
-        result.update(measure(loaded.model, loaded.tokenizer, val_set.rows, cfg.eval.batch_size))
-    if cfg.eval.qa:
+    if cfg.data.validation or cfg.data.val_split:
+        result.update(stage.evaluate(cfg, loaded, system))
+    if stage.generates and cfg.eval.qa:
         result.update(qa_accuracy(loaded.model, loaded.tokenizer, cfg.eval.qa, system,
                                   cfg.eval.max_new_tokens, cfg.eval.batch_size))
-    if cfg.forgetting.general_eval:
+    if stage.generates and cfg.forgetting.general_eval:
         result.update(general_metrics(cfg, loaded.model, loaded.tokenizer, system))
-    result["eval_seconds"] = round(time.time() - started, 1)
-    if result_path:
-        Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    return result
-
-
-def _evaluate_reward_model(cfg: TunesmithConfig, model_ref: str, result_path, started: float) -> dict:
-    """Pair accuracy and margin; a base model gets a new head seeded as training seeds it (the starting point)."""
-    if not cfg.data.validation:
-        raise ConfigError("nothing to evaluate: a reward model is measured on data.validation (preference pairs)")
-    loaded = load_reward_for_inference(model_ref, cfg.model.cache_dir, new_head_seed=cfg.training.seed)
-    system = loaded.system if loaded.manifest else cfg.data.system
-    pairs = load_preferences(cfg.data.validation, system, cfg.data.columns)
-    result = {"model": model_ref, "system": system, **reward_metrics(loaded.model, loaded.tokenizer, pairs, cfg.eval.batch_size)}
     result["eval_seconds"] = round(time.time() - started, 1)
     if result_path:
         Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))

@@ -107,3 +107,14 @@ def reward_report(model, tokenizer, rows: list[dict], specs, max_new_tokens: int
     result["reward_prompts"] = len(rows)
     result["reward_samples"] = [{"prompt": r["prompt"][-1]["content"], "completion": c} for r, c in zip(rows[:5], completions)]
     return result
+
+
+def require_answers(rows: list[dict], specs) -> None:
+    """When exact_answer is among the reward `specs`, every prompt row must carry an `answer`."""
+    from tunesmith.errors import DataError
+
+    if any(spec.name == "exact_answer" for spec in specs):
+        missing = [r["where"] for r in rows if "answer" not in r]
+        if missing:
+            raise DataError(f"{len(missing)} prompt row(s) have no `answer` field, which reward exact_answer needs: "
+                            + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.models.adapters import check_switchable, common_base, describe_output
+from tunesmith.models.lora_set import check_switchable, common_base, describe_output
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, resolve_model_path
 from tunesmith.runtime.outputs import OutputFolder
 

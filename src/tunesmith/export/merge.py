@@ -18,14 +18,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith.errors import ModelError
-from tunesmith.models.loader import RUN_MANIFEST, adapter_kind, load_for_inference, resolve_model_path
+from tunesmith.layout import RUN_MANIFEST, trained_part
+from tunesmith.methods.load import load_for_inference
+from tunesmith.models.loader import resolve_model_path
 from tunesmith.runtime.outputs import OutputFolder
 
 
 def export_model(source: str, out: str, merge: bool = False, cache_dir: str | None = None,
                  overwrite: bool = False) -> Path:
     path = Path(resolve_model_path(source, cache_dir))
-    kind = adapter_kind(path)
+    kind = trained_part(path)
     if kind == "bottleneck":
         raise ModelError(f"{path}: bottleneck adapters cannot be merged into the base (the non-linearity between "
                          "their down- and up-projection is not a linear map); load the output folder itself with "

@@ -13,9 +13,9 @@ A method never knows the stage; a stage never branches on the method. Each metho
 - `task_head`: whether the method trains and saves a new task head (a reward model's scalar `score`,
   see `models.reward.task_head`); a stage that adds one (rm) declares it, and the pre-flight check
   refuses a method that cannot (virtual tokens, mixtures of experts) before any model loads.
-Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only), prompt, ptuning, prefix, adapter,
-moe. The other names of the mission map are valid config values refused with a clear message until
-implemented.
+Registered: every method of the mission map: full, freeze, lora, qlora (CUDA + bitsandbytes only),
+prompt, ptuning, prefix, adapter (bottleneck adapters, `methods.bottleneck`), moe. A finished
+output is loaded back with its trained part by `methods.load`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 
 from tunesmith.config.schema import TunesmithConfig
 from tunesmith.errors import ConfigError
-from tunesmith.methods.adapter import apply_adapter, save_adapters
+from tunesmith.methods.bottleneck import apply_bottleneck, save_bottleneck
 from tunesmith.methods.freeze import apply_freeze
 from tunesmith.methods.full import apply_full
 from tunesmith.methods.lora import apply_lora, loraplus_optimizer, save_lora
@@ -79,7 +79,7 @@ REGISTRY = {
     "prompt": Method(apply_prompt_tuning, task_head=False),
     "ptuning": Method(apply_ptuning, task_head=False),
     "prefix": Method(apply_prefix, task_head=False),
-    "adapter": Method(apply_adapter, save_adapters),
+    "adapter": Method(apply_bottleneck, save_bottleneck),
     "moe": Method(apply_moe, save_moe, callbacks=moe_callbacks, check=check_moe, task_head=False),
 }
 
@@ -117,7 +117,7 @@ def check_method(name: str, cfg: TunesmithConfig | None = None) -> None:
         raise ConfigError(f"method `qlora` needs a CUDA GPU and bitsandbytes ({missing}); "
                           "use `method: lora` (same adapters on a full-precision base) instead")
     if name not in REGISTRY:
-        raise ConfigError(f"method `{name}` is planned but not implemented yet; available: {', '.join(REGISTRY)}")
+        raise ConfigError(f"method `{name}` is not one of: {', '.join(REGISTRY)}")
     if cfg is not None:
         REGISTRY[name].check(cfg)
 

@@ -7,7 +7,7 @@ base model that is already a mixture of experts. `moe.train` chooses:
       g = top-k of p, renormalised          (the k gates sum to 1; the other experts get 0)
       y = W x + alpha/r * sum_e g_e B_e A_e dropout(x)
   B starts at zero, so the untrained mixture is the base model exactly. PEFT 0.21 has no mixture of
-  LoRA experts, so this is a small module of our own, built like `methods.adapter`: the experts live
+  LoRA experts, so this is a small module of our own, built like `methods.bottleneck`: the experts live
   in one `moe_lora` ModuleDict on the model and a forward hook (PyTorch's public
   `register_forward_hook`) on each targeted linear adds their output, so the base's module names and
   weights stay untouched and the experts save and load on their own (safetensors + a small json).
@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.models.loader import MOE_CONFIG
+from tunesmith.layout import MOE_CONFIG
 from tunesmith.models.reward import task_head
 
 MOE_WEIGHTS = "moe_lora.safetensors"

@@ -1,26 +1,23 @@
-"""Load base models and trained outputs.
+"""Load base models: resolve a model reference, pick device and dtype, load tokenizer and weights.
 
 A model reference is one of: `default` (the embedded SmolLM2), a local folder (a transformers
-model, or a tunesmith output holding a PEFT adapter), or a Hugging Face hub id.
+model, or a tunesmith output), or a Hugging Face hub id. Loading a finished output together with
+what its method trained (adapters, experts) is `methods.load`, one layer up from here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from tunesmith.errors import ModelError, OutputError
+from tunesmith.errors import ModelError
+from tunesmith.layout import MODEL_FILES
 from tunesmith.models.default import default_model_path
 
 log = logging.getLogger(__name__)
-
-RUN_MANIFEST = "tunesmith.json"  # written last into every finished output folder
-BOTTLENECK_CONFIG = "bottleneck_adapters.json"  # methods.adapter output (adapters without the base)
-MOE_CONFIG = "moe_lora.json"  # methods.moe output (LoRA experts and routers without the base)
 
 
 def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
@@ -28,28 +25,12 @@ def resolve_model_path(name_or_path: str, cache_dir: str | None = None) -> str:
         return str(default_model_path(cache_dir))
     path = Path(name_or_path).expanduser()
     if path.exists():
-        if not any((path / name).is_file() for name in ("config.json", "adapter_config.json", BOTTLENECK_CONFIG,
-                                                         MOE_CONFIG)):
-            raise ModelError(f"{path}: not a model folder (no config.json, adapter_config.json, {BOTTLENECK_CONFIG} "
-                             f"or {MOE_CONFIG})")
+        if not any((path / name).is_file() for name in MODEL_FILES):
+            raise ModelError(f"{path}: not a model folder (no {', '.join(MODEL_FILES[:-1])} or {MODEL_FILES[-1]})")
         return str(path.resolve())
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
         raise ModelError(f"{name_or_path}: model folder not found")
     return name_or_path  # a hub id; transformers resolves it
-
-
-def adapter_kind(path: Path) -> str | None:
-    """What a model folder holds beside (not instead of) base weights: `lora` (the LoRA family),
-    `bottleneck`, `moe`, a PEFT virtual-token type (`prompt_tuning`, `p_tuning`, `prefix_tuning`),
-    or None for a whole model."""
-    if (path / BOTTLENECK_CONFIG).is_file():
-        return "bottleneck"
-    if (path / MOE_CONFIG).is_file():
-        return "moe"
-    if (path / "adapter_config.json").is_file():
-        config = json.loads((path / "adapter_config.json").read_text())
-        return "lora" if config.get("peft_type") == "LORA" else config.get("peft_type", "unknown").lower()
-    return None
 
 
 def pick_device() -> torch.device:
@@ -99,50 +80,3 @@ class LoadedModel:
     @property
     def system(self) -> str | None:
         return self.manifest.get("system")
-
-
-def read_manifest(path: Path) -> dict:
-    manifest = path / RUN_MANIFEST
-    if not manifest.is_file():
-        raise OutputError(
-            f"{path}: incomplete output (no {RUN_MANIFEST}); the run that wrote it did not finish. "
-            "Train again, or point at a finished output folder"
-        )
-    return json.loads(manifest.read_text())
-
-
-def load_for_inference(ref: str, cache_dir: str | None = None, merge: bool = True, dtype: str = "auto") -> LoadedModel:
-    """Load a base model or a finished tunesmith output (adapter or full) ready for generation."""
-    path = Path(resolve_model_path(ref, cache_dir))
-    device = pick_device()
-    torch_dtype = pick_dtype(dtype, device)
-    manifest = {}
-    # A tunesmith run in progress (or killed) lives in NAME.partial/ and has no manifest yet: refused.
-    # Finished outputs carry one; other model or PEFT adapter folders load as they are.
-    if path.exists() and ((path / RUN_MANIFEST).exists() or path.name.endswith(".partial")):
-        manifest = read_manifest(path)
-    if (path / "adapter_config.json").is_file():
-        from peft import PeftModel
-
-        base_ref = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        base = load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype)
-        model = PeftModel.from_pretrained(base, str(path))
-        # LoRA-style adapters fold into the base weights; virtual-token adapters (prompt, ptuning,
-        # prefix) cannot, and generate through the PEFT wrapper instead.
-        if merge and not model.active_peft_config.is_prompt_learning:
-            model = model.merge_and_unload()
-    elif (path / BOTTLENECK_CONFIG).is_file():
-        from tunesmith.methods.adapter import load_adapters, read_adapter_config
-
-        base_ref = read_adapter_config(path)["base_model_name_or_path"]
-        model = load_adapters(load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype), path)
-    elif (path / MOE_CONFIG).is_file():
-        from tunesmith.methods.moe import load_moe_lora, read_moe_config
-
-        base_ref = read_moe_config(path)["base_model_name_or_path"]
-        model = load_moe_lora(load_causal_lm(resolve_model_path(base_ref, cache_dir), torch_dtype), path)
-    else:
-        model = load_causal_lm(str(path), torch_dtype)
-    tokenizer = load_tokenizer(str(path))
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, str(path), manifest)

@@ -17,9 +17,7 @@ import torch
 import torch.nn as nn
 
 from tunesmith.errors import ModelError
-from tunesmith.models.loader import (
-    BOTTLENECK_CONFIG, RUN_MANIFEST, LoadedModel, load_tokenizer, pick_device, pick_dtype, read_manifest, resolve_model_path,
-)
+from tunesmith.layout import BOTTLENECK_CONFIG, PEFT_CONFIG
 
 # Names transformers gives the head of its *ForSequenceClassification models (PEFT's SEQ_CLS knows both).
 SCALAR_HEADS = ("score", "classifier")
@@ -59,44 +57,11 @@ def load_reward_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.f
 def is_reward_model(path: Path) -> bool:
     """A saved sequence-classification model folder, a SEQ_CLS adapter or bottleneck adapters saved with
     their trained head."""
-    if (path / "adapter_config.json").is_file():
-        return json.loads((path / "adapter_config.json").read_text()).get("task_type") == "SEQ_CLS"
+    if (path / PEFT_CONFIG).is_file():
+        return json.loads((path / PEFT_CONFIG).read_text()).get("task_type") == "SEQ_CLS"
     if (path / BOTTLENECK_CONFIG).is_file():
         return bool(json.loads((path / BOTTLENECK_CONFIG).read_text()).get("task_head"))
     if (path / "config.json").is_file():
         architectures = json.loads((path / "config.json").read_text()).get("architectures") or []
         return any(a.endswith("ForSequenceClassification") for a in architectures)
     return False
-
-
-def load_reward_for_inference(ref: str, cache_dir: str | None = None, new_head_seed: int | None = None) -> LoadedModel:
-    """A trained reward model (full, LoRA or bottleneck-adapter output). A base model is refused unless `new_head_seed` is
-    given: then it gets a new, untrained head initialised from that seed (training's starting point)."""
-    path = Path(resolve_model_path(ref, cache_dir))
-    manifest = {}
-    if path.exists() and ((path / RUN_MANIFEST).exists() or path.name.endswith(".partial")):
-        manifest = read_manifest(path)
-    tokenizer = load_tokenizer(str(path))
-    device = pick_device()
-    dtype = pick_dtype("auto", device)
-    if not is_reward_model(path):
-        if new_head_seed is None:
-            raise ModelError(f"{path}: not a reward model (no sequence-classification head); train one with stage: rm")
-        torch.manual_seed(new_head_seed)
-    adapter = path / "adapter_config.json"
-    if adapter.is_file() and is_reward_model(path):
-        from peft import PeftModel
-
-        settings = json.loads(adapter.read_text())
-        base = load_reward_model(resolve_model_path(settings["base_model_name_or_path"], cache_dir), tokenizer.pad_token_id, dtype)
-        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
-    elif (path / BOTTLENECK_CONFIG).is_file() and is_reward_model(path):
-        from tunesmith.methods.adapter import load_adapters, read_adapter_config
-
-        base_ref = read_adapter_config(path)["base_model_name_or_path"]
-        base = load_reward_model(resolve_model_path(base_ref, cache_dir), tokenizer.pad_token_id, dtype)
-        model = load_adapters(base, path)
-    else:
-        model = load_reward_model(str(path), tokenizer.pad_token_id, dtype)
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, str(path), manifest)

@@ -109,3 +109,18 @@ def _save(fig, ax, ylabel: str, title: str, path: Path, format: str | None = Non
     fig.savefig(path, dpi=100, format=format)
     plt.close(fig)
     return path
+
+
+class RewardPlot(TrainerCallback):
+    """Draw the logged mean reward (+- its std within groups) into reward.png when training ends
+    (the online-RL stages log `reward` and `reward_std`)."""
+
+    def __init__(self, work, title: str):
+        self.work, self.title, self.records = work, title, []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "reward" in logs:
+            self.records.append({"step": state.global_step, **logs})
+
+    def on_train_end(self, args, state, control, **kwargs):
+        plot_metric(self.records, "reward", Path(self.work) / "reward.png", self.title, band="reward_std")

@@ -2,7 +2,7 @@
 
 A run writes into `OUTPUT_DIR.partial/`; when everything is saved, the run manifest
 (`tunesmith.json`) is written last and the folder is renamed to `OUTPUT_DIR`. A folder without a
-manifest is never loaded as a result (see `models.loader.read_manifest`).
+manifest is never loaded as a result (see `layout.read_manifest`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tunesmith.errors import OutputError
-from tunesmith.models.loader import RUN_MANIFEST
+from tunesmith.layout import RUN_MANIFEST
 
 
 class OutputFolder:

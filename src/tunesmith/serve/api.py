@@ -10,7 +10,7 @@ Endpoints (the subset of the OpenAI API that chat clients use):
   own chat template and its training system prompt when the request has none; `stream: true`
   sends server-sent events (`data: {chunk}` ... `data: [DONE]`);
 - `POST /v1/completions`: raw text continuation of `prompt`, no template.
-The request's `model` picks the model or adapter (models.adapters.AdapterSet switches per
+The request's `model` picks the model or adapter (models.lora_set.LoraSet switches per
 request). Sampling: `temperature` (0 = greedy, the default), `top_p`, `max_tokens`
 (`max_completion_tokens`), `stop`, `seed`. Requests are served one at a time on the one model.
 
@@ -50,7 +50,7 @@ class ApiError(Exception):
 
 
 class ModelHost:
-    """What the server answers with: one loaded model, or an AdapterSet (one base, many adapters)."""
+    """What the server answers with: one loaded model, or an LoraSet (one base, many adapters)."""
 
     def __init__(self, loaded: LoadedModel | None = None, name: str | None = None, adapters=None):
         if (loaded is None) == (adapters is None):

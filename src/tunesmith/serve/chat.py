@@ -5,7 +5,7 @@
     tunesmith chat --adapter support=out/support --adapter sales=out/sales
 
 Type a message and press Enter; `/reset` clears the history, `/exit` (or Ctrl-D) quits. With
-several adapters (one base in memory, models.adapters.AdapterSet), `/adapter NAME` switches the
+several adapters (one base in memory, models.lora_set.LoraSet), `/adapter NAME` switches the
 specialist that answers the next turn (`/adapter base`: the base model) and `/adapters` lists them.
 Input may be piped: each line is one user turn.
 """
@@ -44,7 +44,7 @@ def stream_reply(loaded: LoadedModel, messages: list[dict], max_new_tokens: int,
 
 def chat_loop(loaded: LoadedModel | None, system: str | None, max_new_tokens: int = 256, temperature: float = 0.0,
               stdin=None, out=None, adapters=None, active: str | None = None) -> None:
-    """Chat with `loaded`, or with the adapter `active` of the AdapterSet `adapters` (switchable).
+    """Chat with `loaded`, or with the adapter `active` of the LoraSet `adapters` (switchable).
     `system` None: each model's own training system prompt."""
     stdin, out = stdin or sys.stdin, out or sys.stdout
     interactive = stdin.isatty()

@@ -1,31 +1,39 @@
-"""Pieces every stage recipe shares: setup and save phases, Trainer arguments, the run manifest."""
+"""What every stage recipe shares: the setup and save phases, the recipe of the tokenised stages
+(sft, pt, mtl), and the manifest's data entry. Not a stage itself: no stage imports another."""
 
 from __future__ import annotations
 
-import platform
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import TrainingArguments
 
-from tunesmith import __version__
-from tunesmith.config import TunesmithConfig, config_hash, dump_config
+from tunesmith.config import TunesmithConfig, dump_config
+from tunesmith.data.collate import PaddingCollator
+from tunesmith.data.dataset import build_sources, build_splits
+from tunesmith.data.packing import PackedCollator, packing_efficiency
+from tunesmith.data.rows import PROMPTS, load_row_splits, load_rows
 from tunesmith.data.templates import apply_template
-from tunesmith.errors import ConfigError, TrainingStopped
+from tunesmith.errors import TrainingStopped
+from tunesmith.eval.perplexity import validation_loss
+from tunesmith.eval.verifiers import require_answers
 from tunesmith.methods import apply_method, method_callbacks, method_load_options, method_optimizer, save_trained
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime import hooks, launch
-from tunesmith.runtime.accel import accel_arguments
+from tunesmith.runtime.arguments import configure_reporters, training_arguments
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
-from tunesmith.runtime.engines import engine_arguments
 from tunesmith.runtime.forgetting import forgetting_callbacks
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
+from tunesmith.runtime.manifest import library_versions, resume_identity, run_manifest
 from tunesmith.runtime.nan_guard import NonFiniteGuard
 from tunesmith.runtime.outputs import OutputFolder
 from tunesmith.runtime.peak_memory import PeakMemory
+from tunesmith.runtime.token_loss import TrainedTokenTrainer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,132 +41,6 @@ class RunResult:
     output_dir: Path
     metrics: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
-
-
-def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, dtype: torch.dtype,
-                       has_eval: bool, args_class: type[TrainingArguments] = TrainingArguments,
-                       **stage_options) -> TrainingArguments:
-    """The Trainer arguments of `cfg.training`; a stage passes its TRL config class and options."""
-    t = cfg.training
-    precision = resolve_precision(t.mixed_precision, dtype)
-    options = dict(
-        output_dir=str(work),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        learning_rate=t.learning_rate,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation,
-        warmup_steps=t.warmup,
-        lr_scheduler_type=t.scheduler,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        seed=t.seed,
-        data_seed=t.seed,
-        logging_steps=t.logging_steps,
-        logging_first_step=True,
-        logging_nan_inf_filter=False,  # a NaN loss is shown, never hidden
-        eval_strategy="epoch" if has_eval else "no",
-        save_strategy="steps" if t.save_steps else "no",
-        save_steps=t.save_steps or 500,
-        save_total_limit=None,  # rotation is CheckpointGuard's, after the new manifest is committed
-        report_to=reporters(t.report_to, cfg.output_dir),
-        run_name=Path(cfg.output_dir).name,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=False,
-        use_cpu=device.type == "cpu",
-    )
-    options.update(engine_arguments(cfg, work, device, write=launch.rank() == 0))
-    options.update(accel_arguments(cfg))
-    if args_class is not TrainingArguments:
-        # TRL's configs default gradient checkpointing to True (about 20% slower); run what the config says.
-        options["gradient_checkpointing"] = t.gradient_checkpointing
-    options.update(stage_options)
-    try:
-        return args_class(**options)
-    except ValueError as exc:  # the libraries' own argument checks, e.g. fp16 on a CPU
-        raise ConfigError(f"training: {exc}") from None
-
-
-def reporters(names: list[str], output_dir: str | None = None) -> list[str] | str:
-    """`training.report_to`, checked: each logger's package must be installed. MLflow without
-    MLFLOW_TRACKING_URI logs to a local store beside the output folder (OUTPUT_PARENT/mlflow.db
-    when SQLAlchemy is installed, else OUTPUT_PARENT/mlruns), so every run of one folder lands in one
-    store (`mlflow ui --backend-store-uri ...`) and no server is needed."""
-    import importlib.util
-    import os
-
-    for name in names:
-        if importlib.util.find_spec(name) is None:
-            raise ConfigError(f"training.report_to: `{name}` is not installed; pip install 'tunesmith[{name}]' "
-                              f"(or pip install {name})")
-    if "mlflow" in names and output_dir and not os.environ.get("MLFLOW_TRACKING_URI"):
-        parent = Path(output_dir).resolve().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        if importlib.util.find_spec("sqlalchemy") is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{parent / 'mlflow.db'}"
-        else:  # mlflow-skinny: its file store, which MLflow 3 only opens when asked explicitly
-            os.environ["MLFLOW_TRACKING_URI"] = (parent / "mlruns").as_uri()
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    return list(names) or "none"
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with AVX512-BF16 or AMX (Linux), where bf16 autocast is faster than fp32."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(mixed_precision: str, dtype: torch.dtype) -> str:
-    """'auto': the weights' own half type if they have one; on a CPU with native bf16, bf16
-    autocast (measured 1.4x faster for SmolLM2-135M LoRA on a 2-core EPYC); else none."""
-    if mixed_precision != "auto":
-        return mixed_precision
-    if dtype in (torch.bfloat16, torch.float16):
-        return "bf16" if dtype == torch.bfloat16 else "fp16"
-    if not torch.cuda.is_available() and cpu_has_native_bf16():
-        return "bf16"
-    return "no"
-
-
-def library_versions() -> dict[str, str]:
-    import peft
-    import transformers
-
-    return {
-        "tunesmith": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-    }
-
-
-def run_manifest(cfg, base_path, data: dict, trainable, metrics: dict, peak_mb: float, seconds: float) -> dict:
-    """What every finished output records: where it came from, on what data, with what result."""
-    return {
-        "stage": cfg.stage,
-        "method": cfg.method,
-        "base_model": str(base_path),
-        "base_model_ref": cfg.model.name_or_path,
-        "system": cfg.data.system,
-        "data": {"train": cfg.data.train, "validation": cfg.data.validation, **data},
-        "trainable_parameters": trainable.trainable,
-        "total_parameters": trainable.total,
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
-        "peak_memory_mb": round(peak_mb, 1),
-        "train_seconds": round(seconds, 1),
-        "versions": library_versions(),
-        "config_hash": config_hash(cfg),
-    }
 
 
 # --- the setup and save phases every recipe shares ----------------------------------------------
@@ -230,6 +112,7 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     SIGUSR1 saves a checkpoint and raises TrainingStopped (the folder stays .partial).
     `rejects` (a data.formats.Rejects) is written to rejects.jsonl when rows were left out."""
     t = cfg.training
+    configure_reporters(t.report_to, cfg.output_dir)
     main_process = launch.rank() == 0  # with several processes only rank 0 writes the output
     work = setup.output.open(resume=t.resume is not None) if main_process else setup.output.partial
     if main_process and rejects is not None and (rejects.entries or rejects.dropped):
@@ -277,8 +160,112 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
                       weights_saved=sharded)
 
 
-def resume_identity(cfg: TunesmithConfig) -> str:
-    """The config hash a checkpoint must match: everything but the resume keys themselves (and the
-    live-plot interval, which does not touch training)."""
-    training = cfg.training.model_copy(update={"resume": None, "resume_changed": False, "live_plot_seconds": 0.0})
-    return config_hash(cfg.model_copy(update={"training": training, "overwrite_output": False}))
+# --- the manifest's data entry, the same for every stage -------------------------------------------
+
+
+def data_record(train, val, **extra) -> dict:
+    """Fingerprints and row counts of a training set and its validation set (a data.dataset.TokenizedSet
+    or a data.rows.RowSet), plus what the stage adds (`extra`)."""
+    return {"train_fingerprint": train.fingerprint, "train_rows": len(train.rows),
+            "train_rows_rejected": len(train.rejects.entries), "train_rows_dropped": len(train.rejects.dropped),
+            **extra, "validation_fingerprint": val.fingerprint if val else None,
+            "validation_rows": len(val.rows) if val else None}
+
+
+# --- the recipe of the stages that train a causal LM on rows tokenised here (sft, pt, mtl) ---------
+
+
+def token_splits(cfg: TunesmithConfig, tokenizer, kind: str, replay: bool = False):
+    """The tokenised training and validation sets (`kind`: chat or text), cached for the run."""
+    return build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir),
+                        cfg.forgetting.replay if replay else None, cfg.forgetting.replay_ratio)
+
+
+def token_arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
+    # Packs are already filled to max_length: grouping them by length would only cost time.
+    options = {"train_sampling_strategy": "random"} if cfg.data.packing else {}
+    return training_arguments(cfg, work, device, dtype, has_eval, **options)
+
+
+def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
+    """Train a causal LM on pre-tokenised rows with their labels (sft: chats, pt: raw text)."""
+    # --- setup: tokenizer and data first, so bad data fails before the model loads -----------
+    setup = begin_run(cfg)
+    tokenizer = setup.tokenizer
+    train_set, val_set = token_splits(cfg, tokenizer, kind, replay=True)
+    packing, capacity, seed = cfg.data.packing, cfg.data.max_length, cfg.training.seed
+    train_features = train_set.as_features(packing, capacity, seed)
+    val_features = val_set.as_features(packing, capacity, seed) if val_set else None
+    log.info("data: %d training rows (%d tokens, %d trained)%s%s", len(train_set.rows), train_set.tokens,
+             train_set.trained_tokens, f", {len(val_set.rows)} validation rows" if val_set else "",
+             f"; packed into {len(train_features)} sequences of <= {capacity} tokens "
+             f"({packing_efficiency(train_features, capacity):.0%} full)" if packing else "")
+    model, trainable = load_trainable_model(cfg, setup)
+    collator = PackedCollator(tokenizer.pad_token_id) if packing else PaddingCollator(tokenizer.pad_token_id)
+
+    # --- train, then save: weights, tokenizer with its chat template, config, plots; manifest last --
+    def make_trainer(work, callbacks):
+        # logits only at trained positions: the same loss, a fraction of the logits' memory and time
+        return TrainedTokenTrainer(
+            model=model,
+            args=token_arguments(cfg, work, setup.device, setup.dtype, has_eval=val_set is not None),
+            train_dataset=train_features,
+            eval_dataset=val_features,
+            data_collator=collator,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+
+    data = data_record(train_set, val_set, train_tokens=train_set.tokens, train_trained_tokens=train_set.trained_tokens,
+                       packed_sequences=len(train_features) if packing else None)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
+
+
+# --- held-out data for a stage's `evaluate` (validation files, or the val_split of training) ------
+
+
+def held_out_tokens(cfg: TunesmithConfig, tokenizer, system: str | None, kind: str):
+    """The tokenised validation set as the run saw it, rendered with `system` (the model's own)."""
+    data = cfg.data.model_copy(update={"system": system})
+    root = cache_root(cfg.model.cache_dir)
+    if cfg.data.validation:  # only the validation files: the training set is not read again
+        return build_sources(tokenizer, data, "validation", kind, cfg.training.seed, root)
+    return build_splits(tokenizer, data, kind, cfg.training.seed, root)[1]  # from the tokenised cache
+
+
+def held_out_rows(cfg: TunesmithConfig, tokenizer, system: str | None, kind, trainer_truncates: bool):
+    """The validation rows (data.rows.RowSet) of a stage whose trainer tokenises itself."""
+    data = cfg.data.model_copy(update={"system": system})
+    if cfg.data.validation:
+        return load_rows(tokenizer, data, "validation", kind, cfg.training.seed, trainer_truncates)
+    return load_row_splits(tokenizer, data, kind, cfg.training.seed, trainer_truncates)[1]
+
+
+class TokenRecipe:
+    """check / run / evaluate of a stage that trains a causal LM on rows tokenised here (`kind`: chat
+    for sft, text for pt); a stage record takes these three as they are."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def check(self, cfg: TunesmithConfig) -> None:
+        """Read, validate and tokenise every data file before any model loads: file:line:field errors,
+        over-length and error policies. The tokenised rows are cached, so the run reuses them."""
+        token_splits(cfg, load_run_tokenizer(cfg)[1], self.kind, replay=True)
+
+    def run(self, cfg: TunesmithConfig) -> RunResult:
+        return run_token_recipe(cfg, self.kind)
+
+    def evaluate(self, cfg: TunesmithConfig, loaded, system: str | None) -> dict:
+        rows = held_out_tokens(cfg, loaded.tokenizer, system, self.kind).rows
+        return validation_loss(loaded.model, loaded.tokenizer, rows, cfg.eval.batch_size)
+
+
+def prompt_splits(cfg: TunesmithConfig, tokenizer, rewards):
+    """Training and held-out prompt rows (grpo, ppo); every row needs an `answer` when exact_answer is
+    among `rewards`."""
+    train, val = load_row_splits(tokenizer, cfg.data, PROMPTS, cfg.training.seed, trainer_truncates=False)
+    for rows in (train, val):
+        if rows is not None:
+            require_answers(rows.rows, rewards)
+    return train, val

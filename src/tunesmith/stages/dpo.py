@@ -18,17 +18,19 @@ from __future__ import annotations
 import logging
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import fingerprint
-from tunesmith.data.preference import load_preferences
-from tunesmith.stages.common import RunResult, begin_run, load_trainable_model, train_and_save, training_arguments
+from tunesmith.data import options
+from tunesmith.data.rows import PAIRS, load_row_splits
+from tunesmith.eval.preference import preference_metrics
+from tunesmith.stages.base import Stage
+from tunesmith.runtime.arguments import training_arguments
+from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
+                                     load_trainable_model, train_and_save)
 
 log = logging.getLogger(__name__)
 
 
-def check_data(cfg: TunesmithConfig) -> None:
-    for paths in (cfg.data.train, cfg.data.validation):
-        if paths:
-            load_preferences(paths, cfg.data.system, cfg.data.columns)
+def check(cfg: TunesmithConfig) -> None:
+    load_row_splits(load_run_tokenizer(cfg)[1], cfg.data, PAIRS, cfg.training.seed, trainer_truncates=True)
 
 
 def _trainer_classes(loss: str):
@@ -58,42 +60,40 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
     )
 
 
-PAIR_FIELDS = ("prompt", "chosen", "rejected")
-
-
-def _dataset(rows, fields):
-    """A datasets.Dataset of the fields TRL reads (metadata such as `where` stays behind)."""
-    from datasets import Dataset
-
-    return Dataset.from_list([{k: r[k] for k in fields} for r in rows])
-
-
 def build_trainer(cfg: TunesmithConfig, model, tokenizer, train_pairs, val_pairs, work, device, dtype, callbacks=()):
-    """The TRL trainer for `dpo.loss`. No ref_model is passed: for sigmoid/ipo TRL uses the PEFT model
+    """The TRL trainer for `dpo.loss` on `data.rows.RowSet`s of pairs. No ref_model is passed: for sigmoid/ipo TRL uses the PEFT model
     with its adapter disabled, or loads a frozen copy of the base for full/freeze."""
     _, trainer_class, _ = _trainer_classes(cfg.dpo.loss)
     return trainer_class(
         model=model,
         args=arguments(cfg, work, device, dtype, has_eval=val_pairs is not None),
-        train_dataset=_dataset(train_pairs, PAIR_FIELDS),
-        eval_dataset=_dataset(val_pairs, PAIR_FIELDS) if val_pairs else None,
+        train_dataset=train_pairs.dataset(PAIRS.fields),
+        eval_dataset=val_pairs.dataset(PAIRS.fields) if val_pairs else None,
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
 
 
-def run_dpo(cfg: TunesmithConfig) -> RunResult:
+def run(cfg: TunesmithConfig) -> RunResult:
     # --- setup ------------------------------------------------------------------------------------------
     setup = begin_run(cfg)
-    train_pairs = load_preferences(cfg.data.train, cfg.data.system, cfg.data.columns)
-    val_pairs = load_preferences(cfg.data.validation, cfg.data.system, cfg.data.columns) if cfg.data.validation else None
-    log.info("dpo: %d training pairs, loss %s, beta %s", len(train_pairs), cfg.dpo.loss, cfg.dpo.resolved_beta)
+    train_pairs, val_pairs = load_row_splits(setup.tokenizer, cfg.data, PAIRS, cfg.training.seed, trainer_truncates=True)
+    log.info("dpo: %d training pairs, loss %s, beta %s%s", len(train_pairs.rows), cfg.dpo.loss, cfg.dpo.resolved_beta,
+             f"; {train_pairs.truncated} longer than data.max_length will be cut" if train_pairs.truncated else "")
     model, trainable = load_trainable_model(cfg, setup)
 
     # --- train, then save --------------------------------------------------------------------------
     def make_trainer(work, callbacks):
         return build_trainer(cfg, model, setup.tokenizer, train_pairs, val_pairs, work, setup.device, setup.dtype, callbacks)
 
-    data = {"train_fingerprint": fingerprint(cfg.data.train), "train_pairs": len(train_pairs),
-            "validation_fingerprint": fingerprint(cfg.data.validation) if cfg.data.validation else None}
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_pairs is not None, data)
+    data = data_record(train_pairs, val_pairs, train_rows_truncated=train_pairs.truncated)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, val_pairs is not None, data, train_pairs.rejects)
+
+
+def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
+    pairs = held_out_rows(cfg, loaded.tokenizer, system, PAIRS, trainer_truncates=True).rows
+    return preference_metrics(loaded.model, loaded.tokenizer, pairs, cfg.data.max_length, cfg.eval.batch_size)
+
+
+STAGE = Stage("dpo", data_kind="rows", reads="preference pairs (prompt, chosen, rejected)", data_options=options.ROWS, run=run,
+              arguments=arguments, evaluate=evaluate, check=check, section="dpo")

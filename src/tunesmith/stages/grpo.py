@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import logging
 
-from transformers import TrainerCallback
-
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import fingerprint
-from tunesmith.data.preference import load_prompts
-from tunesmith.errors import ConfigError, DataError
-from tunesmith.eval.verifiers import FUNCTIONS, reward_functions
-from tunesmith.runtime.logging_callbacks import plot_metric
-from tunesmith.stages.common import RunResult, begin_run, load_trainable_model, train_and_save, training_arguments
+from tunesmith.data import options
+from tunesmith.data.rows import PROMPTS
+from tunesmith.errors import ConfigError
+from tunesmith.eval.verifiers import FUNCTIONS, require_answers, reward_functions, reward_report
+from tunesmith.runtime.arguments import training_arguments
+from tunesmith.runtime.logging_callbacks import RewardPlot
+from tunesmith.stages.base import Stage
+from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
+                                     load_trainable_model, prompt_splits, train_and_save)
 
 log = logging.getLogger(__name__)
 
 
-def check_data(cfg: TunesmithConfig) -> None:
+def check(cfg: TunesmithConfig) -> None:
     g, t = cfg.grpo, cfg.training
     if not g.rewards:
         raise ConfigError("grpo.rewards: no reward function given; e.g. `grpo: {rewards: [{name: exact_answer}]}` "
@@ -35,20 +36,7 @@ def check_data(cfg: TunesmithConfig) -> None:
         raise ConfigError(f"training.batch_size: GRPO's batches count completions, so batch_size x gradient_accumulation "
                           f"({t.batch_size} x {t.gradient_accumulation}) must be a multiple of grpo.num_generations "
                           f"({g.num_generations}), e.g. training.batch_size={g.num_generations * 2}")
-    for paths in (cfg.data.train, cfg.data.validation):
-        if paths:
-            prompts(cfg, paths)
-
-
-def prompts(cfg: TunesmithConfig, paths: list[str], specs=None) -> list[dict]:
-    """Prompt rows; when exact_answer is a reward (of `specs`, default grpo.rewards), every row must carry an `answer`."""
-    rows = load_prompts(paths, cfg.data.system, cfg.data.columns)
-    if any(r.name == "exact_answer" for r in (cfg.grpo.rewards if specs is None else specs)):
-        missing = [r["where"] for r in rows if "answer" not in r]
-        if missing:
-            raise DataError(f"{len(missing)} prompt row(s) have no `answer` field, which reward exact_answer needs: "
-                            + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
-    return rows
+    prompt_splits(cfg, load_run_tokenizer(cfg)[1], cfg.grpo.rewards)
 
 
 def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
@@ -63,36 +51,13 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
     )
 
 
-class RewardPlot(TrainerCallback):
-    """Draw the logged mean reward (+- its std within groups) into reward.png when training ends."""
-
-    def __init__(self, work, title: str):
-        self.work, self.title, self.records = work, title, []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "reward" in logs:
-            self.records.append({"step": state.global_step, **logs})
-
-    def on_train_end(self, args, state, control, **kwargs):
-        plot_metric(self.records, "reward", self.work / "reward.png", self.title, band="reward_std")
-
-
-def _dataset(rows):
-    from datasets import Dataset
-
-    keep = ("prompt", "answer") if all("answer" in r for r in rows) else ("prompt",)
-    return Dataset.from_list([{k: r[k] for k in keep} for r in rows])
-
-
-def run_grpo(cfg: TunesmithConfig) -> RunResult:
+def run(cfg: TunesmithConfig) -> RunResult:
     from trl import GRPOTrainer
 
     # --- setup ------------------------------------------------------------------------------------------
     setup = begin_run(cfg)
-    train_rows = prompts(cfg, cfg.data.train)
-    if cfg.data.max_samples:
-        train_rows = train_rows[: cfg.data.max_samples]
-    log.info("grpo: %d prompts x %d completions, rewards %s", len(train_rows), cfg.grpo.num_generations,
+    train_rows, val_rows = prompt_splits(cfg, setup.tokenizer, cfg.grpo.rewards)
+    log.info("grpo: %d prompts x %d completions, rewards %s", len(train_rows.rows), cfg.grpo.num_generations,
              ", ".join(r.name for r in cfg.grpo.rewards))
     model, trainable = load_trainable_model(cfg, setup)
 
@@ -102,11 +67,23 @@ def run_grpo(cfg: TunesmithConfig) -> RunResult:
             model=model,
             reward_funcs=reward_functions(cfg.grpo.rewards),
             args=arguments(cfg, work, setup.device, setup.dtype, has_eval=False),
-            train_dataset=_dataset(train_rows),
+            train_dataset=train_rows.dataset(PROMPTS.fields),
             processing_class=setup.tokenizer,
             callbacks=[*callbacks, RewardPlot(work, f"grpo/{cfg.method}: mean reward")],
         )
 
-    data = {"train_fingerprint": fingerprint(cfg.data.train), "train_prompts": len(train_rows),
-            "validation_fingerprint": fingerprint(cfg.data.validation) if cfg.data.validation else None}
-    return train_and_save(cfg, setup, model, trainable, make_trainer, False, data)
+    data = data_record(train_rows, val_rows)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, False, data, train_rows.rejects)
+
+
+def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
+    """Mean reward of greedy completions on the held-out prompts."""
+    rows = held_out_rows(cfg, loaded.tokenizer, system, PROMPTS, trainer_truncates=False).rows
+    require_answers(rows, cfg.grpo.rewards)
+    g = cfg.grpo
+    return reward_report(loaded.model, loaded.tokenizer, rows, g.rewards, g.eval_max_new_tokens or g.max_completion_length,
+                         cfg.eval.batch_size)
+
+
+STAGE = Stage("grpo", data_kind="rows", reads="prompts (prompt or messages, optional answer)", data_options=options.ROWS, run=run,
+              arguments=arguments, evaluate=evaluate, check=check, section="grpo")

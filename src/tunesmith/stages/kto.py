@@ -13,22 +13,22 @@ import logging
 import random
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import fingerprint
-from tunesmith.data.preference import load_kto
+from tunesmith.data import options
+from tunesmith.data.rows import KTO_ROWS, load_row_splits
 from tunesmith.errors import ConfigError
-from tunesmith.stages.common import RunResult, begin_run, load_trainable_model, train_and_save, training_arguments
-from tunesmith.stages.dpo import _dataset
+from tunesmith.eval.preference import kto_metrics
+from tunesmith.runtime.arguments import training_arguments
+from tunesmith.stages.base import Stage
+from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
+                                     load_trainable_model, train_and_save)
 
 log = logging.getLogger(__name__)
-KTO_FIELDS = ("prompt", "completion", "label")
 
 
-def check_data(cfg: TunesmithConfig) -> None:
+def check(cfg: TunesmithConfig) -> None:
     if cfg.training.batch_size < 2:
         raise ConfigError("training.batch_size: KTO needs at least 2 rows per batch (its KL estimate pairs rows within a batch)")
-    for paths in (cfg.data.train, cfg.data.validation):
-        if paths:
-            load_kto(paths, cfg.data.system, cfg.data.columns)
+    load_row_splits(load_run_tokenizer(cfg)[1], cfg.data, KTO_ROWS, cfg.training.seed, trainer_truncates=True)
 
 
 def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
@@ -39,20 +39,19 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
         desirable_weight=cfg.kto.desirable_weight, undesirable_weight=cfg.kto.undesirable_weight,
         max_length=cfg.data.max_length,
         # TRL pairs each row with its neighbour for the KL estimate, so the order must stay fixed;
-        # the rows are shuffled once by seed instead (run_kto).
+        # the rows are shuffled once by seed instead (run).
         train_sampling_strategy="sequential",
     )
 
 
-def run_kto(cfg: TunesmithConfig) -> RunResult:
+def run(cfg: TunesmithConfig) -> RunResult:
     from trl import KTOTrainer
 
     # --- setup ------------------------------------------------------------------------------------------
     setup = begin_run(cfg)
-    train_rows = load_kto(cfg.data.train, cfg.data.system, cfg.data.columns)
-    random.Random(cfg.training.seed).shuffle(train_rows)
-    val_rows = load_kto(cfg.data.validation, cfg.data.system, cfg.data.columns) if cfg.data.validation else None
-    log.info("kto: %d rows (%d desirable)", len(train_rows), sum(r["label"] for r in train_rows))
+    train_rows, val_rows = load_row_splits(setup.tokenizer, cfg.data, KTO_ROWS, cfg.training.seed, trainer_truncates=True)
+    random.Random(cfg.training.seed).shuffle(train_rows.rows)
+    log.info("kto: %d rows (%d desirable)", len(train_rows.rows), sum(r["label"] for r in train_rows.rows))
     model, trainable = load_trainable_model(cfg, setup)
 
     # --- train, then save --------------------------------------------------------------------------
@@ -60,12 +59,20 @@ def run_kto(cfg: TunesmithConfig) -> RunResult:
         return KTOTrainer(
             model=model,
             args=arguments(cfg, work, setup.device, setup.dtype, has_eval=val_rows is not None),
-            train_dataset=_dataset(train_rows, KTO_FIELDS),
-            eval_dataset=_dataset(val_rows, KTO_FIELDS) if val_rows else None,
+            train_dataset=train_rows.dataset(KTO_ROWS.fields),
+            eval_dataset=val_rows.dataset(KTO_ROWS.fields) if val_rows else None,
             processing_class=setup.tokenizer,
             callbacks=callbacks,
         )
 
-    data = {"train_fingerprint": fingerprint(cfg.data.train), "train_rows": len(train_rows),
-            "validation_fingerprint": fingerprint(cfg.data.validation) if cfg.data.validation else None}
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_rows is not None, data)
+    data = data_record(train_rows, val_rows, train_rows_truncated=train_rows.truncated)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, val_rows is not None, data, train_rows.rejects)
+
+
+def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
+    rows = held_out_rows(cfg, loaded.tokenizer, system, KTO_ROWS, trainer_truncates=True).rows
+    return kto_metrics(loaded.model, loaded.tokenizer, rows, cfg.data.max_length, cfg.eval.batch_size)
+
+
+STAGE = Stage("kto", data_kind="rows", reads="completions labelled desirable/undesirable (prompt, completion, label)",
+              data_options=options.ROWS, run=run, arguments=arguments, evaluate=evaluate, check=check, section="kto")

@@ -23,15 +23,16 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from tunesmith.config import TunesmithConfig
+from tunesmith.data import options
 from tunesmith.data.collate import TaskPaddingCollator
-from tunesmith.data.dataset import build_splits
 from tunesmith.data.formats import raise_row_errors
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.errors import ConfigError
-from tunesmith.models.default import cache_root
+from tunesmith.eval.perplexity import validation_loss_by_task
 from tunesmith.runtime.task_weights import make_weighting
-from tunesmith.stages.common import RunResult, begin_run, load_run_tokenizer, load_trainable_model, train_and_save
-from tunesmith.stages.sft import arguments as sft_arguments
+from tunesmith.stages.base import Stage
+from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_tokens, load_run_tokenizer,
+                                     load_trainable_model, token_arguments, token_splits, train_and_save)
 
 log = logging.getLogger(__name__)
 WEIGHTING_STATE = "task_weighting.pt"
@@ -41,9 +42,6 @@ WEIGHTING_STATE = "task_weighting.pt"
 
 
 def check_options(cfg: TunesmithConfig) -> None:
-    if cfg.data.packing:
-        raise ConfigError("data.packing: stage mtl weighs the loss of each row by its task, and a pack mixes rows "
-                          "of several tasks; set data.packing: false")
     if cfg.training.nproc > 1 and cfg.mtl.weighting != "fixed":
         raise ConfigError(f"mtl.weighting: {cfg.mtl.weighting} keeps per-process task state that is not yet "
                           "synchronised across training.nproc > 1 processes; use weighting: fixed or nproc: 1")
@@ -73,15 +71,21 @@ def task_names(cfg: TunesmithConfig, train_set, val_set) -> list[str]:
     return tasks
 
 
-def check_data(cfg: TunesmithConfig) -> None:
+def check(cfg: TunesmithConfig) -> None:
     """Options, then every row read, validated and tokenised (cached for the run) before any model loads."""
     check_options(cfg)
-    _, tokenizer = load_run_tokenizer(cfg)
-    task_names(cfg, *build_splits(tokenizer, cfg.data, "chat", cfg.training.seed, cache_root(cfg.model.cache_dir)))
+    task_names(cfg, *token_splits(cfg, load_run_tokenizer(cfg)[1], "chat"))
 
 
-def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
-    return sft_arguments(cfg, work, device, dtype, has_eval)
+def describe_tasks(cfg: TunesmithConfig, train_set, val_set) -> list[str]:
+    """`data check`'s lines for this stage: rows per task of each set (after the same checks as a run)."""
+    tasks = task_names(cfg, train_set, val_set)
+    lines = []
+    for name, data in (("train", train_set), ("validation", val_set)):
+        if data is not None:
+            counts = Counter(r.task for r in data.rows)
+            lines.append(f"  {name} tasks: " + ", ".join(f"{t}: {counts[t]} rows" for t in tasks))
+    return lines
 
 
 def task_features(token_set, task_ids: dict[str, int]) -> list[dict]:
@@ -191,10 +195,10 @@ class WeightingCheckpoint(TrainerCallback):
 # --- the recipe: setup -> train -> save ------------------------------------------------------------
 
 
-def run_mtl(cfg: TunesmithConfig) -> RunResult:
+def run(cfg: TunesmithConfig) -> RunResult:
     check_options(cfg)
     setup = begin_run(cfg)
-    train_set, val_set = build_splits(setup.tokenizer, cfg.data, "chat", cfg.training.seed, setup.cache_root)
+    train_set, val_set = token_splits(cfg, setup.tokenizer, "chat")
     tasks = task_names(cfg, train_set, val_set)
     task_ids = {task: k for k, task in enumerate(tasks)}
     counts = Counter(r.task for r in train_set.rows)
@@ -206,7 +210,7 @@ def run_mtl(cfg: TunesmithConfig) -> RunResult:
     def make_trainer(work, callbacks):
         return MultiTaskTrainer(
             model=model,
-            args=arguments(cfg, work, setup.device, setup.dtype, has_eval=val_set is not None),
+            args=token_arguments(cfg, work, setup.device, setup.dtype, has_eval=val_set is not None),
             train_dataset=task_features(train_set, task_ids),
             eval_dataset=task_features(val_set, task_ids) if val_set else None,
             data_collator=TaskPaddingCollator(setup.tokenizer.pad_token_id),
@@ -216,9 +220,20 @@ def run_mtl(cfg: TunesmithConfig) -> RunResult:
             weighting=weighting,
         )
 
-    data = {"train_fingerprint": train_set.fingerprint, "train_rows": len(train_set.rows),
-            "train_tokens": train_set.tokens, "train_trained_tokens": train_set.trained_tokens,
-            "train_rows_rejected": len(train_set.rejects.entries), "train_rows_dropped": train_set.dropped,
-            "tasks": {t: counts[t] for t in tasks}, "weighting": cfg.mtl.weighting,
-            "validation_fingerprint": val_set.fingerprint if val_set else None}
+    data = data_record(train_set, val_set, train_tokens=train_set.tokens, train_trained_tokens=train_set.trained_tokens,
+                       tasks={t: counts[t] for t in tasks}, weighting=cfg.mtl.weighting)
     return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
+
+
+def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
+    """Validation loss overall (token mean) and per task."""
+    rows = held_out_tokens(cfg, loaded.tokenizer, system, "chat").rows
+    return validation_loss_by_task(loaded.model, loaded.tokenizer, rows, cfg.eval.batch_size)
+
+
+# packing mixes rows of several tasks in one sequence and streaming has no task index yet: both refused
+STAGE = Stage("mtl", data_kind="chat", reads="chat rows with a task name ({task, input, output}, or any chat row with `task`)",
+              data_options=options.CHAT - {"packing", "streaming"}, run=run, arguments=token_arguments,
+              evaluate=evaluate, check=check, section="mtl", describe_data=describe_tasks,
+              why_not={"packing": "a pack mixes rows of several tasks, and mtl weighs each row's loss by its task",
+                       "streaming": "streamed rows keep no task index yet"})

@@ -39,14 +39,19 @@ import torch
 from transformers import GenerationConfig, Trainer, TrainerCallback
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.dataset import fingerprint
+from tunesmith.data import options
+from tunesmith.data.rows import PROMPTS
 from tunesmith.errors import ConfigError
-from tunesmith.eval.policy_reward import PolicyReward
-from tunesmith.eval.verifiers import FUNCTIONS
-from tunesmith.models.loader import RUN_MANIFEST, load_causal_lm, read_manifest
+from tunesmith.eval.policy_reward import PolicyReward, policy_reward_report
+from tunesmith.eval.verifiers import FUNCTIONS, require_answers
+from tunesmith.layout import RUN_MANIFEST, read_manifest
+from tunesmith.models.loader import load_causal_lm
 from tunesmith.models.reward import is_reward_model
-from tunesmith.stages.common import RunResult, begin_run, load_trainable_model, train_and_save, training_arguments
-from tunesmith.stages.grpo import RewardPlot, prompts
+from tunesmith.runtime.arguments import training_arguments
+from tunesmith.runtime.logging_callbacks import RewardPlot
+from tunesmith.stages.base import Stage
+from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
+                                     load_trainable_model, prompt_splits, train_and_save)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,7 @@ log = logging.getLogger(__name__)
 # --- checks (before any model loads) -----------------------------------------------------------------
 
 
-def check_data(cfg: TunesmithConfig) -> None:
+def check(cfg: TunesmithConfig) -> None:
     p = cfg.ppo
     if p.reward_model is None and not p.rewards:
         raise ConfigError("ppo: no reward given; set ppo.reward_model to the output folder of a `stage: rm` run "
@@ -64,9 +69,7 @@ def check_data(cfg: TunesmithConfig) -> None:
         check_reward_model(p.reward_model)
     if cfg.training.nproc > 1:
         raise ConfigError("training.nproc: stage ppo runs in one process for now; set training.nproc=1")
-    for paths in (cfg.data.train, cfg.data.validation):
-        if paths:
-            prompts(cfg, paths, p.rewards)
+    prompt_splits(cfg, load_run_tokenizer(cfg)[1], cfg.ppo.rewards)
 
 
 def check_reward_model(ref: str) -> None:
@@ -310,15 +313,14 @@ class PpoTrainer(Trainer):
 # --- the recipe -------------------------------------------------------------------------------------------
 
 
-def run_ppo(cfg: TunesmithConfig) -> RunResult:
+def run(cfg: TunesmithConfig) -> RunResult:
     # --- setup ------------------------------------------------------------------------------------------
     from trl.trainer.utils import disable_dropout_in_model
 
     p, t = cfg.ppo, cfg.training
     setup = begin_run(cfg)
-    train_rows = prompts(cfg, cfg.data.train, p.rewards)
-    if cfg.data.max_samples:
-        train_rows = train_rows[: cfg.data.max_samples]
+    train_set, val_set = prompt_splits(cfg, setup.tokenizer, cfg.ppo.rewards)
+    train_rows = train_set.rows
     scorer = PolicyReward(p.reward_model, p.rewards, cfg.model.cache_dir)
     log.info("ppo: %d prompts x %d completions, reward: %s", len(train_rows), p.num_generations,
              ", ".join(([p.reward_model] if p.reward_model else []) + [r.name for r in p.rewards]))
@@ -340,6 +342,19 @@ def run_ppo(cfg: TunesmithConfig) -> RunResult:
             ppo=p, scorer=scorer, reference=reference,
         )
 
-    data = {"train_fingerprint": fingerprint(cfg.data.train), "train_prompts": len(train_rows),
-            "validation_fingerprint": fingerprint(cfg.data.validation) if cfg.data.validation else None}
-    return train_and_save(cfg, setup, model, trainable, make_trainer, False, data)
+    data = data_record(train_set, val_set)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, False, data, train_set.rejects)
+
+
+def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
+    """Mean reward (reward model and/or functions) of greedy completions on the held-out prompts."""
+    p = cfg.ppo
+    rows = held_out_rows(cfg, loaded.tokenizer, system, PROMPTS, trainer_truncates=False).rows
+    require_answers(rows, p.rewards)
+    scorer = PolicyReward(p.reward_model, p.rewards, cfg.model.cache_dir, cfg.eval.batch_size)
+    return policy_reward_report(loaded.model, loaded.tokenizer, rows, scorer,
+                                p.eval_max_new_tokens or p.max_completion_length, cfg.eval.batch_size)
+
+
+STAGE = Stage("ppo", data_kind="rows", reads="prompts (prompt or messages, optional answer)", data_options=options.ROWS, run=run,
+              arguments=arguments, evaluate=evaluate, check=check, section="ppo")

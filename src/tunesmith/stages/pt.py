@@ -4,24 +4,17 @@
 
 Documents (.txt files or rows with a `text` field) are cut into blocks of `data.max_length`
 tokens that never span two documents; every token is trained. The recipe is SFT's
-(`sft.run_token_recipe`) with raw-text data in place of chats.
+(`stages.common.run_token_recipe`) with raw-text data in place of chats.
 """
 
 from __future__ import annotations
 
-from tunesmith.config import TunesmithConfig
-from tunesmith.stages import sft
-from tunesmith.stages.common import RunResult
-from tunesmith.stages.sft import run_token_recipe
+from tunesmith.data import options
+from tunesmith.stages.base import Stage
+from tunesmith.stages.common import TokenRecipe, token_arguments
 
+recipe = TokenRecipe("text")
 
-def check_data(cfg: TunesmithConfig) -> None:
-    sft.check_data(cfg, kind="text")
-
-
-def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
-    return sft.arguments(cfg, work, device, dtype, has_eval)
-
-
-def run_pt(cfg: TunesmithConfig) -> RunResult:
-    return run_token_recipe(cfg, "text")
+STAGE = Stage("pt", data_kind="text", reads="raw text (.txt files or rows with a `text` field)",
+              data_options=options.TEXT, run=recipe.run, arguments=token_arguments, evaluate=recipe.evaluate,
+              check=recipe.check, replay=True)

@@ -1,4 +1,4 @@
-"""Bottleneck adapters (Houlsby et al. 2019): small trained blocks after attention and/or MLP.
+"""Method `adapter`: bottleneck adapters (Houlsby et al. 2019): small trained blocks after attention and/or MLP.
 
 Each adapter maps h -> h + up(dropout(act(down(h)))) with down: hidden -> r and up: r -> hidden.
 `up` starts at zero, so an untrained adapter is the identity and training starts from the base
@@ -7,8 +7,8 @@ is a small module of our own:
 - the adapters live in one `nn.ModuleDict` attached to the model (`bottleneck_adapters`), and a
   forward hook on each attention/MLP block (PyTorch's public `register_forward_hook`) passes the
   block's output through its adapter; the base model's modules and weight names stay unchanged;
-- `save_adapters` writes only the adapter weights (safetensors) and a small json config naming the
-  base; `load_adapters` puts them back on a freshly loaded base (models.loader does this).
+- `save_bottleneck` writes only the adapter weights (safetensors) and a small json config naming the
+  base; `load_bottleneck` puts them back on a freshly loaded base (`methods.load` does this).
 - a new task head (a reward model's scalar `score`, see `models.reward.task_head`) trains in full
   beside the adapters and is saved with them (`task_head` in the json config names it); a base
   loaded without such a head refuses those weights.
@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.methods.freeze import decoder_layers
-from tunesmith.models.loader import BOTTLENECK_CONFIG as ADAPTER_CONFIG
+from tunesmith.layout import BOTTLENECK_CONFIG
 from tunesmith.models.reward import task_head
 
 ADAPTER_WEIGHTS = "bottleneck_adapters.safetensors"
@@ -83,7 +83,7 @@ def attach_adapters(model, r: int, activation: str, placement: str, dropout: flo
     return adapters
 
 
-def apply_adapter(model, cfg):
+def apply_bottleneck(model, cfg):
     options = cfg.adapter
     for param in model.parameters():
         param.requires_grad_(False)
@@ -96,7 +96,7 @@ def apply_adapter(model, cfg):
     return model
 
 
-def save_adapters(model, directory) -> None:
+def save_bottleneck(model, directory) -> None:
     from safetensors.torch import save_file
 
     adapters = model.bottleneck_adapters
@@ -119,18 +119,18 @@ def save_adapters(model, directory) -> None:
     if head:  # adapter keys start with the layer index ("0_mlp.down.weight"): no clash with "score.weight"
         state.update({f"{head}.{k}": v.detach().contiguous() for k, v in getattr(model, head).state_dict().items()})
     save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"format": "pt"})
-    (directory / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+    (directory / BOTTLENECK_CONFIG).write_text(json.dumps(config, indent=2))
 
 
-def read_adapter_config(directory) -> dict:
-    return json.loads((Path(directory) / ADAPTER_CONFIG).read_text())
+def read_bottleneck_config(directory) -> dict:
+    return json.loads((Path(directory) / BOTTLENECK_CONFIG).read_text())
 
 
-def load_adapters(model, directory):
+def load_bottleneck(model, directory):
     """Attach the saved adapters of `directory` to `model` (its base) and load their weights."""
     from safetensors.torch import load_file
 
-    config = read_adapter_config(directory)
+    config = read_bottleneck_config(directory)
     head = config.get("task_head")
     if head and task_head(model) != head:
         raise ModelError(f"{directory}: bottleneck adapters trained with a reward model's `{head}` head (stage rm); "

@@ -1,11 +1,11 @@
-"""Several adapters on one base model: list them, serve them side by side, combine them.
+"""A set of LoRA outputs on one base model: list outputs, load several side by side, switch per request.
 
 Each tunesmith run with a LoRA-family method (lora with rsLoRA/DoRA/PiSSA/LoRA+, qlora) stores
 only its adapter, beside a reference to its base. This module treats such outputs as a set:
 
-- `find_adapters(roots)`: every finished output under some folders, with its kind, base and size
+- `find_outputs(roots)`: every finished output under some folders, with its kind, base and size
   (`tunesmith adapters list`);
-- `AdapterSet`: the base loaded once and each adapter loaded into it under its own name (PEFT's
+- `LoraSet`: the base loaded once and each adapter loaded into it under its own name (PEFT's
   `load_adapter`); `use(NAME)` activates one adapter for one request, `use("base")` runs the base
   with every adapter disabled. Switching is a pointer change, not a reload, so one process can
   answer each request with a different specialist (`tunesmith chat --adapter ...`, `/adapter NAME`);
@@ -25,15 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.models.loader import (BOTTLENECK_CONFIG, MOE_CONFIG, RUN_MANIFEST, LoadedModel, adapter_kind,
-                                     load_causal_lm, load_tokenizer, pick_device, pick_dtype, read_manifest,
+from tunesmith.layout import BOTTLENECK_CONFIG, MOE_CONFIG, RUN_MANIFEST, read_manifest, trained_part
+from tunesmith.models.loader import (LoadedModel, load_causal_lm, load_tokenizer, pick_device, pick_dtype,
                                      resolve_model_path)
+from tunesmith.models.reward import is_reward_model
 
-BASE = "base"  # the name under which AdapterSet runs the base model itself
+BASE = "base"  # the name under which LoraSet runs the base model itself
 
 
 @dataclass
-class AdapterInfo:
+class OutputInfo:
     name: str
     path: Path
     kind: str            # lora | bottleneck | moe | prompt_tuning | p_tuning | prefix_tuning | full
@@ -59,13 +60,13 @@ def _adapter_config(path: Path, kind: str) -> dict | None:
     return None if kind == "full" else json.loads((path / CONFIG_FILES.get(kind, "adapter_config.json")).read_text())
 
 
-def describe_output(path: str | Path) -> AdapterInfo:
+def describe_output(path: str | Path) -> OutputInfo:
     """What a finished output folder holds; refuses a folder that is not one."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise ModelError(f"{path}: adapter folder not found")
     manifest = read_manifest(path)  # refuses unfinished runs
-    kind = adapter_kind(path) or "full"
+    kind = trained_part(path) or "full"
     config = _adapter_config(path, kind)
     rank, dora = (config.get("r"), bool(config.get("use_dora"))) if kind == "lora" else (None, False)
     base = config["base_model_name_or_path"] if config else manifest.get("base_model", str(path))
@@ -76,11 +77,11 @@ def describe_output(path: str | Path) -> AdapterInfo:
         metrics = {k: after[k] for k in ("qa_accuracy", "val_loss", "pref_accuracy", "pref_margin", "mean_reward")
                    if isinstance(after.get(k), (int, float))}
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return AdapterInfo(path.name, path.resolve(), kind, manifest.get("method", "?"), manifest.get("stage", "?"),
+    return OutputInfo(path.name, path.resolve(), kind, manifest.get("method", "?"), manifest.get("stage", "?"),
                        base, rank, dora, size, metrics, manifest)
 
 
-def find_adapters(roots: list[str]) -> list[AdapterInfo]:
+def find_outputs(roots: list[str]) -> list[OutputInfo]:
     """Finished outputs (folders with a run manifest) in or directly under each root, sorted by
     base then name. Unfinished runs (`NAME.partial`) are not results and are left out."""
     found, seen = [], set()
@@ -96,7 +97,7 @@ def find_adapters(roots: list[str]) -> list[AdapterInfo]:
     return sorted(found, key=lambda a: (a.base, a.name))
 
 
-def adapters_table(adapters: list[AdapterInfo]) -> str:
+def outputs_table(adapters: list[OutputInfo]) -> str:
     if not adapters:
         return "(no finished outputs found)"
     lines = ["| name | kind | method | stage | rank | size | metrics | base |", "|---|---|---|---|---|---|---|---|"]
@@ -139,8 +140,8 @@ def parse_weighted(specs: list[str]) -> list[tuple[str, float]]:
     return weighted
 
 
-def check_switchable(info: AdapterInfo) -> None:
-    if info.stage == "rm":
+def check_switchable(info: OutputInfo) -> None:
+    if is_reward_model(info.path):
         raise ModelError(f"{info.path}: a reward model (stage rm) scores text; use `tunesmith score`, not a chat adapter")
     if info.kind == "full":
         raise ModelError(f"{info.path}: a whole model ({info.method} fine-tuning), not an adapter; load it on its own "
@@ -150,7 +151,7 @@ def check_switchable(info: AdapterInfo) -> None:
                          "qlora) share one base in memory and switch per request — load this one on its own with --model")
 
 
-def common_base(infos: list[AdapterInfo], cache_dir: str | None) -> str:
+def common_base(infos: list[OutputInfo], cache_dir: str | None) -> str:
     bases = {}
     for info in infos:
         bases.setdefault(str(Path(resolve_model_path(info.base, cache_dir)).resolve())
@@ -161,7 +162,7 @@ def common_base(infos: list[AdapterInfo], cache_dir: str | None) -> str:
     return next(iter(bases))
 
 
-class AdapterSet:
+class LoraSet:
     """One base model with several named LoRA-family adapters; each request picks one."""
 
     def __init__(self, adapters: dict[str, str], cache_dir: str | None = None, dtype: str = "auto"):

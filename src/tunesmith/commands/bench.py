@@ -1,0 +1,23 @@
+"""`tunesmith bench`: the speed benchmark (the same code as `python bench/sft_speed.py`)."""
+
+from __future__ import annotations
+
+
+def cmd_bench(args) -> int:
+    import shlex
+
+    from tunesmith.bench import run_from_args
+
+    return run_from_args(args, shlex.join(["tunesmith", *args.argv]))
+
+
+def register(verbs) -> None:
+    from tunesmith.bench import add_arguments
+
+    bench = verbs.add_parser(
+        "bench", help="Speed benchmark: one SFT job with tunesmith's defaults vs a plain transformers + PEFT baseline.",
+        description="Train the same LoRA SFT job (synthetic rows of 30-600 tokens, equal tokens per step) as a plain "
+        "transformers + PEFT baseline and with tunesmith, each in its own process; print tokens/s, s/epoch, peak "
+        "memory, final validation loss and the ratios to the baseline.")
+    add_arguments(bench)
+    bench.set_defaults(func=cmd_bench)

@@ -1,0 +1,168 @@
+"""Verbs that use trained models: chat, serve, score, export, and sets of LoRA outputs (`adapters`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def cmd_chat(args) -> int:
+    from tunesmith.serve.chat import chat_loop
+
+    if args.adapter:
+        from tunesmith.errors import ConfigError
+        from tunesmith.models.lora_set import LoraSet, parse_named
+
+        if args.model != "default":
+            raise ConfigError("chat: --adapter loads the adapters' own base model; leave out --model")
+        adapters = LoraSet(parse_named(args.adapter), args.cache_dir)
+        chat_loop(None, args.system, args.max_new_tokens, args.temperature, adapters=adapters)
+        return 0
+    from tunesmith.methods.load import load_for_inference
+
+    loaded = load_for_inference(args.model, args.cache_dir)
+    chat_loop(loaded, args.system, args.max_new_tokens, args.temperature)
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from tunesmith.errors import ConfigError
+    from tunesmith.serve.api import ModelHost, serve
+
+    api_key = args.api_key or os.environ.get("TUNESMITH_API_KEY") or None
+    if args.adapter:
+        from tunesmith.models.lora_set import LoraSet, parse_named
+
+        if args.model != "default":
+            raise ConfigError("serve: --adapter loads the adapters' own base model; leave out --model")
+        host = ModelHost(adapters=LoraSet(parse_named(args.adapter), args.cache_dir))
+    else:
+        from tunesmith.methods.load import load_for_inference
+
+        loaded = load_for_inference(args.model, args.cache_dir)
+        host = ModelHost(loaded, args.name or ("default" if args.model == "default" else Path(args.model).name))
+    serve(host, args.host, args.port, api_key, args.max_tokens)
+    return 0
+
+
+def cmd_adapters_list(args) -> int:
+    from tunesmith.models.lora_set import outputs_table, find_outputs
+
+    found = find_outputs(args.roots)
+    if args.json:
+        print(json.dumps([a.row() for a in found], indent=2, ensure_ascii=False))
+    else:
+        print(outputs_table(found))
+    return 0
+
+
+def cmd_adapters_combine(args) -> int:
+    from tunesmith.export import combine_adapters
+    from tunesmith.models.lora_set import parse_weighted
+
+    out = combine_adapters(parse_weighted(args.adapter), args.out, args.combination, args.density, args.rank,
+                           args.cache_dir, args.overwrite)
+    print(f"[tunesmith] combined adapter written to {out}; chat with: tunesmith chat --model {out}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from tunesmith.export import export_model
+
+    out = export_model(args.model, args.out, merge=args.merge, cache_dir=args.cache_dir, overwrite=args.overwrite)
+    print(f"[tunesmith] standalone model written to {out}")
+    return 0
+
+
+def cmd_score(args) -> int:
+    from tunesmith.data.preference import load_scored_rows
+    from tunesmith.errors import ConfigError
+    from tunesmith.eval.reward import reward_scores
+    from tunesmith.methods.load import load_reward_for_inference
+
+    if bool(args.file) == bool(args.prompt is not None or args.reply):
+        raise ConfigError("score: give either --prompt with one or more --reply, or --file ROWS.jsonl")
+    if args.file is None and (args.prompt is None or not args.reply):
+        raise ConfigError("score: --prompt and --reply go together (--reply may repeat to rank several replies)")
+    loaded = load_reward_for_inference(args.model, args.cache_dir)  # refuses a model without a trained head
+    system = args.system if args.system is not None else loaded.system
+    if args.file:
+        rows = load_scored_rows(args.file, system)
+    else:
+        prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": args.prompt}]
+        rows = [{"messages": prompt + [{"role": "assistant", "content": reply}], "where": f"--reply {i + 1}"}
+                for i, reply in enumerate(args.reply)]
+    rewards = reward_scores(loaded.model, loaded.tokenizer, [r["messages"] for r in rows], args.batch_size)
+    for row, reward in zip(rows, rewards):
+        print(json.dumps({"where": row["where"], "reward": round(reward, 6)}, ensure_ascii=False))
+    return 0
+
+
+def register(verbs) -> None:
+    chat = verbs.add_parser("chat", help="Chat with a model in the terminal (streaming).")
+    chat.add_argument("--model", default="default", help="An output folder, 'default', a model folder or hub id.")
+    chat.add_argument("--system", help="System prompt (default: the one the model was trained with).")
+    chat.add_argument("--max-new-tokens", type=int, default=256)
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy.")
+    chat.add_argument("--cache-dir", help="Cache of the converted default model.")
+    chat.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
+                      help="Load this LoRA-family output beside others on their shared base (repeatable); "
+                           "/adapter NAME switches between them per turn.")
+    chat.set_defaults(func=cmd_chat)
+
+    srv = verbs.add_parser("serve", help="OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).",
+                           description="Serve a model, or several adapters of one base (the request's `model` picks "
+                           "one), with the OpenAI API. Listens on 127.0.0.1 unless --host says otherwise.")
+    srv.add_argument("--model", default="default", help="An output folder, 'default', a model folder or hub id.")
+    srv.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
+                     help="Serve this LoRA-family output under NAME beside others on their shared base (repeatable).")
+    srv.add_argument("--name", help="The model name clients send (default: the folder name, or 'default').")
+    srv.add_argument("--host", default="127.0.0.1", help="Address to listen on (another than loopback needs --api-key).")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--api-key", help="Require `Authorization: Bearer KEY` (default: $TUNESMITH_API_KEY, else none).")
+    srv.add_argument("--max-tokens", type=int, default=1024, help="The most new tokens one request may ask for.")
+    srv.add_argument("--cache-dir", help="Cache of the converted default model.")
+    srv.set_defaults(func=cmd_serve)
+
+    adapters = verbs.add_parser("adapters", help="LoRA sets: list finished outputs, combine LoRA outputs of one base by weight.")
+    adapter_verbs = adapters.add_subparsers(dest="adapters_verb", metavar="VERB", required=True)
+    listing = adapter_verbs.add_parser("list", help="Finished outputs in (or directly under) folders, with kind, "
+                                                    "base, rank, size and metrics.")
+    listing.add_argument("roots", nargs="*", default=["out"], help="Folders to look in (default: out).")
+    listing.add_argument("--json", action="store_true", help="Print JSON rows instead of a table.")
+    listing.set_defaults(func=cmd_adapters_list)
+    combine = adapter_verbs.add_parser("combine", help="Write one adapter that is a weighted combination of several "
+                                                       "LoRA adapters of the same base.")
+    combine.add_argument("out", help="Output folder (written as OUT.partial, then renamed).")
+    combine.add_argument("--adapter", action="append", required=True, metavar="PATH[:WEIGHT]",
+                         help="An adapter output and its weight (default 1); repeat for each.")
+    combine.add_argument("--combination", default="cat",
+                         help="cat (exact weighted sum; rank = sum of ranks), svd (the same sum at --rank), linear, "
+                              "ties, dare_linear, dare_ties, magnitude_prune (with --density), or their _svd forms.")
+    combine.add_argument("--density", type=float, help="Fraction of each delta kept by the pruning combinations.")
+    combine.add_argument("--rank", type=int, help="Rank of an svd combination (default: the largest input rank).")
+    combine.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
+    combine.add_argument("--cache-dir", help="Cache of the converted default model.")
+    combine.set_defaults(func=cmd_adapters_combine)
+
+    export = verbs.add_parser("export", help="Write a standalone model folder (adapters merged into the base).",
+                              description="Merge a LoRA/DoRA/PiSSA output into plain base weights (--merge), or "
+                              "re-save a full/freeze output, as a transformers folder with tokenizer and manifest.")
+    export.add_argument("model", help="A finished output folder (or any model folder).")
+    export.add_argument("--out", required=True, help="Folder to write (written as OUT.partial, then renamed).")
+    export.add_argument("--merge", action="store_true", help="Fold LoRA-family adapters into a copy of the base weights.")
+    export.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
+    export.add_argument("--cache-dir", help="Cache of the converted default model.")
+    export.set_defaults(func=cmd_export)
+
+    score = verbs.add_parser("score", help="Score replies with a reward model (trained with stage: rm).",
+                             description="Print one JSON line {where, reward} per reply; higher is better.")
+    score.add_argument("model", help="A reward-model output folder (stage: rm).")
+    score.add_argument("--prompt", help="The user message.")
+    score.add_argument("--reply", action="append", default=[], help="A reply to score (repeat to rank several).")
+    score.add_argument("--file", nargs="+", help='JSONL/JSON files of {"prompt", "reply", "system"?} rows.')
+    score.add_argument("--system", help="System prompt (default: the one the model was trained with).")
+    score.add_argument("--batch-size", type=int, default=8)
+    score.add_argument("--cache-dir", help="Cache of the converted default model.")
+    score.set_defaults(func=cmd_score)
