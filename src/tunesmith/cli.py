@@ -103,7 +103,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from tunesmith.bench import run_from_args
+    from tunesmith.benchmark.driver import run_from_args
 
     import shlex
 
@@ -403,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the same LoRA SFT job (synthetic rows of 30-600 tokens, equal tokens per step) as a plain "
         "transformers + PEFT baseline and with tunesmith, each in its own process; print tokens/s, s/epoch, peak "
         "memory, final validation loss and the ratios to the baseline.")
-    from tunesmith.bench import add_arguments
+    from tunesmith.benchmark.args import add_arguments
 
     add_arguments(bench)
     bench.set_defaults(func=cmd_bench)
