@@ -4,12 +4,12 @@
     python bench/sft_speed.py --rows 64 --val-rows 16           # reduced size (what CI runs)
     python bench/sft_speed.py --append docs/benchmarks.md       # record the table
 
-The same as `tunesmith bench`; see src/tunesmith/bench.py for the job and what is measured.
+The same as `tunesmith bench`; see src/tunesmith/benchmark/ for the job and what is measured.
 """
 
 import sys
 
-from tunesmith.bench import main
+from tunesmith.benchmark.driver import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 
-from tunesmith.bench import flops_per_token, synthetic_rows
+from tunesmith.benchmark.flops import flops_per_token
+from tunesmith.benchmark.jobs import synthetic_rows
 from tunesmith.cli import main
 
 
@@ -29,6 +32,18 @@ def test_synthetic_rows_are_seeded_and_spread_over_the_length_range(tokenizer):
         words = row["messages"][0]["content"].split(":", 1)[1].split()
         reply = row["messages"][1]["content"].split()
         assert reply in (words, words[::-1], sorted(words))
+
+
+def test_building_the_cli_parser_imports_only_the_bench_arguments():
+    """Every verb builds the whole parser; only `tunesmith.benchmark.args` (argparse only) may load
+    with it, and nothing of torch/transformers/PEFT/TRL/datasets: `tunesmith train` pays for no bench
+    code. A fresh interpreter, because this test process has imported all of them already."""
+    probe = ("import json, sys, tunesmith.cli; tunesmith.cli.build_parser(); "
+             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tunesmith.bench') "
+             "or m.split('.')[0] in ('torch', 'transformers', 'peft', 'trl', 'datasets', 'accelerate'))))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                                       text=True).stdout)
+    assert loaded == ["tunesmith.benchmark", "tunesmith.benchmark.args"]
 
 
 def test_flops_per_token_counts_lora_as_4n_and_full_as_6n():

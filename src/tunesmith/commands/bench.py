@@ -6,13 +6,13 @@ from __future__ import annotations
 def cmd_bench(args) -> int:
     import shlex
 
-    from tunesmith.bench import run_from_args
+    from tunesmith.benchmark.driver import run_from_args
 
     return run_from_args(args, shlex.join(["tunesmith", *args.argv]))
 
 
 def register(verbs) -> None:
-    from tunesmith.bench import add_arguments
+    from tunesmith.benchmark.args import add_arguments
 
     bench = verbs.add_parser(
         "bench", help="Speed benchmark: one SFT job with tunesmith's defaults vs a plain transformers + PEFT baseline.",

@@ -16,13 +16,13 @@ SOURCES = frozenset({"train", "validation", "registry", "weights", "columns", "m
 CHAT = SOURCES | {"format", "system", "template", "overlength", "train_on_prompt", "last_turn_only", "packing",
                   "clean", "cache", "streaming", "augment"}
 # Raw documents cut into max_length blocks (pt): no chat template, no masking, nothing is over-length.
-TEXT = SOURCES | {"packing", "clean", "cache", "streaming"}
+# `system` is kept: the trained model answers eval.qa and chat with it (saved in the manifest).
+TEXT = SOURCES | {"system", "packing", "clean", "cache", "streaming"}
 # Rows a TRL-style trainer tokenises itself (dpo, kto, rm, grpo, ppo): see data/rows.py.
 ROWS = SOURCES | {"system", "template", "overlength"}
 
 WHY = {
     "format": "it names a chat-row format (alpaca, messages, sharegpt, multitask)",
-    "system": "raw text has no conversation to put a system prompt in",
     "template": "raw text is not rendered with a chat template",
     "overlength": "documents are cut into data.max_length blocks, so no row is over-length",
     "train_on_prompt": "it chooses which chat tokens are trained",

@@ -1,0 +1,68 @@
+"""The benchmark's baseline: what a user writes from the transformers + PEFT docs.
+
+`apply_chat_template`, prompt tokens masked, `DataCollatorForSeq2Seq` padding, `Trainer`, fp32,
+random batches of `tokens_per_step / mean row length` rows; LoRA r=16 / alpha 32 / dropout 0.05
+on all linear layers. Runs in its own process (driver.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tunesmith.benchmark.measure import generation_speed, shared_val_loss
+
+
+def _accelerator() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_baseline(spec: dict) -> dict:
+    """Plain transformers + PEFT, as their documentation shows it."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from tunesmith.models.loader import resolve_model_path
+    from tunesmith.runtime.peak_memory import PeakMemory
+
+    started = time.perf_counter()
+    path = resolve_model_path(spec["model"])
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                                             task_type="CAUSAL_LM"))
+
+    def encode(row):
+        prompt = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        input_ids = tokenizer(full, add_special_tokens=False)["input_ids"][: spec["max_length"]]
+        labels = [-100] * len(prompt_ids) + input_ids[len(prompt_ids):]
+        return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels[: len(input_ids)]}
+
+    rows = [json.loads(line) for line in Path(spec["train"]).read_text().splitlines()]
+    train = Dataset.from_list(rows).map(encode, remove_columns=["messages"])
+    args = TrainingArguments(
+        output_dir=spec["work"], num_train_epochs=spec["epochs"], max_steps=spec["max_steps"],
+        per_device_train_batch_size=spec["batch_rows"], learning_rate=spec["learning_rate"],
+        lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=10, save_strategy="no", report_to="none",
+        seed=spec["seed"], use_cpu=_accelerator() == "cpu", disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train,
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+    with PeakMemory() as memory:
+        metrics = trainer.train().metrics
+    return {
+        "train_seconds": metrics["train_runtime"], "steps": trainer.state.global_step, "epochs_run": trainer.state.epoch,
+        "real_tokens": sum(len(ids) for ids in train["input_ids"]), "rows": len(train),
+        "peak_memory_mb": memory.peak_mb, "train_loss": metrics["train_loss"],
+        "val_loss": shared_val_loss(model, tokenizer, spec), "precision": "fp32",
+        "wall_seconds": time.perf_counter() - started,
+        # inference as the PEFT docs show it: the adapter model as trained, not merged
+        "generate_tokens_per_second": generation_speed(model, tokenizer, spec),
+    }
