@@ -209,8 +209,8 @@ def run_tunesmith(spec: dict, packed: bool = False, compiled: bool = False) -> d
 
     from tunesmith.config import load_config
     from tunesmith.models.loader import load_for_inference, pick_device, pick_dtype
+    from tunesmith.runtime.precision import resolve_precision
     from tunesmith.stages import check_stage, run_stage
-    from tunesmith.stages.common import resolve_precision
 
     started = time.perf_counter()
     config_path = Path(spec["work"]) / "config.yaml"
