@@ -12,6 +12,8 @@ from tunesmith.eval.verifiers import exact_answer, length, regex_format, reward_
 
 from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 def test_reward_functions_score_completions():
     chat = [[{"role": "assistant", "content": "The answer is  Paris."}], [{"role": "assistant", "content": "Lyon"}]]

@@ -17,6 +17,8 @@ from tunesmith.stages.ppo import Reference, advantages, rollout_order, token_log
 
 from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 QUESTIONS = [f"Is item {i} ready?" for i in range(8)]
 HELD_OUT = [f"Is item {i} ready?" for i in (20, 21, 22, 23)]
 

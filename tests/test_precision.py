@@ -105,6 +105,7 @@ def test_eta_callback_prints_an_estimate(capsys, monkeypatch):
                      "(1.9 min left)"]
 
 
+@pytest.mark.trains
 def test_a_run_prints_device_precision_reason_and_estimate(tmp_path, tiny_model_dir, facts_data, cpu_flags,
                                                            capsys, caplog):
     # Through the real CLI, on a CPU pretended to have no native bf16: training.mixed_precision=bf16 is kept
