@@ -22,10 +22,12 @@ log = logging.getLogger("tunesmith")
 # Lower ones (SSE41, AVX, AVX2, AVX2_VNNI*, AVX512_CORE, AVX512_CORE_VNNI) leave none.
 _ONEDNN_BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL", "DEFAULT")
 
-# How much slower bf16 / fp16 autocast ran than fp32 on a CPU without native support, for LoRA steps of
-# the embedded SmolLM2-135M (docs/benchmarks.md, `python bench/precision_cpu.py`).
-EMULATED_SLOWDOWN = {"bf16": "22-43x", "fp16": "(not yet measured)"}
-EMULATED_MEASURED_ON = "the main demo, 88-130 s vs 3-4 s per step, on a 2-core AMD EPYC with AVX2 only"
+# How much slower bf16 / fp16 autocast ran than fp32 on a CPU without native support: CPU seconds per
+# LoRA step of the embedded SmolLM2-135M (`python bench/precision_cpu.py --steps 1 --batch 2 --tokens 32
+# --threads 1`; fp32 0.93 s, bf16 17.9 s, fp16 20.2 s), see docs/benchmarks.md. The main demo showed the
+# same on such a CPU: 88-130 s per step with bf16 against 3-4 s with fp32 (issue 14).
+EMULATED_SLOWDOWN = {"bf16": "19x", "fp16": "22x"}
+EMULATED_MEASURED_ON = "AMD EPYC, AVX2 only, 2026-11-27"
 
 
 def _cpu_flags() -> set[str]:
@@ -138,8 +140,8 @@ def choose_precision(mixed_precision: str, dtype: torch.dtype, device: torch.dev
     if device.type == "cpu" and not native_half:
         key = "training.mixed_precision" if mixed_precision != "auto" else "model.dtype"
         warning = (f"{key}: {precision} on this CPU ({cpu_model_name()}, {cpu_isa()}) has no native {precision} "
-                   f"kernels, so autocast is emulated: measured {EMULATED_SLOWDOWN[precision]} slower than fp32 "
-                   f"for a LoRA step of SmolLM2-135M ({EMULATED_MEASURED_ON}). Use training.mixed_precision=auto "
+                   f"kernels, so autocast is emulated: a LoRA step of SmolLM2-135M took {EMULATED_SLOWDOWN[precision]} "
+                   f"the time of fp32 when measured ({EMULATED_MEASURED_ON}). Use training.mixed_precision=auto "
                    f"(fp32 here, bf16 where it is native) or no"
                    + (", and model.dtype=auto" if key == "model.dtype" else "") + ".")
     return PrecisionChoice(precision, reason, warning)
