@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 
 
@@ -38,5 +39,6 @@ class TrainingTimeEstimate(TrainerCallback):
         per_step = (now - self.first_done) / timed
         left = per_step * max(state.max_steps - state.global_step, 0)
         total = (now - self.started) + left
-        print(f"[tunesmith] ~{per_step:.1f} s/step (steps {self.first_step + 1}-{state.global_step}), estimated "
-              f"training time {total / 60:.1f} min for {state.max_steps} steps ({left / 60:.1f} min left)", flush=True)
+        # tqdm.write: on a line of its own above the Trainer's progress bar, not glued to it
+        tqdm.write(f"[tunesmith] ~{per_step:.1f} s/step (steps {self.first_step + 1}-{state.global_step}), estimated "
+                   f"training time {total / 60:.1f} min for {state.max_steps} steps ({left / 60:.1f} min left)")
