@@ -1,8 +1,36 @@
 #!/usr/bin/env bash
-# Install and run the whole test suite (CPU, offline; slow-marked tests included).
+# Install and run the whole test suite (CPU, offline; slow-marked tests included), in two passes:
+#   1. every test, on this CPU as it is;
+#   2. the tests that train or sample (marked `trains`) again, with the CPU restricted to AVX2
+#      (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2): what a user with an AVX2-only CPU gets
+#      (other kernels, other rounding, and `mixed_precision: auto` = fp32 instead of bf16).
+# Each pass prints its 20 slowest tests. On an AVX2-only CPU the second pass repeats the first's runs.
 #
-#   bash scripts/test.sh [pytest args ...]     e.g. -m "not slow" for the quick subset
+#   bash scripts/test.sh [pytest args ...]     args go to both passes; a `-m EXPR` selects
+#                                              EXPR in pass 1 and `trains and (EXPR)` in pass 2
+#   bash scripts/test.sh -m "not slow"         the quick subset
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest -q "$@"
+restricted=(-m trains)
+rest=()
+for ((i = 1; i <= $#; i++)); do
+  if [[ ${!i} == -m ]]; then
+    i=$((i + 1))
+    restricted=(-m "trains and (${!i})")
+  else
+    rest+=("${!i}")
+  fi
+done
+echo "[test] pass 1/2: the whole suite on this CPU (torch uses $(.venv/bin/python -c 'import torch; print(torch.backends.cpu.get_cpu_capability())'))"
+start=$SECONDS
+first=0
+.venv/bin/python -m pytest -q --durations=20 "$@" || first=$?
+first_s=$((SECONDS - start))
+echo "[test] pass 2/2: tests marked \`trains\`, CPU restricted to AVX2 (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2)"
+start=$SECONDS
+second=0
+ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 \
+  .venv/bin/python -m pytest -q --durations=20 "${restricted[@]}" ${rest[@]+"${rest[@]}"} || second=$?
+echo "[test] pass 1: exit $first in $((first_s / 60)) min $((first_s % 60)) s; pass 2 (AVX2): exit $second in $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s"
+[[ $first == 0 && $second == 0 ]]

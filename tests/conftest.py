@@ -52,6 +52,37 @@ def tiny_model_dir(default_model_dir, tmp_path_factory) -> Path:
     return build_tiny_model(default_model_dir, tmp_path_factory.mktemp("tiny") / "model", initializer_range=0.3)
 
 
+# The RL tests' task: "Is item N ready?" answered "yes" or "no"; GRPO and PPO reward one answer.
+QUESTIONS = [f"Is item {i} ready?" for i in range(8)]
+HELD_OUT = [f"Is item {i} ready?" for i in (20, 21, 22, 23)]
+
+
+@pytest.fixture(scope="session")
+def coin(tiny_model_dir, tmp_path_factory):
+    """A tiny policy that answers "yes" or "no" at random (SFT on both answers to every question), and
+    the target an RL stage rewards: the answer its greedy replies to the held-out questions mostly do
+    *not* give, so that both the sampled and the greedy reward have room to rise."""
+    from tunesmith.cli import main
+    from tunesmith.eval.verifiers import generate_completions
+    from tunesmith.methods.load import load_for_inference
+
+    folder = tmp_path_factory.mktemp("coin")
+    data = write_jsonl(folder / "sft.jsonl", [{"instruction": q, "output": a} for q in QUESTIONS for a in ("yes", "no")])
+    config = write_config(folder / "sft.yaml", f"""\
+stage: sft
+method: full
+output_dir: {folder / 'model'}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {data}, max_length: 48}}
+training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 4}}
+""")
+    assert main(["train", str(config)]) == 0
+    loaded = load_for_inference(str(folder / "model"))
+    replies = generate_completions(loaded.model, loaded.tokenizer, [[{"role": "user", "content": q}] for q in HELD_OUT], 4)
+    target = "no" if sum("yes" in r for r in replies) > len(replies) / 2 else "yes"
+    return folder / "model", target
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path

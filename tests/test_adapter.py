@@ -3,6 +3,7 @@ saved (no base weights), and the saved folder reloads onto its base with the sam
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -12,6 +13,8 @@ from tunesmith.methods.bottleneck import load_bottleneck
 from tunesmith.methods.load import load_for_inference
 
 from test_lora_family import assert_loss_fell, load_config, method_config
+
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def _tiny(tiny_model_dir):

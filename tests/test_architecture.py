@@ -174,6 +174,7 @@ def test_overlength_error_names_the_row_in_every_row_stage(tmp_path, tiny_model_
     check_stage(load_config(config, ["data.overlength=drop"]))
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("stage", sorted(ROWS))
 def test_max_samples_caps_every_row_stage(tmp_path, tiny_model_dir, stage):
     config, _ = _row_config(tmp_path, tiny_model_dir, stage, [ROWS[stage](i) for i in range(10)],

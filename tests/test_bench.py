@@ -58,6 +58,7 @@ def test_bench_refuses_bad_arguments(capsys):
     assert "--pack-length 100 must hold the longest row: at least --max-tokens + 64 = 664" in capsys.readouterr().err
 
 
+@pytest.mark.trains
 @pytest.mark.slow
 def test_reduced_bench_runs_every_variant_on_the_same_data(tmp_path, capsys):
     code = main(["bench", "--rows", "16", "--val-rows", "4", "--min-tokens", "30", "--max-tokens", "90",

@@ -74,6 +74,7 @@ def test_overlength_drop_and_truncate(tmp_path, tokenizer):
 
 # --- on_error: skip --------------------------------------------------------------------------
 
+@pytest.mark.trains
 def test_skip_writes_rejects_and_trains_on_the_rest(tmp_path, tiny_model_dir):
     rows = _rows(20)
     path = tmp_path / "mixed.jsonl"
@@ -182,6 +183,7 @@ def test_val_split_is_seeded_and_disjoint(tmp_path, tokenizer):
 
 # --- packing and the data tools through the CLI ----------------------------------------------
 
+@pytest.mark.trains
 def test_packed_training_through_the_cli(tmp_path, tiny_model_dir):
     path = write_jsonl(tmp_path / "a.jsonl", _rows(24))
     config, out = _config(tmp_path, tiny_model_dir, path, "  packing: true\n  val_split: 0.25\n",

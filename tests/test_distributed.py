@@ -3,12 +3,15 @@ one process with the same global batch."""
 
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from tunesmith.cli import main
 
 from conftest import write_config, write_jsonl
+
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tiny_model_dir, capsys):

@@ -67,6 +67,7 @@ def test_every_example_passes_the_preflight_check(path, in_repository):
     check_stage(cfg)
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("name", ["sft_ptuning", "sft_prefix"])
 def test_virtual_token_example_trains_on_a_tiny_model(name, in_repository, tiny_model_dir, tmp_path):
     out = tmp_path / "out"

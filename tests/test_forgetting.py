@@ -15,6 +15,8 @@ from tunesmith.runtime.forgetting import L2TowardStart
 
 from conftest import write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 def _general_rows(n):
     return [{"instruction": f"General question {i}: what colour is the sky?", "output": f"It is usually blue ({i})."}

@@ -10,7 +10,9 @@ from tunesmith.data.preference import load_prompts
 from tunesmith.errors import DataError
 from tunesmith.eval.verifiers import exact_answer, length, regex_format, reward_functions
 
-from conftest import assert_only_last_layer_trained, write_config, write_jsonl
+from conftest import HELD_OUT, QUESTIONS, assert_only_last_layer_trained, write_config, write_jsonl
+
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def test_reward_functions_score_completions():
@@ -59,26 +61,6 @@ def test_grpo_config_errors(tmp_path, tiny_model_dir, capsys):
     assert "must be a multiple of grpo.num_generations (4)" in capsys.readouterr().err
 
 
-QUESTIONS = [f"Is item {i} ready?" for i in range(8)]
-
-
-@pytest.fixture(scope="module")
-def coin(tmp_path_factory, tiny_model_dir):
-    """A policy that answers "yes" or "no" at random (SFT on both answers to every question)."""
-    folder = tmp_path_factory.mktemp("grpo-coin")
-    sft_data = write_jsonl(folder / "sft.jsonl", [{"instruction": q, "output": a} for q in QUESTIONS for a in ("yes", "no")])
-    sft = write_config(folder / "sft.yaml", f"""\
-stage: sft
-method: full
-output_dir: {folder / 'coin'}
-model: {{name_or_path: {tiny_model_dir}}}
-data: {{train: {sft_data}, max_length: 48}}
-training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 4}}
-""")
-    assert main(["train", str(sft)]) == 0
-    return folder / "coin"
-
-
 GRPO_METHODS = {  # method: (its section, learning rate)
     "lora": ("lora: {r: 8, alpha: 16, dropout: 0.0}", 0.01),
     "full": ("", 0.004),
@@ -88,10 +70,12 @@ GRPO_METHODS = {  # method: (its section, learning rate)
 
 @pytest.mark.parametrize("method", list(GRPO_METHODS))
 def test_grpo_raises_the_mean_reward(tmp_path, coin, method, capsys):
-    # GRPO rewards "yes" (exact_answer) on the coin: the logged mean reward must climb and greedy replies
-    # become "yes".
-    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q, "answer": "yes"} for q in QUESTIONS])
-    val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": f"Is item {i} ready?", "answer": "yes"} for i in (20, 21, 22, 23)])
+    # GRPO with exact_answer rewards the answer the coin's greedy replies mostly do not give. Sampled
+    # completions differ between CPUs (AVX2 vs AVX512 kernels round differently), so no single step's
+    # reward is asserted: the claims are statistics whose margins held for every seed and kernel tried.
+    coin, target = coin
+    train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q, "answer": target} for q in QUESTIONS])
+    val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": q, "answer": target} for q in HELD_OUT])
     out = tmp_path / "out"
     section, lr = GRPO_METHODS[method]
     config = write_config(tmp_path / "grpo.yaml", f"""\
@@ -108,10 +92,16 @@ training: {{max_steps: 10, learning_rate: {lr}, batch_size: 8, warmup: 0, schedu
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rewards = [r["reward"] for r in records if "reward" in r]
     assert "rewards/exact_answer/mean" in records[1] and "reward_std" in records[1]
-    # Step 1 logs the coin's own samples (about half "yes"); the last steps are (nearly) all "yes".
-    assert len(rewards) == 10 and rewards[0] < 0.75 and sum(rewards[-3:]) / 3 >= max(0.9, rewards[0] + 0.25), rewards
+    assert len(rewards) == 10, rewards
+    # Sampled (8 completions a step): step 1 scores the untrained coin; over the last five steps (40
+    # samples) the target must be the answer at least 80% of the time, and more often than at step 1.
+    # Seen on 2026-11-27 (AMD EPYC, AVX2; seeds 42 and 1, and seed 42 on ATen's non-AVX kernels; 9 runs):
+    # first step 0.125-0.625, last five 0.975-1.0; greedy held-out reward 0.0 -> 1.0 in every run.
+    first, last = rewards[0], sum(rewards[-5:]) / 5
+    assert last >= 0.8 and last > first, rewards
+    # Greedy: the held-out replies become the target (the coin's greedy replies mostly were not).
     results = json.loads((out / "eval_results.json").read_text())
-    assert results["fine_tuned"]["reward_mean"] == 1.0, results
+    assert results["base"]["reward_mean"] <= 0.5 and results["fine_tuned"]["reward_mean"] == 1.0, results
     assert (out / "reward.png").is_file()
     assert "held-out mean reward (greedy)" in capsys.readouterr().out
     if method == "freeze":

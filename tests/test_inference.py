@@ -11,6 +11,8 @@ from tunesmith.serve.chat import chat_loop
 
 from conftest import write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir):

@@ -23,6 +23,8 @@ from tunesmith.runtime.checkpoints import MANIFEST, checkpoints, newest_valid
 
 from conftest import write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 CHILD = textwrap.dedent("""\
     import os, shutil, signal, sys
     from pathlib import Path

@@ -10,6 +10,8 @@ from tunesmith.errors import DataError
 
 from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 GOOD, BAD = "Certainly, here is a careful answer.", "No. Figure it out."
 
 

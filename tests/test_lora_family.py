@@ -17,6 +17,8 @@ from tunesmith.config.loader import apply_overrides, validate_config
 
 from conftest import write_config
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 def method_config(tmp_path, tiny_model_dir, data, method, section="", name=None, epochs=8) -> tuple[Path, Path]:
     """A small SFT config for `method` with an optional method section (YAML text)."""

@@ -9,6 +9,8 @@ from tunesmith.cli import main
 
 from conftest import write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 POLITE, RUDE = "Certainly, here is a careful answer.", "No. Figure it out."
 
 

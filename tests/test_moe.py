@@ -19,6 +19,8 @@ from conftest import write_config
 from test_dpo import dpo_data  # noqa: F401  (fixture)
 from test_lora_family import assert_loss_fell, load_config, losses, method_config
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 def _tiny(path):
     from transformers import AutoModelForCausalLM

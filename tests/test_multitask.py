@@ -15,6 +15,8 @@ from tunesmith.errors import DataError
 
 from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 WORDS = ["amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "indigo", "juniper", "kelp",
          "lotus", "maple", "nectar", "onyx", "pepper", "quartz", "raven", "saffron", "tundra", "umber", "violet"]
 

@@ -12,6 +12,8 @@ from tunesmith.runtime.nan_guard import NonFiniteGuard, NonFiniteLoss
 
 from conftest import write_config
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 def _step(model, optimizer, scheduler, guard, state, poison):
     loss = model(torch.randn(4, 8)).pow(2).mean()

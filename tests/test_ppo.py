@@ -10,37 +10,13 @@ import torch
 
 from tunesmith.cli import main
 from tunesmith.config import validate_config
-from tunesmith.eval.verifiers import generate_completions
 from tunesmith.methods import apply_method
-from tunesmith.methods.load import load_for_inference
 from tunesmith.models.loader import load_causal_lm
 from tunesmith.stages.ppo import Reference, advantages, rollout_order, token_logprobs
 
-from conftest import assert_only_last_layer_trained, write_config, write_jsonl
+from conftest import HELD_OUT, QUESTIONS, assert_only_last_layer_trained, write_config, write_jsonl
 
-QUESTIONS = [f"Is item {i} ready?" for i in range(8)]
-HELD_OUT = [f"Is item {i} ready?" for i in (20, 21, 22, 23)]
-
-
-@pytest.fixture(scope="module")
-def coin(tmp_path_factory, tiny_model_dir):
-    """A tiny policy that answers "yes" or "no" at random (SFT on both answers to every question), and
-    the answer its greedy replies to the held-out questions do *not* give: the one PPO will reward."""
-    folder = tmp_path_factory.mktemp("coin")
-    data = write_jsonl(folder / "sft.jsonl", [{"instruction": q, "output": a} for q in QUESTIONS for a in ("yes", "no")])
-    config = write_config(folder / "sft.yaml", f"""\
-stage: sft
-method: full
-output_dir: {folder / 'model'}
-model: {{name_or_path: {tiny_model_dir}}}
-data: {{train: {data}, max_length: 48}}
-training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 4}}
-""")
-    assert main(["train", str(config)]) == 0
-    loaded = load_for_inference(str(folder / "model"))
-    replies = generate_completions(loaded.model, loaded.tokenizer, [[{"role": "user", "content": q}] for q in HELD_OUT], 4)
-    target = "no" if sum("yes" in r for r in replies) > len(replies) / 2 else "yes"
-    return folder / "model", target
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def _prompt_files(tmp_path, target="yes"):
@@ -158,10 +134,16 @@ training: {{max_steps: 12, learning_rate: {lr}, batch_size: 4, warmup: 0, schedu
     assert max(abs(r["kl"]) for r in records) > 0.01
     # adaptive KL: beta is updated after each of the 6 rollouts (steps 1, 3, ..., 11)
     assert len({round(r["kl_coef"], 6) for r in records}) >= 3
-    # the last rollout's mean sampled reward (steps 11-12) reaches 0.875 and beats the first (steps 1-2) by 0.25
-    assert sum(rewards[-2:]) / 2 >= max(0.875, sum(rewards[:2]) / 2 + 0.25), rewards
-    results = json.loads((out / "eval_results.json").read_text())  # greedy replies to held-out questions
-    assert results["base"]["reward_mean"] <= 0.25 and results["fine_tuned"]["reward_mean"] == 1.0, results
+    # Sampled completions differ between CPUs (AVX2 vs AVX512 kernels round differently), so no single
+    # rollout is asserted: over the last three rollouts (steps 7-12, 24 samples) the rewarded answer must
+    # be sampled at least 75% of the time, and more often than in the first rollout (the untrained coin).
+    # Seen on 2026-11-27 (AMD EPYC, AVX2; seeds 42 and 1, and seed 42 on ATen's non-AVX kernels; 6 runs):
+    # first rollout 0.125-0.625, last three 0.958-1.0 (single rollouts dipped to 0.125 midway); greedy 0.0 -> 1.0.
+    first, last = rewards[0], sum(rewards[6:]) / 6
+    assert last >= 0.75 and last > first, rewards
+    # ... and the greedy held-out replies become the rewarded answer (the coin's greedy replies mostly were not)
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["base"]["reward_mean"] <= 0.5 and results["fine_tuned"]["reward_mean"] == 1.0, results
     assert (out / "reward.png").is_file()
     assert "held-out mean reward (greedy)" in capsys.readouterr().out
     if method == "lora":
@@ -202,7 +184,10 @@ training: {{max_steps: 10, learning_rate: 0.001, batch_size: 4, warmup: 0, sched
     records = [r for r in _records(out) if "reward" in r]
     rewards = [r["reward"] for r in records]
     assert "rewards/reward_model" in records[0] and abs(records[0]["kl"]) < 1e-6  # full: a frozen copy is the reference
-    assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.1, rewards
+    # the reward model's mean score of the samples: the last half of the run (steps 6-10) well above the
+    # first rollout's (steps 1-2, the untrained coin). Seen on 2026-11-27 (AMD EPYC, AVX2): a rise of 3.4
+    # (seed 42), 8.3 (seed 1) and about 6 (seed 42 on ATen's non-AVX kernels).
+    assert sum(rewards[5:]) / 5 > rewards[0] + 1.0, rewards
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["reward_reward_model"] > results["base"]["reward_reward_model"], results
 

@@ -12,6 +12,8 @@ from tunesmith.methods.load import load_for_inference
 
 from test_lora_family import assert_loss_fell, method_config
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 @pytest.mark.parametrize("method,section,lr", [
     ("prompt", "prompt:\n  num_virtual_tokens: 8\n  init_text: Answer the question about the lab.\n", 0.05),
     ("ptuning", "prompt:\n  num_virtual_tokens: 8\n  encoder_hidden_size: 64\n", 0.05),

@@ -11,6 +11,8 @@ from tunesmith.errors import DataError
 
 from conftest import assert_only_last_layer_trained, write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 DOMAIN = [
     "The Veltrano cafeteria is called Copper Kettle and opens at seven.",
     "Veltrano engineers are on call for shifts of forty-one hours.",

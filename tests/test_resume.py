@@ -6,6 +6,7 @@ import signal
 import threading
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -13,6 +14,8 @@ from tunesmith.cli import main
 from tunesmith.runtime.checkpoints import MANIFEST, checkpoints, newest_valid
 
 from conftest import write_config, write_jsonl
+
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def _data(tmp_path):

@@ -15,6 +15,8 @@ from tunesmith.models.reward import load_reward_model, task_head
 
 from conftest import write_config, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 TOPICS = ["printer", "laptop", "badge", "VPN", "password", "monitor", "parking", "calendar", "email", "desk"]
 
 

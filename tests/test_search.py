@@ -2,11 +2,14 @@
 
 import json
 
+import pytest
 import yaml
 
 from tunesmith.cli import main
 
 from conftest import write_config
+
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def _config(tmp_path, tiny_model_dir, facts_data, space):

@@ -19,6 +19,8 @@ from tunesmith.serve.api import ModelHost, create_app, serve
 
 from test_multi_adapter import train_adapter
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 def _free_port() -> int:
     with socket.socket() as s:

@@ -14,6 +14,8 @@ from tunesmith.models.default import FOLDER_NAME
 
 from conftest import ROOT, write_jsonl
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 @pytest.mark.slow
 def test_lora_on_the_embedded_default_learns_a_fact(tmp_path, model_cache, default_model_dir, capsys):

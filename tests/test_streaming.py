@@ -253,6 +253,7 @@ def test_what_needs_the_whole_set_in_memory_is_refused_at_config_time(tmp_path, 
     assert DataConfig(streaming=True, clean=CleanConfig(dedup=False, near_dup_threshold=None)).clean is not None
 
 
+@pytest.mark.trains
 @pytest.mark.parametrize("packing", [False, True])
 def test_streamed_sft_trains_through_the_cli(tmp_path, tiny_model_dir, model_cache, packing):
     path = write_jsonl(tmp_path / "a.jsonl", _alpaca(24))

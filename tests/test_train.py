@@ -11,6 +11,8 @@ from tunesmith.cli import main
 
 from conftest import write_config
 
+pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 def _config(tmp_path, tiny_model_dir, data, method, extra=""):
     out = tmp_path / f"out_{method}"

@@ -333,8 +333,10 @@ class TrainingConfig(Section):
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
-        description="Autocast precision. auto: bf16 on GPUs that support it and on CPUs with AVX512-BF16 "
-        "or AMX (about 1.4x faster there), otherwise none (fp32). Use `no` for exact fp32.",
+        description="Autocast precision. auto: bf16 on GPUs that support it and on CPUs with native bf16 "
+        "(AVX512-BF16 or AMX, about 1.4x faster there, unless ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA restrict "
+        "the CPU below it), otherwise none (fp32). bf16/fp16 on a CPU without native support is emulated and "
+        "far slower (a warning says how much). Use `no` for exact fp32.",
     )
     seed: int = Field(42, description="Seed for initialisation, shuffling and dropout.")
     logging_steps: int = Field(5, gt=0, description="Log loss and learning rate every N steps.")

@@ -25,12 +25,14 @@ from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device,
 from tunesmith.runtime import hooks, launch
 from tunesmith.runtime.arguments import configure_reporters, training_arguments
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
+from tunesmith.runtime.eta import TrainingTimeEstimate
 from tunesmith.runtime.forgetting import forgetting_callbacks
 from tunesmith.runtime.logging_callbacks import MetricsLogger, plot_loss
 from tunesmith.runtime.manifest import library_versions, resume_identity, run_manifest
 from tunesmith.runtime.nan_guard import NonFiniteGuard
 from tunesmith.runtime.outputs import OutputFolder
 from tunesmith.runtime.peak_memory import PeakMemory
+from tunesmith.runtime.precision import announce_precision
 from tunesmith.runtime.token_loss import TrainedTokenTrainer
 
 log = logging.getLogger(__name__)
@@ -123,6 +125,8 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
     if checkpoint:
         print(f"[tunesmith] resuming from {checkpoint}", flush=True)
+    if main_process:
+        announce_precision(t.mixed_precision, setup.dtype, setup.device)
     metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process,
                             live_plot=t.live_plot_seconds or None, title=f"{cfg.stage}/{cfg.method}")
     stopper = StopOnSignal()
@@ -130,7 +134,8 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     # the guard, the method's and the forgetting callbacks (moe_balance_loss, l2_penalty) run before the
     # metrics logger, so what they add is logged
     trainer = make_trainer(work, [guard, *method_callbacks(model, cfg), *forgetting_callbacks(cfg, model), metrics,
-                                  CheckpointGuard(work, identity, t.save_total_limit), stopper, *hooks.current()])
+                                  CheckpointGuard(work, identity, t.save_total_limit), stopper, TrainingTimeEstimate(),
+                                  *hooks.current()])
     # A method may bring its own optimiser (LoRA+ parameter groups). It goes in through the Trainer's
     # documented `optimizer_cls_and_kwargs` option, read when train() builds the optimiser, so no
     # stage needs to know about it.
