@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -157,6 +158,9 @@ def _format_error(err: dict[str, Any], lines: dict[str, int], source: str) -> st
     elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
         msg = f"{msg} (got {err['input']!r})"
     msg = msg.removeprefix("Value error, ")
+    named = re.match(r"([\w.]+): ", msg)  # a whole-config check that names its key first
+    if key == "config" and named and named.group(1) in lines:
+        key, msg = named.group(1), msg[named.end():]
     line = lines.get(key)
     if line == OVERRIDE_LINE:
         where = "command-line override"
@@ -179,6 +183,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Tunesmi
     for item in overrides or []:
         lines[item.partition("=")[0].strip()] = OVERRIDE_LINE
     cfg = validate_config(raw, lines, str(path))
+    cfg._source = str(path)
     # Relative data paths in a config file are relative to the working directory (as in the
     # examples, which are run from the repository root), like every other CLI path.
     return cfg

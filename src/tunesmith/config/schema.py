@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from tunesmith.config.paths import inputs_inside, unsafe_output_dir
 
 STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo", "mtl")
 METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "prefix", "moe")
@@ -401,8 +403,10 @@ class TrainingConfig(Section):
     )
     resume: str | None = Field(
         None,
-        description="Resume an interrupted run: auto (the newest checkpoint that verifies in OUTPUT.partial) or a "
-        "checkpoint folder. A changed config or dataset is refused unless resume_changed is true.",
+        description="Where training starts. Unset or auto: from the newest checkpoint that verifies in "
+        "OUTPUT.partial (left by a stopped or crashed run of this config), else from step 0. restart: from step 0, "
+        "deleting OUTPUT.partial and its checkpoints. A checkpoint folder: from it. A checkpoint of a changed "
+        "config or dataset is refused unless resume_changed is true.",
     )
     resume_changed: bool = Field(False, description="Resume even though the config or training data changed.")
 
@@ -696,6 +700,15 @@ class TunesmithConfig(Section):
     )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
     search: SearchConfig | None = Field(None, description="Hyper-parameter search (`tunesmith search CONFIG`).")
+    # the YAML file this config was loaded from (set by config.loader.load_config; not a key)
+    _source: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check_output_dir(self):
+        why = unsafe_output_dir(self.output_dir) or inputs_inside(self.output_dir, self)
+        if why:
+            raise ValueError(f"output_dir: {why}")
+        return self
 
     @model_validator(mode="after")
     def _check_method_sections(self):
