@@ -270,9 +270,9 @@ def test_clean_normalises_dedups_and_filters(tmp_path, default_model_dir, capsys
             "--set", "data.clean.min_chars=5", "--set", "data.clean.near_dup_threshold=0.5",
             "--set", "data.clean.languages=[en, zh]"]
     assert main(args) == 0
-    kept = [json.loads(line)["messages"] for line in out.read_text(encoding="utf-8").splitlines()]
-    assert [m[-1]["content"] for m in kept] == [base + ".", "Tabs and spaces here, fine.", "它叫青梧坊，在三楼东侧。"]
-    assert kept[1][0]["content"] == "Fullwidth text?"
+    kept = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]  # rows in their own format
+    assert [r["output"] for r in kept] == [base + ".", "Tabs and spaces here, fine.", "它叫青梧坊，在三楼东侧。"]
+    assert kept[1]["instruction"] == "Fullwidth text?"
     report = json.loads(out.with_suffix(".report.json").read_text())
     assert report["removed"] == {"exact duplicate": 2, "near duplicate": 1, "too short": 1, "other language": 1}
     assert report["rows"]["exact duplicate"] == [f"{path}:2: same as {path}:1", f"{path}:3: same as {path}:1"]
