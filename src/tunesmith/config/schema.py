@@ -263,6 +263,11 @@ class QloraConfig(Section):
     )
 
 
+# Which of the virtual-token methods reads each `prompt.*` option (TunesmithConfig refuses the others).
+PROMPT_OPTIONS = {"num_virtual_tokens": ("prompt", "ptuning", "prefix"), "init_text": ("prompt",),
+                  "encoder_hidden_size": ("ptuning", "prefix"), "prefix_projection": ("prefix",)}
+
+
 class PromptConfig(Section):
     num_virtual_tokens: int = Field(20, gt=0, description="Trained virtual tokens put before every input.")
     init_text: str | None = Field(
@@ -271,7 +276,8 @@ class PromptConfig(Section):
         "description) instead of random vectors.",
     )
     encoder_hidden_size: int = Field(
-        128, gt=0, description="method ptuning: hidden size of the MLP prompt encoder that produces the virtual tokens."
+        128, gt=0, description="method ptuning: hidden size of the MLP prompt encoder that produces the virtual tokens; method prefix "
+        "with prefix_projection: hidden size of its MLP."
     )
     prefix_projection: bool = Field(
         False, description="method prefix: produce the per-layer prefixes through a 2-layer MLP (more parameters)."
@@ -724,6 +730,21 @@ class TunesmithConfig(Section):
                     f"section `{section}` is set but stage is `{self.stage}`: remove the "
                     f"`{section}:` section or set `stage: {section}`"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_prompt_options(self):
+        if self.method not in PROMPT_OPTIONS["num_virtual_tokens"]:
+            return self  # the whole section is refused by _check_method_sections
+        for option in sorted(self.prompt.model_fields_set):
+            methods = PROMPT_OPTIONS[option]
+            if self.method not in methods:
+                raise ValueError(f"prompt.{option}: applies to method {' | '.join(methods)}, not `{self.method}` "
+                                 f"(which would ignore it); remove prompt.{option}")
+        if (self.method == "prefix" and "encoder_hidden_size" in self.prompt.model_fields_set
+                and not self.prompt.prefix_projection):
+            raise ValueError("prompt.encoder_hidden_size: method prefix uses it only with prompt.prefix_projection: "
+                             "true (the MLP it sizes); set that or remove prompt.encoder_hidden_size")
         return self
 
     @model_validator(mode="after")
