@@ -62,10 +62,11 @@ def test_overlength_drop_and_truncate(tmp_path, tokenizer):
     assert len(dropped.rows) == 3 and dropped.dropped == 1
     assert dropped.rejects.dropped[0]["where"] == f"{path}:4"
     assert "> data.max_length=64 (overlength: drop)" in dropped.rejects.dropped[0]["reason"]
-    # truncation keeps the start: the long prompt fills all 64 tokens and leaves no reply -> dropped
-    truncated = build_set(tokenizer, [str(path)], DataConfig(max_length=64, overlength="truncate"))
-    assert len(truncated.rows) == 3
-    assert truncated.rejects.dropped[0]["reason"] == "no trained token left after truncation to 64 tokens"
+    # truncation keeps the start: the long prompt fills all 64 tokens and leaves no reply -> an invalid row
+    with pytest.raises(DataError, match=f"{path}:4:row: .* cuts the trained reply to nothing"):
+        build_set(tokenizer, [str(path)], DataConfig(max_length=64, overlength="truncate"))
+    truncated = build_set(tokenizer, [str(path)], DataConfig(max_length=64, on_error="skip", max_reject_fraction=0.5))
+    assert len(truncated.rows) == 3 and truncated.rejects.entries[0]["where"] == f"{path}:4"
     # a row whose reply is only cut short is kept, truncated to max_length, still trained
     long_reply = write_jsonl(tmp_path / "b.jsonl", [{"instruction": "Count.", "output": "one two three " * 40}])
     (row,) = build_set(tokenizer, [str(long_reply)], DataConfig(max_length=64)).rows

@@ -292,6 +292,8 @@ class Rejects:
     max_fraction: float = 0.1
     entries: list[dict[str, str]] = field(default_factory=list)
     dropped: list[dict[str, str]] = field(default_factory=list)
+    # rows kept but cut to data.max_length (overlength: truncate): {where, tokens, lost_end}
+    truncated: list[dict] = field(default_factory=list)
 
     def add(self, where: str, field_name: str, reason: str) -> None:
         self.entries.append({"where": where, "field": field_name, "reason": reason})
@@ -299,6 +301,10 @@ class Rejects:
     def drop(self, where: str, reason: str) -> None:
         """A valid row left out by policy (over-length with `drop`, nothing left to train)."""
         self.dropped.append({"where": where, "reason": reason})
+
+    def truncate(self, where: str, tokens: int, lost_end: bool) -> None:
+        """A row kept but cut to max_length; `lost_end`: its last reply lost its end-of-turn token."""
+        self.truncated.append({"where": where, "tokens": tokens, "lost_end": lost_end})
 
     def messages(self) -> list[str]:
         return [f"{e['where']}:{e['field']}: {e['reason']}" for e in self.entries]

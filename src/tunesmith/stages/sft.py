@@ -73,6 +73,7 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
     data = {"train_fingerprint": train_set.fingerprint, "train_rows": len(train_set.rows),
             "train_tokens": train_set.tokens, "train_trained_tokens": train_set.trained_tokens,
             "train_rows_rejected": len(train_set.rejects.entries), "train_rows_dropped": train_set.dropped,
+            "train_rows_truncated": train_set.truncated, "train_rows_truncated_without_end": train_set.truncated_without_end,
             "packed_sequences": len(train_features) if packing else None,
             "validation_fingerprint": val_set.fingerprint if val_set else None}
     return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
