@@ -145,8 +145,8 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise RowError(f"{spot}.arguments", f"not valid JSON ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # bad JSON, too deep, a number too long
+                raise RowError(f"{spot}.arguments", f"not valid JSON ({getattr(exc, 'msg', None) or 'not readable'})") from None
         if not isinstance(arguments, dict):
             raise RowError(f"{spot}.arguments", "expected an object (or a JSON string of one)")
         parsed.append({"type": "function", "function": {"name": function["name"], "arguments": arguments}})
@@ -166,15 +166,16 @@ def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str
         if not isinstance(turn, dict):
             raise RowError(where, "expected an object")
         role = turn.get(role_key)
-        if role not in role_map:
+        if not isinstance(role, str) or role not in role_map:
             raise RowError(f"{where}.{role_key}", f"unknown role {role!r} (expected one of {', '.join(role_map)})")
         content = turn.get(content_key)
         message: dict[str, Any] = {"role": role_map[role]}
         if role == "function_call":  # sharegpt: the value is the call itself
             try:
                 call = json.loads(content) if isinstance(content, str) else content
-            except json.JSONDecodeError as exc:
-                raise RowError(f"{where}.{content_key}", f"a function_call value must be JSON {{name, arguments}} ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # bad JSON, too deep, a number too long
+                raise RowError(f"{where}.{content_key}", f"a function_call value must be JSON {{name, arguments}} "
+                               f"({getattr(exc, 'msg', None) or 'not readable JSON'})") from None
             message.update(content="", tool_calls=_tool_calls(call, f"{where}.{content_key}"))
         else:
             calls = turn.get("tool_calls")
