@@ -21,7 +21,8 @@ Variants, each in its own process (so peak memory is its own):
              `training.compile: true` (torch.compile, inductor); compile time counts in its speed.
 
 Figures: tokens/s (real tokens, not padding, over the Trainer's own train_runtime), seconds per
-epoch, peak memory (RSS high-water mark on CPU, max allocated on GPU), the final validation loss
+epoch, peak memory while training (RSS high-water mark VmHWM, reset when training starts, on CPU;
+max allocated on GPU; runtime.peak_memory), the final validation loss
 (one shared evaluator: token-weighted assistant-token loss of the same held-out rows, fp32), and
 each variant's ratio to the baseline, and generation speed (greedy tokens/s, one prompt at a time:
 the baseline's PEFT model as trained, tunesmith's output loaded as `tunesmith chat` loads it, with

@@ -1,0 +1,26 @@
+"""Peak memory figures measure only what is measured: VmHWM, reset when the measurement starts."""
+
+import pytest
+
+from tunesmith.runtime import peak_memory
+from tunesmith.runtime.peak_memory import PeakMemory, rss_peak_mb
+
+
+def test_the_peak_is_of_the_measured_block_only():
+    big = b"x" * (400 * 2**20)  # written, so resident: an earlier peak (data loading, a base evaluation)
+    del big
+    earlier = rss_peak_mb()
+    with PeakMemory() as memory:
+        small = b"y" * (20 * 2**20)
+    del small
+    if not memory.reset:
+        pytest.skip("this kernel does not let a process reset its VmHWM (/proc/self/clear_refs)")
+    assert memory.peak_mb < earlier - 300, (memory.peak_mb, earlier)
+    assert memory.peak_mb > 20  # the block's own allocation is in it
+
+
+def test_without_proc_it_falls_back_to_ru_maxrss(monkeypatch, tmp_path):
+    monkeypatch.setattr(peak_memory, "PROC", tmp_path / "no-proc")
+    with PeakMemory() as memory:
+        pass
+    assert memory.reset is False and memory.peak_mb > 0
