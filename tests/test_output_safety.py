@@ -100,10 +100,14 @@ def test_export_and_combine_overwrite_refuse_a_users_folder(tmp_path, tiny_model
     user = _user_folder(tmp_path / "mine")
     assert main(["export", str(tiny_model_dir), "--out", str(user), "--overwrite"]) == 2
     assert "not a tunesmith output" in capsys.readouterr().err
-    assert main(["export", str(tiny_model_dir), "--out", str(tiny_model_dir / "x"), "--overwrite"]) == 0
-    assert main(["export", str(tiny_model_dir / "x"), "--out", str(tiny_model_dir / "x"), "--overwrite"]) == 2
+    exported = tmp_path / "exported"
+    assert main(["export", str(tiny_model_dir), "--out", str(exported), "--overwrite"]) == 0
+    assert main(["export", str(exported), "--out", str(exported), "--overwrite"]) == 2
     assert "which this run reads" in capsys.readouterr().err
-    assert (user / "thesis.tex").read_text() == "years of work" and (tiny_model_dir / "x" / "tunesmith.json").is_file()
+    assert main(["adapters", "combine", str(user), "--adapter", str(tmp_path / "a"), "--adapter", str(tmp_path / "b"),
+                 "--overwrite"]) == 2
+    assert "not a tunesmith output" in capsys.readouterr().err
+    assert (user / "thesis.tex").read_text() == "years of work" and (exported / "tunesmith.json").is_file()
 
 
 # --- OUTPUT.partial: cleared only when it holds no work ---------------------------------------------
