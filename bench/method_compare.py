@@ -11,7 +11,8 @@ every method. Each method keeps the learning rate and options usual for it (thos
 examples/sft_*.yaml). Each run is `tunesmith train` in its own process, so peak memory is that
 run's alone. Read from each output:
 - trainable parameters and their share (tunesmith.json);
-- peak RSS of the training process (tunesmith.json `peak_memory_mb`);
+- peak RSS while training (tunesmith.json `peak_memory_mb`: the process's VmHWM, reset when
+  training starts, so the base evaluation and data loading before it are not in the figure);
 - training speed: real tokens (no padding) x epochs / the Trainer's train_runtime;
 - validation loss and held-out QA accuracy after training (eval_results.json), against the base
   model measured once with `tunesmith eval --model default`.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,13 +28,12 @@ from tokenize_speed import synthetic  # noqa: E402
 
 
 def peak_mb() -> float:
-    """This process's peak resident set (VmHWM). Not ru_maxrss: across fork + exec that keeps the
-    parent's high-water mark, which here holds the synthetic rows."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident set (VmHWM; tunesmith.runtime.peak_memory, as every figure).
+    Not ru_maxrss: across fork + exec that keeps the parent's high-water mark, which here holds the
+    synthetic rows."""
+    from tunesmith.runtime.peak_memory import rss_peak_mb
+
+    return rss_peak_mb()
 
 
 def resident_mb() -> dict[str, float]:

@@ -62,10 +62,11 @@ def test_overlength_drop_and_truncate(tmp_path, tokenizer):
     assert len(dropped.rows) == 3 and dropped.dropped == 1
     assert dropped.rejects.dropped[0]["where"] == f"{path}:4"
     assert "> data.max_length=64 (overlength: drop)" in dropped.rejects.dropped[0]["reason"]
-    # truncation keeps the start: the long prompt fills all 64 tokens and leaves no reply -> dropped
-    truncated = build_set(tokenizer, [str(path)], DataConfig(max_length=64, overlength="truncate"))
-    assert len(truncated.rows) == 3
-    assert truncated.rejects.dropped[0]["reason"] == "no trained token left after truncation to 64 tokens"
+    # truncation keeps the start: the long prompt fills all 64 tokens and leaves no reply -> an invalid row
+    with pytest.raises(DataError, match=f"{path}:4:row: .* cuts the trained reply to nothing"):
+        build_set(tokenizer, [str(path)], DataConfig(max_length=64, overlength="truncate"))
+    truncated = build_set(tokenizer, [str(path)], DataConfig(max_length=64, on_error="skip", max_reject_fraction=0.5))
+    assert len(truncated.rows) == 3 and truncated.rejects.entries[0]["where"] == f"{path}:4"
     # a row whose reply is only cut short is kept, truncated to max_length, still trained
     long_reply = write_jsonl(tmp_path / "b.jsonl", [{"instruction": "Count.", "output": "one two three " * 40}])
     (row,) = build_set(tokenizer, [str(long_reply)], DataConfig(max_length=64)).rows
@@ -272,9 +273,9 @@ def test_clean_normalises_dedups_and_filters(tmp_path, default_model_dir, capsys
             "--set", "data.clean.min_chars=5", "--set", "data.clean.near_dup_threshold=0.5",
             "--set", "data.clean.languages=[en, zh]"]
     assert main(args) == 0
-    kept = [json.loads(line)["messages"] for line in out.read_text(encoding="utf-8").splitlines()]
-    assert [m[-1]["content"] for m in kept] == [base + ".", "Tabs and spaces here, fine.", "它叫青梧坊，在三楼东侧。"]
-    assert kept[1][0]["content"] == "Fullwidth text?"
+    kept = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]  # rows in their own format
+    assert [r["output"] for r in kept] == [base + ".", "Tabs and spaces here, fine.", "它叫青梧坊，在三楼东侧。"]
+    assert kept[1]["instruction"] == "Fullwidth text?"
     report = json.loads(out.with_suffix(".report.json").read_text())
     assert report["removed"] == {"exact duplicate": 2, "near duplicate": 1, "too short": 1, "other language": 1}
     assert report["rows"]["exact duplicate"] == [f"{path}:2: same as {path}:1", f"{path}:3: same as {path}:1"]

@@ -56,3 +56,31 @@ def test_search_refuses_unknown_keys_before_any_trial(tmp_path, tiny_model_dir, 
     assert main(["search", str(config)]) == 2
     assert "training.lr: unknown key (did you mean training.learning_rate?)" in capsys.readouterr().err
     assert not (tmp_path / "search").exists()
+
+
+def test_a_search_whose_trials_all_fail_ends_with_what_happened_to_each(tmp_path, tiny_model_dir, facts_data, capsys):
+    # max_length 9-10 leaves no room for any reply: every trial fails on its data, before a model loads
+    space = "    data.max_length: {type: int, low: 9, high: 10}\n"
+    config = _config(tmp_path, tiny_model_dir, facts_data, space).read_text().replace("trials: 3", "trials: 2")
+    config = write_config(tmp_path / "fail.yaml", config)
+    assert main(["search", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "search: none of the 2 trials completed, so there is no best config" in err
+    for trial in (0, 1):
+        assert f"  trial {trial} (data.max_length=" in err
+    assert err.count("): failed: DataError: ") == 2 and "cuts the trained reply to nothing" in err
+    summary = json.loads((tmp_path / "search" / "search_results.json").read_text())
+    assert summary["best_trial"] is None and [t["state"] for t in summary["trials"]] == ["failed", "failed"]
+
+
+def test_the_message_of_a_search_whose_trials_were_all_pruned():
+    from pathlib import Path
+
+    from tunesmith.search import no_trial_completed
+
+    rows = [{"trial": 0, "lora.r": 4, "state": "pruned", "reason": "at epoch 1, eval_loss 2.5000 was worse than the median of earlier trials"},
+            {"trial": 1, "lora.r": 8, "state": "pruned"}]
+    message = no_trial_completed(rows, ["lora.r"], Path("out/search_results.json"))
+    assert "  trial 0 (lora.r=4): pruned: at epoch 1, eval_loss 2.5000 was worse than the median" in message
+    assert "  trial 1 (lora.r=8): pruned" in message and "Every trial was pruned" in message

@@ -44,14 +44,20 @@ def test_train_on_prompt_trains_everything(tokenizer):
     assert row.labels == row.input_ids
 
 
-def test_truncation_drops_rows_without_trained_tokens(tokenizer):
+def test_a_reply_truncated_to_nothing_is_an_invalid_row_and_cut_rows_are_counted(tokenizer):
     long_prompt = [{"role": "user", "content": "word " * 200}, {"role": "assistant", "content": "ok"}]
+    long_reply = [{"role": "user", "content": "Count."}, {"role": "assistant", "content": "one two " * 60}]
     short = MULTI_TURN[1:3]
     rejects = Rejects()
-    rows = tokenize_all(tokenizer, [Conversation(long_prompt, "a.jsonl:1"), Conversation(short)], MaskOptions(max_length=64), rejects)
-    assert rejects.dropped == [{"where": "a.jsonl:1", "reason": "no trained token left after truncation to 64 tokens"}]
-    assert len(rows) == 1 and not rejects.entries
-    assert len(rows[0].input_ids) <= 64
+    rows = tokenize_all(tokenizer, [Conversation(long_prompt, "a.jsonl:1"), Conversation(short, "a.jsonl:2"),
+                                    Conversation(long_reply, "a.jsonl:3")], MaskOptions(max_length=64), rejects)
+    (entry,) = rejects.entries
+    assert entry["where"] == "a.jsonl:1" and entry["field"] == "row"
+    assert "truncation to data.max_length=64 cuts the trained reply to nothing" in entry["reason"]
+    assert not rejects.dropped and [r.where for r in rows] == ["a.jsonl:2", "a.jsonl:3"]
+    assert all(len(r.input_ids) <= 64 for r in rows)
+    (cut,) = rejects.truncated
+    assert cut["where"] == "a.jsonl:3" and cut["tokens"] > 64 and cut["lost_end"]
 
 
 TOOL_CHAT = {"messages": [

@@ -10,12 +10,13 @@ OUTPUT/best.yaml — the config with the best values, ready for `tunesmith train
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from transformers import TrainerCallback
 
 from tunesmith.config import dump_config, load_config
-from tunesmith.errors import ConfigError
+from tunesmith.errors import ConfigError, TunesmithError
 from tunesmith.runtime.hooks import extra_callbacks
 from tunesmith.stages.registry import check_stage, run_stage
 
@@ -26,11 +27,13 @@ class _Report(TrainerCallback):
 
     def __init__(self, trial, enabled: bool):
         self.trial, self.enabled, self.pruned = trial, enabled, False
+        self.last: tuple[int, float] | None = None  # (epoch, eval_loss) of the last report
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not (self.enabled and metrics and "eval_loss" in metrics):
             return
-        self.trial.report(metrics["eval_loss"], step=round(state.epoch or 0))
+        self.last = (round(state.epoch or 0), metrics["eval_loss"])
+        self.trial.report(metrics["eval_loss"], step=self.last[0])
         if self.trial.should_prune():
             self.pruned = True
             control.should_training_stop = True
@@ -65,7 +68,7 @@ def run_search(config_path: str, overrides: list[str]) -> dict:
     sampler = optuna.samplers.TPESampler(seed=search.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if search.pruning else optuna.pruners.NopPruner()
     study = optuna.create_study(direction=search.direction, sampler=sampler, pruner=pruner)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported above, without Optuna's traceback
     rows = []
 
     def objective(trial):
@@ -75,11 +78,21 @@ def run_search(config_path: str, overrides: list[str]) -> dict:
         trial_cfg = load_config(config_path, trial_overrides)
         reporter = _Report(trial, search.pruning)
         print(f"[tunesmith] search trial {trial.number}: {values}", flush=True)
-        with extra_callbacks(reporter):
-            result = run_stage(trial_cfg)
+        try:
+            with extra_callbacks(reporter):
+                result = run_stage(trial_cfg)
+        except Exception as exc:  # noqa: BLE001 - one trial's failure (bad values, out of memory) is recorded
+            rows.append({"trial": trial.number, **values, search.metric: None, "output": None, "state": "failed",
+                         "reason": f"{type(exc).__name__}: {exc}"})
+            print(f"[tunesmith] search trial {trial.number} failed: {type(exc).__name__}: {exc}", file=sys.stderr,
+                  flush=True)
+            raise
         value = result.metrics.get(search.metric)
         row = {"trial": trial.number, **values, search.metric: value, "output": str(result.output_dir),
                "state": "pruned" if reporter.pruned else "complete"}
+        if reporter.pruned and reporter.last:
+            epoch, loss = reporter.last
+            row["reason"] = f"at epoch {epoch}, eval_loss {loss:.4f} was worse than the median of earlier trials"
         rows.append(row)
         if value is None:
             raise ConfigError(f"search.metric `{search.metric}` is not among the run's metrics: "
@@ -88,16 +101,34 @@ def run_search(config_path: str, overrides: list[str]) -> dict:
             raise optuna.TrialPruned()
         return value
 
-    study.optimize(objective, n_trials=search.trials, catch=())
+    study.optimize(objective, n_trials=search.trials, catch=(Exception,))  # a failed trial is recorded, the search goes on
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        base.mkdir(parents=True, exist_ok=True)
+        (base / "search_results.json").write_text(json.dumps({"metric": search.metric, "direction": search.direction,
+                                                              "best_trial": None, "trials": rows}, indent=2,
+                                                             ensure_ascii=False, default=str))
+        raise TunesmithError(no_trial_completed(rows, list(search.space), base / "search_results.json"))
     best = study.best_trial
     best_cfg = load_config(config_path, [*overrides, *(f"{k}={json.dumps(v)}" for k, v in best.params.items()),
                                          f"output_dir={base / 'best'}"])
     best_cfg = best_cfg.model_copy(update={"search": None})
     dump_config(best_cfg, base / "best.yaml")
-    summary = {"metric": search.metric, "direction": search.direction, "best_trial": best.number,
+    summary = {"output_dir": str(base), "metric": search.metric, "direction": search.direction, "best_trial": best.number,
                "best_value": best.value, "best_params": best.params, "trials": rows}
     (base / "search_results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
+
+
+def no_trial_completed(rows: list[dict], keys: list[str], results: Path) -> str:
+    """The message of a search whose every trial was pruned or failed: what happened to each."""
+    lines = [f"search: none of the {len(rows)} trials completed, so there is no best config ({results} lists them):"]
+    for row in rows:
+        lines.append(f"  trial {row['trial']} ({', '.join(f'{k}={row[k]}' for k in keys)}): {row['state']}"
+                     + (f": {row['reason']}" if row.get("reason") else ""))
+    failed = sum(row["state"] == "failed" for row in rows)
+    lines.append("Fix what the failed trials report (or narrow search.space)" if failed else
+                 "Every trial was pruned: run more trials, or set search.pruning: false")
+    return "\n".join(lines)
 
 
 def results_table(summary: dict) -> str:

@@ -95,27 +95,15 @@ def cmd_data_stats(args) -> int:
 
 def cmd_data_clean(args) -> int:
     from tunesmith.config.schema import CleanConfig
-    from tunesmith.data.clean import clean_conversations, clean_documents
-    from tunesmith.data.formats import load_conversations
+    from tunesmith.data.clean import clean_sources
     from tunesmith.data.sources import resolve_sources
-    from tunesmith.data.text import load_documents
 
     cfg = _data_config(args)
     text = _token_stage(cfg, "clean").data_kind == "text"
-    options = cfg.data.clean or CleanConfig()
-    items = []
-    for source in resolve_sources(cfg.data.train, cfg.data.registry, "train"):
-        columns, fmt = source.columns or cfg.data.columns, source.format or cfg.data.format
-        if text:
-            items += load_documents(source.paths, columns)
-        else:
-            items += load_conversations(source.paths, fmt, source.system, columns)
-    if text:
-        kept, report = clean_documents(items, options)
-        lines = [json.dumps({"text": text}, ensure_ascii=False) for _, text in kept]
-    else:
-        kept, report = clean_conversations(items, options)
-        lines = [json.dumps({"messages": c.messages}, ensure_ascii=False) for c in kept]
+    sources = resolve_sources(cfg.data.train, cfg.data.registry, "train")
+    kept, report = clean_sources(sources, cfg.data.clean or CleanConfig(), text, cfg.data.format,
+                                 cfg.data.columns)  # whole rows, only their text cleaned
+    lines = [json.dumps(row, ensure_ascii=False) for row in kept]
     out = Path(args.out)
     scratch = out.with_name(f".{out.name}.tmp")
     scratch.write_text("".join(line + "\n" for line in lines), encoding="utf-8")

@@ -75,7 +75,7 @@ def cmd_search(args) -> int:
     from tunesmith.search import results_table, run_search
 
     summary = run_search(args.config, args.overrides)
-    out = Path(summary["trials"][0]["output"]).parent if summary["trials"] else Path(".")
+    out = Path(summary["output_dir"])
     print("\n" + results_table(summary) + "\n")
     print(f"[tunesmith] best {summary['metric']} {summary['best_value']:.4f} with {summary['best_params']}; "
           f"train it with: tunesmith train {out / 'best.yaml'}  (all results: {out / 'search_results.json'})")

@@ -8,9 +8,11 @@ Errors name the file, line and dotted key, e.g.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -38,7 +40,7 @@ def _line_map(text: str) -> dict[str, int]:
 
     try:
         root = yaml.compose(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         return lines
     if root is not None:
         walk(root, "")
@@ -49,18 +51,48 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not part of the first key
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as "
+                          f"UTF-8") from None
+    deep = _too_deep(text)
+    if deep:
+        raise ConfigError(f"{path}:{deep}: invalid YAML: nested more than {MAX_FLOW_DEPTH} levels deep")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except ValueError as exc:  # a value YAML parses but Python cannot hold, e.g. an integer of 5000 digits
+        raise ConfigError(f"{path}: invalid YAML value: {exc}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(raw).__name__}")
     return raw, _line_map(text)
+
+
+MAX_FLOW_DEPTH = 100  # far beyond any config; PyYAML takes seconds (and more) on deeper [[[...]]]
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where `[`/`{` nesting first passes MAX_FLOW_DEPTH (quotes not parsed: a cheap guard
+    against inputs that make the YAML parser crawl), or None."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                return text.count("\n", 0, i) + 1
+        elif ch in "]}" and depth:
+            depth -= 1
+    return None
 
 
 OVERRIDE_LINE = -1  # marks keys that came from the command line in the line map
@@ -70,7 +102,7 @@ OVERRIDE_LINE = -1  # marks keys that came from the command line in the line map
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply `a.b.c=value` overrides; values are parsed as YAML scalars/lists (`3`, `true`, `[a, b]`)."""
-    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    raw = copy.deepcopy(raw)  # YAML may hold dates or sets too; the schema refuses them with their key
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override `{item}`: expected KEY=VALUE, e.g. training.epochs=2")
@@ -157,6 +189,9 @@ def _format_error(err: dict[str, Any], lines: dict[str, int], source: str) -> st
     elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
         msg = f"{msg} (got {err['input']!r})"
     msg = msg.removeprefix("Value error, ")
+    named = re.match(r"([\w.]+): ", msg)  # a whole-config check that names its key first
+    if key == "config" and named and named.group(1) in lines:
+        key, msg = named.group(1), msg[named.end():]
     line = lines.get(key)
     if line == OVERRIDE_LINE:
         where = "command-line override"
@@ -179,6 +214,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Tunesmi
     for item in overrides or []:
         lines[item.partition("=")[0].strip()] = OVERRIDE_LINE
     cfg = validate_config(raw, lines, str(path))
+    cfg._source = str(path)
     # Relative data paths in a config file are relative to the working directory (as in the
     # examples, which are run from the repository root), like every other CLI path.
     return cfg

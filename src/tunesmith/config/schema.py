@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from tunesmith.config.paths import inputs_inside, unsafe_output_dir
 
 STAGES = ("pt", "sft", "rm", "ppo", "dpo", "kto", "grpo", "mtl")
 METHODS = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "prefix", "moe")
@@ -257,6 +259,11 @@ class QloraConfig(Section):
     )
 
 
+# Which of the virtual-token methods reads each `prompt.*` option (TunesmithConfig refuses the others).
+PROMPT_OPTIONS = {"num_virtual_tokens": ("prompt", "ptuning", "prefix"), "init_text": ("prompt",),
+                  "encoder_hidden_size": ("ptuning", "prefix"), "prefix_projection": ("prefix",)}
+
+
 class PromptConfig(Section):
     num_virtual_tokens: int = Field(20, gt=0, description="Trained virtual tokens put before every input.")
     init_text: str | None = Field(
@@ -265,7 +272,8 @@ class PromptConfig(Section):
         "description) instead of random vectors.",
     )
     encoder_hidden_size: int = Field(
-        128, gt=0, description="method ptuning: hidden size of the MLP prompt encoder that produces the virtual tokens."
+        128, gt=0, description="method ptuning: hidden size of the MLP prompt encoder that produces the virtual tokens; method prefix "
+        "with prefix_projection: hidden size of its MLP."
     )
     prefix_projection: bool = Field(
         False, description="method prefix: produce the per-layer prefixes through a 2-layer MLP (more parameters)."
@@ -399,8 +407,10 @@ class TrainingConfig(Section):
     )
     resume: str | None = Field(
         None,
-        description="Resume an interrupted run: auto (the newest checkpoint that verifies in OUTPUT.partial) or a "
-        "checkpoint folder. A changed config or dataset is refused unless resume_changed is true.",
+        description="Where training starts. Unset or auto: from the newest checkpoint that verifies in "
+        "OUTPUT.partial (left by a stopped or crashed run of this config), else from step 0. restart: from step 0, "
+        "deleting OUTPUT.partial and its checkpoints. A checkpoint folder: from it. A checkpoint of a changed "
+        "config or dataset is refused unless resume_changed is true.",
     )
     resume_changed: bool = Field(False, description="Resume even though the config or training data changed.")
 
@@ -694,6 +704,15 @@ class TunesmithConfig(Section):
     )
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
     search: SearchConfig | None = Field(None, description="Hyper-parameter search (`tunesmith search CONFIG`).")
+    # the YAML file this config was loaded from (set by config.loader.load_config; not a key)
+    _source: str | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check_output_dir(self):
+        why = unsafe_output_dir(self.output_dir) or inputs_inside(self.output_dir, self)
+        if why:
+            raise ValueError(f"output_dir: {why}")
+        return self
 
     @model_validator(mode="after")
     def _check_method_sections(self):
@@ -709,6 +728,21 @@ class TunesmithConfig(Section):
                     f"section `{section}` is set but stage is `{self.stage}`: remove the "
                     f"`{section}:` section or set `stage: {section}`"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_prompt_options(self):
+        if self.method not in PROMPT_OPTIONS["num_virtual_tokens"]:
+            return self  # the whole section is refused by _check_method_sections
+        for option in sorted(self.prompt.model_fields_set):
+            methods = PROMPT_OPTIONS[option]
+            if self.method not in methods:
+                raise ValueError(f"prompt.{option}: applies to method {' | '.join(methods)}, not `{self.method}` "
+                                 f"(which would ignore it); remove prompt.{option}")
+        if (self.method == "prefix" and "encoder_hidden_size" in self.prompt.model_fields_set
+                and not self.prompt.prefix_projection):
+            raise ValueError("prompt.encoder_hidden_size: method prefix uses it only with prompt.prefix_projection: "
+                             "true (the MLP it sizes); set that or remove prompt.encoder_hidden_size")
         return self
 
     @model_validator(mode="after")

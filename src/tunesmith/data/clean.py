@@ -163,3 +163,87 @@ def clean_conversations(conversations, options: CleanConfig):
 
 def clean_documents(documents: list[tuple[str, str]], options: CleanConfig):
     return clean_items(documents, lambda d: [d[1]], lambda d, fn: (d[0], fn(d[1])), lambda d: d[0], options)
+
+
+# --- `tunesmith data clean`: whole rows out, only their text fields cleaned ---------------------
+
+
+@dataclass
+class _Row:
+    """One row being cleaned: the row as read (its own field names and format) and what it means."""
+
+    data: dict
+    kind: str  # alpaca | multitask | messages | sharegpt | text
+    columns: dict
+    texts: list[str]
+    where: str
+
+
+def map_text_fields(row: dict, kind: str, columns: dict[str, str] | None, fn) -> dict:
+    """A copy of `row` with `fn` applied to its text fields only (the strings that become turns or
+    the document), named as in the file (`columns`: {canonical: name in file}); every other field
+    (task, ids, labels, tool calls, unknown keys) is kept as it is."""
+    import copy
+
+    name = (columns or {}).get
+    out = copy.deepcopy(row)
+
+    def text(holder, key):
+        if isinstance(holder, dict) and isinstance(holder.get(key), str):
+            holder[key] = fn(holder[key])
+
+    if kind == "text":
+        text(out, name("text", "text"))
+        return out
+    text(out, name("system", "system"))
+    if kind in ("alpaca", "multitask"):
+        for key in ("instruction", "input", "output"):
+            text(out, name(key, key))
+        history = out.get(name("history", "history"))
+        if isinstance(history, list):
+            out[name("history", "history")] = [[fn(t) if isinstance(t, str) else t for t in pair]
+                                               if isinstance(pair, list) else pair for pair in history]
+        for example in out.get(name("examples", "examples")) or []:
+            text(example, "input")
+            text(example, "output")
+    else:
+        key, content = (("messages", "content") if kind == "messages" else ("conversations", "value"))
+        for turn in out.get(name(key, key)) or []:
+            if not (kind == "sharegpt" and isinstance(turn, dict) and turn.get("from") == "function_call"):
+                text(turn, content)
+    return out
+
+
+def clean_sources(sources, options: CleanConfig, documents: bool, fmt: str = "auto",
+                  columns: dict[str, str] | None = None) -> tuple[list[dict], CleanReport]:
+    """Read and validate every row of `sources` (data.sources.Source), clean them, and return the
+    kept rows whole, in their own format, with only their text fields normalised.
+
+    `documents`: raw-text rows (`stage: pt`); otherwise conversation rows of any format. A file
+    with invalid rows raises one DataError listing them (file:line:field), as training would."""
+    from tunesmith.data.formats import collect_rows, conversation_converter, detect_format, rename_columns
+    from tunesmith.data.text import to_document
+
+    rows: list[_Row] = []
+    for source in sources:
+        cols = source.columns or columns or {}
+        kind_of = source.format or fmt
+        if documents:
+            def convert(raw, cols=cols):
+                _, body = to_document(raw, cols)
+                return _Row(raw.data, "text", cols, [body], raw.where)
+        else:
+            to_conv = conversation_converter(kind_of, source.system, cols)
+
+            def convert(raw, cols=cols, to_conv=to_conv, kind_of=kind_of):
+                conversation = to_conv(raw)
+                kind = detect_format(rename_columns(raw.data, cols)) if kind_of == "auto" else kind_of
+                return _Row(raw.data, kind, cols, [m["content"] for m in conversation.messages], raw.where)
+        rows += collect_rows(source.paths, convert, "text row" if documents else "row")
+
+    def replace(row: _Row, fn) -> _Row:
+        return _Row(map_text_fields(row.data, row.kind, row.columns, fn), row.kind, row.columns,
+                    [fn(t) for t in row.texts], row.where)
+
+    kept, report = clean_items(rows, lambda r: r.texts, replace, lambda r: r.where, options)
+    return [row.data for row in kept], report

@@ -71,6 +71,16 @@ class TokenizedSet:
     def dropped(self) -> int:
         return len(self.rejects.dropped)
 
+    @property
+    def truncated(self) -> int:
+        """Rows cut to data.max_length (overlength: truncate)."""
+        return len(self.rejects.truncated)
+
+    @property
+    def truncated_without_end(self) -> int:
+        """Truncated rows whose last reply lost its end-of-turn token."""
+        return sum(t["lost_end"] for t in self.rejects.truncated)
+
     def as_features(self, packing: bool = False, capacity: int = 0, seed: int = 0):
         """Training features: a list, or for memory-mapped rows a map-style dataset read row by row."""
         if isinstance(self.rows, RowArrays):
@@ -162,18 +172,29 @@ def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | 
     hit = _MEMO.get(key) or (cache.load_cached(cache_root, key) if (data.cache and cache_root) else None)
     if hit is not None:
         rows, meta = hit
-        rejects = Rejects(data.on_error == "skip", data.max_reject_fraction, meta["rejected"], meta["dropped"])
+        rejects = Rejects(data.on_error == "skip", data.max_reject_fraction, meta["rejected"], meta["dropped"],
+                          meta.get("truncated", []))
+        _warn_truncated(rejects, paths, data.max_length)
         _MEMO[key] = hit
         log.info("tokenised data for %s taken from the cache (%d rows)", ", ".join(paths), len(rows))
         return TokenizedSet(rows, fp, rejects, from_cache=True)
     rejects = Rejects(data.on_error == "skip", data.max_reject_fraction)
     rows = _tokenize(tokenizer, paths, data, kind, max_samples, rejects)
     _warn_dropped(rejects, paths, len(rows))
-    meta = {"rejected": rejects.entries, "dropped": rejects.dropped}
+    _warn_truncated(rejects, paths, data.max_length)
+    meta = {"rejected": rejects.entries, "dropped": rejects.dropped, "truncated": rejects.truncated}
     _MEMO[key] = (rows, meta)
     if data.cache and cache_root:
         cache.store(cache_root, key, rows, meta)
     return TokenizedSet(rows, fp, rejects)
+
+
+def _warn_truncated(rejects: Rejects, paths: list[str], max_length: int) -> None:
+    if rejects.truncated:
+        lost = sum(t["lost_end"] for t in rejects.truncated)
+        log.warning("%d row(s) of %s were truncated to data.max_length=%d (first: %s); %d of them lost their reply's "
+                    "end-of-turn token, so the model is not shown where that reply stops", len(rejects.truncated),
+                    ", ".join(paths), max_length, rejects.truncated[0]["where"], lost)
 
 
 def _warn_dropped(rejects: Rejects, paths: list[str], kept: int) -> None:
@@ -202,8 +223,10 @@ def _build_streamed(tokenizer, paths, data: DataConfig, max_samples, kind, cache
         rows = hit[0]
         _MEMO[key] = hit
         log.info("tokenised data for %s taken from the cache (%d rows, memory-mapped)", ", ".join(paths), len(rows))
-        return TokenizedSet(rows, fp, Rejects(skip, data.max_reject_fraction, rows.meta["rejected"], rows.meta["dropped"]),
-                            from_cache=True)
+        rejects = Rejects(skip, data.max_reject_fraction, rows.meta["rejected"], rows.meta["dropped"],
+                          rows.meta.get("truncated", []))
+        _warn_truncated(rejects, paths, data.max_length)
+        return TokenizedSet(rows, fp, rejects, from_cache=True)
     if cached:
         target.parent.mkdir(parents=True, exist_ok=True)
         keep, scratch = None, Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=target.parent))
@@ -214,7 +237,8 @@ def _build_streamed(tokenizer, paths, data: DataConfig, max_samples, kind, cache
     try:
         writer = stream_tokenize(tokenizer, paths, data, kind, max_samples, rejects, scratch)
         _warn_dropped(rejects, paths, writer.rows)
-        writer.finish({"rejected": rejects.entries, "dropped": rejects.dropped})
+        _warn_truncated(rejects, paths, data.max_length)
+        writer.finish({"rejected": rejects.entries, "dropped": rejects.dropped, "truncated": rejects.truncated})
         if cached:
             try:
                 os.replace(scratch, target)

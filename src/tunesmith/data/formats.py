@@ -145,8 +145,8 @@ def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments) if arguments.strip() else {}
-            except json.JSONDecodeError as exc:
-                raise RowError(f"{spot}.arguments", f"not valid JSON ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # bad JSON, too deep, a number too long
+                raise RowError(f"{spot}.arguments", f"not valid JSON ({getattr(exc, 'msg', None) or 'not readable'})") from None
         if not isinstance(arguments, dict):
             raise RowError(f"{spot}.arguments", "expected an object (or a JSON string of one)")
         parsed.append({"type": "function", "function": {"name": function["name"], "arguments": arguments}})
@@ -166,15 +166,16 @@ def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str
         if not isinstance(turn, dict):
             raise RowError(where, "expected an object")
         role = turn.get(role_key)
-        if role not in role_map:
+        if not isinstance(role, str) or role not in role_map:
             raise RowError(f"{where}.{role_key}", f"unknown role {role!r} (expected one of {', '.join(role_map)})")
         content = turn.get(content_key)
         message: dict[str, Any] = {"role": role_map[role]}
         if role == "function_call":  # sharegpt: the value is the call itself
             try:
                 call = json.loads(content) if isinstance(content, str) else content
-            except json.JSONDecodeError as exc:
-                raise RowError(f"{where}.{content_key}", f"a function_call value must be JSON {{name, arguments}} ({exc.msg})") from None
+            except (ValueError, RecursionError) as exc:  # bad JSON, too deep, a number too long
+                raise RowError(f"{where}.{content_key}", f"a function_call value must be JSON {{name, arguments}} "
+                               f"({getattr(exc, 'msg', None) or 'not readable JSON'})") from None
             message.update(content="", tool_calls=_tool_calls(call, f"{where}.{content_key}"))
         else:
             calls = turn.get("tool_calls")
@@ -292,6 +293,8 @@ class Rejects:
     max_fraction: float = 0.1
     entries: list[dict[str, str]] = field(default_factory=list)
     dropped: list[dict[str, str]] = field(default_factory=list)
+    # rows kept but cut to data.max_length (overlength: truncate): {where, tokens, lost_end}
+    truncated: list[dict] = field(default_factory=list)
 
     def add(self, where: str, field_name: str, reason: str) -> None:
         self.entries.append({"where": where, "field": field_name, "reason": reason})
@@ -299,6 +302,10 @@ class Rejects:
     def drop(self, where: str, reason: str) -> None:
         """A valid row left out by policy (over-length with `drop`, nothing left to train)."""
         self.dropped.append({"where": where, "reason": reason})
+
+    def truncate(self, where: str, tokens: int, lost_end: bool) -> None:
+        """A row kept but cut to max_length; `lost_end`: its last reply lost its end-of-turn token."""
+        self.truncated.append({"where": where, "tokens": tokens, "lost_end": lost_end})
 
     def messages(self) -> list[str]:
         return [f"{e['where']}:{e['field']}: {e['reason']}" for e in self.entries]

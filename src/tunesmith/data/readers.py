@@ -27,6 +27,20 @@ from typing import Any
 from tunesmith.errors import DataError
 
 READABLE_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, as some editors write it: not part of the first row
+
+
+def _json(text: str):
+    """json.loads, with every way it can refuse a value turned into one ValueError (too deep a
+    nesting raises RecursionError, a number of more than 4300 digits a plain ValueError)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -76,8 +90,10 @@ def _read_file(path: Path) -> list[RawRow]:
     if path.suffix == ".gz":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+    if kind != ".parquet":
+        data = data.removeprefix(BOM)
     if kind == ".parquet":
         return _read_parquet(path, data)
     if kind == ".jsonl" or (kind == ".json" and not data.lstrip().startswith(b"[")):
@@ -131,9 +147,9 @@ def _read_json_lines(path: Path, data: bytes) -> list[RawRow]:
             rows.append(RawRow(str(path), number, None, ("row", f"invalid UTF-8 ({exc.reason} at byte {exc.start})")))
             continue
         try:
-            rows.append(RawRow(str(path), number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            rows.append(RawRow(str(path), number, None, ("row", f"invalid JSON: {exc.msg} (column {exc.colno})")))
+            rows.append(RawRow(str(path), number, _json(line)))
+        except ValueError as exc:
+            rows.append(RawRow(str(path), number, None, ("row", str(exc))))
     return rows
 
 
@@ -160,6 +176,10 @@ def _read_json_array(path: Path, text: str) -> list[RawRow]:
             value, end = decoder.raw_decode(text, index)
         except json.JSONDecodeError as exc:
             raise fail(exc.pos, exc.msg) from None
+        except RecursionError:
+            raise fail(index, "nested too deeply") from None
+        except ValueError as exc:  # e.g. a number of more than 4300 digits
+            raise fail(index, str(exc)) from None
         rows.append(RawRow(str(path), text.count("\n", 0, index) + 1, value))
         index = skip(end)
         if index >= len(text):
@@ -213,6 +233,8 @@ def _iter_json_lines(path: Path, kind: str) -> Iterator[RawRow]:
     with _open_binary(path) as handle:
         for number, raw_line in enumerate(handle, start=1):
             raw_line = raw_line.rstrip(b"\n")
+            if number == 1:
+                raw_line = raw_line.removeprefix(BOM)
             if not raw_line.strip():
                 continue
             if kind == ".json" and raw_line.lstrip().startswith(b"["):
@@ -225,9 +247,9 @@ def _iter_json_lines(path: Path, kind: str) -> Iterator[RawRow]:
                 yield RawRow(str(path), number, None, ("row", f"invalid UTF-8 ({exc.reason} at byte {exc.start})"))
                 continue
             try:
-                yield RawRow(str(path), number, json.loads(line))
-            except json.JSONDecodeError as exc:
-                yield RawRow(str(path), number, None, ("row", f"invalid JSON: {exc.msg} (column {exc.colno})"))
+                yield RawRow(str(path), number, _json(line))
+            except ValueError as exc:
+                yield RawRow(str(path), number, None, ("row", str(exc)))
 
 
 def _iter_csv(path: Path) -> Iterator[RawRow]:
@@ -238,6 +260,8 @@ def _iter_csv(path: Path) -> Iterator[RawRow]:
             nonlocal read
             for raw_line in handle:
                 read += 1
+                if read == 1:
+                    raw_line = raw_line.removeprefix(BOM)
                 try:
                     yield raw_line.decode("utf-8")
                 except UnicodeDecodeError as exc:

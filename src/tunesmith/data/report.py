@@ -50,6 +50,8 @@ def describe(name: str, data: TokenizedSet, max_length: int, replay_files: set[s
     stats = set_stats(data, max_length, replay_files)
     stats["rejected"] = len(data.rejects.entries)
     stats["dropped"] = data.dropped
+    stats["truncated"] = data.truncated
+    stats["truncated_without_end"] = data.truncated_without_end
     length = stats["length"]
     lines = [
         f"{name}: {stats['rows']} rows, {stats['tokens']:,} tokens ({stats['trained_tokens']:,} trained), "
@@ -57,6 +59,10 @@ def describe(name: str, data: TokenizedSet, max_length: int, replay_files: set[s
         f"  tokens per row: min {length['min']}, p50 {length['p50']}, p90 {length['p90']}, p99 {length['p99']}, "
         f"max {length['max']} (max_length {max_length}; {stats['rows_at_max_length']} rows reach it)",
     ]
+    if stats["truncated"]:
+        first = ", ".join(t["where"] for t in data.rejects.truncated[:3])
+        lines.append(f"  {stats['truncated']} rows truncated to max_length (data.overlength: truncate), "
+                     f"{stats['truncated_without_end']} of them lost their reply's end-of-turn token (first: {first})")
     if "replay" in stats:
         lines.append(f"  domain: {stats['domain']['rows']} rows, {stats['domain']['tokens']:,} tokens; replay "
                      f"(forgetting.replay): {stats['replay']['rows']} rows, {stats['replay']['tokens']:,} tokens "

@@ -78,5 +78,6 @@ def stream_tokenize(tokenizer, paths: list[str], data: DataConfig, kind: str, ma
     if not text:
         rejects.entries += late.entries
         rejects.dropped += late.dropped
+        rejects.truncated += late.truncated
         rejects.check("row", paths, kept=writer.rows)
     return writer

@@ -7,8 +7,10 @@ conversation's prefixes with the same template, then mapped to tokens with the t
 offsets, so training text is exactly what `apply_chat_template` produces at inference.
 
 Rows longer than `max_length` follow `data.overlength`: `truncate` (keep the first tokens),
-`drop` (leave the row out, counted) or `error` (an invalid row). A truncated row left with no
-trained token is dropped and counted, never trained as an empty example.
+`drop` (leave the row out, counted) or `error` (an invalid row). Truncated rows are counted in
+`Rejects.truncated`, with whether the last reply lost its end-of-turn token (the model is then
+never shown where that reply stops); a row whose trained replies are cut to nothing is an invalid
+row (it follows `data.on_error`), never trained as an empty example.
 """
 
 from __future__ import annotations
@@ -149,8 +151,16 @@ def tokenize_all(tokenizer, conversations: list[Conversation], options: MaskOpti
                     continue
             row = TokenizedRow(full.input_ids[: options.max_length], full.labels[: options.max_length], conversation.where,
                                full.task)
-            if row.trained_tokens == 0:
-                rejects.drop(conversation.where, f"no trained token left after truncation to {options.max_length} tokens")
+            if row.trained_tokens == 0 and n > options.max_length:
+                rejects.add(conversation.where, "row", f"{n} tokens: truncation to data.max_length={options.max_length} "
+                            "cuts the trained reply to nothing (the prompt fills max_length); raise max_length, shorten "
+                            "the prompt, or set data.overlength: drop")
                 continue
+            if row.trained_tokens == 0:
+                rejects.drop(conversation.where, "no trained token (no assistant reply to train)")
+                continue
+            if n > options.max_length:
+                last = max(i for i, label in enumerate(full.labels) if label != IGNORE_INDEX)
+                rejects.truncate(conversation.where, n, lost_end=last >= options.max_length)
             rows.append(row)
     return rows

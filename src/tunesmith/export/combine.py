@@ -44,6 +44,7 @@ def combine_adapters(weighted: list[tuple[str, float]], out: str, combination: s
         raise ConfigError(f"--density {density}: must be in (0, 1]")
     if rank is not None and not combination.endswith("svd"):
         raise ConfigError(f"--rank applies to the svd combinations only, not {combination}")
+    output = OutputFolder(out, overwrite, protect=[path for path, _ in weighted])  # checked first; never an input
     infos = [describe_output(path) for path, _ in weighted]
     names = [f"a{i}" for i in range(len(infos))]
     for info in infos:
@@ -59,7 +60,6 @@ def combine_adapters(weighted: list[tuple[str, float]], out: str, combination: s
     if len({t.chat_template for t in tokenizers}) > 1:
         raise ModelError("these adapters were trained with different chat templates; a combined adapter could "
                          "answer in only one of them")
-    output = OutputFolder(out, overwrite)
     base = load_causal_lm(resolve_model_path(base_path, cache_dir))  # fp32: the combination is computed exactly
     model = PeftModel.from_pretrained(base, str(infos[0].path), adapter_name=names[0])
     for name, info in zip(names[1:], infos[1:]):

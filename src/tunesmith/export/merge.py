@@ -43,7 +43,7 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
     if kind == "lora" and not merge:
         raise ModelError(f"{path}: a LoRA adapter; pass --merge to fold it into a copy of the base weights")
 
-    output = OutputFolder(out, overwrite)
+    output = OutputFolder(out, overwrite, protect=[str(path)])  # never replaces the model it reads
     loaded = load_for_inference(str(path), cache_dir, merge=True)
     work = output.open()
     loaded.model.save_pretrained(work)

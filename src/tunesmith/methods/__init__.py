@@ -34,7 +34,7 @@ from tunesmith.methods.freeze import apply_freeze
 from tunesmith.methods.full import apply_full
 from tunesmith.methods.lora import apply_lora, loraplus_optimizer, save_lora
 from tunesmith.methods.moe import apply_moe, check_moe, moe_callbacks, save_moe
-from tunesmith.methods.prompt import apply_prefix, apply_prompt_tuning, apply_ptuning
+from tunesmith.methods.prompt import apply_prefix, apply_prompt_tuning, apply_ptuning, check_virtual_tokens
 from tunesmith.methods.qlora import apply_qlora, qlora_load_options
 
 log = logging.getLogger(__name__)
@@ -76,9 +76,9 @@ REGISTRY = {
     "freeze": Method(apply_freeze),
     "lora": Method(apply_lora, save_lora, loraplus_optimizer),
     "qlora": Method(apply_qlora, save_lora, loraplus_optimizer, qlora_load_options),
-    "prompt": Method(apply_prompt_tuning, task_head=False),
-    "ptuning": Method(apply_ptuning, task_head=False),
-    "prefix": Method(apply_prefix, task_head=False),
+    "prompt": Method(apply_prompt_tuning, check=check_virtual_tokens, task_head=False),
+    "ptuning": Method(apply_ptuning, check=check_virtual_tokens, task_head=False),
+    "prefix": Method(apply_prefix, check=check_virtual_tokens, task_head=False),
     "adapter": Method(apply_bottleneck, save_bottleneck),
     "moe": Method(apply_moe, save_moe, callbacks=moe_callbacks, check=check_moe, task_head=False),
 }

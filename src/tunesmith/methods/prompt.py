@@ -25,6 +25,14 @@ def _refuse_task_head(model, name: str) -> None:
                           "method lora, freeze, full or adapter")
 
 
+def check_virtual_tokens(cfg) -> None:
+    """Config-time refusals of the virtual-token methods (before any model loads)."""
+    if cfg.data.packing:
+        raise ConfigError(f"data.packing: method `{cfg.method}` cannot train packed rows: PEFT's virtual-token "
+                          "forward drops the per-row position ids that keep packed rows apart, so every row would "
+                          "attend to the rows packed before it; set data.packing: false")
+
+
 def apply_prompt_tuning(model, cfg):
     _refuse_task_head(model, "prompt")
     from peft import PromptTuningConfig, get_peft_model

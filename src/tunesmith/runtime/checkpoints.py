@@ -83,12 +83,20 @@ def newest_valid(run_dir: Path) -> tuple[Path, dict] | None:
     return None
 
 
-def choose_resume(resume: str, run_dir: Path, identity: dict, force: bool) -> Path | None:
-    """The checkpoint `training.resume` names ('auto' or a path), checked against this run."""
-    if resume == "auto":
-        found = newest_valid(run_dir)
+def choose_resume(resume: str | None, run_dir: Path, identity: dict, force: bool) -> Path | None:
+    """The checkpoint this run continues from, checked against it; None to start from step 0.
+
+    `training.resume`: unset or 'auto' = the newest checkpoint that verifies in `run_dir`
+    (OUTPUT.partial) if there is one; 'restart' = none (the caller discards the folder); else a
+    checkpoint folder. A checkpoint of a different config or training data is refused, naming the
+    two ways on: `training.resume_changed=true` continues it, `training.resume=restart` discards it."""
+    if resume == "restart":
+        return None
+    if resume is None or resume == "auto":
+        found = newest_valid(run_dir) if Path(run_dir).is_dir() else None
         if found is None:
-            log.warning("training.resume=auto: no valid checkpoint in %s; starting from the beginning", run_dir)
+            if resume == "auto":
+                log.warning("training.resume=auto: no valid checkpoint in %s; starting from the beginning", run_dir)
             return None
         path, manifest = found
     else:
@@ -100,7 +108,9 @@ def choose_resume(resume: str, run_dir: Path, identity: dict, force: bool) -> Pa
         if manifest.get(key) != identity.get(key) and not force:
             what = "config" if key == "config_hash" else "training data"
             raise ConfigError(f"training.resume: the {what} changed since {path} was saved; resuming would not be "
-                              f"the same run. Set training.resume_changed=true to continue anyway")
+                              f"the same run. To continue it anyway, run the same command with "
+                              f"training.resume_changed=true; to discard it and start over, with "
+                              f"training.resume=restart")
     return path
 
 

@@ -27,7 +27,6 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from threading import Thread
 from typing import Any
 
 import torch
@@ -35,6 +34,7 @@ from fastapi import Request  # at module level: FastAPI resolves the handlers' (
 
 from tunesmith.errors import ConfigError
 from tunesmith.models.loader import LoadedModel
+from tunesmith.serve.streaming import Generation
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -173,50 +173,46 @@ def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 
 
 def stream_text(loaded: LoadedModel, inputs: dict, options: dict):
-    """Yield (piece, None) while generating, then (None, (finish_reason, prompt_tokens, completion_tokens))."""
-    from transformers import TextIteratorStreamer
+    """Yield (piece, None) while generating, then (None, (finish_reason, prompt_tokens, completion_tokens)).
 
+    A generation that raises ends the stream with its error; a reader that leaves (a closed HTTP
+    stream closes this generator) stops the generation at its next token (serve.streaming)."""
     model, tokenizer = loaded.model, loaded.tokenizer
     if options["seed"] is not None:
         torch.manual_seed(options["seed"])
     inputs = {k: v.to(model.device) for k, v in inputs.items()}
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    produced: dict = {}
-
-    def run():
-        try:
-            with torch.no_grad():
-                produced["ids"] = model.generate(**inputs, streamer=streamer, **_generate_kwargs(tokenizer, options))
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the request's thread below
-            produced["error"] = exc
-            streamer.end()  # the reader would otherwise wait for text forever
-
-    worker = Thread(target=run, daemon=True)
-    worker.start()
+    generation = Generation(model, tokenizer, inputs, **_generate_kwargs(tokenizer, options))
+    pieces = iter(generation)
     text, sent, stopped = "", 0, False
-    for piece in streamer:
-        text += piece
-        shown, stopped = _cut_at_stop(text, options["stop"])
-        # hold back a tail that could still become a stop string
-        safe = len(shown) if stopped else max(sent, len(shown) - max((len(s) - 1 for s in options["stop"]), default=0))
-        if safe > sent:
-            yield shown[sent:safe], None
-            sent = safe
-        if stopped:
-            break
-    if stopped:  # generation stops at the stop string too: drain what it produced up to there
-        for _ in streamer:
-            pass
-    worker.join()
-    if "error" in produced:
-        raise produced["error"]
+    try:
+        for piece in pieces:
+            text += piece
+            shown, stopped = _cut_at_stop(text, options["stop"])
+            # hold back a tail that could still become a stop string
+            safe = len(shown) if stopped else max(sent, len(shown) - max((len(s) - 1 for s in options["stop"]), default=0))
+            if safe > sent:
+                yield shown[sent:safe], None
+                sent = safe
+            if stopped:
+                break
+        if stopped:  # generation stops at the stop string too: drain what it produced up to there
+            for _ in pieces:
+                pass
+    finally:
+        pieces.close()  # a reader that left ends the generation
     if not stopped and len(text) > sent:
         yield text[sent:], None
     prompt_tokens = int(inputs["input_ids"].shape[1])
-    completion = produced["ids"][0][prompt_tokens:].tolist()
+    completion = generation.ids[0][prompt_tokens:].tolist()
     ended = tokenizer.eos_token_id in completion or stopped
     yield None, ("stop" if ended or len(completion) < options["max_tokens"] else "length", prompt_tokens,
                  len(completion))
+
+
+def generation_failed(exc: Exception) -> ApiError:
+    """The error reply for a generation that raised (out of memory, an input the model cannot take)."""
+    return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", kind="server_error",
+                    code="generation_failed")
 
 
 def chat_inputs(loaded: LoadedModel, messages: list[dict]) -> dict:
@@ -307,6 +303,9 @@ def create_app(host: ModelHost, api_key: str | None = None, max_tokens_cap: int 
                             yield chunk({"content": piece} if kind == "chat" else piece, None)
                         elif end:
                             yield chunk({} if kind == "chat" else "", end[0])
+                except Exception as exc:  # noqa: BLE001 - the stream has begun: the error goes in it
+                    yield f"data: {json.dumps(generation_failed(exc).body(), ensure_ascii=False)}\n\n"
+                else:
                     yield "data: [DONE]\n\n"
                 finally:
                     context.__exit__(None, None, None)
@@ -315,11 +314,15 @@ def create_app(host: ModelHost, api_key: str | None = None, max_tokens_cap: int 
 
         with host.use(name) as loaded:
             pieces, end = [], None
-            for piece, done in stream_text(loaded, make_inputs(loaded), options):
-                if piece:
-                    pieces.append(piece)
-                elif done:
-                    end = done
+            inputs = make_inputs(loaded)
+            try:
+                for piece, done in stream_text(loaded, inputs, options):
+                    if piece:
+                        pieces.append(piece)
+                    elif done:
+                        end = done
+            except Exception as exc:  # noqa: BLE001 - out of memory, input too long ...: an error reply
+                raise generation_failed(exc) from None
         text = "".join(pieces)
         finish, prompt_tokens, completion_tokens = end
         choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}

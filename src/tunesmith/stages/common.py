@@ -61,7 +61,7 @@ class RunSetup:
 
 def begin_run(cfg: TunesmithConfig) -> RunSetup:
     """Refuse an existing output, seed, and load the tokenizer (data comes next, before the model)."""
-    output = OutputFolder(cfg.output_dir, cfg.overwrite_output)
+    output = OutputFolder(cfg.output_dir, cfg.overwrite_output, protect=[cfg._source])
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     torch.manual_seed(cfg.training.seed)
@@ -116,15 +116,18 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     t = cfg.training
     configure_reporters(t.report_to, cfg.output_dir)
     main_process = launch.rank() == 0  # with several processes only rank 0 writes the output
-    work = setup.output.open(resume=t.resume is not None) if main_process else setup.output.partial
-    if main_process and rejects is not None and (rejects.entries or rejects.dropped):
-        rejects.write(work / "rejects.jsonl")
     identity = {"config_hash": resume_identity(cfg), "data_fingerprint": data.get("train_fingerprint"),
                 "versions": library_versions()}
-    checkpoint = choose_resume(t.resume, work, identity, t.resume_changed) if t.resume else None
+    # a checkpoint left in OUTPUT.partial is continued (unset/auto) or refused (changed run), never deleted silently
+    checkpoint = choose_resume(t.resume, setup.output.partial, identity, t.resume_changed)
+    work = (setup.output.open(resume=checkpoint is not None, discard=t.resume == "restart") if main_process
+            else setup.output.partial)
+    if main_process and rejects is not None and (rejects.entries or rejects.dropped):
+        rejects.write(work / "rejects.jsonl")
     resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
     if checkpoint:
-        print(f"[tunesmith] resuming from {checkpoint}", flush=True)
+        print(f"[tunesmith] resuming from {checkpoint}" + ("" if t.resume else " (left by an earlier run of this "
+              "config; training.resume=restart starts over instead)"), flush=True)
     if main_process:
         announce_precision(t.mixed_precision, setup.dtype, setup.device)
     metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process,
@@ -222,6 +225,8 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
         )
 
     data = data_record(train_set, val_set, train_tokens=train_set.tokens, train_trained_tokens=train_set.trained_tokens,
+                       train_rows_truncated=train_set.truncated,
+                       train_rows_truncated_without_end=train_set.truncated_without_end,
                        packed_sequences=len(train_features) if packing else None)
     return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
 

@@ -221,6 +221,8 @@ def run(cfg: TunesmithConfig) -> RunResult:
         )
 
     data = data_record(train_set, val_set, train_tokens=train_set.tokens, train_trained_tokens=train_set.trained_tokens,
+                       train_rows_truncated=train_set.truncated,
+                       train_rows_truncated_without_end=train_set.truncated_without_end,
                        tasks={t: counts[t] for t in tasks}, weighting=cfg.mtl.weighting)
     return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
 
