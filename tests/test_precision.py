@@ -117,7 +117,7 @@ stage: sft
 method: lora
 output_dir: {tmp_path / 'out'}
 model: {{name_or_path: {tiny_model_dir}}}
-data: {{train: {facts_data['train']}, max_length: 48}}
+data: {{train: {facts_data['train']}, max_length: 96}}
 lora: {{r: 4}}
 training: {{max_steps: 6, batch_size: 2, logging_steps: 1, mixed_precision: bf16}}
 """)
