@@ -180,6 +180,14 @@ def data_record(train, val, **extra) -> dict:
             "validation_rows": len(val.rows) if val else None}
 
 
+def token_data_record(train, val, **extra) -> dict:
+    """`data_record` of a tokenised training set (data.dataset.TokenizedSet): tokens, trained tokens and
+    the rows `overlength: truncate` cut (and how many lost their reply's end-of-turn token)."""
+    return data_record(train, val, train_tokens=train.tokens, train_trained_tokens=train.trained_tokens,
+                       train_rows_truncated=train.truncated, train_rows_truncated_without_end=train.truncated_without_end,
+                       **extra)
+
+
 # --- the recipe of the stages that train a causal LM on rows tokenised here (sft, pt, mtl) ---------
 
 
@@ -224,10 +232,7 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
             callbacks=callbacks,
         )
 
-    data = data_record(train_set, val_set, train_tokens=train_set.tokens, train_trained_tokens=train_set.trained_tokens,
-                       train_rows_truncated=train_set.truncated,
-                       train_rows_truncated_without_end=train_set.truncated_without_end,
-                       packed_sequences=len(train_features) if packing else None)
+    data = token_data_record(train_set, val_set, packed_sequences=len(train_features) if packing else None)
     return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
 
 

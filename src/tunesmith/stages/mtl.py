@@ -31,8 +31,9 @@ from tunesmith.errors import ConfigError
 from tunesmith.eval.perplexity import validation_loss_by_task
 from tunesmith.runtime.task_weights import make_weighting
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_tokens, load_run_tokenizer,
-                                     load_trainable_model, token_arguments, token_splits, train_and_save)
+from tunesmith.stages.common import (RunResult, begin_run, held_out_tokens, load_run_tokenizer,
+                                     load_trainable_model, token_arguments, token_data_record, token_splits,
+                                     train_and_save)
 
 log = logging.getLogger(__name__)
 WEIGHTING_STATE = "task_weighting.pt"
@@ -220,10 +221,7 @@ def run(cfg: TunesmithConfig) -> RunResult:
             weighting=weighting,
         )
 
-    data = data_record(train_set, val_set, train_tokens=train_set.tokens, train_trained_tokens=train_set.trained_tokens,
-                       train_rows_truncated=train_set.truncated,
-                       train_rows_truncated_without_end=train_set.truncated_without_end,
-                       tasks={t: counts[t] for t in tasks}, weighting=cfg.mtl.weighting)
+    data = token_data_record(train_set, val_set, tasks={t: counts[t] for t in tasks}, weighting=cfg.mtl.weighting)
     return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
 
 
