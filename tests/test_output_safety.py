@@ -1,10 +1,6 @@
 """Nothing lost: a run replaces only its own output, and a checkpoint is never deleted silently."""
 
 import json
-import os
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +12,7 @@ from tunesmith.runtime.checkpoints import checkpoints, choose_resume, write_mani
 from tunesmith.runtime.outputs import OutputFolder
 
 from conftest import write_config, write_jsonl
+from test_resume import _stop_when
 
 
 def _finished_output(folder: Path) -> Path:
@@ -154,20 +151,6 @@ def test_a_partial_folder_is_cleared_only_when_a_run_wrote_it(tmp_path):
 
 # --- through the CLI: rerunning a stopped run continues it --------------------------------------------
 
-def _stop_when(partial: Path, step: int):
-    metrics = partial / "metrics.jsonl"
-
-    def watch():
-        while True:
-            if metrics.is_file() and any(json.loads(line).get("step", 0) >= step and "loss" in line
-                                         for line in metrics.read_text().splitlines()):
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            time.sleep(0.005)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def test_rerunning_a_stopped_run_continues_from_its_checkpoint(tmp_path, tiny_model_dir, capsys):
     data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Q {i}?", "output": f"A {i}."} for i in range(8)])
     out = tmp_path / "run"
@@ -188,7 +171,7 @@ eval:
   compare_base: false
 """)
     partial = out.with_name("run.partial")
-    _stop_when(partial, 2)
+    _stop_when(out, 2)
     assert main(["train", str(config)]) == 3
     (step, ckpt), = checkpoints(partial)
     capsys.readouterr()

@@ -121,11 +121,11 @@ def load_rows(tokenizer, data: DataConfig, key: str, kind: RowKind, seed: int, t
         rejects.dropped += own.dropped
         truncated += cut
     rows = mix(parts, weights, seed)
-    digest = "".join(fingerprint(s.paths) for s in sources) + (repr(weights) if weights else "")
-    digest += repr(max_samples) if max_samples else ""
-    fp = hashlib.sha256(digest.encode()).hexdigest()[:16] if len(sources) > 1 or weights or max_samples \
-        else fingerprint(sources[0].paths)
-    return RowSet(rows, fp, rejects, truncated)
+    prints = [fingerprint(source.paths) for source in sources]  # each file hashed once
+    if len(prints) == 1 and not weights and not max_samples:
+        return RowSet(rows, prints[0], rejects, truncated)
+    digest = "".join(prints) + repr(weights or "") + repr(max_samples or "")
+    return RowSet(rows, hashlib.sha256(digest.encode()).hexdigest()[:16], rejects, truncated)
 
 
 def load_row_splits(tokenizer, data: DataConfig, kind: RowKind, seed: int,
