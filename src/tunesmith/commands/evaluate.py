@@ -28,7 +28,7 @@ def register(verbs) -> None:
     ev = verbs.add_parser("eval", help="Measure a model: the stage's held-out metrics, QA accuracy, general loss.",
                           description="Evaluate the config's output_dir (or --model) on its held-out data "
                           "(data.validation or data.val_split: loss/perplexity, preference margins, reward ...), "
-                          "eval.qa and forgetting.general_eval.")
+                          "eval.qa, forgetting.general_eval (general loss) and forgetting.general_qa (general accuracy).")
     ev.add_argument("config", help="YAML config file (its data.validation and eval.qa are used).")
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     ev.add_argument("--model", help="Model to evaluate: an output folder, 'default', a folder or hub id.")

@@ -445,6 +445,23 @@ class ForgettingConfig(Section):
         description="General held-out data (chat/alpaca rows, or raw text: .txt or `text` rows): its loss and "
         "perplexity are measured before and after training and reported next to the other results.",
     )
+    general_qa: str | None = Field(
+        None,
+        description="General questions with key answers (JSONL of {question, answers, task?}, as eval.qa; shipped: "
+        "examples/data/general_qa.jsonl, 38 simple questions in English and Chinese): answered with the run's "
+        "system prompt before and after training, so a fine-tune that learns its domain but loses general "
+        "ability shows it (`general QA accuracy` in the before/after table).",
+    )
+    warn_general_drop: float = Field(
+        0.03, ge=0, le=1,
+        description="Warn after training when the general QA accuracy fell by more than this fraction of its "
+        "questions (0.03 of 38 questions: more than one), naming the options that reduce forgetting.",
+    )
+    warn_perplexity_rise: float = Field(
+        0.25, ge=0,
+        description="Warn after training when the general perplexity (general_eval) rose by more than this "
+        "fraction (0.25: +25%).",
+    )
 
     @model_validator(mode="before")
     @classmethod
