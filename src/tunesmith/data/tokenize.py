@@ -66,7 +66,8 @@ def tool_calls_as_text(messages: list[dict]) -> list[dict]:
             text = "\n".join("<tool_call>\n" + json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
                                                           ensure_ascii=False) + "\n</tool_call>" for c in calls)
             content = message.get("content") or ""
-            message = {"role": message["role"], "content": f"{content}\n{text}" if content.strip() else text}
+            rest = {k: v for k, v in message.items() if k != "tool_calls"}  # reasoning, the train mark
+            message = {**rest, "content": f"{content}\n{text}" if content.strip() else text}
         out.append(message)
     return out
 
