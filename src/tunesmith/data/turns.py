@@ -14,6 +14,9 @@ accepted (tunesmith trains a token or does not).
 `tools` (a row's tool definitions, a JSON list or a JSON string of one, each `{name, description,
 parameters}` or `{"type": "function", "function": {...}}`) are kept in `Conversation.meta["tools"]`
 and rendered by `tokenize.render`.
+
+`rename_columns` applies a `columns` mapping to a row: field names, and LLaMA-Factory's tag names
+(role_tag, content_tag, user_tag, ...) for the keys and roles of its sharegpt turns.
 """
 
 from __future__ import annotations
