@@ -115,7 +115,7 @@ class DataConfig(Section):
         description="Mixing ratios, one per data.train entry: source i makes up weight_i/sum of the mixed "
         "training set (small sources are repeated, large ones sampled; seeded).",
     )
-    format: Literal["auto", "alpaca", "messages", "sharegpt", "multitask"] = Field(
+    format: Literal["auto", "alpaca", "messages", "sharegpt", "multitask", "prompt_completion"] = Field(
         "auto", description="Row format; auto detects it per row from the keys present."
     )
     columns: dict[str, str] = Field(
