@@ -70,7 +70,8 @@ def cmd_adapters_combine(args) -> int:
 def cmd_export(args) -> int:
     from tunesmith.export import export_model
 
-    out = export_model(args.model, args.out, merge=args.merge, cache_dir=args.cache_dir, overwrite=args.overwrite)
+    out = export_model(args.model, args.out, merge=args.merge, cache_dir=args.cache_dir, overwrite=args.overwrite,
+                       format=args.format, quant=args.quant, gguf_pre=args.gguf_pre)
     print(f"[tunesmith] standalone model written to {out}")
     return 0
 
@@ -152,6 +153,12 @@ def register(verbs) -> None:
     export.add_argument("model", help="A finished output folder (or any model folder).")
     export.add_argument("--out", required=True, help="Folder to write (written as OUT.partial, then renamed).")
     export.add_argument("--merge", action="store_true", help="Fold LoRA-family adapters into a copy of the base weights.")
+    export.add_argument("--format", choices=("transformers", "gguf"), default="transformers",
+                        help="transformers: a safetensors folder; gguf: one GGUF file (llama.cpp, Ollama) with a "
+                        "Modelfile, adapters merged, checked against the model it came from.")
+    export.add_argument("--quant", choices=("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), default="f16",
+                        help="GGUF weight type (default f16; q8_0 is near-lossless at half the size).")
+    export.add_argument("--gguf-pre", help="llama.cpp pre-tokenizer name, for a tokenizer tunesmith has not verified.")
     export.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
     export.add_argument("--cache-dir", help="Cache of the converted default model.")
     export.set_defaults(func=cmd_export)

@@ -1,6 +1,6 @@
 """LLaMA-Factory's `dataset_info.json` as a registry: `data.registry: path/to/dataset_info.json`.
 
-Each entry becomes a `sources.Source`, read with the same meaning LLaMA-Factory gives it
+Each entry becomes the fields of a `sources.Source`, read with the same meaning LLaMA-Factory gives it
 (its `parser.DatasetAttr` and `converter.py`):
 
     file_name                 a file or folder beside dataset_info.json
@@ -42,9 +42,8 @@ TAGS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag
 
 
 def load_dataset_info(path: Path) -> dict[str, Any]:
-    """{name: Source} for every entry of a LLaMA-Factory dataset_info.json (hub entries fetched when used)."""
-    from tunesmith.data.sources import Source
-
+    """{name: the `sources.Source` fields} for every entry of a LLaMA-Factory dataset_info.json (hub entries
+    fetched when used); `sources.load_registry` makes the Source records (this module does not import it)."""
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
@@ -60,12 +59,12 @@ def load_dataset_info(path: Path) -> dict[str, Any]:
             translated = _translate(entry, where)
             hub = _hub(entry, where)
         except ConfigError as exc:  # refused when used: a registry may list datasets this run never reads
-            registry[name] = Source(name, [], refused=str(exc))
+            registry[name] = {"paths": [], "refused": str(exc)}
             continue
         if hub:
-            registry[name] = Source(name, [], hub={"entry": entry, "info": str(path)}, **translated)
+            registry[name] = {"paths": [], "hub": {"entry": entry, "info": str(path)}, **translated}
         else:
-            registry[name] = Source(name, [str(_local(path, entry, where))], **translated)
+            registry[name] = {"paths": [str(_local(path, entry, where))], **translated}
     return registry
 
 

@@ -51,7 +51,7 @@ def load_registry(path: str | Path) -> dict[str, Source]:
     if path.suffix == ".json":
         from tunesmith.data.llamafactory import load_dataset_info
 
-        return load_dataset_info(path)
+        return {name: Source(name, **fields) for name, fields in load_dataset_info(path).items()}
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:

@@ -14,6 +14,7 @@ import torch
 
 def build_tiny_model(tokenizer_dir: str | Path, out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2,
                      num_heads: int = 4, intermediate_size: int | None = None, seed: int = 0,
+                     num_kv_heads: int | None = None,
                      initializer_range: float = 0.02) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -24,7 +25,7 @@ def build_tiny_model(tokenizer_dir: str | Path, out_dir: str | Path, hidden_size
         intermediate_size=intermediate_size or hidden_size * 2,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        num_key_value_heads=num_kv_heads or num_heads,
         max_position_embeddings=2048,
         tie_word_embeddings=True,
         initializer_range=initializer_range,

@@ -1,0 +1,54 @@
+"""Check an exported artifact against the model it came from, in a reader other than our writer.
+
+A GGUF is read back by transformers' own GGUF loader (`from_pretrained(..., gguf_file=...)`: its
+tokenizer from the GGUF's vocabulary and merges, its weights dequantised, the RoPE row order
+undone), then compared with the merged model: the token ids of probe texts, the largest logit
+difference on a probe prompt, and the greedy tokens of a few chat prompts. The result goes into
+the export's manifest (`check`), so what was shipped says how faithful it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tunesmith.errors import ModelError
+from tunesmith.export.gguf import PROBE
+
+PROMPTS = ("Say hello.", "What is the capital of France?", "List three colours.", "用一句话介绍你自己。")
+
+
+def _chat_ids(tokenizer, question: str, system: str | None) -> list[int]:
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@torch.no_grad()
+def compare_gguf(path: Path, model, tokenizer, system: str | None, new_tokens: int = 16) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        read_tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        read_model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    except Exception as exc:  # a file transformers cannot read is a failed export, not a warning
+        raise ModelError(f"the written GGUF {path} does not load back with transformers' GGUF reader: {exc}") from exc
+    model = model.eval()
+    texts = [PROBE] + [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False) for p in PROMPTS]
+    same_ids = sum(tokenizer(t, add_special_tokens=False)["input_ids"] == read_tokenizer(t, add_special_tokens=False)["input_ids"]
+                   for t in texts)
+    ids = torch.tensor([_chat_ids(tokenizer, PROMPTS[0], system)])
+    source_logits = model(ids).logits.float()
+    diff = (source_logits - read_model(ids).logits.float()).abs().max().item()
+    scale = source_logits.abs().max().item()
+    same_greedy = 0
+    for question in PROMPTS:
+        ids = torch.tensor([_chat_ids(tokenizer, question, system)])
+        options = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        a = model.generate(ids, **options)[0, ids.shape[1]:].tolist()
+        b = read_model.generate(ids, **options)[0, ids.shape[1]:].tolist()
+        same_greedy += a == b
+    return {"reader": "transformers GGUF loader", "tokenizer_texts": len(texts), "same_token_ids": same_ids,
+            "max_logit_diff": round(diff, 5), "max_abs_logit": round(scale, 3), "prompts": len(PROMPTS), "same_greedy_tokens": same_greedy,
+            "new_tokens": new_tokens}
