@@ -9,6 +9,7 @@ from pathlib import Path
 def cmd_eval(args) -> int:
     from tunesmith.config import load_config
     from tunesmith.eval import evaluate_model
+    from tunesmith.eval.suites import summary, write_details
     from tunesmith.stages.registry import get_stage
 
     cfg = load_config(args.config, args.overrides)
@@ -17,10 +18,10 @@ def cmd_eval(args) -> int:
     if out is None and Path(model_ref).is_dir():
         out = Path(model_ref) / "eval.json"
     result = evaluate_model(cfg, model_ref, get_stage(cfg.stage), out)
-    summary = {k: v for k, v in result.items() if k != "qa_details"}
-    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    print(json.dumps(summary(result), indent=2, ensure_ascii=False))
     if out:
-        print(f"[tunesmith] full results in {out}")
+        written = write_details(result, out.parent)
+        print(f"[tunesmith] full results in {out}" + "".join(f", {p}" for p in written))
     return 0
 
 

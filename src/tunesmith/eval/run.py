@@ -16,13 +16,15 @@ from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.eval.general import general_metrics
 from tunesmith.eval.qa import qa_accuracy
+from tunesmith.eval.suites import configured, run_suites
 
 log = logging.getLogger(__name__)
 
 
 def has_measures(cfg: TunesmithConfig) -> bool:
     """Whether the config names anything to measure: held-out data, a QA file or a general set."""
-    return bool(cfg.data.validation or cfg.data.val_split or cfg.eval.qa or cfg.forgetting.general_eval)
+    return bool(cfg.data.validation or cfg.data.val_split or cfg.eval.qa or cfg.forgetting.general_eval
+                or configured(cfg))
 
 
 def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str | Path | None = None) -> dict:
@@ -33,7 +35,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
     loss apply to every stage whose model generates text."""
     if not has_measures(cfg):
         raise ConfigError("nothing to evaluate: set data.validation or data.val_split (held-out metrics), eval.qa "
-                          "(accuracy) and/or forgetting.general_eval (general loss)")
+                          "(accuracy), forgetting.general_eval (general loss) and/or a suite: eval.generation, "
+                          "eval.mcq, eval.consistency, eval.edge_cases")
     started = time.time()
     loaded = stage.load_for_eval(cfg, model_ref)
     if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
@@ -47,8 +50,11 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
                                   cfg.eval.max_new_tokens, cfg.eval.batch_size))
     if stage.generates and cfg.forgetting.general_eval:
         result.update(general_metrics(cfg, loaded.model, loaded.tokenizer, system))
+    if stage.generates:
+        result.update(run_suites(cfg, loaded.model, loaded.tokenizer, system))
     result["eval_seconds"] = round(time.time() - started, 1)
     if result_path:
+        Path(result_path).parent.mkdir(parents=True, exist_ok=True)
         Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
     return result
 

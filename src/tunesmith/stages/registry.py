@@ -58,7 +58,8 @@ def check_stage(cfg: TunesmithConfig) -> None:
         raise ConfigError("data.train: no training files given; set data.train in the config or data.train=PATH")
     check_data_options(cfg, stage)
     if not stage.generates:
-        for key, value in (("eval.qa", cfg.eval.qa), ("forgetting.general_eval", cfg.forgetting.general_eval)):
+        for key, value in (("eval.qa", cfg.eval.qa), ("forgetting.general_eval", cfg.forgetting.general_eval),
+                           *((f"eval.{k}", getattr(cfg.eval, k)) for k in ("generation", "mcq", "consistency", "edge_cases"))):
             if value:
                 raise ConfigError(f"{key}: stage `{stage.name}` trains a model that does not generate text (it "
                                   f"reads {stage.reads} and scores them); remove {key}")
