@@ -1,8 +1,9 @@
 """Batched generation with the chat template, for evaluation.
 
-Prompts are rendered with the tokenizer's chat template, sorted by token length (so a batch pads
-to similar lengths), left-padded and generated `batch_size` at a time; the replies come back in the
-input order. Greedy batched replies equal one-at-a-time ones (tests/test_eval_generation.py).
+Prompts are rendered with the tokenizer's chat template, sorted by token length and left-padded
+into batches of up to `batch_size` prompts of similar length (none shorter than half the batch's
+longest, so one long prompt does not make a batch of short ones pad to its length); the replies
+come back in the input order. Greedy batched replies equal one-at-a-time ones (tests/test_eval_generation.py).
 A progress bar (tqdm, on a terminal) counts the rows.
 """
 
@@ -23,16 +24,21 @@ class Generated:
 
 
 def chat_prompt(tokenizer, question: str, system: str | None) -> str:
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return render(tokenizer, [{"role": "user", "content": question}], system)
 
 
 def render(tokenizer, messages: list[dict], system: str | None = None) -> str:
     """The prompt text of a conversation (ending with a user turn), with the system prompt put first
-    when the conversation has none."""
+    when the conversation has none. Text that is not valid Unicode (lone surrogates, which JSON's
+    `\\udcff` escapes can produce) is replaced by U+FFFD: a tokenizer refuses to encode it."""
     if system and not (messages and messages[0].get("role") == "system"):
         messages = [{"role": "system", "content": system}] + list(messages)
+    messages = [{**m, "content": valid_unicode(m["content"])} for m in messages]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def valid_unicode(text: str) -> str:
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def stop_ids(model, tokenizer) -> set[int]:
@@ -56,8 +62,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, bat
     tokenizer.padding_side = "left"
     bar = tqdm(total=len(prompts), desc=desc or "generating", unit="row", disable=None, leave=False)
     try:
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
+        for chosen in _batches(order, lengths, batch_size):
             batch = tokenizer([prompts[i] for i in chosen], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=pad, **options)
@@ -68,6 +73,18 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, bat
         tokenizer.padding_side = side
         bar.close()
     return results  # type: ignore[return-value]
+
+
+def _batches(order: list[int], lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Consecutive runs of `order` (longest first) of at most batch_size rows, none under half the
+    length of the run's first row."""
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and 2 * lengths[i] >= lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def _reply(tokenizer, ids: list[int], stops: set[int]) -> Generated:
