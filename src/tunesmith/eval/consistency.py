@@ -26,7 +26,7 @@ import torch
 
 from tunesmith.data.readers import read_rows
 from tunesmith.errors import DataError
-from tunesmith.eval.generate import generate, render
+from tunesmith.eval.generate import generate, render, valid_unicode
 from tunesmith.eval.qa import normalise
 
 
@@ -101,7 +101,7 @@ def consistency_metrics(model, tokenizer, path: str, system: str | None, max_new
         for i in members:
             for k in range(samples):
                 reply = replies[i * samples + k]
-                group_replies.append({"prompt": rows[i].messages[-1]["content"], "reply": reply})
+                group_replies.append({"prompt": valid_unicode(rows[i].messages[-1]["content"]), "reply": reply})
                 labels.append(label(reply, rows[i].keys, len(labels)))
         has_keys = all(rows[i].keys for i in members)
         if has_keys:

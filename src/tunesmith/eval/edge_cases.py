@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from tunesmith.data.readers import read_rows
 from tunesmith.errors import DataError
-from tunesmith.eval.generate import Generated, generate, render
+from tunesmith.eval.generate import Generated, generate, render, valid_unicode
 
 CHECKS = ("crash", "no_stop", "special_tokens")
 
@@ -130,7 +130,7 @@ def edge_case_metrics(model, tokenizer, path: str, system: str | None, max_new_t
     for probe, g, error in zip(probes, replies, errors):
         failed = check(g, error, specials)
         details.append({"where": probe.where, "kind": probe.kind,
-                        "prompt": (probe.messages[-1]["content"] if probe.messages else f"{probe.fill!r} x N")[:300],
+                        "prompt": valid_unicode(probe.messages[-1]["content"] if probe.messages else f"{probe.fill} x N")[:300],
                         "reply": g.text if g else None, "tokens": g.tokens if g else 0, "error": error,
                         "failed": [name for name in CHECKS if failed[name]]})
     n = len(details)

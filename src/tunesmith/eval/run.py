@@ -16,7 +16,7 @@ from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.eval.general import general_metrics
 from tunesmith.eval.qa import qa_accuracy
-from tunesmith.eval.suites import configured, run_suites
+from tunesmith.eval.suites import configured, run_suites, suite_rows
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def compare_table(before: dict, after: dict) -> str:
         for key in after:
             if key.startswith("reward_") and key not in ("reward_mean", "reward_prompts", "reward_samples"):
                 rows.append((f"  {key[len('reward_'):]}", _fmt(before.get(key)), _fmt(after[key])))
+    rows += suite_rows(before, after)
     width = max(len(r[0]) for r in rows) if rows else 10
     lines = [f"| {'metric':<{width}} | base | fine-tuned |", f"|{'-' * (width + 2)}|------|------------|"]
     lines += [f"| {name:<{width}} | {b} | {a} |" for name, b, a in rows]

@@ -85,3 +85,26 @@ def write_details(result: dict, folder: str | Path) -> list[Path]:
             path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in result[key]), encoding="utf-8")
             written.append(path)
     return written
+
+
+# headline figures of the suites in the printed before/after table: (key, label, share?)
+HEADLINES = (("gen_bleu", "BLEU (sacreBLEU, corpus)", False), ("gen_chrf", "chrF", False),
+             ("gen_rougeL", "ROUGE-L F", False), ("gen_exact_match", "exact match", True),
+             ("gen_key_match", "key match", True), ("bleu4_char_llamafactory", "char BLEU-4 (LLaMA-Factory)", False),
+             ("mcq_accuracy", "multiple-choice accuracy", True), ("consistency_agreement", "consistency agreement", True),
+             ("edge_fail/any", "edge-case probes failing", True))
+
+
+def suite_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
+    """(label, base, fine-tuned) rows of the suites' headline figures, for the before/after table."""
+    def fmt(value, share):
+        return "-" if value is None else f"{value:.1%}" if share else f"{value:.2f}"
+
+    rows = []
+    for key, name, share in HEADLINES:
+        if key in after:
+            rows.append((name, fmt(before.get(key), share), fmt(after[key], share)))
+            if key == "mcq_accuracy":
+                rows += [(f"  {k[len('mcq_category/'):]}", fmt(before.get(k), True), fmt(v, True))
+                         for k, v in after.items() if k.startswith("mcq_category/")]
+    return rows

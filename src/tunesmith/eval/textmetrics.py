@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from tunesmith.data.readers import read_rows
 from tunesmith.errors import DataError
-from tunesmith.eval.generate import generate, render
+from tunesmith.eval.generate import generate, render, valid_unicode
 from tunesmith.eval.qa import normalise
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -190,6 +190,6 @@ def generation_metrics(model, tokenizer, path: str, system: str | None, max_new_
     prompts = [render(tokenizer, r.messages, system) for r in rows]
     predictions = [g.text for g in generate(model, tokenizer, prompts, max_new_tokens, batch_size, desc="generation")]
     metrics, scores = generation_scores(predictions, [r.references for r in rows], [r.keys for r in rows])
-    details = [{"where": r.where, "prompt": r.prompt, "reference": r.references[0], "references": r.references,
+    details = [{"where": r.where, "prompt": valid_unicode(r.prompt), "reference": r.references[0], "references": r.references,
                 "prediction": p, "scores": s} for r, p, s in zip(rows, predictions, scores)]
     return {**metrics, "gen_predictions": details}
