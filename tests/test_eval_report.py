@@ -101,3 +101,33 @@ def test_eval_without_config_and_compare(tiny_model_dir, tmp_path):
     assert parser.cells[row + 1] == parser.cells[row + 2] == f"{result['mcq_accuracy']:.1%}"  # same model twice
     assert json.loads((tmp_path / "cmp" / "eval_results.json").read_text())["runs"].keys() == {"a", "b"}
     assert main(["eval"]) == 2  # nothing to measure: a clear error, no traceback
+
+
+@pytest.mark.trains
+def test_train_writes_the_report_for_the_configured_suites(tiny_model_dir, facts_data, tmp_path, capsys):
+    from conftest import write_config
+
+    from tunesmith.cli import main
+
+    gen = write_jsonl(tmp_path / "gen.jsonl", [{"prompt": "What is the code word?", "reference": "The code word is Bluefinch."}])
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", f"""\
+stage: sft
+method: full
+output_dir: {out}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {facts_data['train']}, max_length: 96}}
+training: {{epochs: 1, batch_size: 8, logging_steps: 1}}
+eval: {{generation: {gen}, mcq: {EXAMPLES / 'mcq' / 'test' / 'arithmetic_test.csv'}, max_new_tokens: 4}}
+""")
+    assert main(["train", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"\| BLEU \(sacreBLEU, corpus\)\s*\| \d+\.\d\d \| \d+\.\d\d \|", printed)
+    assert re.search(r"\| multiple-choice accuracy\s*\| \d+\.\d% \| \d+\.\d% \|", printed)
+    for part in ("base", "fine_tuned"):
+        assert (out / "eval" / part / "predictions.jsonl").is_file() and (out / "eval" / part / "mcq_predictions.jsonl").is_file()
+    page = (out / "eval_report.html").read_text()
+    assert "out (base)" in page and "mcq_subject/arithmetic" in page
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q"}])
+    assert main(["train", str(config), f"eval.generation={bad}", "overwrite_output=true"]) == 2  # refused before training
+    assert f"{bad}:1: reference: missing" in capsys.readouterr().err
