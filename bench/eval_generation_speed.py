@@ -7,7 +7,8 @@ Three ways, in one process on the same prompts (the demo's held-out questions), 
 - `one at a time`: batch_size 1 (the cost without batching);
 - `batched, input order`: batches of 16 in the file's order (tunesmith before prompts were sorted);
 - `batched, sorted`: `eval.generate.generate`, batches of 16 of similar length (what eval uses).
-Prints rows/s for each and whether the replies equal the one-at-a-time replies.
+Prints rows/s for each (wall clock, and per CPU-second of this process, which a machine shared with
+other jobs disturbs less) and whether the replies equal the one-at-a-time replies.
 """
 
 from __future__ import annotations
@@ -60,13 +61,13 @@ def main() -> None:
     print(f"{len(prompts)} prompts, {args.max_new_tokens} new tokens, batch {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}")
     for name, run in runs.items():
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         replies = run()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         reference = reference or replies
         same = sum(a == b for a, b in zip(replies, reference))
-        print(f"{name:22s} {len(prompts) / seconds:6.2f} rows/s  ({seconds:6.1f} s; {same}/{len(prompts)} replies "
-              f"equal one-at-a-time)", flush=True)
+        print(f"{name:22s} {len(prompts) / seconds:6.3f} rows/s  ({seconds:6.1f} s wall, {cpu:6.1f} CPU-s: "
+              f"{len(prompts) / cpu:6.3f} rows per CPU-s; {same}/{len(prompts)} replies equal one-at-a-time)", flush=True)
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ def mcq_accuracy(model, tokenizer, path: str, shots: int, system: str | None, ba
     prompts = [tokenizer.apply_chat_template(conversation(q, bench, shots, system), tokenize=False,
                                              add_generation_prompt=True) for q in bench.questions]
     details = []
-    for q, logits in zip(bench.questions, choice_logits(model, tokenizer, prompts, max(1, batch_size // 2))):
+    for q, logits in zip(bench.questions, choice_logits(model, tokenizer, prompts, batch_size)):
         letters = LETTERS[: len(q.options)]
         probs = torch.softmax(logits[letter_ids(tokenizer, letters)], dim=-1).tolist()
         predicted = letters[max(range(len(letters)), key=probs.__getitem__)]

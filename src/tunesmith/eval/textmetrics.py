@@ -2,11 +2,11 @@
 key match, and LLaMA-Factory's character BLEU-4 under its own name.
 
     eval:
-      generation: examples/data/veltrano_generation.jsonl
+      generation: examples/data/veltrano_val.json     # alpaca rows: output is the reference
 
 Rows (JSONL/JSON/CSV/parquet) are `{"prompt": str}` or `{"messages": [...]}` with `"reference": str`
 or `"references": [str, ...]`; a `messages` list that ends with an assistant turn uses that turn
-as the reference. An optional `answers` list gives the keys for key match (default: the references).
+as the reference, and an alpaca row (`instruction`, `input`, `output`) its `output`. An optional `answers` list gives the keys for key match (default: the references).
 
 - `gen_bleu`: sacrebleu's corpus BLEU with its standard `13a` tokenisation, or `zh` when any
   reference contains Chinese characters (`gen_bleu_tokenize` says which); the number sacrebleu's
@@ -76,8 +76,12 @@ def _row(row, where: str) -> GenerationRow | str:
             return "messages: the prompt must end with a user turn"
     elif isinstance(row.get("prompt"), str) and row["prompt"].strip():
         messages = [{"role": "user", "content": row["prompt"]}]
+    elif isinstance(row.get("instruction"), str) and row["instruction"].strip():  # alpaca: output is the reference
+        extra = row.get("input")
+        messages = [{"role": "user", "content": row["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra else "")}]
+        references = references or _strings(row.get("output"))
     else:
-        return "prompt: missing or empty (give `prompt` or `messages`)"
+        return "prompt: missing or empty (give `prompt`, `messages` or `instruction`)"
     if references is None:
         return "reference: missing (give `reference`, `references` or a final assistant turn)"
     keys = references
