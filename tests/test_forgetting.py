@@ -149,6 +149,7 @@ def test_forgetting_options_are_checked_at_config_time(tmp_path, tiny_model_dir)
     cases = {
         "stage: dpo\nforgetting:\n  replay: x.jsonl\n": "forgetting.replay: stage `dpo` cannot mix general rows",
         "stage: rm\nforgetting:\n  general_eval: x.jsonl\n": "stage `rm` trains a model that does not generate text",
+        "stage: rm\nforgetting:\n  general_qa: x.jsonl\n": "forgetting.general_qa: stage `rm` trains a model",
     }
     for extra, message in cases.items():
         path = write_config(tmp_path / "c.yaml", base + extra)
@@ -188,3 +189,73 @@ eval:
     logged = [json.loads(line)["l2_penalty"] for line in (out / "metrics.jsonl").read_text().splitlines()
               if "l2_penalty" in line]
     assert len(logged) == 4 and all(value > 0 for value in logged), logged
+
+
+def test_general_qa_is_measured_before_and_after_and_a_drop_is_warned(tmp_path, tiny_model_dir, capsys):
+    # The general questions' key answers are taken from the base model's own greedy replies, so the
+    # base scores 100% by construction; training hard on unrelated rows changes those replies, so the
+    # fine-tuned model scores lower, and the run must report the drop and warn with the remedies.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.eval.generate import generate_replies
+
+    questions = [f"General question {i}: what colour is the sky?" for i in range(6)]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    replies = generate_replies(model, tok, questions, "Be brief.", max_new_tokens=8)
+    kept = [(q, r) for q, r in zip(questions, replies) if len(r.strip()) >= 4]
+    assert len(kept) >= 3, replies
+    qa = write_jsonl(tmp_path / "general_qa.jsonl",
+                     [{"question": q, "answers": [r.strip()], "task": "en"} for q, r in kept])
+    data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Code {i}?", "output": f"The code is Z{i * 7}."}
+                                                  for i in range(8)])
+    out = tmp_path / "run"
+    config = write_config(tmp_path / "run.yaml", f"""\
+stage: sft
+method: full
+output_dir: {out}
+model:
+  name_or_path: {tiny_model_dir}
+data:
+  train: {data}
+  system: Be brief.
+  max_length: 64
+training:
+  max_steps: 12
+  batch_size: 4
+  learning_rate: 0.01
+  warmup: 0
+  scheduler: constant
+  mixed_precision: "no"
+eval:
+  max_new_tokens: 8
+forgetting:
+  general_qa: {qa}
+""")
+    assert main(["train", str(config)]) == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    base, tuned, summary = results["base"], results["fine_tuned"], results["forgetting"]
+    assert base["general_qa_correct"] == base["general_qa_total"] == len(kept)
+    assert tuned["general_qa_correct"] < len(kept)
+    assert tuned["general_qa_correct"] == sum(d["correct"] for d in tuned["general_qa_details"])
+    assert summary["general_qa_change"] == pytest.approx(tuned["general_qa_accuracy"] - 1.0)
+    assert tuned["general_qa_accuracy/en"] == tuned["general_qa_accuracy"]
+    printed = capsys.readouterr().out
+    assert "general QA accuracy (forgetting)" in printed
+    assert f"general QA {len(kept)} -> {tuned['general_qa_correct']} of {len(kept)} questions" in printed
+    assert "warning: the fine-tuned model lost general ability" in printed and "forgetting.replay" in printed
+
+
+def test_forgetting_warnings_follow_the_thresholds(tmp_path):
+    from tunesmith.eval.general import forgetting_warnings
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", "stage: sft\noutput_dir: o\ndata:\n  train: x.jsonl\n"))
+    one_lost = {"general_qa_correct_before": 30, "general_qa_correct_after": 29, "general_qa_total": 38,
+                "general_qa_change": -1 / 38}
+    assert forgetting_warnings(one_lost, cfg) == []  # within one question of 38: the default tolerance
+    two_lost = {**one_lost, "general_qa_correct_after": 28, "general_qa_change": -2 / 38}
+    (warning,) = forgetting_warnings(two_lost, cfg)
+    assert "fell from 30 to 28 of 38" in warning and "learning_rate" in warning
+    assert forgetting_warnings({"general_perplexity_change": 0.2}, cfg) == []
+    (warning,) = forgetting_warnings({"general_perplexity_change": 0.4}, cfg)
+    assert "general perplexity rose by 40%" in warning

@@ -140,3 +140,21 @@ def test_unavailable_or_contradictory_choices_fail_at_config_time(tmp_path, tiny
     config, _ = _config(tmp_path, tiny_model_dir, facts_data, "lora")
     assert main(["train", str(config), override]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_neftune_adds_noise_to_the_embeddings_while_training(tmp_path, tiny_model_dir, facts_data):
+    # The same seeded 2-step run twice without noise and once with training.neftune_alpha: the
+    # plain runs' first losses agree exactly (the run is deterministic), the NEFTune run's differs
+    # (the same batch, seen through noisy embeddings).
+    path, _ = _config(tmp_path, tiny_model_dir, facts_data, "full")
+    text = path.read_text().replace("  epochs: 10\n", "  max_steps: 2\n").replace("eval:\n", "eval:\n  compare_base: false\n")
+    losses = {}
+    for name, extra in (("plain", ""), ("again", ""), ("neftune", "  neftune_alpha: 15\n")):
+        out = tmp_path / name
+        config = tmp_path / f"{name}.yaml"
+        config.write_text(text.replace(f"output_dir: {tmp_path / 'out_full'}", f"output_dir: {out}")
+                          .replace("  max_steps: 2\n", "  max_steps: 2\n" + extra))
+        assert main(["train", str(config)]) == 0
+        losses[name] = _losses(out)[0]
+    assert losses["plain"] == losses["again"], losses
+    assert abs(losses["plain"] - losses["neftune"]) > 1e-4, losses

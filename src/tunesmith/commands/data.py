@@ -143,7 +143,7 @@ def register(verbs) -> None:
         p.add_argument("--stage", default="sft", choices=list(STAGES),
                        help="Which stage the files are for (not with a YAML): how they are read and checked; mtl "
                             "also checks every row's task and counts rows per task.")
-        p.add_argument("--format", default="auto", choices=["auto", "alpaca", "messages", "sharegpt", "multitask"])
+        p.add_argument("--format", default="auto", choices=["auto", "alpaca", "messages", "sharegpt", "multitask", "prompt_completion"])
         p.add_argument("--column", action="append", default=[], metavar="CANONICAL=NAME",
                        help="Column mapping, e.g. --column instruction=question (repeatable).")
         p.add_argument("--model", default="default", help="Whose tokenizer and chat template to use (not with a YAML).")

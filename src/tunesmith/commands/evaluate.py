@@ -67,11 +67,11 @@ def register(verbs) -> None:
                           "edge cases; or compare outputs in one HTML report.",
                           description="Evaluate the config's output_dir (or --model) on its held-out data "
                           "(data.validation or data.val_split: loss/perplexity, preference margins, reward ...), "
-                          "eval.qa, forgetting.general_eval and the eval suites (eval.generation, eval.mcq, "
-                          "eval.consistency, eval.edge_cases); writes eval.json, eval_report.html and the per-row "
-                          "files (predictions.jsonl ...) beside each other. Without a config, --model and the suite "
-                          "flags say what to measure. See docs/eval.md.")
-    ev.add_argument("config", nargs="?", help="YAML config file (its data.validation, eval.* and forgetting.general_eval "
+                          "eval.qa, forgetting.general_eval (general loss), forgetting.general_qa (general accuracy) "
+                          "and the eval suites (eval.generation, eval.mcq, eval.consistency, eval.edge_cases); writes "
+                          "eval.json, eval_report.html and the per-row files (predictions.jsonl ...) beside each other. "
+                          "Without a config, --model and the suite flags say what to measure. See docs/eval.md.")
+    ev.add_argument("config", nargs="?", help="YAML config file (its data.validation, eval.* and forgetting.* "
                     "are used); optional with --model and suite flags, or --compare.")
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     ev.add_argument("--model", help="Model to evaluate: an output folder, 'default', a folder or hub id.")

@@ -12,7 +12,7 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
     """The train flow: pre-flight check, base measured, train (one process or a launched group),
     fine-tuned measured, eval_results.json and the before/after table. Returns an exit status."""
     from tunesmith.eval import compare_table, evaluate_model
-    from tunesmith.eval.general import forgetting_summary
+    from tunesmith.eval.general import forgetting_summary, forgetting_warnings
     from tunesmith.eval.qa import load_qa
     from tunesmith.eval.report import write_report
     from tunesmith.eval.run import has_measures
@@ -55,7 +55,7 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
     print("[tunesmith] measuring the fine-tuned model ...", flush=True)
     after = evaluate_model(cfg, str(output_dir), stage)
     report = {"base": before, "fine_tuned": after}
-    if before is not None and "general_loss" in after:
+    if before is not None and ("general_loss" in after or "general_qa_accuracy" in after):
         report["forgetting"] = forgetting_summary(before, after)
     (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     write_details(after, output_dir / "eval" / "fine_tuned")
@@ -65,10 +65,15 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
                         else [(output_dir.name, after)], output_dir)
     if before is not None:
         print("\n" + compare_table(before, after) + "\n")
-        if "forgetting" in report:
-            f = report["forgetting"]
+        f = report.get("forgetting", {})
+        if "general_perplexity_change" in f:
             print(f"[tunesmith] forgetting: general perplexity {f['general_perplexity_before']:.3f} -> "
                   f"{f['general_perplexity_after']:.3f} ({f['general_perplexity_change']:+.1%})")
+        if "general_qa_change" in f:
+            print(f"[tunesmith] forgetting: general QA {f['general_qa_correct_before']} -> "
+                  f"{f['general_qa_correct_after']} of {f['general_qa_total']} questions")
+        for warning in forgetting_warnings(f, cfg):
+            print(f"[tunesmith] warning: {warning}", flush=True)
     print(f"[tunesmith] results in {output_dir}/eval_results.json and {html}; {stage.next_step(output_dir)}")
     return 0
 

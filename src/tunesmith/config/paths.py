@@ -51,12 +51,13 @@ def unsafe_output_dir(output_dir: str | Path) -> str | None:
 
 def config_inputs(cfg) -> list[tuple[str, str]]:
     """(config key, local path) of every file or folder a run reads: data, registry, QA file,
-    replay and general-eval sets, the base and reward models when they are local folders."""
+    replay and general-eval sets, the general QA file, the base and reward models when they are local folders."""
     found = [("data.train", p) for p in cfg.data.train] + [("data.validation", p) for p in cfg.data.validation]
     found += [("data.registry", cfg.data.registry), ("eval.qa", cfg.eval.qa)]
     found += [(f"eval.{key}", getattr(cfg.eval, key)) for key in ("generation", "mcq", "consistency", "edge_cases")]
     found += [("forgetting.replay", p) for p in cfg.forgetting.replay]
     found += [("forgetting.general_eval", p) for p in cfg.forgetting.general_eval]
+    found += [("forgetting.general_qa", cfg.forgetting.general_qa)]
     found += [("model.name_or_path", cfg.model.name_or_path), ("ppo.reward_model", cfg.ppo.reward_model)]
     return [(key, str(p)) for key, p in found if p and os.path.exists(p)]
 

@@ -115,7 +115,7 @@ class DataConfig(Section):
         description="Mixing ratios, one per data.train entry: source i makes up weight_i/sum of the mixed "
         "training set (small sources are repeated, large ones sampled; seeded).",
     )
-    format: Literal["auto", "alpaca", "messages", "sharegpt", "multitask"] = Field(
+    format: Literal["auto", "alpaca", "messages", "sharegpt", "multitask", "prompt_completion"] = Field(
         "auto", description="Row format; auto detects it per row from the keys present."
     )
     columns: dict[str, str] = Field(
@@ -339,6 +339,12 @@ class TrainingConfig(Section):
     )
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    neftune_alpha: float | None = Field(
+        None, gt=0,
+        description="NEFTune: uniform noise of scale alpha / sqrt(length x hidden) added to the input embeddings "
+        "while training (transformers' neftune_noise_alpha; the paper uses 5-15). Regularises instruction "
+        "tuning; off by default.",
+    )
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto",
         description="Autocast precision. auto: bf16 on GPUs that support it and on CPUs with native bf16 "
@@ -444,6 +450,23 @@ class ForgettingConfig(Section):
         default_factory=list,
         description="General held-out data (chat/alpaca rows, or raw text: .txt or `text` rows): its loss and "
         "perplexity are measured before and after training and reported next to the other results.",
+    )
+    general_qa: str | None = Field(
+        None,
+        description="General questions with key answers (JSONL of {question, answers, task?}, as eval.qa; shipped: "
+        "examples/data/general_qa.jsonl, 38 simple questions in English and Chinese): answered with the run's "
+        "system prompt before and after training, so a fine-tune that learns its domain but loses general "
+        "ability shows it (`general QA accuracy` in the before/after table).",
+    )
+    warn_general_drop: float = Field(
+        0.03, ge=0, le=1,
+        description="Warn after training when the general QA accuracy fell by more than this fraction of its "
+        "questions (0.03 of 38 questions: more than one), naming the options that reduce forgetting.",
+    )
+    warn_perplexity_rise: float = Field(
+        0.25, ge=0,
+        description="Warn after training when the general perplexity (general_eval) rose by more than this "
+        "fraction (0.25: +25%).",
     )
 
     @model_validator(mode="before")

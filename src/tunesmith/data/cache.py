@@ -26,7 +26,7 @@ import numpy as np
 from tunesmith.data.tokenize import TokenizedRow
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 3  # 2: rows keep their task name; 3: truncated rows are counted in the meta
+CACHE_VERSION = 4  # 2: rows keep their task name; 3: truncated rows are counted in the meta; 4: tools, loss_weight
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

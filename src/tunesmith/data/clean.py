@@ -206,11 +206,24 @@ def map_text_fields(row: dict, kind: str, columns: dict[str, str] | None, fn) ->
         for example in out.get(name("examples", "examples")) or []:
             text(example, "input")
             text(example, "output")
+        return out
+    if kind == "prompt_completion":
+        holders = [("prompt", "content"), ("completion", "content")]
     else:
-        key, content = (("messages", "content") if kind == "messages" else ("conversations", "value"))
+        holders = [("messages", "content") if kind == "messages" else ("conversations", name("content_tag", "value"))]
+    call = (name("role_tag", "from"), name("function_tag", "function_call"))
+    for key, content in holders:
+        if isinstance(out.get(name(key, key)), str):  # a TRL prompt or completion written as a string
+            text(out, name(key, key))
+            continue
         for turn in out.get(name(key, key)) or []:
-            if not (kind == "sharegpt" and isinstance(turn, dict) and turn.get("from") == "function_call"):
-                text(turn, content)
+            if kind == "sharegpt" and isinstance(turn, dict) and turn.get(call[0]) == call[1]:
+                continue
+            parts = turn.get(content) if isinstance(turn, dict) else None
+            for part in parts if isinstance(parts, list) else []:  # v1 content parts: text and reasoning
+                if isinstance(part, dict) and part.get("type") in ("text", "reasoning"):
+                    text(part, "value" if "value" in part else "text")
+            text(turn, content)
     return out
 
 

@@ -40,7 +40,7 @@ from tunesmith.data.streaming import stream_tokenize
 from tunesmith.data.text import load_documents, tokenize_documents
 from tunesmith.data.token_arrays import MemmapRows, RowArrays, RowConcat
 from tunesmith.data.tokenize import MaskOptions, TokenizedRow, tokenize_all
-from tunesmith.errors import DataError
+from tunesmith.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 _MEMO: dict[str, tuple[list[TokenizedRow], dict]] = {}  # same key within one process: no re-read
@@ -292,9 +292,13 @@ def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, c
     sources = resolve_sources(getattr(data, key) if entries is None else entries, data.registry, key)
     parts = []
     for source in sources:
+        if source.ranking:
+            raise ConfigError(f"data.{key}: dataset `{source.name}` is a ranking dataset (ranking: true): its rows are "
+                              "preference pairs, for stage dpo or rm")
+        columns = source.text_columns if kind == "text" and source.text_columns is not None else source.columns
         options = data.model_copy(update={
             "format": source.format or data.format,
-            "columns": source.columns or data.columns,
+            "columns": columns or data.columns,
             "system": source.system if source.system is not None else data.system,
         })
         parts.append(build_set(tokenizer, source.paths, options, max_samples, kind, cache_root))

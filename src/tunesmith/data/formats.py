@@ -6,6 +6,16 @@
 - sharegpt: {conversations: [{from, value}, ...], system?}   (from: human/gpt/system, and
             function_call (value: JSON {name, arguments}) / observation for tool use)
 - multitask: {task, input, output, system?, examples?}      (one user turn, one reply, a task name)
+- prompt_completion: {prompt, completion}  (TRL's prompt-completion type: strings, or lists of
+            messages; only the completion is trained, as TRL's SFTTrainer does)
+
+A turn's content may be a list of `{type, value}` parts, with a per-turn `loss_weight`
+(LLaMA-Factory's v1 format); a row may list `tools`. See `turns.py`.
+
+`columns` maps canonical names onto a file's own: fields of the row (`{instruction: question}`),
+and, with LLaMA-Factory's tag names, the keys and role names of sharegpt turns (`{role_tag: role,
+content_tag: content, user_tag: user, assistant_tag: assistant}`; also observation_tag,
+function_tag, system_tag).
 
 Few-shot `examples` become user/assistant turns right after the system prompt, in file order;
 `Conversation.meta["examples"]` = (index of the first example message, number of examples), so
@@ -31,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.data.readers import RawRow, iter_rows, read_rows
+from tunesmith.data.turns import RowError, content_parts, rename_columns, tool_calls, tool_definitions, trained
 from tunesmith.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -46,18 +57,13 @@ class Conversation:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class RowError(Exception):
-    def __init__(self, field_name: str, reason: str):
-        super().__init__(f"{field_name}: {reason}")
-        self.field_name = field_name
-        self.reason = reason
-
-
 def detect_format(row: dict[str, Any]) -> str:
     if "messages" in row:
         return "messages"
     if "conversations" in row:
         return "sharegpt"
+    if "prompt" in row and "completion" in row:
+        return "prompt_completion"
     if "instruction" not in row and ("task" in row or "input" in row):
         return "multitask"
     if "instruction" in row or "output" in row:
@@ -65,7 +71,7 @@ def detect_format(row: dict[str, Any]) -> str:
     if "text" in row:
         raise RowError("text", "a raw-text row: it trains with `stage: pt`; this stage needs instruction/output or messages")
     raise RowError("row", f"cannot tell the format from keys {sorted(row)}; expected instruction/output, "
-                   "task/input/output, messages or conversations")
+                   "task/input/output, messages, conversations or prompt/completion")
 
 
 def _text(row: dict[str, Any], key: str, required: bool) -> str:
@@ -102,9 +108,14 @@ def few_shot(row: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def from_alpaca(row: dict[str, Any]) -> list[dict[str, str]]:
+    output = _text(row, "output", required=True)
+    return alpaca_prompt(row) + [{"role": "assistant", "content": output}]
+
+
+def alpaca_prompt(row: dict[str, Any]) -> list[dict[str, str]]:
+    """An alpaca row's turns up to its instruction (system, few-shot examples, history, user turn)."""
     instruction = _text(row, "instruction", required=True)
     extra = _text(row, "input", required=False)
-    output = _text(row, "output", required=True)
     messages = []
     system = _text(row, "system", required=False)
     if system.strip():
@@ -118,8 +129,7 @@ def from_alpaca(row: dict[str, Any]) -> list[dict[str, str]]:
             raise RowError(f"history[{i}]", "expected a pair of non-empty strings [user, assistant]")
         messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
     user = f"{instruction}\n{extra}" if extra.strip() else instruction
-    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
-    return messages
+    return messages + [{"role": "user", "content": user}]
 
 
 def from_multitask(row: dict[str, Any]) -> list[dict[str, str]]:
@@ -130,27 +140,6 @@ def from_multitask(row: dict[str, Any]) -> list[dict[str, str]]:
     system = _text(row, "system", required=False)
     head = [{"role": "system", "content": system}] if system.strip() else []
     return head + few_shot(row) + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
-
-
-def _tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
-    """OpenAI-style tool calls: [{type?: function, function: {name, arguments}}] (or {name, arguments})."""
-    calls = value if isinstance(value, list) else [value]
-    parsed = []
-    for j, call in enumerate(calls):
-        spot = f"{where}[{j}]" if isinstance(value, list) else where
-        function = call.get("function", call) if isinstance(call, dict) else None
-        if not (isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"].strip()):
-            raise RowError(spot, "a tool call needs a function name: {function: {name, arguments}}")
-        arguments = function.get("arguments", {})
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except (ValueError, RecursionError) as exc:  # bad JSON, too deep, a number too long
-                raise RowError(f"{spot}.arguments", f"not valid JSON ({getattr(exc, 'msg', None) or 'not readable'})") from None
-        if not isinstance(arguments, dict):
-            raise RowError(f"{spot}.arguments", "expected an object (or a JSON string of one)")
-        parsed.append({"type": "function", "function": {"name": function["name"], "arguments": arguments}})
-    return parsed
 
 
 def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str, role_map: dict[str, str]) -> list[dict[str, Any]]:
@@ -176,29 +165,57 @@ def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str
             except (ValueError, RecursionError) as exc:  # bad JSON, too deep, a number too long
                 raise RowError(f"{where}.{content_key}", f"a function_call value must be JSON {{name, arguments}} "
                                f"({getattr(exc, 'msg', None) or 'not readable JSON'})") from None
-            message.update(content="", tool_calls=_tool_calls(call, f"{where}.{content_key}"))
+            message.update(content="", tool_calls=tool_calls(call, f"{where}.{content_key}"))
         else:
             calls = turn.get("tool_calls")
-            if calls is not None and role_map[role] != "assistant":
-                raise RowError(f"{where}.tool_calls", "only assistant turns call tools")
             if calls is not None:
                 if not isinstance(calls, list) or not calls:
                     raise RowError(f"{where}.tool_calls", "expected a non-empty list")
-                message["tool_calls"] = _tool_calls(calls, f"{where}.tool_calls")
+                calls = tool_calls(calls, f"{where}.tool_calls")
             if content is None and calls:
                 content = ""
-            if not isinstance(content, str):
+            if content is None or not isinstance(content, (str, list)):
                 raise RowError(f"{where}.{content_key}", "missing or not a string")
-            if not content.strip() and not calls:
-                raise RowError(f"{where}.{content_key}", "empty")
-            message["content"] = content
+            text, reasoning, part_calls = content_parts(content, f"{where}.{content_key}")
+            calls = (calls or []) + part_calls
+            if (calls or reasoning) and message["role"] != "assistant":
+                raise RowError(f"{where}.{'tool_calls' if calls else content_key}",
+                               f"only assistant turns {'call tools' if calls else 'reason'}")
+            if not text.strip() and not calls:
+                raise RowError(f"{where}.{content_key}", "empty" + (" (reasoning alone is not a reply)" if reasoning else ""))
+            message["content"] = text
+            if calls:
+                message["tool_calls"] = calls
+            if reasoning:
+                message["reasoning_content"] = reasoning
+        if not trained(turn, message["role"], where) and message["role"] == "assistant":
+            message["train"] = False
         messages.append(message)
     return messages
 
 
+def from_prompt_completion(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """TRL's prompt-completion row: the prompt's turns are context, the completion's are trained."""
+    prompt, completion = row.get("prompt"), row.get("completion")
+    roles = {r: r for r in ROLES}
+    if isinstance(prompt, list):
+        messages = [dict(m, train=False) if m["role"] == "assistant" else m
+                    for m in from_messages(row, "prompt", "role", "content", roles)]
+    else:
+        head = [{"role": "system", "content": row["system"]}] if isinstance(row.get("system"), str) and row["system"].strip() else []
+        messages = head + [{"role": "user", "content": _text(row, "prompt", required=True)}]
+    if isinstance(completion, list):
+        reply = from_messages({"completion": completion}, "completion", "role", "content", roles)
+        if any(m["role"] not in ("assistant", "tool") for m in reply):
+            raise RowError("completion", "a completion holds assistant (and tool) turns only; the rest belongs in `prompt`")
+        return messages + reply
+    return messages + [{"role": "assistant", "content": _text(row, "completion", required=True)}]
+
+
 def check_order(messages: list[dict[str, Any]], key: str) -> None:
-    """system? then user, assistant, user, assistant, ... ending with an assistant reply. An
-    assistant turn with tool_calls is followed by one or more tool turns, then an assistant turn."""
+    """system? then user, assistant, user, assistant, ... ending with an assistant turn. An assistant
+    turn with tool_calls is followed by one or more tool turns, then an assistant turn, unless it is
+    the last turn (a row may end with the call the model learns to make)."""
     start = 1 if messages and messages[0]["role"] == "system" else 0
     for i, message in enumerate(messages):
         if i >= start and message["role"] == "system":
@@ -207,7 +224,11 @@ def check_order(messages: list[dict[str, Any]], key: str) -> None:
     for i in range(start, len(messages)):
         role = messages[i]["role"]
         if role not in expected:
-            if role == "tool":
+            if role == "tool" and i > start and messages[i - 1]["role"] == "assistant":
+                reason = ("a tool turn must follow an assistant turn with tool_calls; this one follows a plain reply (if "
+                          "that reply writes its call as text, make it a function_call turn or tool_calls, or set "
+                          "data.on_error: skip to leave such rows out)")
+            elif role == "tool":
                 reason = "a tool turn must follow an assistant turn with tool_calls"
             elif "tool" in expected:
                 reason = f"expected a tool result after the assistant's tool_calls, got {role}"
@@ -221,16 +242,8 @@ def check_order(messages: list[dict[str, Any]], key: str) -> None:
         else:  # tool
             expected = ("tool", "assistant")
     body = messages[start:]
-    if not body or body[-1]["role"] != "assistant" or body[-1].get("tool_calls"):
-        raise RowError(key, "the conversation must end with an assistant turn (not a tool call)" if body and body[-1].get("tool_calls") else "the conversation must end with an assistant turn")
-
-
-def rename_columns(row: dict[str, Any], columns: dict[str, str] | None) -> dict[str, Any]:
-    """Apply a {canonical: name in file} mapping to one row."""
-    if not columns:
-        return row
-    renamed = {name: canonical for canonical, name in columns.items()}
-    return {renamed.get(key, key): value for key, value in row.items()}
+    if not body or body[-1]["role"] != "assistant":  # a reply, or a tool call (trained: the model learns to call)
+        raise RowError(key, "the conversation must end with an assistant turn")
 
 
 def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | None = None) -> Conversation:
@@ -245,11 +258,16 @@ def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | No
         messages, key = from_alpaca(row), "row"
     elif kind == "messages":
         messages, key = from_messages(row, "messages", "role", "content", {r: r for r in ROLES}), "messages"
+    elif kind == "prompt_completion":
+        messages, key = from_prompt_completion(row), "completion"
     else:
         messages, key = from_messages(row, "conversations", "from", "value", SHAREGPT_ROLES), "conversations"
     check_order(messages, key)
     # an optional `task` on other formats (null counts as absent: csv/parquet columns have gaps)
     meta = {"task": _text(row, "task", required=True)} if row.get("task") is not None or kind == "multitask" else {}
+    tools = tool_definitions(row.get("tools"))
+    if tools:
+        meta["tools"] = tools
     if kind in ("alpaca", "multitask") and row.get("examples") is not None:
         first = 1 if messages[0]["role"] == "system" else 0
         meta["examples"] = (first, len(row["examples"]))

@@ -102,6 +102,9 @@ def load_rows(tokenizer, data: DataConfig, key: str, kind: RowKind, seed: int, t
         if source.format not in (None, "auto"):
             raise ConfigError(f"data.registry: dataset `{source.name}` sets format `{source.format}`, a chat-row format; "
                               f"{kind.name}s have one layout of their own (map other field names with `columns`)")
+        if source.ranking and kind is not PAIRS:
+            raise ConfigError(f"data.{key}: dataset `{source.name}` is a ranking dataset (ranking: true): its rows are "
+                              f"preference pairs, not {kind.name}s")
         system = source.system if source.system is not None else data.system
         columns = source.columns or data.columns
         own = Rejects(rejects.skip, rejects.max_fraction)

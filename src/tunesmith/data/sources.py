@@ -1,6 +1,7 @@
 """Named datasets and mixing: `data.train: [support_faq, general_chat]` with `data.weights`.
 
-A registry is a YAML file of named datasets:
+A registry is a YAML file of named datasets, or LLaMA-Factory's `dataset_info.json` (any `.json`
+file: see `llamafactory.py`):
 
     support_faq:
       path: data/faq.jsonl          # a file, a folder, or a list of them (relative to this file)
@@ -18,7 +19,7 @@ rows, repeated when a small source must be up-sampled), seeded by `training.seed
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import yaml
 from tunesmith.errors import ConfigError
 
 ENTRY_KEYS = {"path", "format", "columns", "system"}
-FORMATS = ("auto", "alpaca", "messages", "sharegpt")
+FORMATS = ("auto", "alpaca", "messages", "sharegpt", "multitask", "prompt_completion")
 
 
 @dataclass
@@ -37,12 +38,20 @@ class Source:
     format: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
     system: str | None = None
+    text_columns: dict[str, str] | None = None  # columns for `stage: pt` where they differ (dataset_info.json)
+    ranking: bool = False  # a LLaMA-Factory ranking dataset: preference pairs only
+    hub: dict | None = None  # a dataset_info.json entry on the Hub: fetched when used
+    refused: str | None = None  # why a dataset_info.json entry cannot be read (raised when it is used)
 
 
 def load_registry(path: str | Path) -> dict[str, Source]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"data.registry: {path}: registry file not found")
+    if path.suffix == ".json":
+        from tunesmith.data.llamafactory import load_dataset_info
+
+        return load_dataset_info(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
@@ -79,14 +88,23 @@ def resolve_sources(entries: list[str], registry_path: str | None, key: str) -> 
     registry = load_registry(registry_path) if registry_path else {}
     sources = []
     for i, entry in enumerate(entries):
-        if entry in registry:
+        if entry in registry and registry[entry].refused:
+            raise ConfigError(registry[entry].refused)
+        if entry in registry and registry[entry].hub:
+            from tunesmith.data.llamafactory import fetch_hub_dataset
+
+            hub = registry[entry].hub
+            sources.append(replace(registry[entry], paths=[str(fetch_hub_dataset(entry, hub["entry"], hub["info"]))]))
+        elif entry in registry:
             sources.append(registry[entry])
         elif Path(entry).exists() or not registry:
             sources.append(Source(entry, [entry]))
         else:
             label = key if "." in key else f"data.{key}"
+            names = sorted(registry)
+            shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
             raise ConfigError(f"{label}[{i}]: `{entry}` is neither a file nor a dataset of {registry_path} "
-                              f"(its datasets: {', '.join(sorted(registry))})")
+                              f"(its datasets: {shown})")
     return sources
 
 

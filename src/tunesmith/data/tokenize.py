@@ -6,6 +6,11 @@ token included, trailing whitespace excluded. Spans are found in characters by r
 conversation's prefixes with the same template, then mapped to tokens with the tokenizer's
 offsets, so training text is exactly what `apply_chat_template` produces at inference.
 
+An assistant turn marked `"train": False` (v1 `loss_weight: 0`, a TRL prompt's own replies) is
+context, not trained. A row's `tools` go to the template when it renders tools, else into the
+system turn as Qwen/Hermes templates write them; reasoning (`reasoning_content`) is rendered only
+by a template that reads it, and refused with the row's location otherwise.
+
 Rows longer than `max_length` follow `data.overlength`: `truncate` (keep the first tokens),
 `drop` (leave the row out, counted) or `error` (an invalid row). Truncated rows are counted in
 `Rejects.truncated`, with whether the last reply lost its end-of-turn token (the model is then
@@ -61,31 +66,59 @@ def tool_calls_as_text(messages: list[dict]) -> list[dict]:
             text = "\n".join("<tool_call>\n" + json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
                                                           ensure_ascii=False) + "\n</tool_call>" for c in calls)
             content = message.get("content") or ""
-            message = {"role": message["role"], "content": f"{content}\n{text}" if content.strip() else text}
+            rest = {k: v for k, v in message.items() if k != "tool_calls"}  # reasoning, the train mark
+            message = {**rest, "content": f"{content}\n{text}" if content.strip() else text}
         out.append(message)
     return out
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+TOOLS_HEADER = ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+                "You are provided with function signatures within <tools></tools> XML tags:\n<tools>")
+TOOLS_FOOTER = ("\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+                "within <tool_call></tool_call> XML tags.")
+
+
+def tools_in_system(messages: list[dict], tools: list[dict]) -> list[dict]:
+    """For templates that ignore `tools`: the definitions written into the system turn (Qwen2.5's
+    wording), so the model is trained with the tools it is shown at inference."""
+    block = TOOLS_HEADER + "".join("\n" + json.dumps(t, ensure_ascii=False) for t in tools) + TOOLS_FOOTER
+    if messages and messages[0]["role"] == "system":
+        return [{**messages[0], "content": messages[0]["content"] + "\n\n" + block}] + messages[1:]
+    return [{"role": "system", "content": block}] + messages
+
+
+def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list[dict] | None = None,
+           where: str = "") -> str:
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise DataError(
             "the tokenizer has no chat template; set data.template to chatml or plain, or use a model with one"
         )
+    if "reasoning_content" not in template and any(m.get("reasoning_content") for m in messages):
+        raise DataError(f"{where + ': ' if where else ''}the row has reasoning parts, and this chat template does not "
+                        "render reasoning (`reasoning_content`); use a model whose template does (e.g. Qwen3), "
+                        "set data.template to one that does, or drop the reasoning parts")
     if "tool_calls" not in template:
         messages = tool_calls_as_text(messages)
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    extra = {}
+    if tools and "tools" in template.replace("tool_calls", ""):
+        extra["tools"] = tools
+    elif tools:
+        messages = tools_in_system(messages, tools)
+    messages = [{k: v for k, v in m.items() if k != "train"} for m in messages]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt, **extra)
 
 
-def assistant_spans(tokenizer, messages: list[dict[str, str]], where: str = "") -> tuple[str, list[tuple[int, int]]]:
-    """The rendered text and the (start, end) character spans of every assistant reply."""
-    text = render(tokenizer, messages)
+def assistant_spans(tokenizer, messages: list[dict[str, str]], where: str = "",
+                    tools: list[dict] | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered text and the (start, end) character spans of every trained assistant reply."""
+    text = render(tokenizer, messages, tools=tools, where=where)
     spans = []
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("train") is False:
             continue
-        prompt = render(tokenizer, messages[:i], add_generation_prompt=True)
-        upto = render(tokenizer, messages[: i + 1])
+        prompt = render(tokenizer, messages[:i], add_generation_prompt=True, tools=tools)
+        upto = render(tokenizer, messages[: i + 1], tools=tools)
         if not (upto.startswith(prompt) and text.startswith(upto)):
             raise DataError(
                 f"{where}: the chat template does not render conversations as prefixes of each other, "
@@ -119,7 +152,7 @@ def _tokenize_batch(tokenizer, conversations: list[Conversation], train_on_promp
                     max_length: int | None = None) -> list[TokenizedRow]:
     rendered = []
     for conversation in conversations:
-        text, spans = assistant_spans(tokenizer, conversation.messages, conversation.where)
+        text, spans = assistant_spans(tokenizer, conversation.messages, conversation.where, conversation.meta.get("tools"))
         rendered.append((text, spans[-1:] if last_turn_only else spans))
     # one call for the whole batch: the fast tokenizer encodes it in parallel
     encoded = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)

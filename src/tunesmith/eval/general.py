@@ -1,12 +1,17 @@
-"""How much general ability a run kept: loss and perplexity on `forgetting.general_eval`.
+"""How much general ability a run kept: loss and perplexity on `forgetting.general_eval`, and the
+accuracy on `forgetting.general_qa` (simple questions with key answers).
 
     forgetting:
       general_eval: examples/data/general_eval.jsonl   # chat/alpaca rows, or raw text (.txt / `text` rows)
+      general_qa: examples/data/general_qa.jsonl       # {question, answers, task?} rows, as eval.qa
 
 Chat rows are scored on their assistant tokens, raw text on every token (cut into data.max_length
 blocks), with the same token-weighted loss as the validation loss. `tunesmith train` measures the
 base model and the trained one and reports `general_loss` / `general_perplexity` next to the
-other before/after figures (eval_results.json and the printed table).
+other before/after figures (eval_results.json and the printed table). The general questions are
+asked with the run's system prompt, as a user of the served model would ask them; a drop beyond
+`forgetting.warn_general_drop` (or a perplexity rise beyond `warn_perplexity_rise`) is printed as a
+warning naming the options that reduce forgetting.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from tunesmith.data.dataset import TokenizedSet, build_sources
 from tunesmith.data.readers import read_rows
 from tunesmith.data.sources import resolve_sources
 from tunesmith.eval.perplexity import validation_loss
+from tunesmith.eval.qa import qa_accuracy
 from tunesmith.models.default import cache_root
 
 KEY = "forgetting.general_eval"
@@ -50,8 +56,46 @@ def check_general_eval(cfg: TunesmithConfig, tokenizer) -> None:
     general_set(cfg, tokenizer, cfg.data.system, cache_root(cfg.model.cache_dir))
 
 
+def general_qa_metrics(cfg: TunesmithConfig, model, tokenizer, system: str | None) -> dict:
+    """Accuracy on the general questions, keys prefixed `general_` (general_qa_accuracy, ...)."""
+    measured = qa_accuracy(model, tokenizer, cfg.forgetting.general_qa, system, cfg.eval.max_new_tokens,
+                           cfg.eval.batch_size)
+    return {f"general_{key}": value for key, value in measured.items()}
+
+
 def forgetting_summary(before: dict, after: dict) -> dict:
-    """The general figures base vs trained, and the relative change of the perplexity."""
-    b, a = before["general_perplexity"], after["general_perplexity"]
-    return {"general_loss_before": before["general_loss"], "general_loss_after": after["general_loss"],
-            "general_perplexity_before": b, "general_perplexity_after": a, "general_perplexity_change": a / b - 1}
+    """The general figures base vs trained: the perplexity's relative change, the QA accuracy's change."""
+    summary = {}
+    if "general_perplexity" in after and "general_perplexity" in before:
+        b, a = before["general_perplexity"], after["general_perplexity"]
+        summary.update({"general_loss_before": before["general_loss"], "general_loss_after": after["general_loss"],
+                        "general_perplexity_before": b, "general_perplexity_after": a,
+                        "general_perplexity_change": a / b - 1})
+    if "general_qa_accuracy" in after and "general_qa_accuracy" in before:
+        summary.update({"general_qa_correct_before": before["general_qa_correct"],
+                        "general_qa_correct_after": after["general_qa_correct"],
+                        "general_qa_total": after["general_qa_total"],
+                        "general_qa_change": after["general_qa_accuracy"] - before["general_qa_accuracy"]})
+    return summary
+
+
+REMEDIES = ("forgetting.replay: examples/data/general_replay.jsonl (general rows mixed into training, "
+            "forgetting.replay_ratio)", "a lower training.learning_rate or fewer training.epochs",
+            "a smaller lora.r or lora.target_modules: attention", "forgetting.l2: 0.01 (a pull toward the base)",
+            "examples/knowledge_lora.yaml (the measured recipe that keeps general ability)")
+
+
+def forgetting_warnings(summary: dict, cfg: TunesmithConfig) -> list[str]:
+    """What the run lost beyond the configured thresholds, each with the options that reduce it."""
+    lost = []
+    if "general_qa_change" in summary and -summary["general_qa_change"] > cfg.forgetting.warn_general_drop:
+        lost.append(f"general QA accuracy fell from {summary['general_qa_correct_before']} to "
+                    f"{summary['general_qa_correct_after']} of {summary['general_qa_total']} questions "
+                    f"(forgetting.warn_general_drop: {cfg.forgetting.warn_general_drop:g})")
+    if "general_perplexity_change" in summary and summary["general_perplexity_change"] > cfg.forgetting.warn_perplexity_rise:
+        lost.append(f"general perplexity rose by {summary['general_perplexity_change']:.0%} "
+                    f"(forgetting.warn_perplexity_rise: {cfg.forgetting.warn_perplexity_rise:g})")
+    if not lost:
+        return []
+    return [f"the fine-tuned model lost general ability: {'; '.join(lost)}. To keep more of it, try: "
+            + "; ".join(REMEDIES) + ". See docs/runtime.md (forgetting guard)."]

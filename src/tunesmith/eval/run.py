@@ -14,7 +14,7 @@ from pathlib import Path
 from tunesmith.config import TunesmithConfig
 from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
-from tunesmith.eval.general import general_metrics
+from tunesmith.eval.general import general_metrics, general_qa_metrics
 from tunesmith.eval.qa import qa_accuracy
 from tunesmith.eval.suites import configured, run_suites, suite_rows
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def has_measures(cfg: TunesmithConfig) -> bool:
     """Whether the config names anything to measure: held-out data, a QA file or a general set."""
     return bool(cfg.data.validation or cfg.data.val_split or cfg.eval.qa or cfg.forgetting.general_eval
-                or configured(cfg))
+                or cfg.forgetting.general_qa or configured(cfg))
 
 
 def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str | Path | None = None) -> dict:
@@ -35,8 +35,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
     loss apply to every stage whose model generates text."""
     if not has_measures(cfg):
         raise ConfigError("nothing to evaluate: set data.validation or data.val_split (held-out metrics), eval.qa "
-                          "(accuracy), forgetting.general_eval (general loss) and/or a suite: eval.generation, "
-                          "eval.mcq, eval.consistency, eval.edge_cases")
+                          "(accuracy), forgetting.general_eval (general loss), forgetting.general_qa (general "
+                          "accuracy) and/or a suite: eval.generation, eval.mcq, eval.consistency, eval.edge_cases")
     started = time.time()
     loaded = stage.load_for_eval(cfg, model_ref)
     if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
@@ -50,6 +50,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
                                   cfg.eval.max_new_tokens, cfg.eval.batch_size))
     if stage.generates and cfg.forgetting.general_eval:
         result.update(general_metrics(cfg, loaded.model, loaded.tokenizer, system))
+    if stage.generates and cfg.forgetting.general_qa:
+        result.update(general_qa_metrics(cfg, loaded.model, loaded.tokenizer, system))
     if stage.generates:
         result.update(run_suites(cfg, loaded.model, loaded.tokenizer, system))
     result["eval_seconds"] = round(time.time() - started, 1)
@@ -78,6 +80,13 @@ def compare_table(before: dict, after: dict) -> str:
                      f"{a:.1%} ({after['qa_correct']}/{after['qa_total']})"))
         rows += [(f"  {k[len('qa_accuracy/'):]}", _fmt_share(before.get(k)), _fmt_share(v)) for k, v in after.items()
                  if k.startswith("qa_accuracy/")]
+    if "general_qa_accuracy" in after:
+        b, a = before.get("general_qa_accuracy"), after["general_qa_accuracy"]
+        rows.append(("general QA accuracy (forgetting)",
+                     f"{b:.1%} ({before['general_qa_correct']}/{before['general_qa_total']})" if b is not None else "-",
+                     f"{a:.1%} ({after['general_qa_correct']}/{after['general_qa_total']})"))
+        rows += [(f"  {k[len('general_qa_accuracy/'):]}", _fmt_share(before.get(k)), _fmt_share(v))
+                 for k, v in after.items() if k.startswith("general_qa_accuracy/")]
     for key, label in (("val_loss", "validation loss"), ("val_perplexity", "validation perplexity"),
                        ("pref_margin", "chosen-rejected log-prob margin"), ("pref_accuracy", "preference accuracy"),
                        ("kto_margin", "desirable-undesirable log-prob margin"),

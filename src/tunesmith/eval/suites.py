@@ -18,7 +18,7 @@ SUITES = ("generation", "mcq", "consistency", "edge_cases")
 # result key -> file written beside the result
 DETAIL_KEYS = {"gen_predictions": "predictions.jsonl", "mcq_details": "mcq_predictions.jsonl",
                "consistency_details": "consistency.jsonl", "edge_details": "edge_cases.jsonl",
-               "qa_details": None}
+               "qa_details": None, "general_qa_details": None}
 
 
 def configured(cfg: TunesmithConfig) -> list[str]:

@@ -37,6 +37,7 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         lr_scheduler_type=t.scheduler,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
+        neftune_noise_alpha=t.neftune_alpha,
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,

@@ -15,6 +15,7 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.data.options import WHY, refused_options
 from tunesmith.errors import ConfigError
 from tunesmith.eval.general import check_general_eval
+from tunesmith.eval.qa import load_qa
 from tunesmith.methods import check_method, check_task_head
 from tunesmith.models.loader import pick_device, pick_dtype
 from tunesmith.runtime.accel import check_accelerators
@@ -59,6 +60,7 @@ def check_stage(cfg: TunesmithConfig) -> None:
     check_data_options(cfg, stage)
     if not stage.generates:
         for key, value in (("eval.qa", cfg.eval.qa), ("forgetting.general_eval", cfg.forgetting.general_eval),
+                           ("forgetting.general_qa", cfg.forgetting.general_qa),
                            *((f"eval.{k}", getattr(cfg.eval, k)) for k in ("generation", "mcq", "consistency", "edge_cases"))):
             if value:
                 raise ConfigError(f"{key}: stage `{stage.name}` trains a model that does not generate text (it "
@@ -68,6 +70,8 @@ def check_stage(cfg: TunesmithConfig) -> None:
     stage.check(cfg)
     if cfg.forgetting.general_eval:
         check_general_eval(cfg, load_run_tokenizer(cfg)[1])
+    if cfg.forgetting.general_qa:
+        load_qa(cfg.forgetting.general_qa)
     device = pick_device()
     with tempfile.TemporaryDirectory() as scratch:
         has_eval = bool(cfg.data.validation or cfg.data.val_split)
