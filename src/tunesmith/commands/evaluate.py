@@ -1,36 +1,89 @@
-"""`tunesmith eval`: measure a model (an output, the base, any model folder) as a config describes."""
+"""`tunesmith eval`: measure a model (an output, the base, any model folder) as a config or flags describe,
+or put several measured outputs in one report (`--compare`).
+
+    tunesmith eval examples/demo_veltrano.yaml                       # the config's output_dir
+    tunesmith eval --model out/demo --mcq examples/data/mcq          # any model, no config
+    tunesmith eval --compare out/run_a out/run_b --output out/compare
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+# flag -> eval key: each suite runs from the command line against any model folder
+SUITE_FLAGS = {"generation": "generation", "mcq": "mcq", "mcq_shots": "mcq_shots", "consistency": "consistency",
+               "edge_cases": "edge_cases", "max_new_tokens": "max_new_tokens", "batch_size": "batch_size"}
+
+
+def _config(args):
+    """The config file's (with overrides and suite flags), or one built from the flags alone."""
+    from tunesmith.config import load_config
+    from tunesmith.config.loader import apply_overrides, validate_config
+    from tunesmith.errors import ConfigError
+
+    overrides = list(args.overrides)
+    config = args.config
+    if config and "=" in config and not Path(config).is_file():  # `tunesmith eval eval.mcq=DIR --model M`
+        overrides.insert(0, config)
+        config = None
+    overrides += [f"eval.{key}={json.dumps(getattr(args, flag))}" for flag, key in SUITE_FLAGS.items()
+                  if getattr(args, flag) is not None]
+    if config:
+        return load_config(config, overrides)
+    if not args.model:
+        raise ConfigError("tunesmith eval: give a CONFIG, or --model with a suite flag (--generation, --mcq, "
+                          "--consistency, --edge-cases), or --compare OUTPUT ...")
+    # output_dir only names where results go when --model is not a folder (nothing is trained)
+    raw = {"output_dir": "tunesmith-eval", "model": {"name_or_path": args.model}}
+    return validate_config(apply_overrides(raw, overrides), {}, "command line")
+
 
 def cmd_eval(args) -> int:
-    from tunesmith.config import load_config
     from tunesmith.eval import evaluate_model
+    from tunesmith.eval.report import compare_runs, write_report
+    from tunesmith.eval.suites import summary, write_details
     from tunesmith.stages.registry import get_stage
 
-    cfg = load_config(args.config, args.overrides)
+    if args.compare:
+        html = compare_runs(args.compare, args.output or "eval-compare")
+        print(f"[tunesmith] report of {len(args.compare)} output(s): {html} (figures in {html.parent / 'eval_results.json'})")
+        return 0
+    cfg = _config(args)
     model_ref = args.model or cfg.output_dir
     out = Path(args.output) if args.output else None
-    if out is None and Path(model_ref).is_dir():
-        out = Path(model_ref) / "eval.json"
+    if out is None:
+        out = (Path(model_ref) if Path(model_ref).is_dir() else Path(cfg.output_dir)) / "eval.json"
     result = evaluate_model(cfg, model_ref, get_stage(cfg.stage), out)
-    summary = {k: v for k, v in result.items() if k != "qa_details"}
-    print(json.dumps(summary, indent=2, ensure_ascii=False))
-    if out:
-        print(f"[tunesmith] full results in {out}")
+    print(json.dumps(summary(result), indent=2, ensure_ascii=False))
+    written = write_details(result, out.parent)
+    html = write_report([(Path(model_ref).name or model_ref, result)], out.parent)
+    print(f"[tunesmith] full results in {out}, {html}" + "".join(f", {p}" for p in written))
     return 0
 
 
 def register(verbs) -> None:
-    ev = verbs.add_parser("eval", help="Measure a model: the stage's held-out metrics, QA accuracy, general loss.",
+    ev = verbs.add_parser("eval", help="Measure a model: held-out metrics, QA, generation metrics, MCQ, consistency, "
+                          "edge cases; or compare outputs in one HTML report.",
                           description="Evaluate the config's output_dir (or --model) on its held-out data "
                           "(data.validation or data.val_split: loss/perplexity, preference margins, reward ...), "
-                          "eval.qa, forgetting.general_eval (general loss) and forgetting.general_qa (general accuracy).")
-    ev.add_argument("config", help="YAML config file (its data.validation and eval.qa are used).")
+                          "eval.qa, forgetting.general_eval (general loss), forgetting.general_qa (general accuracy) "
+                          "and the eval suites (eval.generation, eval.mcq, eval.consistency, eval.edge_cases); writes "
+                          "eval.json, eval_report.html and the per-row files (predictions.jsonl ...) beside each other. "
+                          "Without a config, --model and the suite flags say what to measure. See docs/eval.md.")
+    ev.add_argument("config", nargs="?", help="YAML config file (its data.validation, eval.* and forgetting.* "
+                    "are used); optional with --model and suite flags, or --compare.")
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     ev.add_argument("--model", help="Model to evaluate: an output folder, 'default', a folder or hub id.")
-    ev.add_argument("--output", help="Where to write the JSON result (default: MODEL/eval.json for a folder).")
+    ev.add_argument("--output", help="Where to write the JSON result (default: MODEL/eval.json for a folder); the "
+                    "report and per-row files go beside it. With --compare: the report's folder (default eval-compare).")
+    ev.add_argument("--generation", help="eval.generation: rows {prompt|messages, reference|references} (BLEU, chrF, ROUGE).")
+    ev.add_argument("--mcq", help="eval.mcq: an MMLU/C-Eval layout folder or a CSV of question,A,B,C,D,answer.")
+    ev.add_argument("--mcq-shots", type=int, help="eval.mcq_shots: dev rows shown before each question.")
+    ev.add_argument("--consistency", help="eval.consistency: rows {id, prompt, answers?}, phrasings grouped by id.")
+    ev.add_argument("--edge-cases", help="eval.edge_cases: probe rows {kind, prompt} (examples/data/edge_cases.jsonl).")
+    ev.add_argument("--max-new-tokens", type=int, help="eval.max_new_tokens: reply length.")
+    ev.add_argument("--batch-size", type=int, help="eval.batch_size: prompts per forward.")
+    ev.add_argument("--compare", nargs="+", metavar="OUTPUT", help="Put the measured results of these outputs "
+                    "(eval_results.json of `tunesmith train`, eval.json of `tunesmith eval`) in one report.")
     ev.set_defaults(func=cmd_eval)

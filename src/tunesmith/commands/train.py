@@ -14,7 +14,9 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
     from tunesmith.eval import compare_table, evaluate_model
     from tunesmith.eval.general import forgetting_summary, forgetting_warnings
     from tunesmith.eval.qa import load_qa
+    from tunesmith.eval.report import write_report
     from tunesmith.eval.run import has_measures
+    from tunesmith.eval.suites import check_suites, write_details
     from tunesmith.runtime import launch
     from tunesmith.stages.registry import check_stage, get_stage, run_stage
 
@@ -27,6 +29,7 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
         return 0
     if cfg.eval.qa:
         load_qa(cfg.eval.qa)
+    check_suites(cfg)
     measure = has_measures(cfg)
 
     before = None
@@ -55,6 +58,11 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
     if before is not None and ("general_loss" in after or "general_qa_accuracy" in after):
         report["forgetting"] = forgetting_summary(before, after)
     (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    write_details(after, output_dir / "eval" / "fine_tuned")
+    if before is not None:
+        write_details(before, output_dir / "eval" / "base")
+    html = write_report([(f"{output_dir.name} (base)", before), (output_dir.name, after)] if before is not None
+                        else [(output_dir.name, after)], output_dir)
     if before is not None:
         print("\n" + compare_table(before, after) + "\n")
         f = report.get("forgetting", {})
@@ -66,7 +74,7 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
                   f"{f['general_qa_correct_after']} of {f['general_qa_total']} questions")
         for warning in forgetting_warnings(f, cfg):
             print(f"[tunesmith] warning: {warning}", flush=True)
-    print(f"[tunesmith] results in {output_dir}/eval_results.json; {stage.next_step(output_dir)}")
+    print(f"[tunesmith] results in {output_dir}/eval_results.json and {html}; {stage.next_step(output_dir)}")
     return 0
 
 

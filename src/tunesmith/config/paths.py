@@ -54,6 +54,7 @@ def config_inputs(cfg) -> list[tuple[str, str]]:
     replay and general-eval sets, the general QA file, the base and reward models when they are local folders."""
     found = [("data.train", p) for p in cfg.data.train] + [("data.validation", p) for p in cfg.data.validation]
     found += [("data.registry", cfg.data.registry), ("eval.qa", cfg.eval.qa)]
+    found += [(f"eval.{key}", getattr(cfg.eval, key)) for key in ("generation", "mcq", "consistency", "edge_cases")]
     found += [("forgetting.replay", p) for p in cfg.forgetting.replay]
     found += [("forgetting.general_eval", p) for p in cfg.forgetting.general_eval]
     found += [("forgetting.general_qa", cfg.forgetting.general_qa)]

@@ -663,6 +663,27 @@ class EvalConfig(Section):
     )
     max_new_tokens: int = Field(48, gt=0, description="Generation length for QA evaluation.")
     batch_size: int = Field(16, gt=0, description="Questions generated per batch.")
+    generation: str | None = Field(
+        None, description="Rows {prompt | messages, reference | references, answers?}: corpus BLEU and chrF "
+        "(sacrebleu), ROUGE-1/2/L (rouge-score; jieba for Chinese), exact/key match, LLaMA-Factory's character "
+        "BLEU-4; predictions.jsonl is written beside the results (docs/eval.md).",
+    )
+    mcq: str | None = Field(
+        None, description="Multiple-choice benchmark in the MMLU/C-Eval CSV layout (a folder with test/ and dev/ "
+        "SUBJECT_*.csv of question,A,B,C,D,answer, or one CSV): accuracy from the option letters' logits, "
+        "per subject and category.",
+    )
+    mcq_shots: int = Field(5, ge=0, description="Dev rows of the same subject shown before each question (n-shot).")
+    consistency: str | None = Field(
+        None, description="Rows {id, prompt | question | messages, answers?}: each group of phrasings sharing an "
+        "`id` is sampled `consistency_samples` times; agreement rate per group.",
+    )
+    consistency_samples: int = Field(5, gt=0, description="Replies sampled per consistency row.")
+    consistency_temperature: float = Field(0.7, gt=0, description="Sampling temperature of the consistency replies.")
+    edge_cases: str | None = Field(
+        None, description="Probe rows {kind, prompt} (examples/data/edge_cases.jsonl): checks that each reply "
+        "comes without a crash, stops before max_new_tokens and emits no template special token.",
+    )
 
 
 class SearchParam(Section):

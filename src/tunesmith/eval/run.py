@@ -16,6 +16,7 @@ from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.eval.general import general_metrics, general_qa_metrics
 from tunesmith.eval.qa import qa_accuracy
+from tunesmith.eval.suites import configured, run_suites, suite_rows
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 def has_measures(cfg: TunesmithConfig) -> bool:
     """Whether the config names anything to measure: held-out data, a QA file or a general set."""
     return bool(cfg.data.validation or cfg.data.val_split or cfg.eval.qa or cfg.forgetting.general_eval
-                or cfg.forgetting.general_qa)
+                or cfg.forgetting.general_qa or configured(cfg))
 
 
 def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str | Path | None = None) -> dict:
@@ -34,8 +35,8 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
     loss apply to every stage whose model generates text."""
     if not has_measures(cfg):
         raise ConfigError("nothing to evaluate: set data.validation or data.val_split (held-out metrics), eval.qa "
-                          "(accuracy), forgetting.general_eval (general loss) and/or forgetting.general_qa "
-                          "(general accuracy)")
+                          "(accuracy), forgetting.general_eval (general loss), forgetting.general_qa (general "
+                          "accuracy) and/or a suite: eval.generation, eval.mcq, eval.consistency, eval.edge_cases")
     started = time.time()
     loaded = stage.load_for_eval(cfg, model_ref)
     if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
@@ -51,8 +52,11 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
         result.update(general_metrics(cfg, loaded.model, loaded.tokenizer, system))
     if stage.generates and cfg.forgetting.general_qa:
         result.update(general_qa_metrics(cfg, loaded.model, loaded.tokenizer, system))
+    if stage.generates:
+        result.update(run_suites(cfg, loaded.model, loaded.tokenizer, system))
     result["eval_seconds"] = round(time.time() - started, 1)
     if result_path:
+        Path(result_path).parent.mkdir(parents=True, exist_ok=True)
         Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
     return result
 
@@ -98,6 +102,7 @@ def compare_table(before: dict, after: dict) -> str:
         for key in after:
             if key.startswith("reward_") and key not in ("reward_mean", "reward_prompts", "reward_samples"):
                 rows.append((f"  {key[len('reward_'):]}", _fmt(before.get(key)), _fmt(after[key])))
+    rows += suite_rows(before, after)
     width = max(len(r[0]) for r in rows) if rows else 10
     lines = [f"| {'metric':<{width}} | base | fine-tuned |", f"|{'-' * (width + 2)}|------|------------|"]
     lines += [f"| {name:<{width}} | {b} | {a} |" for name, b, a in rows]

@@ -60,7 +60,8 @@ def check_stage(cfg: TunesmithConfig) -> None:
     check_data_options(cfg, stage)
     if not stage.generates:
         for key, value in (("eval.qa", cfg.eval.qa), ("forgetting.general_eval", cfg.forgetting.general_eval),
-                           ("forgetting.general_qa", cfg.forgetting.general_qa)):
+                           ("forgetting.general_qa", cfg.forgetting.general_qa),
+                           *((f"eval.{k}", getattr(cfg.eval, k)) for k in ("generation", "mcq", "consistency", "edge_cases"))):
             if value:
                 raise ConfigError(f"{key}: stage `{stage.name}` trains a model that does not generate text (it "
                                   f"reads {stage.reads} and scores them); remove {key}")
