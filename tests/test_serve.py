@@ -160,4 +160,4 @@ def test_api_key_single_model_and_loopback_default(adapters):
     finally:
         running.stop()
     with pytest.raises(ConfigError, match="exposes the model to the network; set --api-key"):
-        serve(host, "0.0.0.0", 0)
+        serve(lambda: host, "0.0.0.0", 0)

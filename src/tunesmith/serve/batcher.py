@@ -88,9 +88,13 @@ class Batcher:
     (called with the batch empty). Neither given: one model, no adapters."""
 
     def __init__(self, model, pad_id: int, max_batch: int = 16, max_queue: int = 64, mixed_adapters: bool = False,
-                 activate: Callable[[str | None], None] | None = None):
+                 activate: Callable[[str | None], None] | None = None, recompute: bool = False):
         if max_batch < 1 or max_queue < 0:
             raise ValueError("serve: --max-batch must be at least 1 and --max-queue at least 0")
+        # recompute: a model whose forward owns the cache and positions (PEFT's virtual-token methods
+        # prepend tokens or a prefix cache): one request at a time, the whole sequence run each step
+        self.recompute = recompute
+        max_batch = 1 if recompute else max_batch
         self.model, self.pad_id, self.max_batch, self.max_queue = model, pad_id, max_batch, max_queue
         self.mixed_adapters, self.activate = mixed_adapters, activate
         self.waiting: collections.deque[Job] = collections.deque()
@@ -190,8 +194,12 @@ class Batcher:
         for row, job in enumerate(jobs):
             ids[row, width - len(job.prompt_ids):] = torch.tensor(job.prompt_ids)
             mask[row, width - len(job.prompt_ids):] = 1
-        cache = DynamicCache()
         device = self._device()
+        if self.recompute:
+            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+            self._join(jobs, None, mask, self._sample(jobs, out.logits[:, -1, :]))
+            return
+        cache = DynamicCache()
         out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
                          position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), past_key_values=cache,
                          use_cache=True, **self._adapter_names(jobs))
@@ -201,6 +209,13 @@ class Batcher:
     def _decode(self) -> None:
         device = self._device()
         mask = torch.cat([self._mask, torch.ones((len(self.running), 1), dtype=torch.long)], dim=1)
+        if self.recompute:  # one job: its prompt and every token so far
+            job = self.running[0]
+            ids = torch.tensor([job.prompt_ids + job.tokens], device=device)
+            out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+            self._mask, self._last = mask, self._sample(self.running, out.logits[:, -1, :])
+            self.steps += 1
+            return
         out = self.model(input_ids=self._last[:, None].to(device), attention_mask=mask.to(device),
                          position_ids=(mask.sum(-1, keepdim=True) - 1).to(device), past_key_values=self._cache,
                          use_cache=True, **self._adapter_names(self.running))
