@@ -2,6 +2,7 @@
 
 import queue
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -109,5 +110,33 @@ def test_cancel_frees_the_slot_and_a_full_queue_refuses(tiny):
         assert long.result()[1] == ("end", "cancelled")
         assert waiting.result()[1] == ("end", "length")
         assert batcher.active == 0
+    finally:
+        batcher.stop()
+
+
+class Preferences(torch.nn.Module):
+    """Logits that always rank token 0 first, then 1, 2 and 3, each 1.0 apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, input_ids, past_key_values=None, **kwargs):
+        logits = torch.tensor([4.0, 3.0, 2.0, 1.0]).expand(input_ids.shape[0], input_ids.shape[1], 4)
+        return SimpleNamespace(logits=logits, past_key_values=past_key_values)
+
+
+@pytest.mark.parametrize("presence,frequency,expected", [
+    (0.0, 0.0, [0, 0, 0, 0, 0, 0]),
+    (0.0, 1.5, [0, 1, 0, 2, 1, 0]),  # each use of a token lowers it by 1.5
+    (1.5, 0.0, [0, 1, 0, 0, 0, 0]),  # a token used is lowered by 1.5 once, however often it is used
+])
+def test_presence_and_frequency_penalties_follow_openai(presence, frequency, expected):
+    batcher = Batcher(Preferences(), 0)
+    try:
+        reader = Collect()
+        batcher.submit(Job([1], Sampling(max_tokens=6, presence_penalty=presence, frequency_penalty=frequency), set(),
+                           reader))
+        assert reader.result()[0] == expected
     finally:
         batcher.stop()

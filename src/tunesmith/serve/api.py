@@ -32,7 +32,7 @@ from tunesmith.errors import ConfigError
 from tunesmith.models.loader import LoadedModel
 from tunesmith.serve.batcher import Batcher
 from tunesmith.serve.metrics import Metrics
-from tunesmith.serve.replies import ChoiceText, run_choices
+from tunesmith.serve.replies import Choices, ChoiceText
 from tunesmith.serve.requests import ApiError, Options, chat_messages, chat_options, model_name, text_options
 
 __all__ = ["ApiError", "ModelHost", "create_app", "serve"]
@@ -209,12 +209,11 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                 return None
             return formatting.chat_logprobs(tokens) if kind == "chat" else formatting.text_logprobs(tokens)
 
-        choices = run_choices(host_.batcher, loaded.tokenizer, prompt_ids, options.sampling, options.n, options.stop,
-                              eos_ids(loaded), host_.adapter_for(name), request_timeout, request.is_disconnected,
-                              metrics)
+        choices = Choices(host_.batcher, loaded.tokenizer, prompt_ids, options.sampling, options.n, options.stop,
+                          eos_ids(loaded), host_.adapter_for(name), request_timeout, metrics)
         if not options.stream:
             texts, ends = [[] for _ in range(options.n)], [None] * options.n
-            async for index, piece, end in choices:
+            async for index, piece, end in choices.events(request.is_disconnected):
                 texts[index].append(piece)
                 ends[index] = end
             if any(end is None for end in ends):  # the client left: nobody reads this answer
@@ -248,7 +247,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                 if kind == "chat":
                     for index in range(options.n):
                         yield chunk([choice(index, {"role": "assistant", "content": ""})])
-                async for index, piece, end in choices:
+                async for index, piece, end in choices.events():
                     if end is None:
                         yield chunk([choice(index, {"content": piece} if kind == "chat" else piece)])
                     else:
@@ -261,9 +260,9 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
             except ApiError as exc:  # the stream has begun: the error goes in it
                 yield f"data: {json.dumps(exc.body(), ensure_ascii=False)}\n\n"
             finally:
-                await choices.aclose()
+                choices.cancel()
 
-        return _Stream(events(), on_close=choices.aclose, media_type="text/event-stream")
+        return _Stream(events(), on_close=choices.cancel, media_type="text/event-stream")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
@@ -301,7 +300,7 @@ class _Stream(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self.on_close()
+            self.on_close()
 
 
 def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,

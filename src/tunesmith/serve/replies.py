@@ -1,8 +1,9 @@
 """From a request's generated tokens to what the client receives: text pieces cut at stop strings,
 logprobs in OpenAI's shapes, and the waiting that ties an HTTP request to its batcher jobs.
 
-    async for index, piece, end in run_choices(batcher, jobs_for(...), deadline, disconnected):
-        ...   # piece: new text of choice `index`; end: (finish_reason, completion_tokens, logprobs) at its end
+    choices = Choices(batcher, tokenizer, prompt_ids, sampling, n, stop, eos_ids, adapter, timeout, metrics)
+    async for index, piece, end in choices.events(request.is_disconnected):
+        ...   # piece: new text of choice `index`; end: (finish_reason, completion_tokens, tokens) at its end
 """
 
 from __future__ import annotations
@@ -78,66 +79,75 @@ def make_jobs(prompt_ids: list[int], sampling: Sampling, n: int, eos_ids: set[in
     return jobs
 
 
-async def run_choices(batcher: Batcher, tokenizer, prompt_ids: list[int], sampling: Sampling, n: int, stop: list[str],
-                      eos_ids: set[int], adapter: str | None, timeout: float | None, disconnected, metrics):
-    """Submit n jobs and yield (index, piece, None) as text comes, then (index, "", (finish_reason,
-    completion_tokens, tokens)) when a choice ends. Raises ApiError 429 when the queue is full and
-    504 when `timeout` seconds pass; a reader that stops early (closed stream, disconnected client,
-    an exception) cancels every job of the request."""
-    loop = asyncio.get_running_loop()
-    events: asyncio.Queue = asyncio.Queue()
-    jobs = make_jobs(prompt_ids, sampling, n, eos_ids, adapter,
-                     lambda index: lambda event: loop.call_soon_threadsafe(events.put_nowait, (index, event)))
-    started = time.monotonic()
-    deadline = None if timeout is None else started + timeout
-    try:
-        for job in jobs:
-            batcher.submit(job)
-    except QueueFull as exc:
-        for job in jobs:
-            job.cancel()
-        raise ApiError(429, f"the server is busy: {exc}; retry later", code="queue_full", kind="rate_limit_error",
-                       headers={"Retry-After": "1"}) from None
-    texts = [ChoiceText(tokenizer, stop) for _ in jobs]
-    open_choices, first = set(range(n)), True
-    try:
-        while open_choices:
-            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-            if wait <= 0:
-                raise ApiError(504, f"the request took longer than the server's --request-timeout ({timeout:g} s)",
-                               code="timeout", kind="server_error")
-            try:
-                index, event = await asyncio.wait_for(events.get(), wait)
-            except asyncio.TimeoutError:
-                if disconnected is not None and await disconnected():
-                    return
-                continue
-            text = texts[index]
-            if isinstance(event, Token):
-                if first:
-                    metrics.first_token(time.monotonic() - started)
-                    first = False
-                if text.stopped:
-                    continue  # generated after the stop string, before the job saw its cancel
-                piece = text.feed(event)
+class Choices:
+    """The n jobs of one request. Creating it submits them (ApiError 429 when the queue is full), so
+    a refusal is answered before a stream starts; `events()` yields (index, piece, None) as text
+    comes, then (index, "", (finish_reason, completion_tokens, tokens)) when a choice ends, and raises
+    ApiError 504 once `timeout` seconds have passed since submission. `cancel()` (idempotent, also
+    run when `events()` is left early) frees the request's places in the batch."""
+
+    def __init__(self, batcher: Batcher, tokenizer, prompt_ids: list[int], sampling: Sampling, n: int, stop: list[str],
+                 eos_ids: set[int], adapter: str | None, timeout: float | None, metrics):
+        loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.jobs = make_jobs(prompt_ids, sampling, n, eos_ids, adapter,
+                              lambda index: lambda event: loop.call_soon_threadsafe(self.queue.put_nowait, (index, event)))
+        self.texts = [ChoiceText(tokenizer, stop) for _ in self.jobs]
+        self.timeout, self.metrics = timeout, metrics
+        self.started = time.monotonic()
+        try:
+            for job in self.jobs:
+                batcher.submit(job)
+        except QueueFull as exc:
+            self.cancel()
+            raise ApiError(429, f"the server is busy: {exc}; retry later", code="queue_full", kind="rate_limit_error",
+                           headers={"Retry-After": "1"}) from None
+
+    def cancel(self) -> None:
+        for job in self.jobs:
+            job.cancel()  # a no-op for finished jobs
+
+    async def events(self, disconnected=None):
+        """`disconnected`: an async check (the HTTP request's), polled every second while waiting."""
+        deadline = None if self.timeout is None else self.started + self.timeout
+        open_choices, first = set(range(len(self.jobs))), True
+        try:
+            while open_choices:
+                wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+                if wait <= 0:
+                    raise ApiError(504, f"the request took longer than the server's --request-timeout "
+                                   f"({self.timeout:g} s)", code="timeout", kind="server_error")
+                try:
+                    index, event = await asyncio.wait_for(self.queue.get(), wait)
+                except asyncio.TimeoutError:
+                    if disconnected is not None and await disconnected():
+                        return
+                    continue
+                text = self.texts[index]
+                if isinstance(event, Token):
+                    if first:
+                        self.metrics.first_token(time.monotonic() - self.started)
+                        first = False
+                    if text.stopped:
+                        continue  # generated after the stop string, before the job saw its cancel
+                    piece = text.feed(event)
+                    if piece:
+                        yield index, piece, None
+                    if text.stopped:
+                        self.jobs[index].cancel()
+                    continue
+                kind, detail = event
+                if kind == "error":
+                    raise ApiError(500, f"generation failed: {type(detail).__name__}: {detail}", kind="server_error",
+                                   code="generation_failed")
+                open_choices.discard(index)
+                piece = text.rest()
                 if piece:
                     yield index, piece, None
-                if text.stopped:
-                    jobs[index].cancel()
-                continue
-            kind, detail = event
-            if kind == "error":
-                raise ApiError(500, f"generation failed: {type(detail).__name__}: {detail}", kind="server_error",
-                               code="generation_failed")
-            open_choices.discard(index)
-            piece = text.rest()
-            if piece:
-                yield index, piece, None
-            finish = "stop" if text.stopped or detail == "stop" else detail
-            if finish == "cancelled":
-                return
-            yield index, "", (finish, len(text.tokens), text.tokens)
-        metrics.finished(time.monotonic() - started)
-    finally:
-        for job in jobs:
-            job.cancel()  # a no-op for finished jobs; frees the slots of a request that was left
+                finish = "stop" if text.stopped or detail == "stop" else detail
+                if finish == "cancelled":  # by the server's shutdown
+                    raise ApiError(503, "the server is shutting down", code="shutting_down", kind="server_error")
+                yield index, "", (finish, len(text.tokens), text.tokens)
+            self.metrics.finished(time.monotonic() - self.started)
+        finally:
+            self.cancel()
