@@ -117,12 +117,12 @@ class FailingForward(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.zeros(1))
         self.config = SimpleNamespace(max_position_embeddings=4096)
 
-    def forward(self, input_ids, past_key_values=None, **kwargs):
+    def forward(self, input_ids, cache=None, **kwargs):
         failure = self.failures.pop(0) if self.failures else None
         if failure is not None:
             raise failure
         return SimpleNamespace(logits=torch.zeros(input_ids.shape[0], input_ids.shape[1], 8),
-                               past_key_values=past_key_values)
+                               cache=cache)
 
 
 def test_a_failed_step_ends_its_jobs_with_the_error_and_the_batcher_goes_on(tokenizer):

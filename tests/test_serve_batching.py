@@ -121,9 +121,9 @@ class Preferences(torch.nn.Module):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
 
-    def forward(self, input_ids, past_key_values=None, **kwargs):
+    def forward(self, input_ids, cache=None, **kwargs):
         logits = torch.tensor([4.0, 3.0, 2.0, 1.0]).expand(input_ids.shape[0], input_ids.shape[1], 4)
-        return SimpleNamespace(logits=logits, past_key_values=past_key_values)
+        return SimpleNamespace(logits=logits, cache=cache)
 
 
 @pytest.mark.parametrize("presence,frequency,expected", [

@@ -196,15 +196,15 @@ class Batcher:
             mask[row, width - len(job.prompt_ids):] = 1
         device = self._device()
         if self.recompute:
-            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device))
+            out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=1)
             self._join(jobs, None, mask, self._sample(jobs, out.logits[:, -1, :]))
             return
         cache = DynamicCache()
         out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), past_key_values=cache,
-                         use_cache=True, **self._adapter_names(jobs))
+                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), cache=cache,
+                         use_cache=True, logits_to_keep=1, **self._adapter_names(jobs))
         last = self._sample(jobs, out.logits[:, -1, :])
-        self._join(jobs, out.past_key_values, mask, last)
+        self._join(jobs, cache, mask, last)  # the model filled `cache` in place
 
     def _decode(self) -> None:
         device = self._device()
@@ -212,14 +212,14 @@ class Batcher:
         if self.recompute:  # one job: its prompt and every token so far
             job = self.running[0]
             ids = torch.tensor([job.prompt_ids + job.tokens], device=device)
-            out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids))
+            out = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), logits_to_keep=1)
             self._mask, self._last = mask, self._sample(self.running, out.logits[:, -1, :])
             self.steps += 1
             return
         out = self.model(input_ids=self._last[:, None].to(device), attention_mask=mask.to(device),
-                         position_ids=(mask.sum(-1, keepdim=True) - 1).to(device), past_key_values=self._cache,
+                         position_ids=(mask.sum(-1, keepdim=True) - 1).to(device), cache=self._cache,
                          use_cache=True, **self._adapter_names(self.running))
-        self._mask, self._cache = mask, out.past_key_values
+        self._mask = mask  # the model appended this step's keys and values to self._cache
         self._last = self._sample(self.running, out.logits[:, -1, :])
         self.steps += 1
 

@@ -90,8 +90,15 @@ class Choices:
                  eos_ids: set[int], adapter: str | None, timeout: float | None, metrics):
         loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.jobs = make_jobs(prompt_ids, sampling, n, eos_ids, adapter,
-                              lambda index: lambda event: loop.call_soon_threadsafe(self.queue.put_nowait, (index, event)))
+        def emitter(index: int):
+            def emit(event):  # called from the scheduler thread
+                try:
+                    loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
+                except RuntimeError:  # the event loop is closed (the server stopped): nobody reads this
+                    pass
+            return emit
+
+        self.jobs = make_jobs(prompt_ids, sampling, n, eos_ids, adapter, emitter)
         self.texts = [ChoiceText(tokenizer, stop) for _ in self.jobs]
         self.timeout, self.metrics = timeout, metrics
         self.started = time.monotonic()
