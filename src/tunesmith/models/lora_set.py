@@ -8,7 +8,10 @@ only its adapter, beside a reference to its base. This module treats such output
 - `LoraSet`: the base loaded once and each adapter loaded into it under its own name (PEFT's
   `load_adapter`); `use(NAME)` activates one adapter for one request, `use("base")` runs the base
   with every adapter disabled. Switching is a pointer change, not a reload, so one process can
-  answer each request with a different specialist (`tunesmith chat --adapter ...`, `/adapter NAME`);
+  answer each request with a different specialist (`tunesmith chat --adapter ...`, `/adapter NAME`).
+  A server batches rows of several adapters in one forward instead: `loaded(NAME)` gives an
+  adapter's tokenizer and manifest without switching, `adapter_name(NAME)` the PEFT name to pass
+  per row, and `activate(NAME)` switches every row where PEFT cannot mix (`mixed_batches`: not DoRA);
 - combining several into one weighted adapter is `export.combine` (`tunesmith adapters combine`).
 
 Only LoRA-family adapters share a base and combine this way: virtual-token methods change the input
