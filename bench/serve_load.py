@@ -22,7 +22,6 @@ import argparse
 import http.client
 import json
 import os
-import statistics
 import threading
 import time
 from urllib.parse import urlparse
