@@ -1,6 +1,7 @@
 """No hang: a generation that raises reaches the user, and one whose reader left stops.
 
-The models here are stand-ins with a `generate` that streams or raises on cue, so every test runs
+The models here are stand-ins with a `generate` (chat) or a forward (the server's batcher) that
+streams or raises on cue, so every test runs
 in a thread with a deadline: a regression fails the test instead of hanging the suite."""
 
 import io
@@ -15,7 +16,8 @@ import pytest
 import torch
 
 from tunesmith.models.loader import LoadedModel
-from tunesmith.serve.api import ModelHost, create_app, stream_text
+from tunesmith.serve.api import ModelHost, create_app
+from tunesmith.serve.batcher import Batcher, Job, Sampling
 from tunesmith.serve.chat import chat_loop, prompt_tokens
 
 DEADLINE = 60
@@ -105,21 +107,46 @@ def test_chat_trims_the_history_to_the_models_context(tokenizer):
     assert "(no reply: this message makes a prompt of" in out.getvalue()
 
 
-OPTIONS = {"seed": None, "stop": [], "max_tokens": 8, "temperature": 0.0, "top_p": 1.0, "stream": False}
+class FailingForward(torch.nn.Module):
+    """A model for the server's batcher: each forward raises what `failures` holds for this call
+    (None: answers token 0 with zero logits)."""
+
+    def __init__(self, tokenizer, failures=()):
+        super().__init__()
+        self.tokenizer, self.failures = tokenizer, list(failures)
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = SimpleNamespace(max_position_embeddings=4096)
+
+    def forward(self, input_ids, cache=None, **kwargs):
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+        return SimpleNamespace(logits=torch.zeros(input_ids.shape[0], input_ids.shape[1], 8),
+                               cache=cache)
 
 
-def test_api_stream_ends_with_the_generation_error(tokenizer):
-    model = FakeModel(tokenizer, failures=[ValueError("input too long for this model")])
-    inputs = tokenizer("hello", return_tensors="pt")
-    with pytest.raises(ValueError, match="input too long"):
-        within_deadline(lambda: list(stream_text(_loaded(model), dict(inputs), OPTIONS)))
+def test_a_failed_step_ends_its_jobs_with_the_error_and_the_batcher_goes_on(tokenizer):
+    from test_serve_batching import Collect
+
+    batcher = Batcher(FailingForward(tokenizer, [ValueError("input too long for this model")]), 0)
+    try:
+        failed, next_one = Collect(), Collect()
+        batcher.submit(Job([1, 2, 3], Sampling(max_tokens=4), set(), failed))
+        kind, error = failed.result()[1]
+        assert kind == "error" and "input too long" in str(error)
+        batcher.submit(Job([1, 2, 3], Sampling(max_tokens=4), set(), next_one))
+        assert next_one.result() == ([0, 0, 0, 0], ("end", "length"))
+    finally:
+        batcher.stop()
 
 
 def test_a_reader_that_leaves_stops_the_generation(tokenizer):
+    from tunesmith.serve.streaming import Generation
+
     model = FakeModel(tokenizer, endless=True)
-    stream = stream_text(_loaded(model), dict(tokenizer("hello", return_tensors="pt")), {**OPTIONS, "max_tokens": 10**6})
-    assert within_deadline(next, stream)[0]
-    within_deadline(stream.close)  # the HTTP client went away
+    stream = iter(Generation(model, tokenizer, dict(tokenizer("hello", return_tensors="pt")), max_new_tokens=10**6))
+    assert within_deadline(next, stream)
+    within_deadline(stream.close)  # the terminal chat's reader went away
     steps = model.steps
     time.sleep(0.3)
     assert model.steps == steps < 100_000  # stopped, and stays stopped
@@ -129,7 +156,7 @@ def test_a_reader_that_leaves_stops_the_generation(tokenizer):
 def test_http_api_answers_a_failed_generation_with_an_error(tokenizer):
     from test_serve import Server
 
-    model = FakeModel(tokenizer, failures=[torch.cuda.OutOfMemoryError("CUDA out of memory"), RuntimeError("boom")])
+    model = FailingForward(tokenizer, [torch.cuda.OutOfMemoryError("CUDA out of memory"), RuntimeError("boom")])
     server = Server(create_app(ModelHost(_loaded(model), name="fake")))
     try:
         body = json.dumps({"model": "fake", "messages": [{"role": "user", "content": "hi"}]}).encode()

@@ -91,6 +91,23 @@ def test_openai_client_lists_and_switches_adapters_per_request(server):
         assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+def test_concurrent_requests_for_different_adapters_share_a_batch(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+    question = [{"role": "user", "content": "What is the code word?"}]
+    names = ["birds", "wolves", "base", "wolves", "birds", "base"]
+
+    def ask(name):
+        return client.chat.completions.create(model=name, messages=question, max_tokens=6).choices[0].message.content
+
+    alone = {name: ask(name) for name in set(names)}
+    with ThreadPoolExecutor(len(names)) as pool:  # PEFT's mixed-adapter forward: one adapter per row
+        together = list(pool.map(ask, names))
+    assert together == [alone[name] for name in names]
+    assert alone["birds"].startswith("Bluefinch") and alone["wolves"].startswith("Redwolf")
+
+
 def test_streamed_reply_equals_the_whole_reply(server):
     client = openai.OpenAI(base_url=server.url, api_key="unused")
     question = [{"role": "user", "content": "Name the code word."}]
@@ -160,4 +177,4 @@ def test_api_key_single_model_and_loopback_default(adapters):
     finally:
         running.stop()
     with pytest.raises(ConfigError, match="exposes the model to the network; set --api-key"):
-        serve(host, "0.0.0.0", 0)
+        serve(lambda: host, "0.0.0.0", 0)

@@ -31,18 +31,30 @@ def cmd_serve(args) -> int:
     from tunesmith.serve.api import ModelHost, serve
 
     api_key = args.api_key or os.environ.get("TUNESMITH_API_KEY") or None
-    if args.adapter:
-        from tunesmith.models.lora_set import LoraSet, parse_named
+    if args.adapter and args.model != "default":
+        raise ConfigError("serve: --adapter loads the adapters' own base model; leave out --model")
+    if args.max_batch < 1 or args.max_queue < 0:
+        raise ConfigError("serve: --max-batch must be at least 1 and --max-queue at least 0")
+    if args.request_timeout is not None and args.request_timeout <= 0:
+        raise ConfigError("serve: --request-timeout must be a positive number of seconds")
+    batching = {"max_batch": args.max_batch, "max_queue": args.max_queue}
 
-        if args.model != "default":
-            raise ConfigError("serve: --adapter loads the adapters' own base model; leave out --model")
-        host = ModelHost(adapters=LoraSet(parse_named(args.adapter), args.cache_dir))
-    else:
+    def load() -> ModelHost:  # runs while the server already answers /health (503 "loading")
+        if args.adapter:
+            from tunesmith.models.lora_set import LoraSet, parse_named
+
+            return ModelHost(adapters=LoraSet(parse_named(args.adapter), args.cache_dir), **batching)
         from tunesmith.methods.load import load_for_inference
 
         loaded = load_for_inference(args.model, args.cache_dir)
-        host = ModelHost(loaded, args.name or ("default" if args.model == "default" else Path(args.model).name))
-    serve(host, args.host, args.port, api_key, args.max_tokens)
+        return ModelHost(loaded, args.name or ("default" if args.model == "default" else Path(args.model).name),
+                         **batching)
+
+    if args.adapter:
+        from tunesmith.models.lora_set import parse_named
+
+        parse_named(args.adapter)  # a malformed --adapter is refused before the server starts
+    serve(load, args.host, args.port, api_key, args.max_tokens, args.request_timeout, args.grace)
     return 0
 
 
@@ -123,6 +135,13 @@ def register(verbs) -> None:
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--api-key", help="Require `Authorization: Bearer KEY` (default: $TUNESMITH_API_KEY, else none).")
     srv.add_argument("--max-tokens", type=int, default=1024, help="The most new tokens one request may ask for.")
+    srv.add_argument("--max-batch", type=int, default=16, help="The most requests generated together in one batch.")
+    srv.add_argument("--max-queue", type=int, default=64,
+                     help="The most requests waiting for a place in the batch; more get 429 with Retry-After.")
+    srv.add_argument("--request-timeout", type=float, default=600.0,
+                     help="Seconds a request may take, waiting included; then it is cancelled and answered 504.")
+    srv.add_argument("--grace", type=float, default=30.0,
+                     help="On SIGTERM: seconds running requests may take to finish before they are cancelled.")
     srv.add_argument("--cache-dir", help="Cache of the converted default model.")
     srv.set_defaults(func=cmd_serve)
 

@@ -8,7 +8,10 @@ only its adapter, beside a reference to its base. This module treats such output
 - `LoraSet`: the base loaded once and each adapter loaded into it under its own name (PEFT's
   `load_adapter`); `use(NAME)` activates one adapter for one request, `use("base")` runs the base
   with every adapter disabled. Switching is a pointer change, not a reload, so one process can
-  answer each request with a different specialist (`tunesmith chat --adapter ...`, `/adapter NAME`);
+  answer each request with a different specialist (`tunesmith chat --adapter ...`, `/adapter NAME`).
+  A server batches rows of several adapters in one forward instead: `loaded(NAME)` gives an
+  adapter's tokenizer and manifest without switching, `adapter_name(NAME)` the PEFT name to pass
+  per row, and `activate(NAME)` switches every row where PEFT cannot mix (`mixed_batches`: not DoRA);
 - combining several into one weighted adapter is `export.combine` (`tunesmith adapters combine`).
 
 Only LoRA-family adapters share a base and combine this way: virtual-token methods change the input
@@ -191,14 +194,38 @@ class LoraSet:
     def names(self) -> list[str]:
         return [BASE, *self.infos]
 
+    def loaded(self, name: str) -> LoadedModel:
+        """Adapter NAME's tokenizer and manifest with the shared model, without switching anything
+        (a server passes the adapter per row: `adapter_name`, PEFT's mixed-adapter batches)."""
+        if name not in self.names:
+            raise ConfigError(f"unknown adapter `{name}`; loaded: {', '.join(self.names)}")
+        return LoadedModel(self.model, self.tokenizers[name], str(self.infos[name].path) if name != BASE
+                           else self.base_path, self.manifests[name])
+
+    def adapter_name(self, name: str) -> str | None:
+        """PEFT's adapter name for NAME; None for the base."""
+        return None if name == BASE else name
+
+    @property
+    def mixed_batches(self) -> bool:
+        """Whether one forward pass can run rows of different adapters (PEFT cannot mix DoRA adapters)."""
+        return not any(info.dora for info in self.infos.values())
+
+    def activate(self, name: str | None) -> None:
+        """Make NAME (None: the base) the adapter of every row, for a batch of that adapter alone."""
+        if name is None:
+            self.model.base_model.disable_adapter_layers()
+        else:
+            self.model.base_model.enable_adapter_layers()
+            self.model.set_adapter(name)
+
     @contextmanager
     def use(self, name: str):
         """Activate adapter NAME (or the base) for the duration of one request; yields a LoadedModel."""
         if name not in self.names:
             raise ConfigError(f"unknown adapter `{name}`; loaded: {', '.join(self.names)}")
         with self._lock:
-            loaded = LoadedModel(self.model, self.tokenizers[name], str(self.infos[name].path) if name != BASE
-                                 else self.base_path, self.manifests[name])
+            loaded = self.loaded(name)
             if name == BASE:
                 with self.model.disable_adapter():
                     yield loaded

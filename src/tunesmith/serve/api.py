@@ -1,23 +1,19 @@
 """`tunesmith serve`: an OpenAI-compatible HTTP API for a trained output or a set of adapters.
 
     tunesmith serve --model out/demo_veltrano                       # http://127.0.0.1:8000/v1
-    tunesmith serve --adapter policy=out/policy --adapter out/routing --api-key $KEY
+    tunesmith serve --adapter policy=out/policy --adapter out/routing --api-key $KEY --max-queue 64
 
-Endpoints (the subset of the OpenAI API that chat clients use):
-- `GET /v1/models`: the served names. One model is served under its folder name (`default` for
-  the embedded model); with `--adapter`, every adapter by name plus `base`;
-- `POST /v1/chat/completions`: messages in, the assistant's reply out, rendered with the model's
-  own chat template and its training system prompt when the request has none; `stream: true`
-  sends server-sent events (`data: {chunk}` ... `data: [DONE]`);
-- `POST /v1/completions`: raw text continuation of `prompt`, no template.
-The request's `model` picks the model or adapter (models.lora_set.LoraSet switches per
-request). Sampling: `temperature` (0 = greedy, the default), `top_p`, `max_tokens`
-(`max_completion_tokens`), `stop`, `seed`. Requests are served one at a time on the one model.
-
-Every bad request gets an OpenAI-style JSON error and a 4xx status: 400 with the offending
-`param` (e.g. `messages[1].role`), 401 without the API key when one is set, 404 for an unknown
-model. The server listens on 127.0.0.1 unless told otherwise, and refuses another address
-without an API key.
+Endpoints (the subset of the OpenAI API that chat clients use), documented in docs/serve.md:
+- `GET /v1/models`; `POST /v1/chat/completions` (rendered with the model's own chat template and
+  its training system prompt when the request has none); `POST /v1/completions` (raw text);
+- `GET /health` (no key: 503 `loading` until the model is in memory, then 200 `ready`) and
+  `GET /metrics` (Prometheus text).
+Every request is generated in one continuous batch (serve.batcher): requests join and leave it at
+each step, several adapters of one base share it. A full queue answers 429 with Retry-After, a
+request over `--request-timeout` 504, any request while the model loads 503. A client that
+disconnects (before or during its stream) cancels its generation and frees its place.
+Request fields are checked in serve.requests; a parameter the server does not implement is
+refused with 400 naming it.
 """
 
 from __future__ import annotations
@@ -26,240 +22,165 @@ import json
 import threading
 import time
 import uuid
-from contextlib import contextmanager
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Callable
 
-import torch
 from fastapi import Request  # at module level: FastAPI resolves the handlers' (string) annotations here
+from starlette.responses import StreamingResponse
 
 from tunesmith.errors import ConfigError
 from tunesmith.models.loader import LoadedModel
-from tunesmith.serve.streaming import Generation
+from tunesmith.serve.batcher import Batcher
+from tunesmith.serve.metrics import Metrics
+from tunesmith.serve.replies import Choices, ChoiceText
+from tunesmith.serve.requests import ApiError, Options, chat_messages, chat_options, model_name, text_options
 
-ROLES = ("system", "user", "assistant", "tool")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error"):
-        super().__init__(message)
-        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+__all__ = ["ApiError", "ModelHost", "create_app", "serve"]
 
 
 class ModelHost:
-    """What the server answers with: one loaded model, or an LoraSet (one base, many adapters)."""
+    """What the server answers with: one loaded model, or a LoraSet (one base, many adapters), and
+    the batcher that generates for every request on it."""
 
-    def __init__(self, loaded: LoadedModel | None = None, name: str | None = None, adapters=None):
+    def __init__(self, loaded: LoadedModel | None = None, name: str | None = None, adapters=None,
+                 max_batch: int = 16, max_queue: int = 64):
+        from peft import PeftModel
+
         if (loaded is None) == (adapters is None):
             raise ConfigError("serve: give either one model or a set of adapters")
-        self.loaded, self.adapters = loaded, adapters
-        self.single_name = name
-        self._lock = threading.Lock()
+        self.loaded, self.adapters, self.single_name = loaded, adapters, name
         self.created = int(time.time())
+        model = adapters.model if adapters is not None else loaded.model
+        tokenizer = self.loaded_for(self.names[0]).tokenizer
+        virtual_tokens = isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning
+        mixed = adapters is not None and adapters.mixed_batches
+        self.batcher = Batcher(model, tokenizer.pad_token_id, max_batch, max_queue, mixed_adapters=mixed,
+                               activate=adapters.activate if adapters is not None and not mixed else None,
+                               recompute=virtual_tokens)
 
     @property
     def names(self) -> list[str]:
         return list(self.adapters.names) if self.adapters is not None else [self.single_name]
 
-    @contextmanager
-    def use(self, name: str):
-        if name not in self.names:
-            raise ApiError(404, f"The model `{name}` does not exist; served: {', '.join(self.names)}", "model",
-                           "model_not_found")
-        if self.adapters is not None:
-            with self.adapters.use(name) as loaded:
-                yield loaded
-        else:
-            with self._lock:
-                yield self.loaded
+    def loaded_for(self, name: str) -> LoadedModel:
+        return self.adapters.loaded(name) if self.adapters is not None else self.loaded
+
+    def adapter_for(self, name: str) -> str | None:
+        return self.adapters.adapter_name(name) if self.adapters is not None else None
 
 
-# --- request checking ------------------------------------------------------------------------------
+# --- prompts ---------------------------------------------------------------------------------------
 
 
-def _number(body: dict, key: str, default, low: float, high: float, integer: bool = False):
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
-        raise ApiError(400, f"`{key}` must be {'an integer' if integer else 'a number'}", key)
-    if not low <= value <= high:
-        raise ApiError(400, f"`{key}` must be between {low} and {high}, got {value}", key)
-    return value
-
-
-def sampling(body: dict, max_cap: int) -> dict:
-    key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    stop = body.get("stop")
-    if stop is None:
-        stop = []
-    elif isinstance(stop, str):
-        stop = [stop]
-    elif not (isinstance(stop, list) and all(isinstance(s, str) and s for s in stop) and len(stop) <= 4):
-        raise ApiError(400, "`stop` must be a string or a list of up to 4 non-empty strings", "stop")
-    _number(body, "n", 1, 1, 1, integer=True)  # one choice per request
-    return {"max_tokens": _number(body, key, max_cap, 1, max_cap, integer=True),
-            "temperature": _number(body, "temperature", 0.0, 0.0, 2.0),
-            "top_p": _number(body, "top_p", 1.0, 0.0, 1.0), "stop": stop,
-            "seed": _number(body, "seed", None, 0, 2**63 - 1, integer=True), "stream": _flag(body, "stream")}
-
-
-def _flag(body: dict, key: str) -> bool:
-    value = body.get(key, False)
-    if not isinstance(value, bool):
-        raise ApiError(400, f"`{key}` must be true or false", key)
-    return value
-
-
-def _content(value: Any, where: str) -> str:
-    """Message content: a string, or OpenAI's list of `{"type": "text", "text": ...}` parts."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-                                       for p in value):
-        return "".join(p["text"] for p in value)
-    raise ApiError(400, f"`{where}` must be a string or a list of text parts (this server handles text only)", where)
-
-
-def chat_messages(body: dict) -> list[dict]:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ApiError(400, "`messages` must be a non-empty list of {role, content} objects", "messages")
-    clean = []
-    for i, message in enumerate(messages):
-        where = f"messages[{i}]"
-        if not isinstance(message, dict):
-            raise ApiError(400, f"`{where}` must be an object with `role` and `content`", where)
-        role = message.get("role")
-        if role == "developer":  # the newer name of the system role
-            role = "system"
-        if role not in ROLES:
-            raise ApiError(400, f"`{where}.role` must be one of {', '.join(ROLES)} (got {role!r})", f"{where}.role")
-        clean.append({"role": role, "content": _content(message.get("content", ""), f"{where}.content")})
-    if clean[-1]["role"] == "assistant":
-        raise ApiError(400, "the last message is the assistant's: nothing to reply to", f"messages[{len(clean) - 1}].role")
-    return clean
-
-
-def _model_name(body: dict, host: ModelHost) -> str:
-    name = body.get("model")
-    if name is None and len(host.names) == 1:
-        return host.names[0]
-    if not isinstance(name, str) or not name:
-        raise ApiError(400, f"`model` is required; served: {', '.join(host.names)}", "model")
-    return name
-
-
-# --- generation ------------------------------------------------------------------------------------
-
-
-def _generate_kwargs(tokenizer, options: dict) -> dict:
-    kwargs = {"max_new_tokens": options["max_tokens"], "pad_token_id": tokenizer.pad_token_id}
-    if options["stop"]:  # generation ends at a stop string (transformers' StopStringCriteria); the text is cut there
-        kwargs.update(stop_strings=options["stop"], tokenizer=tokenizer)
-    if options["temperature"] > 0:
-        kwargs.update(do_sample=True, temperature=options["temperature"], top_p=options["top_p"])
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    return kwargs
-
-
-def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
-    cuts = [text.index(s) for s in stop if s in text]
-    return (text[: min(cuts)], True) if cuts else (text, False)
-
-
-def stream_text(loaded: LoadedModel, inputs: dict, options: dict):
-    """Yield (piece, None) while generating, then (None, (finish_reason, prompt_tokens, completion_tokens)).
-
-    A generation that raises ends the stream with its error; a reader that leaves (a closed HTTP
-    stream closes this generator) stops the generation at its next token (serve.streaming)."""
-    model, tokenizer = loaded.model, loaded.tokenizer
-    if options["seed"] is not None:
-        torch.manual_seed(options["seed"])
-    inputs = {k: v.to(model.device) for k, v in inputs.items()}
-    generation = Generation(model, tokenizer, inputs, **_generate_kwargs(tokenizer, options))
-    pieces = iter(generation)
-    text, sent, stopped = "", 0, False
-    try:
-        for piece in pieces:
-            text += piece
-            shown, stopped = _cut_at_stop(text, options["stop"])
-            # hold back a tail that could still become a stop string
-            safe = len(shown) if stopped else max(sent, len(shown) - max((len(s) - 1 for s in options["stop"]), default=0))
-            if safe > sent:
-                yield shown[sent:safe], None
-                sent = safe
-            if stopped:
-                break
-        if stopped:  # generation stops at the stop string too: drain what it produced up to there
-            for _ in pieces:
-                pass
-    finally:
-        pieces.close()  # a reader that left ends the generation
-    if not stopped and len(text) > sent:
-        yield text[sent:], None
-    prompt_tokens = int(inputs["input_ids"].shape[1])
-    completion = generation.ids[0][prompt_tokens:].tolist()
-    ended = tokenizer.eos_token_id in completion or stopped
-    yield None, ("stop" if ended or len(completion) < options["max_tokens"] else "length", prompt_tokens,
-                 len(completion))
-
-
-def generation_failed(exc: Exception) -> ApiError:
-    """The error reply for a generation that raised (out of memory, an input the model cannot take)."""
-    return ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", kind="server_error",
-                    code="generation_failed")
-
-
-def chat_inputs(loaded: LoadedModel, messages: list[dict]) -> dict:
+def chat_prompt(loaded: LoadedModel, messages: list[dict]) -> list[int]:
     if messages[0]["role"] != "system" and loaded.system:
         messages = [{"role": "system", "content": loaded.system}] + messages
     try:
-        return loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                    return_dict=True)
+        encoded = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
     except Exception as exc:  # the template's own checks (e.g. roles it does not allow)
         raise ApiError(400, f"the model's chat template refused these messages: {exc}", "messages") from None
+    return list(encoded["input_ids"])
 
 
-def text_inputs(loaded: LoadedModel, prompt: Any) -> dict:
+def text_prompt(loaded: LoadedModel, prompt) -> list[int]:
     if not isinstance(prompt, str) or not prompt:
         raise ApiError(400, "`prompt` must be a non-empty string", "prompt")
-    return loaded.tokenizer(prompt, return_tensors="pt")
+    return list(loaded.tokenizer(prompt)["input_ids"])
+
+
+def check_context(loaded: LoadedModel, prompt_ids: list[int], options: Options, param: str) -> None:
+    limit = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
+    if isinstance(limit, int) and len(prompt_ids) + options.sampling.max_tokens > limit:
+        raise ApiError(400, f"the prompt is {len(prompt_ids)} tokens and asks for {options.sampling.max_tokens} more, "
+                       f"over the model's context of {limit} tokens; shorten it or lower `max_tokens`", param,
+                       "context_length_exceeded")
+
+
+def eos_ids(loaded: LoadedModel) -> set[int]:
+    ids = loaded.tokenizer.eos_token_id
+    config_ids = getattr(getattr(loaded.model, "generation_config", None), "eos_token_id", None)
+    found = {ids} if isinstance(ids, int) else set()
+    for extra in config_ids if isinstance(config_ids, list) else [config_ids]:
+        if isinstance(extra, int):
+            found.add(extra)
+    return found
 
 
 # --- the app ---------------------------------------------------------------------------------------
 
 
-def create_app(host: ModelHost, api_key: str | None = None, max_tokens_cap: int = 1024):
+class ServerState:
+    """The host once loaded (None while loading) and the metrics; shared by app and loader thread."""
+
+    def __init__(self, host: ModelHost | None = None):
+        self.host, self.load_error, self.metrics = host, None, Metrics()
+
+
+def create_app(host: ModelHost | None = None, api_key: str | None = None, max_tokens_cap: int = 1024,
+               request_timeout: float | None = 600.0, state: ServerState | None = None):
+    """The FastAPI app. Give `host`, or a `state` whose host a loader thread sets later (503 until then)."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, PlainTextResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None)
+    state = state or ServerState(host)
+    metrics = state.metrics
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        if state.host is not None:  # after uvicorn's graceful shutdown: cancel what still runs
+            state.host.batcher.stop()
+
+    app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.tunesmith = state
+
+    def error_response(exc: ApiError):
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request, exc: ApiError):
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
-        return JSONResponse(ApiError(exc.status_code, str(exc.detail)).body(), status_code=exc.status_code)
+        return error_response(ApiError(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc):
-        return JSONResponse(ApiError(400, str(exc)).body(), status_code=400)
+        return error_response(ApiError(400, str(exc)))
 
     @app.middleware("http")
-    async def check_key(request: Request, call_next):
+    async def gate(request: Request, call_next):
+        path = request.url.path
+        if path in ("/health", "/metrics"):
+            return await call_next(request)
         if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
-            return JSONResponse(ApiError(401, "missing or wrong API key (send `Authorization: Bearer KEY`)",
-                                         kind="authentication_error", code="invalid_api_key").body(), status_code=401)
-        return await call_next(request)
+            response = error_response(ApiError(401, "missing or wrong API key (send `Authorization: Bearer KEY`)",
+                                               kind="authentication_error", code="invalid_api_key"))
+        elif state.host is None:
+            response = error_response(ApiError(503, "the model is still loading; retry shortly" if state.load_error is None
+                                               else f"the model failed to load: {state.load_error}", code="loading",
+                                               kind="server_error", headers={"Retry-After": "5"}))
+        else:
+            response = await call_next(request)
+        if path.startswith("/v1/") and request.method == "POST":
+            metrics.request_done(path, response.status_code)
+        return response
+
+    @app.get("/health")
+    def health():
+        if state.host is None:
+            status = "loading" if state.load_error is None else "failed"
+            return JSONResponse({"status": status}, status_code=503)
+        return {"status": "ready", "models": state.host.names, "queued": state.host.batcher.queued,
+                "running": state.host.batcher.active}
+
+    @app.get("/metrics")
+    def prometheus():
+        host_ = state.host
+        return PlainTextResponse(metrics.text(host_.batcher.queued if host_ else 0, host_.batcher.active if host_ else 0,
+                                              host_ is not None), media_type="text/plain; version=0.0.4")
 
     async def json_body(request: Request) -> dict:
         try:
@@ -272,96 +193,143 @@ def create_app(host: ModelHost, api_key: str | None = None, max_tokens_cap: int 
 
     @app.get("/v1/models")
     def models():
-        return {"object": "list", "data": [{"id": n, "object": "model", "created": host.created, "owned_by": "tunesmith"}
-                                           for n in host.names]}
+        return {"object": "list", "data": [{"id": n, "object": "model", "created": state.host.created,
+                                            "owned_by": "tunesmith"} for n in state.host.names]}
 
-    def respond(name: str, options: dict, make_inputs, kind: str):
-        """Non-streamed: one JSON object. Streamed: SSE chunks, generated while the model is held."""
+    async def respond(request: Request, name: str, options: Options, prompt_ids: list[int], kind: str):
+        host_ = state.host
+        loaded = host_.loaded_for(name)
         ident, created = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
+        usage = lambda completion: {"prompt_tokens": len(prompt_ids), "completion_tokens": completion,  # noqa: E731
+                                    "total_tokens": len(prompt_ids) + completion}
+        formatting = ChoiceText(loaded.tokenizer, [])
+
+        def logprobs_of(tokens):
+            if options.sampling.top_logprobs is None:
+                return None
+            return formatting.chat_logprobs(tokens) if kind == "chat" else formatting.text_logprobs(tokens)
+
+        choices = Choices(host_.batcher, loaded.tokenizer, prompt_ids, options.sampling, options.n, options.stop,
+                          eos_ids(loaded), host_.adapter_for(name), request_timeout, metrics)
+        if not options.stream:
+            texts, ends = [[] for _ in range(options.n)], [None] * options.n
+            async for index, piece, end in choices.events(request.is_disconnected):
+                texts[index].append(piece)
+                ends[index] = end
+            if any(end is None for end in ends):  # the client left: nobody reads this answer
+                return JSONResponse({}, status_code=499)
+            out = []
+            for index, (finish, _, tokens) in enumerate(ends):
+                logprobs = logprobs_of(tokens)
+                text = "".join(texts[index])
+                out.append({"index": index, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
+                            "finish_reason": finish} if kind == "chat" else
+                           {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish})
+            completion = sum(end[1] for end in ends)
+            metrics.tokens(len(prompt_ids) * options.n, completion)
+            return {"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion",
+                    "created": created, "model": name, "choices": out, "usage": usage(completion)}
+
         chunk_object = "chat.completion.chunk" if kind == "chat" else "text_completion"
 
-        def chunk(delta: dict | str, finish: str | None) -> str:
-            choice = {"index": 0, "finish_reason": finish}
-            choice.update({"delta": delta} if kind == "chat" else {"text": delta, "logprobs": None})
-            return f"data: {json.dumps({'id': ident, 'object': chunk_object, 'created': created, 'model': name, 'choices': [choice]}, ensure_ascii=False)}\n\n"
+        def chunk(choices_: list, **extra) -> str:
+            body = {"id": ident, "object": chunk_object, "created": created, "model": name, "choices": choices_, **extra}
+            return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
-        if options["stream"]:
-            context = host.use(name)
-            loaded = context.__enter__()  # raises ApiError (404) before the response starts
+        def choice(index: int, delta, finish=None, logprobs=None) -> dict:
+            out = {"index": index, "finish_reason": finish, "logprobs": logprobs}
+            out.update({"delta": delta} if kind == "chat" else {"text": delta})
+            return out
+
+        async def events():
+            completion = 0
             try:
-                inputs = make_inputs(loaded)
-            except BaseException:
-                context.__exit__(None, None, None)
-                raise
+                if kind == "chat":
+                    for index in range(options.n):
+                        yield chunk([choice(index, {"role": "assistant", "content": ""})])
+                async for index, piece, end in choices.events():
+                    if end is None:
+                        yield chunk([choice(index, {"content": piece} if kind == "chat" else piece)])
+                    else:
+                        completion += end[1]
+                        yield chunk([choice(index, {} if kind == "chat" else "", end[0], logprobs_of(end[2]))])
+                if options.include_usage:
+                    yield chunk([], usage=usage(completion))
+                metrics.tokens(len(prompt_ids) * options.n, completion)
+                yield "data: [DONE]\n\n"
+            except ApiError as exc:  # the stream has begun: the error goes in it
+                yield f"data: {json.dumps(exc.body(), ensure_ascii=False)}\n\n"
+            finally:
+                choices.cancel()
 
-            def events():
-                try:
-                    if kind == "chat":
-                        yield chunk({"role": "assistant", "content": ""}, None)
-                    for piece, end in stream_text(loaded, inputs, options):
-                        if piece:
-                            yield chunk({"content": piece} if kind == "chat" else piece, None)
-                        elif end:
-                            yield chunk({} if kind == "chat" else "", end[0])
-                except Exception as exc:  # noqa: BLE001 - the stream has begun: the error goes in it
-                    yield f"data: {json.dumps(generation_failed(exc).body(), ensure_ascii=False)}\n\n"
-                else:
-                    yield "data: [DONE]\n\n"
-                finally:
-                    context.__exit__(None, None, None)
-
-            return StreamingResponse(events(), media_type="text/event-stream")
-
-        with host.use(name) as loaded:
-            pieces, end = [], None
-            inputs = make_inputs(loaded)
-            try:
-                for piece, done in stream_text(loaded, inputs, options):
-                    if piece:
-                        pieces.append(piece)
-                    elif done:
-                        end = done
-            except Exception as exc:  # noqa: BLE001 - out of memory, input too long ...: an error reply
-                raise generation_failed(exc) from None
-        text = "".join(pieces)
-        finish, prompt_tokens, completion_tokens = end
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-                  if kind == "chat" else {"index": 0, "text": text, "logprobs": None, "finish_reason": finish})
-        return {"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion", "created": created,
-                "model": name, "choices": [choice],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                          "total_tokens": prompt_tokens + completion_tokens}}
+        return _Stream(events(), on_close=choices.cancel, media_type="text/event-stream")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
         body = await json_body(request)
-        name, options, messages = _model_name(body, host), sampling(body, max_tokens_cap), chat_messages(body)
-        return await _threaded(respond, name, options, lambda loaded: chat_inputs(loaded, messages), "chat")
+        name = model_name(body, state.host.names)
+        options, messages = chat_options(body, max_tokens_cap), chat_messages(body)
+        loaded = state.host.loaded_for(name)
+        prompt_ids = chat_prompt(loaded, messages)
+        check_context(loaded, prompt_ids, options, "messages")
+        return await respond(request, name, options, prompt_ids, "chat")
 
     @app.post("/v1/completions")
     async def completions(request: Request):
         body = await json_body(request)
-        name, options = _model_name(body, host), sampling(body, max_tokens_cap)
-        prompt = body.get("prompt")
-        return await _threaded(respond, name, options, lambda loaded: text_inputs(loaded, prompt), "text")
+        name = model_name(body, state.host.names)
+        options = text_options(body, max_tokens_cap)
+        loaded = state.host.loaded_for(name)
+        prompt_ids = text_prompt(loaded, body.get("prompt"))
+        check_context(loaded, prompt_ids, options, "prompt")
+        return await respond(request, name, options, prompt_ids, "text")
 
     return app
 
 
-async def _threaded(fn, *args):
-    """Run generation off the event loop, so other requests (and /v1/models) are still answered."""
-    from starlette.concurrency import run_in_threadpool
+class _Stream(StreamingResponse):
+    """A StreamingResponse whose generation is cancelled however the response ends, even when the
+    client leaves before the body's first chunk (its generator then never starts, so its own
+    `finally` would never run)."""
 
-    return await run_in_threadpool(fn, *args)
+    def __init__(self, content, on_close: Callable, **kwargs):
+        super().__init__(content, **kwargs)
+        self.on_close = on_close
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
 
 
-def serve(host: ModelHost, address: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          max_tokens_cap: int = 1024) -> None:
+def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          max_tokens_cap: int = 1024, request_timeout: float | None = 600.0, grace: float = 30.0) -> None:
+    """Listen at once (503 while `load()` runs in a thread); SIGTERM stops accepting, lets running
+    requests finish for `grace` seconds, then cancels what is left."""
     import uvicorn
 
     if address not in ("127.0.0.1", "localhost", "::1") and not api_key:
         raise ConfigError(f"serve: listening on {address} exposes the model to the network; set --api-key (or "
                           "TUNESMITH_API_KEY), or keep the default 127.0.0.1")
-    print(f"[tunesmith] serving {', '.join(host.names)} at http://{address}:{port}/v1 "
-          f"({'API key required' if api_key else 'no API key'})", flush=True)
-    uvicorn.run(create_app(host, api_key, max_tokens_cap), host=address, port=port, log_level="warning")
+    state = ServerState()
+    app = create_app(None, api_key, max_tokens_cap, request_timeout, state)
+    server = uvicorn.Server(uvicorn.Config(app, host=address, port=port, log_level="warning",
+                                           timeout_graceful_shutdown=grace))
+
+    def load_model():
+        try:
+            state.host = load()
+        except Exception as exc:  # noqa: BLE001 - said on /health and in the log, then the server stops
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            print(f"[tunesmith] the model failed to load: {state.load_error}", flush=True)
+            server.should_exit = True
+            return
+        print(f"[tunesmith] serving {', '.join(state.host.names)} at http://{address}:{port}/v1 "
+              f"({'API key required' if api_key else 'no API key'})", flush=True)
+
+    threading.Thread(target=load_model, daemon=True, name="tunesmith-load").start()
+    print(f"[tunesmith] listening at http://{address}:{port} (GET /health says when the model is ready)", flush=True)
+    server.run()
+    if state.load_error is not None:
+        raise ConfigError(f"serve: the model failed to load: {state.load_error}")
