@@ -13,7 +13,8 @@ from tunesmith.errors import ModelError
 from tunesmith.export import export_model
 from tunesmith.models.tiny import build_tiny_model
 
-pytestmark = pytest.mark.trains  # samples a model: scripts/test.sh runs it again with the CPU restricted to AVX2
+# Not marked `trains`: every comparison is between two models on the same CPU in one process, so it
+# does not depend on which kernels the CPU has.
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +51,13 @@ def test_f32_gguf_reads_back_identical_and_carries_llama_metadata(tmp_path, gqa_
 
 def test_quantised_weights_read_back_within_their_rounding(tmp_path, gqa_model):
     # Each weight as llama.cpp's dequantiser gives it back (here transformers', with the RoPE order
-    # undone) is within the quant's rounding of the original: F16 to 2^-11 relative, Q8_0 to about
+    # undone) is within the quant's rounding of the original: Q8_0 to about
     # half a step of its 32-value block (step max|block| / 127), Q4_0 to a step (max|block| / 8).
     from transformers import AutoModelForCausalLM
 
     source = AutoModelForCausalLM.from_pretrained(gqa_model).state_dict()
     sizes = {}
-    for quant in ("f16", "q8_0", "q4_0"):
+    for quant in ("q8_0", "q4_0"):
         out = export_model(str(gqa_model), str(tmp_path / quant), format="gguf", quant=quant)
         name = f"model-{quant}.gguf"
         reader = gguf.GGUFReader(out / name)
@@ -68,18 +69,16 @@ def test_quantised_weights_read_back_within_their_rounding(tmp_path, gqa_model):
         for key in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
                     "model.layers.0.mlp.down_proj.weight", "model.embed_tokens.weight"):
             original, back = source[key], read[key]
-            if quant == "f16":
-                bound = original.abs() * 2**-11 + 1e-7
-            else:
-                # step d = max|block| / 127 (Q8_0) or / 8 (Q4_0), stored as F16: rounding error <= d/2 plus
-                # the F16 scale's error over up to 127 steps; Q4_0's 16 levels also clip one end to d
-                blocks = original.reshape(-1, 32).abs().amax(dim=1, keepdim=True)
-                step = blocks / 127 if quant == "q8_0" else blocks / 8
-                bound = (step * (0.6 if quant == "q8_0" else 1.1) + 1e-6).expand(-1, 32).reshape(original.shape)
+            # step d = max|block| / 127 (Q8_0) or / 8 (Q4_0), stored as F16: rounding error <= d/2 plus
+            # the F16 scale's error over up to 127 steps; Q4_0's 16 levels also clip one end to d
+            blocks = original.reshape(-1, 32).abs().amax(dim=1, keepdim=True)
+            step = blocks / 127 if quant == "q8_0" else blocks / 8
+            bound = (step * (0.6 if quant == "q8_0" else 1.1) + 1e-6).expand(-1, 32).reshape(original.shape)
             assert ((back - original).abs() <= bound).all(), (quant, key)
         check = _manifest(out)["check"]
         assert check["same_token_ids"] == 5 and check["max_abs_logit"] > 0
-    assert sizes["q8_0"] < 0.6 * sizes["f16"] and sizes["q4_0"] < 0.6 * sizes["q8_0"]  # bits per weight
+    f32_bytes = sum(t.numel() * 4 for k, t in source.items() if k != "lm_head.weight")
+    assert sizes["q8_0"] < 0.3 * f32_bytes and sizes["q4_0"] < 0.6 * sizes["q8_0"]  # 8.5 and 4.5 bits per weight
 
 
 def test_a_lora_output_is_merged_into_the_gguf(tmp_path, tiny_model_dir):
