@@ -81,8 +81,7 @@ def forgetting_summary(before: dict, after: dict) -> dict:
 
 REMEDIES = ("forgetting.replay: examples/data/general_replay.jsonl (general rows mixed into training, "
             "forgetting.replay_ratio)", "a lower training.learning_rate or fewer training.epochs",
-            "a smaller lora.r or lora.target_modules: attention", "forgetting.l2: 0.01 (a pull toward the base)",
-            "examples/knowledge_lora.yaml (the measured recipe that keeps general ability)")
+            "a smaller lora.r or lora.target_modules: attention", "forgetting.l2: 0.01 (a pull toward the base)")
 
 
 def forgetting_warnings(summary: dict, cfg: TunesmithConfig) -> list[str]:
