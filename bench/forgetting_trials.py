@@ -63,11 +63,9 @@ def trial(tunesmith: str, config: str, out: Path, name: str, overrides: list[str
     seconds = run([tunesmith, "train", config, f"output_dir={target}", "eval.compare_base=false", *overrides],
                   out / f"{name}.log")
     tuned = json.loads((target / "eval_results.json").read_text())["fine_tuned"]
-    train_seconds = json.loads((target / "manifest.json").read_text()).get("train_seconds")
     return {"trial": name, "overrides": overrides, "domain": [tuned.get("qa_correct"), tuned.get("qa_total")],
             "general_qa": [tuned.get("general_qa_correct"), tuned.get("general_qa_total")],
-            "general_perplexity": tuned.get("general_perplexity"), "seconds": round(seconds),
-            "train_seconds": train_seconds}
+            "general_perplexity": tuned.get("general_perplexity"), "seconds": round(seconds)}
 
 
 def row(result: dict) -> str:

@@ -14,15 +14,14 @@ from pathlib import Path
 import torch
 
 from tunesmith.errors import ModelError
+from tunesmith.eval.generate import chat_prompt
 from tunesmith.export.gguf import PROBE
 
 PROMPTS = ("Say hello.", "What is the capital of France?", "List three colours.", "用一句话介绍你自己。")
 
 
 def _chat_ids(tokenizer, question: str, system: str | None) -> list[int]:
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer(chat_prompt(tokenizer, question, system), add_special_tokens=False)["input_ids"]
 
 
 @torch.no_grad()

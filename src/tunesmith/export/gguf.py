@@ -152,8 +152,9 @@ def write_gguf(model, tokenizer, path: Path, quant: str, name: str, pre: str | N
         tokenizer.save_pretrained(scratch)
         _check_tokenizer(Path(scratch))
         tokens, types = _vocabulary(tokenizer, config.vocab_size)
+        pre = pretokenizer_name(tokenizer, pre)
         writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre(pretokenizer_name(tokenizer, pre))
+        writer.add_tokenizer_pre(pre)
         writer.add_token_list(tokens)
         writer.add_token_types(types)
         special = gguf.SpecialVocab(scratch, load_merges=True, n_vocab=config.vocab_size)
@@ -191,6 +192,6 @@ def write_gguf(model, tokenizer, path: Path, quant: str, name: str, pre: str | N
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return {"quant": quant, "pre_tokenizer": pretokenizer_name(tokenizer, pre), "kept_f16": kept_f16,
+    return {"quant": quant, "pre_tokenizer": pre, "kept_f16": kept_f16,
             "bytes": path.stat().st_size, "add_bos": starts_with_bos}
 
