@@ -144,6 +144,8 @@ def test_completions_continue_raw_text_as_the_model_does(server, tiny_model_dir)
     ({"model": "birds"}, 400, "messages", "`messages` must be a non-empty list"),
     ({"model": "birds", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role", "must be one of"),
     ({"model": "birds", "messages": [{"role": "user", "content": 7}]}, 400, "messages[0].content", "text only"),
+    ({"model": "birds", "messages": [{"role": "user", "content": "hi \ud800"}]}, 400, "messages[0].content",
+     "unpaired surrogate (U+D800) at character 3"),
     ({"model": "birds", "messages": [{"role": "user", "content": "hi"}], "temperature": 5}, 400, "temperature",
      "between 0.0 and 2.0"),
     ({"model": "birds", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}, 400, "max_tokens",

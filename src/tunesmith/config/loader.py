@@ -61,6 +61,10 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
     deep = _too_deep(text)
     if deep:
         raise ConfigError(f"{path}:{deep}: invalid YAML: nested more than {MAX_FLOW_DEPTH} levels deep")
+    expanded = _expanded_size(text)
+    if expanded > MAX_EXPANDED_NODES:
+        raise ConfigError(f"{path}: invalid YAML: its aliases (*name) expand to {expanded:,} values, more than "
+                          f"{MAX_EXPANDED_NODES:,}; a config never needs that many (write the values out)")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -79,6 +83,34 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
 
 
 MAX_FLOW_DEPTH = 100  # far beyond any config; PyYAML takes seconds (and more) on deeper [[[...]]]
+
+
+MAX_EXPANDED_NODES = 1_000_000  # an alias "bomb" (anchors of anchors) expands to billions from a few lines
+
+
+def _expanded_size(text: str) -> int:
+    """How many values the YAML holds once every alias is expanded (counted on the node graph, where
+    an alias is a shared node, so counting is cheap); 0 when it does not compose (safe_load then
+    reports the error with its line)."""
+    try:
+        root = yaml.compose(text)
+    except (yaml.YAMLError, RecursionError, ValueError):
+        return 0
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key not in sizes:
+            sizes[key] = 0  # a recursive alias (a node inside itself) counts once
+            children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
+                node.value if isinstance(node, yaml.SequenceNode) else [])
+            sizes[key] = 1 + sum(size(child) for child in children)
+        return sizes[key]
+
+    try:
+        return size(root) if root is not None else 0
+    except RecursionError:
+        return 0
 
 
 def _too_deep(text: str) -> int | None:

@@ -33,7 +33,7 @@ from tunesmith.models.loader import LoadedModel
 from tunesmith.serve.batcher import Batcher
 from tunesmith.serve.metrics import Metrics
 from tunesmith.serve.replies import Choices, ChoiceText
-from tunesmith.serve.requests import ApiError, Options, chat_messages, chat_options, model_name, text_options
+from tunesmith.serve.requests import ApiError, Options, chat_messages, chat_options, model_name, text_options, unicode_text
 
 __all__ = ["ApiError", "ModelHost", "create_app", "serve"]
 
@@ -85,7 +85,7 @@ def chat_prompt(loaded: LoadedModel, messages: list[dict]) -> list[int]:
 def text_prompt(loaded: LoadedModel, prompt) -> list[int]:
     if not isinstance(prompt, str) or not prompt:
         raise ApiError(400, "`prompt` must be a non-empty string", "prompt")
-    return list(loaded.tokenizer(prompt)["input_ids"])
+    return list(loaded.tokenizer(unicode_text(prompt, "prompt"))["input_ids"])
 
 
 def check_context(loaded: LoadedModel, prompt_ids: list[int], options: Options, param: str) -> None:

@@ -147,11 +147,22 @@ def text_options(body: dict, max_cap: int) -> Options:
 def _content(value: Any, where: str) -> str:
     """Message content: a string, or OpenAI's list of `{"type": "text", "text": ...}` parts."""
     if isinstance(value, str):
-        return value
+        return unicode_text(value, where)
     if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
                                        for p in value):
-        return "".join(p["text"] for p in value)
+        return unicode_text("".join(p["text"] for p in value), where)
     raise ApiError(400, f"`{where}` must be a string or a list of text parts (this server handles text only)", where)
+
+
+def unicode_text(text: str, where: str) -> str:
+    """`text` if it is valid Unicode; JSON's `\\ud800` escapes decode to lone surrogates, which no
+    tokenizer takes (they would fail deep in generation as a 500)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, f"`{where}` holds an unpaired surrogate (U+{ord(text[exc.start]):04X}) at character "
+                            f"{exc.start}: not valid Unicode text", where) from None
+    return text
 
 
 def chat_messages(body: dict) -> list[dict]:
