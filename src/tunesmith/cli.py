@@ -10,6 +10,7 @@
     tunesmith adapters list|combine ...           sets of LoRA outputs of one base: list, weighted combine
     tunesmith data check|stats|preview|clean CONFIG_OR_FILES   validate / describe / show / clean data
     tunesmith bench                               speed: tunesmith vs plain transformers + PEFT
+    tunesmith ui [--host H --auth USER:PW]        the web page: data, train, evaluate, chat, export
 
 Errors caused by input (config, data, missing model) print one clear message and exit with 2.
 Each verb lives in `tunesmith.commands`; this module is their table.
@@ -23,10 +24,10 @@ import os
 import sys
 
 from tunesmith import __version__
-from tunesmith.commands import bench, data, evaluate, models, train
+from tunesmith.commands import bench, data, evaluate, models, train, ui
 from tunesmith.errors import TunesmithError
 
-VERB_GROUPS = (train, evaluate, models, data, bench)  # the order of `tunesmith --help`
+VERB_GROUPS = (train, evaluate, models, data, bench, ui)  # the order of `tunesmith --help`
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -6,6 +6,9 @@ import json
 import os
 from pathlib import Path
 
+EXPORT_FORMATS = ("transformers", "gguf")  # `tunesmith export --format` (the web page offers the same)
+GGUF_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1")  # `--quant`
+
 
 def cmd_chat(args) -> int:
     from tunesmith.serve.chat import chat_loop
@@ -172,10 +175,10 @@ def register(verbs) -> None:
     export.add_argument("model", help="A finished output folder (or any model folder).")
     export.add_argument("--out", required=True, help="Folder to write (written as OUT.partial, then renamed).")
     export.add_argument("--merge", action="store_true", help="Fold LoRA-family adapters into a copy of the base weights.")
-    export.add_argument("--format", choices=("transformers", "gguf"), default="transformers",
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="transformers",
                         help="transformers: a safetensors folder; gguf: one GGUF file (llama.cpp, Ollama) with a "
                         "Modelfile, adapters merged, checked against the model it came from.")
-    export.add_argument("--quant", choices=("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), default="f16",
+    export.add_argument("--quant", choices=GGUF_QUANTS, default="f16",
                         help="GGUF weight type (default f16; q8_0 is near-lossless at half the size).")
     export.add_argument("--gguf-pre", help="llama.cpp pre-tokenizer name, for a tokenizer tunesmith has not verified.")
     export.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
