@@ -2,6 +2,7 @@
 and the general before/after measure reported with the run."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -259,3 +260,63 @@ def test_forgetting_warnings_follow_the_thresholds(tmp_path):
     assert forgetting_warnings({"general_perplexity_change": 0.2}, cfg) == []
     (warning,) = forgetting_warnings({"general_perplexity_change": 0.4}, cfg)
     assert "general perplexity rose by 40%" in warning
+
+
+def test_replay_answered_by_the_model_itself_is_generated_once_and_trained(tmp_path, coin, capsys, caplog):
+    """forgetting.replay_answers: model replaces the written replay answers by the starting model's
+    own greedy replies, caches them, and the next run reuses them."""
+    from tunesmith.eval.generate import generate, render
+    from tunesmith.methods.load import load_for_inference
+
+    base, _ = coin  # a tiny model that answers "yes" or "no" and then stops
+    questions = [f"Is item {i} ready?" for i in (30, 31, 32, 33, 34, 35)]
+    replay = write_jsonl(tmp_path / "general.jsonl", [{"instruction": q, "output": "A long answer written by hand."}
+                                                      for q in questions])
+    data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Code {i}?", "output": f"Z{i * 7}."} for i in range(8)])
+    cache = tmp_path / "cache"
+
+    def run(name):
+        config = write_config(tmp_path / f"{name}.yaml", f"""\
+stage: sft
+method: lora
+output_dir: {tmp_path / name}
+model: {{name_or_path: {base}, cache_dir: {cache}}}
+data: {{train: {data}, max_length: 48}}
+training: {{max_steps: 2, batch_size: 4, mixed_precision: "no"}}
+eval: {{compare_base: false}}
+forgetting: {{replay: {replay}, replay_ratio: 0.5, replay_answers: model, replay_max_new_tokens: 6}}
+""")
+        assert main(["train", str(config)]) == 0
+        return capsys.readouterr().out
+
+    first = run("first")
+    assert "the starting model answers 6 replay prompts" in first
+    [cached] = (cache / "model_replay").glob("*.jsonl")
+    rows = [json.loads(line)["messages"] for line in cached.read_text().splitlines()]
+    loaded = load_for_inference(str(base))
+    expected = generate(loaded.model, loaded.tokenizer,
+                        [render(loaded.tokenizer, [{"role": "user", "content": q}]) for q in questions], 6)
+    kept = [(q, g.text) for q, g in zip(questions, expected) if g.stopped and g.text]
+    assert kept and all(text in ("yes", "no") for _, text in kept)
+    assert rows == [[{"role": "user", "content": q}, {"role": "assistant", "content": text}] for q, text in kept]
+    # the second run of the config reuses the answers: nothing generated again, and what it replays is
+    # that file (8 domain rows + 8 rows drawn from the model's answers), not the written answers
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="tunesmith.data"):
+        assert "replay prompts" not in run("second")
+    assert len(list((cache / "model_replay").glob("*"))) == 1
+    assert any(str(cached) in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+    manifest = json.loads((tmp_path / "second" / "tunesmith.json").read_text())
+    assert manifest["data"]["train_rows"] == 16
+
+
+def test_replay_answers_model_is_refused_for_raw_text(tmp_path, tiny_model_dir):
+    from tunesmith.stages.registry import check_stage
+
+    text = write_jsonl(tmp_path / "text.jsonl", [{"text": "Some raw text."}] * 4)
+    path = write_config(tmp_path / "c.yaml", f"stage: pt\noutput_dir: {tmp_path / 'o'}\nmodel: {{name_or_path: "
+                                             f"{tiny_model_dir}}}\ndata: {{train: {text}}}\nforgetting: {{replay: "
+                                             f"{text}, replay_answers: model}}\n")
+    with pytest.raises(ConfigError, match="forgetting.replay_answers: `model` answers the prompts of chat rows, but "
+                                          "stage `pt` replays raw text"):
+        check_stage(load_config(path))

@@ -440,6 +440,17 @@ class ForgettingConfig(Section):
         description="Fraction of the built training set taken from `replay`: round(ratio / (1 - ratio) x domain "
         "rows) general rows are mixed in (sampled, repeated if too few; seeded by training.seed). Unused without replay.",
     )
+    replay_answers: Literal["data", "model"] = Field(
+        "data",
+        description="Whose answers the replay rows carry: `data` trains the answers written in the replay files; "
+        "`model` has the starting model answer their prompts first (greedy, cached; replies that do not end "
+        "within replay_max_new_tokens are left out), so replay keeps the model's own behaviour instead of "
+        "teaching new answers (self-synthesised rehearsal; chat replay, stage sft).",
+    )
+    replay_max_new_tokens: int = Field(
+        96, ge=1, le=4096,
+        description="With replay_answers: model, the longest reply generated for a replay prompt (in tokens).",
+    )
     l2: float = Field(
         0.0, ge=0,
         description="L2 pull toward the starting weights: coef x sum ||theta - theta_0||^2 over the trainable "

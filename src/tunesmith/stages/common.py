@@ -34,6 +34,7 @@ from tunesmith.runtime.outputs import OutputFolder
 from tunesmith.runtime.peak_memory import PeakMemory
 from tunesmith.runtime.precision import announce_precision
 from tunesmith.runtime.token_loss import TrainedTokenTrainer
+from tunesmith.stages.model_replay import replay_entries
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +192,13 @@ def token_data_record(train, val, **extra) -> dict:
 # --- the recipe of the stages that train a causal LM on rows tokenised here (sft, pt, mtl) ---------
 
 
-def token_splits(cfg: TunesmithConfig, tokenizer, kind: str, replay: bool = False):
-    """The tokenised training and validation sets (`kind`: chat or text), cached for the run."""
+def token_splits(cfg: TunesmithConfig, tokenizer, kind: str, replay: bool | list[str] = False):
+    """The tokenised training and validation sets (`kind`: chat or text), cached for the run.
+    `replay`: True mixes in forgetting.replay as written; a list, those entries instead (the
+    model's own answers, stages.model_replay)."""
+    entries = replay if isinstance(replay, list) else (cfg.forgetting.replay if replay else None)
     return build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir),
-                        cfg.forgetting.replay if replay else None, cfg.forgetting.replay_ratio)
+                        entries or None, cfg.forgetting.replay_ratio)
 
 
 def token_arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
@@ -208,7 +212,9 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
     # --- setup: tokenizer and data first, so bad data fails before the model loads -----------
     setup = begin_run(cfg)
     tokenizer = setup.tokenizer
-    train_set, val_set = token_splits(cfg, tokenizer, kind, replay=True)
+    # every data file was read by the stage's check (tunesmith train's pre-flight) before the base model
+    # loads here to answer the replay prompts (forgetting.replay_answers: model)
+    train_set, val_set = token_splits(cfg, tokenizer, kind, replay=replay_entries(cfg, setup))
     packing, capacity, seed = cfg.data.packing, cfg.data.max_length, cfg.training.seed
     train_features = train_set.as_features(packing, capacity, seed)
     val_features = val_set.as_features(packing, capacity, seed) if val_set else None

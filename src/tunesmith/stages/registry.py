@@ -47,6 +47,9 @@ def check_data_options(cfg: TunesmithConfig, stage: Stage) -> None:
         able = " and ".join(s.name for s in STAGES.values() if s.replay)
         raise ConfigError(f"forgetting.replay: stage `{stage.name}` cannot mix general rows into {stage.reads}; "
                           f"replay applies to stages {able}")
+    if cfg.forgetting.replay and cfg.forgetting.replay_answers == "model" and stage.data_kind != "chat":
+        raise ConfigError(f"forgetting.replay_answers: `model` answers the prompts of chat rows, but stage "
+                          f"`{stage.name}` replays {stage.reads}, which has no answers (set replay_answers: data)")
 
 
 def check_stage(cfg: TunesmithConfig) -> None:
