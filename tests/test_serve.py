@@ -180,3 +180,53 @@ def test_api_key_single_model_and_loopback_default(adapters):
         running.stop()
     with pytest.raises(ConfigError, match="exposes the model to the network; set --api-key"):
         serve(lambda: host, "0.0.0.0", 0)
+
+
+def call(url: str, method: str, body=None, key: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_adapters_are_added_and_removed_while_the_server_runs(adapters, server, tmp_path):
+    """POST/DELETE /v1/adapters (admin key): an added adapter answers exactly as when the server
+    starts with it, a removed one is gone, and every refusal names its reason."""
+    birds, wolves = adapters
+    question = {"model": "wolves", "messages": [{"role": "user", "content": "Which animal?"}], "max_tokens": 8}
+    code, started_with_it = post(server.url + "/chat/completions", question)
+    assert code == 200
+    # the server started without --admin-key: adapter management is off
+    code, answer = call(server.url + "/adapters", "GET", key="anything")
+    assert code == 403 and "--admin-key" in answer["error"]["message"]
+
+    running = Server(create_app(ModelHost(adapters=LoraSet({"birds": str(birds)})), api_key="user", admin_key="admin"))
+    try:
+        url = running.url
+        assert call(url + "/adapters", "POST", {"name": "wolves", "path": str(wolves)}, key="user")[0] == 401
+        code, answer = call(url + "/adapters", "POST", {"name": "wolves", "path": str(wolves)}, key="admin")
+        assert code == 201 and answer["id"] == "wolves" and answer["path"] == str(wolves.resolve()), answer
+        assert [m["id"] for m in call(url + "/models", "GET", key="user")[1]["data"]] == ["base", "birds", "wolves"]
+        code, answer = call(url + "/chat/completions", "POST", question, key="user")
+        assert code == 200 and answer["choices"][0]["message"] == started_with_it["choices"][0]["message"]
+        # refusals: a name taken, a folder that is not a finished output, a missing field
+        code, answer = call(url + "/adapters", "POST", {"name": "birds", "path": str(wolves)}, key="admin")
+        assert code == 409 and "already taken" in answer["error"]["message"]
+        code, answer = call(url + "/adapters", "POST", {"name": "x", "path": str(tmp_path / "nowhere")}, key="admin")
+        assert code == 400 and answer["error"]["param"] == "path" and "not found" in answer["error"]["message"]
+        code, answer = call(url + "/adapters", "POST", {"name": "x"}, key="admin")
+        assert code == 400 and answer["error"]["param"] == "path"
+        # removed: no longer listed or served
+        code, answer = call(url + "/adapters/wolves", "DELETE", key="admin")
+        assert code == 200 and answer["deleted"] is True
+        assert [a["id"] for a in call(url + "/adapters", "GET", key="admin")[1]["data"]] == ["birds"]
+        assert call(url + "/chat/completions", "POST", question, key="user")[0] == 404
+        assert call(url + "/adapters/wolves", "DELETE", key="admin")[0] == 404
+        code, answer = call(url + "/adapters/birds", "DELETE", key="admin")
+        assert code == 400 and "last adapter" in answer["error"]["message"]
+    finally:
+        running.stop()

@@ -57,7 +57,9 @@ def cmd_serve(args) -> int:
         from tunesmith.models.lora_set import parse_named
 
         parse_named(args.adapter)  # a malformed --adapter is refused before the server starts
-    serve(load, args.host, args.port, api_key, args.max_tokens, args.request_timeout, args.grace)
+    admin_key = args.admin_key or os.environ.get("TUNESMITH_ADMIN_KEY") or None
+    serve(load, args.host, args.port, api_key, args.max_tokens, args.request_timeout, args.grace, admin_key,
+          args.cache_dir)
     return 0
 
 
@@ -137,6 +139,8 @@ def register(verbs) -> None:
     srv.add_argument("--host", default="127.0.0.1", help="Address to listen on (another than loopback needs --api-key).")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--api-key", help="Require `Authorization: Bearer KEY` (default: $TUNESMITH_API_KEY, else none).")
+    srv.add_argument("--admin-key", help="Enable /v1/adapters (add and remove adapters at run time, with --adapter) "
+                     "for `Authorization: Bearer ADMIN_KEY` (default: $TUNESMITH_ADMIN_KEY, else off).")
     srv.add_argument("--max-tokens", type=int, default=1024, help="The most new tokens one request may ask for.")
     srv.add_argument("--max-batch", type=int, default=16, help="The most requests generated together in one batch.")
     srv.add_argument("--max-queue", type=int, default=64,

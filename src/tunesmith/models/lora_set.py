@@ -194,6 +194,43 @@ class LoraSet:
     def names(self) -> list[str]:
         return [BASE, *self.infos]
 
+    # --- adapters added and removed at run time (a server's POST/DELETE /v1/adapters) -------------
+
+    def prepare(self, name: str, path: str, cache_dir: str | None = None) -> tuple[OutputInfo, object]:
+        """Check that output PATH can join the set as NAME and read its tokenizer (no model change):
+        a finished LoRA-family output, trained on the set's base, under a name not taken."""
+        if not name or "/" in name or name != name.strip():
+            raise ConfigError(f"adapter name {name!r}: use a non-empty name without '/' or surrounding spaces")
+        if name == BASE or name in self.infos:
+            raise ConfigError(f"adapter name `{name}` is already taken; loaded: {', '.join(self.names)}")
+        info = describe_output(path)
+        check_switchable(info)
+        base = common_base([info], cache_dir)
+        if base != self.base_path:
+            raise ModelError(f"{path}: trained on {base}, but this set's base is {self.base_path}")
+        if info.dora and self.mixed_batches:
+            raise ModelError(f"{path}: a DoRA adapter cannot share a mixed batch with the loaded adapters; start the "
+                             f"server with it among its --adapter options instead")
+        return info, load_tokenizer(str(info.path))
+
+    def attach(self, name: str, info: OutputInfo, tokenizer) -> None:
+        """Load a prepared adapter into the shared model (call with no forward pass running)."""
+        self.model.load_adapter(str(info.path), adapter_name=name)
+        self.model.eval()
+        self.infos[name], self.tokenizers[name], self.manifests[name] = info, tokenizer, info.manifest
+
+    def detach(self, name: str) -> None:
+        """Remove adapter NAME from the shared model (call with no forward pass running)."""
+        if name == BASE:
+            raise ConfigError(f"`{BASE}` is the base model itself; it cannot be removed")
+        if name not in self.infos:
+            raise ConfigError(f"unknown adapter `{name}`; loaded: {', '.join(self.names)}")
+        if len(self.infos) == 1:
+            raise ConfigError(f"`{name}` is the last adapter of the set; add another before removing it")
+        self.model.delete_adapter(name)
+        for table in (self.infos, self.tokenizers, self.manifests):
+            table.pop(name)
+
     def loaded(self, name: str) -> LoadedModel:
         """Adapter NAME's tokenizer and manifest with the shared model, without switching anything
         (a server passes the adapter per row: `adapter_name`, PEFT's mixed-adapter batches)."""

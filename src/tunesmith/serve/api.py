@@ -7,7 +7,9 @@ Endpoints (the subset of the OpenAI API that chat clients use), documented in do
 - `GET /v1/models`; `POST /v1/chat/completions` (rendered with the model's own chat template and
   its training system prompt when the request has none); `POST /v1/completions` (raw text);
 - `GET /health` (no key: 503 `loading` until the model is in memory, then 200 `ready`) and
-  `GET /metrics` (Prometheus text).
+  `GET /metrics` (Prometheus text);
+- `GET/POST /v1/adapters`, `DELETE /v1/adapters/NAME` (admin key): adapters added and removed at
+  run time (serve.adapters).
 Every request is generated in one continuous batch (serve.batcher): requests join and leave it at
 each step, several adapters of one base share it. A full queue answers 429 with Retry-After, a
 request over `--request-timeout` 504, any request while the model loads 503. A client that
@@ -30,6 +32,8 @@ from starlette.responses import StreamingResponse
 
 from tunesmith.errors import ConfigError
 from tunesmith.models.loader import LoadedModel
+from tunesmith.serve.adapters import ROUTE as ADAPTERS_ROUTE
+from tunesmith.serve.adapters import add_adapter_routes
 from tunesmith.serve.batcher import Batcher
 from tunesmith.serve.metrics import Metrics
 from tunesmith.serve.replies import Choices, ChoiceText
@@ -109,6 +113,17 @@ def eos_ids(loaded: LoadedModel) -> set[int]:
 # --- the app ---------------------------------------------------------------------------------------
 
 
+async def read_json(request: Request) -> dict:
+    """The request's JSON object body; 400 otherwise."""
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
+
+
 class ServerState:
     """The host once loaded (None while loading) and the metrics; shared by app and loader thread."""
 
@@ -117,8 +132,10 @@ class ServerState:
 
 
 def create_app(host: ModelHost | None = None, api_key: str | None = None, max_tokens_cap: int = 1024,
-               request_timeout: float | None = 600.0, state: ServerState | None = None):
-    """The FastAPI app. Give `host`, or a `state` whose host a loader thread sets later (503 until then)."""
+               request_timeout: float | None = 600.0, state: ServerState | None = None, admin_key: str | None = None,
+               cache_dir: str | None = None):
+    """The FastAPI app. Give `host`, or a `state` whose host a loader thread sets later (503 until then).
+    `admin_key` enables /v1/adapters (serve.adapters: adapters added and removed at run time)."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
@@ -155,9 +172,16 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
         path = request.url.path
         if path in ("/health", "/metrics"):
             return await call_next(request)
-        if api_key and request.headers.get("authorization", "") != f"Bearer {api_key}":
-            response = error_response(ApiError(401, "missing or wrong API key (send `Authorization: Bearer KEY`)",
-                                               kind="authentication_error", code="invalid_api_key"))
+        admin = path == ADAPTERS_ROUTE or path.startswith(ADAPTERS_ROUTE + "/")
+        key = admin_key if admin else api_key
+        if admin and not admin_key:
+            response = error_response(ApiError(403, "adapter management is off: start the server with --admin-key "
+                                                    "(or TUNESMITH_ADMIN_KEY)", kind="permission_error"))
+        elif key and request.headers.get("authorization", "") != f"Bearer {key}":
+            response = error_response(ApiError(401, "adapter management needs the admin key (send `Authorization: Bearer "
+                                                    "ADMIN_KEY`)" if admin else "missing or wrong API key (send "
+                                               "`Authorization: Bearer KEY`)", kind="authentication_error",
+                                               code="invalid_api_key"))
         elif state.host is None:
             response = error_response(ApiError(503, "the model is still loading; retry shortly" if state.load_error is None
                                                else f"the model failed to load: {state.load_error}", code="loading",
@@ -181,15 +205,6 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
         host_ = state.host
         return PlainTextResponse(metrics.text(host_.batcher.queued if host_ else 0, host_.batcher.active if host_ else 0,
                                               host_ is not None), media_type="text/plain; version=0.0.4")
-
-    async def json_body(request: Request) -> dict:
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
-        return body
 
     @app.get("/v1/models")
     def models():
@@ -266,7 +281,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        body = await json_body(request)
+        body = await read_json(request)
         name = model_name(body, state.host.names)
         options, messages = chat_options(body, max_tokens_cap), chat_messages(body)
         loaded = state.host.loaded_for(name)
@@ -276,7 +291,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        body = await json_body(request)
+        body = await read_json(request)
         name = model_name(body, state.host.names)
         options = text_options(body, max_tokens_cap)
         loaded = state.host.loaded_for(name)
@@ -284,6 +299,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
         check_context(loaded, prompt_ids, options, "prompt")
         return await respond(request, name, options, prompt_ids, "text")
 
+    add_adapter_routes(app, state, cache_dir)
     return app
 
 
@@ -304,7 +320,8 @@ class _Stream(StreamingResponse):
 
 
 def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          max_tokens_cap: int = 1024, request_timeout: float | None = 600.0, grace: float = 30.0) -> None:
+          max_tokens_cap: int = 1024, request_timeout: float | None = 600.0, grace: float = 30.0,
+          admin_key: str | None = None, cache_dir: str | None = None) -> None:
     """Listen at once (503 while `load()` runs in a thread); SIGTERM stops accepting, lets running
     requests finish for `grace` seconds, then cancels what is left."""
     import uvicorn
@@ -313,7 +330,7 @@ def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int =
         raise ConfigError(f"serve: listening on {address} exposes the model to the network; set --api-key (or "
                           "TUNESMITH_API_KEY), or keep the default 127.0.0.1")
     state = ServerState()
-    app = create_app(None, api_key, max_tokens_cap, request_timeout, state)
+    app = create_app(None, api_key, max_tokens_cap, request_timeout, state, admin_key, cache_dir)
     server = uvicorn.Server(uvicorn.Config(app, host=address, port=port, log_level="warning",
                                            timeout_graceful_shutdown=grace))
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from transformers import DynamicCache
@@ -104,6 +104,7 @@ class Batcher:
         self._last: torch.Tensor | None = None  # (rows,) each row's newest token, not yet run through the model
         self._active_adapter: str | None = None
         self._wake = threading.Condition()
+        self._tasks: list[Callable[[], None]] = []  # run by the loop between two steps (between_steps)
         self._stopping = False
         self.steps = 0
         self._thread = threading.Thread(target=self._loop, daemon=True, name="tunesmith-batcher")
@@ -128,6 +129,36 @@ class Batcher:
     def active(self) -> int:
         return len(self.running)
 
+    def between_steps(self, task: Callable[[], Any], timeout: float = 300.0) -> Any:
+        """Run `task` on the scheduler thread between two steps, so no forward pass runs while it
+        changes the model (an adapter loaded or removed at run time); wait for it and return its
+        result, or raise its exception."""
+        done, box = threading.Event(), {}
+
+        def run():
+            try:
+                box["value"] = task()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        with self._wake:
+            if self._stopping:
+                raise QueueFull("the server is shutting down")
+            self._tasks.append(run)
+            self._wake.notify()
+        if not done.wait(timeout):
+            raise TimeoutError(f"the generation loop did not reach a step boundary within {timeout:.0f} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def uses(self, adapter: str | None) -> int:
+        """How many waiting or running requests are for `adapter`."""
+        with self._wake:
+            return sum(job.adapter == adapter for job in list(self.waiting) + self.running if not job.cancelled)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel what waits and what runs, and end the thread."""
         with self._wake:
@@ -142,8 +173,12 @@ class Batcher:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._stopping and not self.waiting and not self.running:
+                while not self._stopping and not self.waiting and not self.running and not self._tasks:
                     self._wake.wait()
+                tasks, self._tasks = self._tasks, []
+            for task in tasks:  # between two steps: nothing is in a forward pass
+                task()
+            with self._wake:
                 if self._stopping and not self.running and not self.waiting:
                     return
                 joining = self._take_waiting()
