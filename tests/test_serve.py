@@ -230,3 +230,21 @@ def test_adapters_are_added_and_removed_while_the_server_runs(adapters, server, 
         assert code == 400 and "last adapter" in answer["error"]["message"]
     finally:
         running.stop()
+
+
+def test_langchain_chat_openai_invokes_and_streams(server):
+    """LangChain's ChatOpenAI (its own OpenAI client, over real HTTP) gets the same reply as a plain
+    request, whole and streamed."""
+    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_openai import ChatOpenAI
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Which bird?"}]
+    code, plain = post(server.url + "/chat/completions", {"model": "birds", "messages": messages, "max_tokens": 8})
+    assert code == 200
+    expected = plain["choices"][0]["message"]["content"]
+    chat = ChatOpenAI(base_url=server.url, api_key="unused", model="birds", max_tokens=8, temperature=0)
+    lc_messages = [SystemMessage("Be brief."), HumanMessage("Which bird?")]
+    reply = chat.invoke(lc_messages)
+    assert reply.content == expected and reply.response_metadata["finish_reason"] == plain["choices"][0]["finish_reason"]
+    assert reply.usage_metadata["output_tokens"] == plain["usage"]["completion_tokens"]
+    assert "".join(chunk.content for chunk in chat.stream(lc_messages)) == expected
