@@ -30,6 +30,7 @@ from typing import Callable
 from fastapi import Request  # at module level: FastAPI resolves the handlers' (string) annotations here
 from starlette.responses import StreamingResponse
 
+from tunesmith.data.tokenize import render
 from tunesmith.errors import ConfigError
 from tunesmith.models.loader import LoadedModel
 from tunesmith.serve.adapters import ROUTE as ADAPTERS_ROUTE
@@ -37,6 +38,7 @@ from tunesmith.serve.adapters import add_adapter_routes
 from tunesmith.serve.batcher import Batcher
 from tunesmith.serve.metrics import Metrics
 from tunesmith.serve.replies import Choices, ChoiceText
+from tunesmith.serve.tools import parse_reply, template_messages, tool_request
 from tunesmith.serve.requests import ApiError, Options, chat_messages, chat_options, model_name, text_options, unicode_text
 
 __all__ = ["ApiError", "ModelHost", "create_app", "serve"]
@@ -76,9 +78,17 @@ class ModelHost:
 # --- prompts ---------------------------------------------------------------------------------------
 
 
-def chat_prompt(loaded: LoadedModel, messages: list[dict]) -> list[int]:
+def chat_prompt(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
     if messages[0]["role"] != "system" and loaded.system:
         messages = [{"role": "system", "content": loaded.system}] + messages
+    if tools or any(m.get("tool_calls") for m in messages):
+        # rendered as training rendered rows with tools (data.tokenize.render): by the template where it
+        # shows tools and calls, else the tools in the system turn and calls as <tool_call> text
+        try:
+            text = render(loaded.tokenizer, template_messages(messages), add_generation_prompt=True, tools=tools)
+        except Exception as exc:  # noqa: BLE001 - the template's own checks
+            raise ApiError(400, f"the model's chat template refused these messages: {exc}", "messages") from None
+        return list(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
     try:
         encoded = loaded.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
     except Exception as exc:  # the template's own checks (e.g. roles it does not allow)
@@ -211,7 +221,8 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
         return {"object": "list", "data": [{"id": n, "object": "model", "created": state.host.created,
                                             "owned_by": "tunesmith"} for n in state.host.names]}
 
-    async def respond(request: Request, name: str, options: Options, prompt_ids: list[int], kind: str):
+    async def respond(request: Request, name: str, options: Options, prompt_ids: list[int], kind: str,
+                      tools: list[dict] | None = None, single_call: bool = False):
         host_ = state.host
         loaded = host_.loaded_for(name)
         ident, created = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -224,6 +235,17 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                 return None
             return formatting.chat_logprobs(tokens) if kind == "chat" else formatting.text_logprobs(tokens)
 
+        def reply_message(text: str, finish: str) -> tuple[dict, str]:
+            """The assistant message of a chat reply (its tool calls parsed out when tools were offered)."""
+            if not tools:
+                return {"role": "assistant", "content": text}, finish
+            content, calls = parse_reply(loaded.tokenizer, prompt_text, text, tools)
+            calls = calls[:1] if single_call else calls
+            if not calls:
+                return {"role": "assistant", "content": text}, finish
+            return {"role": "assistant", "content": content, "tool_calls": calls}, "tool_calls"
+
+        prompt_text = loaded.tokenizer.decode(prompt_ids) if tools else ""
         choices = Choices(host_.batcher, loaded.tokenizer, prompt_ids, options.sampling, options.n, options.stop,
                           eos_ids(loaded), host_.adapter_for(name), request_timeout, metrics)
         if not options.stream:
@@ -237,8 +259,9 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
             for index, (finish, _, tokens) in enumerate(ends):
                 logprobs = logprobs_of(tokens)
                 text = "".join(texts[index])
-                out.append({"index": index, "message": {"role": "assistant", "content": text}, "logprobs": logprobs,
-                            "finish_reason": finish} if kind == "chat" else
+                message, finish = reply_message(text, finish)
+                out.append({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish}
+                           if kind == "chat" else
                            {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish})
             completion = sum(end[1] for end in ends)
             metrics.tokens(len(prompt_ids) * options.n, completion)
@@ -262,12 +285,22 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                 if kind == "chat":
                     for index in range(options.n):
                         yield chunk([choice(index, {"role": "assistant", "content": ""})])
+                held = [[] for _ in range(options.n)]  # with tools, a reply is sent once parsed
                 async for index, piece, end in choices.events():
-                    if end is None:
+                    if end is None and tools:
+                        held[index].append(piece)
+                    elif end is None:
                         yield chunk([choice(index, {"content": piece} if kind == "chat" else piece)])
                     else:
                         completion += end[1]
-                        yield chunk([choice(index, {} if kind == "chat" else "", end[0], logprobs_of(end[2]))])
+                        finish = end[0]
+                        if tools:
+                            message, finish = reply_message("".join(held[index]), finish)
+                            delta = {"content": message["content"]}
+                            if "tool_calls" in message:
+                                delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+                            yield chunk([choice(index, delta)])
+                        yield chunk([choice(index, {} if kind == "chat" else "", finish, logprobs_of(end[2]))])
                 if options.include_usage:
                     yield chunk([], usage=usage(completion))
                 metrics.tokens(len(prompt_ids) * options.n, completion)
@@ -283,11 +316,12 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
     async def chat_completions(request: Request):
         body = await read_json(request)
         name = model_name(body, state.host.names)
-        options, messages = chat_options(body, max_tokens_cap), chat_messages(body)
+        options, messages, tools = chat_options(body, max_tokens_cap), chat_messages(body), tool_request(body)
         loaded = state.host.loaded_for(name)
-        prompt_ids = chat_prompt(loaded, messages)
+        prompt_ids = chat_prompt(loaded, messages, tools)
         check_context(loaded, prompt_ids, options, "messages")
-        return await respond(request, name, options, prompt_ids, "chat")
+        single = body.get("parallel_tool_calls") is False
+        return await respond(request, name, options, prompt_ids, "chat", tools, single)
 
     @app.post("/v1/completions")
     async def completions(request: Request):

@@ -2,7 +2,7 @@
 
     options = chat_options(body, max_tokens_cap=1024)      # raises ApiError(400, ..., param=KEY)
 
-A parameter the server does not implement (`tools`, `response_format` other than text,
+A parameter the server does not implement (`response_format` other than text, `tool_choice: required`,
 `logit_bias`, ...) is refused by name, never ignored: a client that asks for JSON output or a tool
 call must not get free text that looks like an answer. A field set to null counts as not set.
 """
@@ -18,15 +18,13 @@ ROLES = ("system", "user", "assistant", "tool")
 
 COMMON = {"model", "max_tokens", "temperature", "top_p", "stop", "seed", "stream", "stream_options", "n",
           "presence_penalty", "frequency_penalty", "user"}  # `user`: an end-user id for the caller's logs; unused here
-CHAT = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format"}
+CHAT = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools",
+                 "tool_choice", "parallel_tool_calls"}  # tools: serve.tools
 TEXT = COMMON | {"prompt", "logprobs"}
 
 WHY_NOT = {  # what a refused parameter would need
-    "tools": "tool calling is not implemented (the chat template's tool rendering and call parsing)",
-    "tool_choice": "tool calling is not implemented",
-    "parallel_tool_calls": "tool calling is not implemented",
-    "functions": "function calling is not implemented",
-    "function_call": "function calling is not implemented",
+    "functions": "the deprecated `functions` API is not implemented; send `tools`",
+    "function_call": "the deprecated `function_call` is not implemented; send `tool_choice`",
     "response_format": "only {\"type\": \"text\"}; JSON modes need constrained decoding, which this server does not do",
     "logit_bias": "per-token biases are not implemented",
     "best_of": "only best_of 1",
@@ -179,11 +177,21 @@ def chat_messages(body: dict) -> list[dict]:
             role = "system"
         if role not in ROLES:
             raise ApiError(400, f"`{where}.role` must be one of {', '.join(ROLES)} (got {role!r})", f"{where}.role")
-        for key in ("tool_calls", "function_call", "audio"):
+        for key in ("function_call", "audio"):
             if message.get(key) is not None:
-                raise ApiError(400, f"`{where}.{key}` is not supported: tool calling is not implemented", f"{where}.{key}",
+                raise ApiError(400, f"`{where}.{key}` is not supported (send `tool_calls`)", f"{where}.{key}",
                                "unsupported_parameter")
-        clean.append({"role": role, "content": _content(message.get("content", ""), f"{where}.content")})
+        calls = message.get("tool_calls")
+        if calls is not None and (role != "assistant" or not isinstance(calls, list)):
+            raise ApiError(400, f"`{where}.tool_calls` must be a list, on an assistant message", f"{where}.tool_calls")
+        content = message.get("content")
+        entry = {"role": role, "content": "" if content is None and calls else _content(
+            "" if content is None else content, f"{where}.content")}
+        if calls:
+            entry["tool_calls"] = calls  # checked and converted for the template by serve.tools
+        if role == "tool" and isinstance(message.get("tool_call_id"), str):
+            entry["tool_call_id"] = message["tool_call_id"]
+        clean.append(entry)
     if clean[-1]["role"] == "assistant":
         raise ApiError(400, "the last message is the assistant's: nothing to reply to", f"messages[{len(clean) - 1}].role")
     return clean
