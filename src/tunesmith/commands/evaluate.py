@@ -13,7 +13,10 @@ from pathlib import Path
 
 # flag -> eval key: each suite runs from the command line against any model folder
 SUITE_FLAGS = {"generation": "generation", "mcq": "mcq", "mcq_shots": "mcq_shots", "consistency": "consistency",
-               "edge_cases": "edge_cases", "max_new_tokens": "max_new_tokens", "batch_size": "batch_size"}
+               "edge_cases": "edge_cases", "max_new_tokens": "max_new_tokens", "batch_size": "batch_size",
+               "judge": "judge.model", "judge_prompts": "judge.prompts", "judge_baseline": "judge.baseline",
+               "judge_template": "judge.template", "lm_eval": "lm_eval.tasks", "lm_eval_tasks": "lm_eval.include_path",
+               "lm_eval_limit": "lm_eval.limit"}
 
 
 def _config(args):
@@ -42,19 +45,31 @@ def _config(args):
 def cmd_eval(args) -> int:
     from tunesmith.eval import evaluate_model
     from tunesmith.eval.report import compare_runs, write_report
-    from tunesmith.eval.suites import summary, write_details
+    from tunesmith.eval.suites import check_suites, summary, write_details
     from tunesmith.stages.registry import get_stage
 
     if args.compare:
-        html = compare_runs(args.compare, args.output or "eval-compare")
+        from tunesmith.config.schema import JudgeConfig
+
+        judge = JudgeConfig(model=args.judge, template=args.judge_template) if args.judge else None
+        html = compare_runs(args.compare, args.output or "eval-compare", judge)
         print(f"[tunesmith] report of {len(args.compare)} output(s): {html} (figures in {html.parent / 'eval_results.json'})")
         return 0
     cfg = _config(args)
+    check_suites(cfg)  # every suite file is read and validated before a model loads
     model_ref = args.model or cfg.output_dir
     out = Path(args.output) if args.output else None
     if out is None:
         out = (Path(model_ref) if Path(model_ref).is_dir() else Path(cfg.output_dir)) / "eval.json"
-    result = evaluate_model(cfg, model_ref, get_stage(cfg.stage), out)
+    stage = get_stage(cfg.stage)
+    result = evaluate_model(cfg, model_ref, stage)
+    if cfg.eval.judge:
+        from tunesmith.eval.run import judge_baseline, judge_results, replies_for_judge
+
+        other = judge_baseline(cfg, model_ref)
+        result.update(judge_results(cfg, result, replies_for_judge(cfg, other, stage), other))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(json.dumps(summary(result), indent=2, ensure_ascii=False))
     written = write_details(result, out.parent)
     html = write_report([(Path(model_ref).name or model_ref, result)], out.parent)
@@ -84,6 +99,19 @@ def register(verbs) -> None:
     ev.add_argument("--edge-cases", help="eval.edge_cases: probe rows {kind, prompt} (examples/data/edge_cases.jsonl).")
     ev.add_argument("--max-new-tokens", type=int, help="eval.max_new_tokens: reply length.")
     ev.add_argument("--batch-size", type=int, help="eval.batch_size: prompts per forward.")
+    ev.add_argument("--judge", metavar="MODEL_OR_URL", help="eval.judge.model: a judge model folder or an "
+                    "OpenAI-compatible endpoint (http://HOST:PORT/v1); compares the model's replies to --judge-prompts "
+                    "with its base's (or --judge-baseline's), both orders. With --compare: the first output against "
+                    "the last, from their stored replies.")
+    ev.add_argument("--judge-prompts", help="eval.judge.prompts: rows {prompt | messages, reference?} both models answer.")
+    ev.add_argument("--judge-baseline", help="eval.judge.baseline: the model compared with (default: the output's base).")
+    ev.add_argument("--judge-template", help="eval.judge.template: a judge prompt file with {question}, {answer_a}, "
+                    "{answer_b} (and {reference}).")
+    ev.add_argument("--lm-eval", nargs="+", metavar="TASK", help="eval.lm_eval.tasks: lm-evaluation-harness tasks, "
+                    "run offline on the model (pip install 'tunesmith[lm-eval]').")
+    ev.add_argument("--lm-eval-tasks", metavar="DIR", help="eval.lm_eval.include_path: a folder of local task YAMLs "
+                    "(examples/lm_eval).")
+    ev.add_argument("--lm-eval-limit", type=int, help="eval.lm_eval.limit: documents scored per task.")
     ev.add_argument("--compare", nargs="+", metavar="OUTPUT", help="Put the measured results of these outputs "
                     "(eval_results.json of `tunesmith train`, eval.json of `tunesmith eval`) in one report.")
     ev.set_defaults(func=cmd_eval)
