@@ -86,6 +86,11 @@ def test_prompts_template_and_verdict_parsing(tmp_path):
     assert "[Answer A]\nsays {answer_b}\n" in text and "[Reference answer]\nthe ref" in text
     assert "[Reference answer]" not in judge_prompt(None, "Q?", None, "x", "y")
     assert DEFAULT_TEMPLATE.count("{answer_a}") == 1
+    from tunesmith.config.schema import JudgeConfig
+    from tunesmith.eval.judge import check_judge
+
+    with pytest.raises(ConfigError, match="eval.judge.model: .*no/such/folder.* is neither a model folder"):
+        check_judge(JudgeConfig(model=str(tmp_path / "no/such/folder"), prompts=str(rows)))
     top = [{"token": "B", "logprob": -2.0}, {"token": " A", "logprob": -0.5}, {"token": "x", "logprob": -0.1}]
     assert read_verdict({"message": {"content": "x"}, "logprobs": {"content": [{"token": "x", "top_logprobs": top}]}}).choice == "A"
     assert read_verdict({"message": {"content": "Tie."}, "logprobs": None}).choice == "tie"

@@ -4,6 +4,8 @@ or put several measured outputs in one report (`--compare`).
     tunesmith eval examples/demo_veltrano.yaml                       # the config's output_dir
     tunesmith eval --model out/demo --mcq examples/data/mcq          # any model, no config
     tunesmith eval --compare out/run_a out/run_b --output out/compare
+    tunesmith eval --model out/demo --judge default --judge-prompts examples/data/judge_prompts.jsonl
+    tunesmith eval --model out/demo --lm-eval tunesmith_mcq --lm-eval-tasks examples/lm_eval
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def _config(args):
         return load_config(config, overrides)
     if not args.model:
         raise ConfigError("tunesmith eval: give a CONFIG, or --model with a suite flag (--generation, --mcq, "
-                          "--consistency, --edge-cases), or --compare OUTPUT ...")
+                          "--consistency, --edge-cases, --judge, --lm-eval), or --compare OUTPUT ...")
     # output_dir only names where results go when --model is not a folder (nothing is trained)
     raw = {"output_dir": "tunesmith-eval", "model": {"name_or_path": args.model}}
     return validate_config(apply_overrides(raw, overrides), {}, "command line")
@@ -79,11 +81,12 @@ def cmd_eval(args) -> int:
 
 def register(verbs) -> None:
     ev = verbs.add_parser("eval", help="Measure a model: held-out metrics, QA, generation metrics, MCQ, consistency, "
-                          "edge cases; or compare outputs in one HTML report.",
+                          "edge cases, a pairwise judge, lm-eval tasks; or compare outputs in one HTML report.",
                           description="Evaluate the config's output_dir (or --model) on its held-out data "
                           "(data.validation or data.val_split: loss/perplexity, preference margins, reward ...), "
                           "eval.qa, forgetting.general_eval (general loss), forgetting.general_qa (general accuracy) "
-                          "and the eval suites (eval.generation, eval.mcq, eval.consistency, eval.edge_cases); writes "
+                          "and the eval suites (eval.generation, eval.mcq, eval.consistency, eval.edge_cases, "
+                          "eval.judge, eval.lm_eval); writes "
                           "eval.json, eval_report.html and the per-row files (predictions.jsonl ...) beside each other. "
                           "Without a config, --model and the suite flags say what to measure. See docs/eval.md.")
     ev.add_argument("config", nargs="?", help="YAML config file (its data.validation, eval.* and forgetting.* "

@@ -118,8 +118,13 @@ def check_judge(judge) -> None:
     if judge.prompts:
         load_judge_prompts(judge.prompts)
     load_template(judge.template)
-    if not is_endpoint(judge.model) and "://" in judge.model:
-        raise ConfigError(f"eval.judge.model: `{judge.model}`: an endpoint URL starts with http:// or https://")
+    ref = judge.model
+    if not is_endpoint(ref) and "://" in ref:
+        raise ConfigError(f"eval.judge.model: `{ref}`: an endpoint URL starts with http:// or https://")
+    hub_id = ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
+    if not is_endpoint(ref) and ref != "default" and not hub_id and not Path(ref).exists():
+        raise ConfigError(f"eval.judge.model: `{ref}` is neither a model folder, 'default', a hub id nor an "
+                          "endpoint URL (http://HOST:PORT/v1)")
 
 
 def question_text(messages: list[dict]) -> str:
