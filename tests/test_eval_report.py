@@ -118,7 +118,8 @@ output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {facts_data['train']}, max_length: 96}}
 training: {{epochs: 1, batch_size: 8, logging_steps: 1}}
-eval: {{generation: {gen}, mcq: {EXAMPLES / 'mcq' / 'test' / 'arithmetic_test.csv'}, max_new_tokens: 4}}
+eval: {{generation: {gen}, mcq: {EXAMPLES / 'mcq' / 'test' / 'arithmetic_test.csv'}, max_new_tokens: 4,
+       judge: {{model: {tiny_model_dir}, prompts: {gen}}}}}
 """)
     assert main(["train", str(config)]) == 0
     printed = capsys.readouterr().out
@@ -128,6 +129,8 @@ eval: {{generation: {gen}, mcq: {EXAMPLES / 'mcq' / 'test' / 'arithmetic_test.cs
         assert (out / "eval" / part / "predictions.jsonl").is_file() and (out / "eval" / part / "mcq_predictions.jsonl").is_file()
     page = (out / "eval_report.html").read_text()
     assert "out (base)" in page and "mcq_subject/arithmetic" in page
+    assert re.search(r"\| judge: wins against the base\s*\| - \| \d+\.\d% \|", printed)  # fine-tuned vs base
+    assert "<h2>Judge</h2>" in page and (out / "eval" / "fine_tuned" / "judge.jsonl").is_file()
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q"}])
     assert main(["train", str(config), f"eval.generation={bad}", "overwrite_output=true"]) == 2  # refused before training
     assert f"{bad}:1: reference: missing" in capsys.readouterr().err

@@ -4,6 +4,8 @@ or put several measured outputs in one report (`--compare`).
     tunesmith eval examples/demo_veltrano.yaml                       # the config's output_dir
     tunesmith eval --model out/demo --mcq examples/data/mcq          # any model, no config
     tunesmith eval --compare out/run_a out/run_b --output out/compare
+    tunesmith eval --model out/demo --judge default --judge-prompts examples/data/judge_prompts.jsonl
+    tunesmith eval --model out/demo --lm-eval tunesmith_mcq --lm-eval-tasks examples/lm_eval
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from pathlib import Path
 
 # flag -> eval key: each suite runs from the command line against any model folder
 SUITE_FLAGS = {"generation": "generation", "mcq": "mcq", "mcq_shots": "mcq_shots", "consistency": "consistency",
-               "edge_cases": "edge_cases", "max_new_tokens": "max_new_tokens", "batch_size": "batch_size"}
+               "edge_cases": "edge_cases", "max_new_tokens": "max_new_tokens", "batch_size": "batch_size",
+               "judge": "judge.model", "judge_prompts": "judge.prompts", "judge_baseline": "judge.baseline",
+               "judge_template": "judge.template", "lm_eval": "lm_eval.tasks", "lm_eval_tasks": "lm_eval.include_path",
+               "lm_eval_limit": "lm_eval.limit"}
 
 
 def _config(args):
@@ -33,7 +38,7 @@ def _config(args):
         return load_config(config, overrides)
     if not args.model:
         raise ConfigError("tunesmith eval: give a CONFIG, or --model with a suite flag (--generation, --mcq, "
-                          "--consistency, --edge-cases), or --compare OUTPUT ...")
+                          "--consistency, --edge-cases, --judge, --lm-eval), or --compare OUTPUT ...")
     # output_dir only names where results go when --model is not a folder (nothing is trained)
     raw = {"output_dir": "tunesmith-eval", "model": {"name_or_path": args.model}}
     return validate_config(apply_overrides(raw, overrides), {}, "command line")
@@ -42,19 +47,31 @@ def _config(args):
 def cmd_eval(args) -> int:
     from tunesmith.eval import evaluate_model
     from tunesmith.eval.report import compare_runs, write_report
-    from tunesmith.eval.suites import summary, write_details
+    from tunesmith.eval.suites import check_suites, summary, write_details
     from tunesmith.stages.registry import get_stage
 
     if args.compare:
-        html = compare_runs(args.compare, args.output or "eval-compare")
+        from tunesmith.config.schema import JudgeConfig
+
+        judge = JudgeConfig(model=args.judge, template=args.judge_template) if args.judge else None
+        html = compare_runs(args.compare, args.output or "eval-compare", judge)
         print(f"[tunesmith] report of {len(args.compare)} output(s): {html} (figures in {html.parent / 'eval_results.json'})")
         return 0
     cfg = _config(args)
+    check_suites(cfg)  # every suite file is read and validated before a model loads
     model_ref = args.model or cfg.output_dir
     out = Path(args.output) if args.output else None
     if out is None:
         out = (Path(model_ref) if Path(model_ref).is_dir() else Path(cfg.output_dir)) / "eval.json"
-    result = evaluate_model(cfg, model_ref, get_stage(cfg.stage), out)
+    stage = get_stage(cfg.stage)
+    result = evaluate_model(cfg, model_ref, stage)
+    if cfg.eval.judge:
+        from tunesmith.eval.run import judge_baseline, judge_results, replies_for_judge
+
+        other = judge_baseline(cfg, model_ref)
+        result.update(judge_results(cfg, result, replies_for_judge(cfg, other, stage), other))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(json.dumps(summary(result), indent=2, ensure_ascii=False))
     written = write_details(result, out.parent)
     html = write_report([(Path(model_ref).name or model_ref, result)], out.parent)
@@ -64,11 +81,12 @@ def cmd_eval(args) -> int:
 
 def register(verbs) -> None:
     ev = verbs.add_parser("eval", help="Measure a model: held-out metrics, QA, generation metrics, MCQ, consistency, "
-                          "edge cases; or compare outputs in one HTML report.",
+                          "edge cases, a pairwise judge, lm-eval tasks; or compare outputs in one HTML report.",
                           description="Evaluate the config's output_dir (or --model) on its held-out data "
                           "(data.validation or data.val_split: loss/perplexity, preference margins, reward ...), "
                           "eval.qa, forgetting.general_eval (general loss), forgetting.general_qa (general accuracy) "
-                          "and the eval suites (eval.generation, eval.mcq, eval.consistency, eval.edge_cases); writes "
+                          "and the eval suites (eval.generation, eval.mcq, eval.consistency, eval.edge_cases, "
+                          "eval.judge, eval.lm_eval); writes "
                           "eval.json, eval_report.html and the per-row files (predictions.jsonl ...) beside each other. "
                           "Without a config, --model and the suite flags say what to measure. See docs/eval.md.")
     ev.add_argument("config", nargs="?", help="YAML config file (its data.validation, eval.* and forgetting.* "
@@ -84,6 +102,19 @@ def register(verbs) -> None:
     ev.add_argument("--edge-cases", help="eval.edge_cases: probe rows {kind, prompt} (examples/data/edge_cases.jsonl).")
     ev.add_argument("--max-new-tokens", type=int, help="eval.max_new_tokens: reply length.")
     ev.add_argument("--batch-size", type=int, help="eval.batch_size: prompts per forward.")
+    ev.add_argument("--judge", metavar="MODEL_OR_URL", help="eval.judge.model: a judge model folder or an "
+                    "OpenAI-compatible endpoint (http://HOST:PORT/v1); compares the model's replies to --judge-prompts "
+                    "with its base's (or --judge-baseline's), both orders. With --compare: the first output against "
+                    "the last, from their stored replies.")
+    ev.add_argument("--judge-prompts", help="eval.judge.prompts: rows {prompt | messages, reference?} both models answer.")
+    ev.add_argument("--judge-baseline", help="eval.judge.baseline: the model compared with (default: the output's base).")
+    ev.add_argument("--judge-template", help="eval.judge.template: a judge prompt file with {question}, {answer_a}, "
+                    "{answer_b} (and {reference}).")
+    ev.add_argument("--lm-eval", nargs="+", metavar="TASK", help="eval.lm_eval.tasks: lm-evaluation-harness tasks, "
+                    "run offline on the model (pip install 'tunesmith[lm-eval]').")
+    ev.add_argument("--lm-eval-tasks", metavar="DIR", help="eval.lm_eval.include_path: a folder of local task YAMLs "
+                    "(examples/lm_eval).")
+    ev.add_argument("--lm-eval-limit", type=int, help="eval.lm_eval.limit: documents scored per task.")
     ev.add_argument("--compare", nargs="+", metavar="OUTPUT", help="Put the measured results of these outputs "
                     "(eval_results.json of `tunesmith train`, eval.json of `tunesmith eval`) in one report.")
     ev.set_defaults(func=cmd_eval)

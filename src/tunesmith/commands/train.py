@@ -54,6 +54,12 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
         return 0
     print("[tunesmith] measuring the fine-tuned model ...", flush=True)
     after = evaluate_model(cfg, str(output_dir), stage)
+    if cfg.eval.judge:
+        from tunesmith.eval.run import judge_results, replies_for_judge
+
+        print("[tunesmith] judging the fine-tuned model's replies against the base model's ...", flush=True)
+        baseline = before if before is not None else replies_for_judge(cfg, cfg.model.name_or_path, stage)
+        after.update(judge_results(cfg, after, baseline, cfg.model.name_or_path))
     report = {"base": before, "fine_tuned": after}
     if before is not None and ("general_loss" in after or "general_qa_accuracy" in after):
         report["forgetting"] = forgetting_summary(before, after)

@@ -55,6 +55,12 @@ def config_inputs(cfg) -> list[tuple[str, str]]:
     found = [("data.train", p) for p in cfg.data.train] + [("data.validation", p) for p in cfg.data.validation]
     found += [("data.registry", cfg.data.registry), ("eval.qa", cfg.eval.qa)]
     found += [(f"eval.{key}", getattr(cfg.eval, key)) for key in ("generation", "mcq", "consistency", "edge_cases")]
+    judge, lm_eval = cfg.eval.judge, cfg.eval.lm_eval
+    if judge:
+        found += [("eval.judge.prompts", judge.prompts), ("eval.judge.template", judge.template),
+                  ("eval.judge.model", judge.model), ("eval.judge.baseline", judge.baseline)]
+    if lm_eval:
+        found += [("eval.lm_eval.include_path", lm_eval.include_path)]
     found += [("forgetting.replay", p) for p in cfg.forgetting.replay]
     found += [("forgetting.general_eval", p) for p in cfg.forgetting.general_eval]
     found += [("forgetting.general_qa", cfg.forgetting.general_qa)]

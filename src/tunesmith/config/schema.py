@@ -663,6 +663,45 @@ class MtlConfig(Section):
         return self
 
 
+class JudgeConfig(Section):
+    model: str = Field(
+        ..., description="The judge: a local model folder ('default', a tunesmith output, a hub id already cached) "
+        "read through the logits of its choice tokens, or an OpenAI-compatible endpoint URL (http://HOST:PORT/v1, "
+        "`tunesmith serve` included).",
+    )
+    prompts: str | None = Field(
+        None, description="Rows {prompt | question | messages, reference?}: both models answer each one (greedy, "
+        "eval.max_new_tokens) and the judge compares the two replies in both orders.",
+    )
+    baseline: str | None = Field(
+        None, description="With `tunesmith eval`: the model the evaluated one is compared with (default: the base "
+        "model of a tunesmith output). `tunesmith train` always compares the fine-tuned model with its base.",
+    )
+    template: str | None = Field(
+        None, description="A text file with the judge prompt, holding {question}, {answer_a}, {answer_b} (and "
+        "optionally {reference}); default: the built-in pairwise prompt (docs/eval.md).",
+    )
+    api_model: str | None = Field(
+        None, description="Endpoint judge: the model name sent (default: the first one the endpoint's /models lists).",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Endpoint judge: the environment variable holding the API key (unset: no key)."
+    )
+    timeout: float = Field(120.0, gt=0, description="Endpoint judge: seconds to wait for one verdict.")
+
+
+class LmEvalConfig(Section):
+    tasks: list[str] = Field(
+        ..., min_length=1, description="lm-evaluation-harness task names (from include_path or lm-eval's own tasks)."
+    )
+    include_path: str | None = Field(
+        None, description="A folder of task YAMLs (local datasets: `dataset_path: json` with "
+        "`dataset_kwargs: {data_files: ...}`); see examples/lm_eval/.",
+    )
+    num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples per question (default: the task's).")
+    limit: int | None = Field(None, gt=0, description="Score at most this many documents per task.")
+
+
 class EvalConfig(Section):
     qa: str | None = Field(
         None,
@@ -694,6 +733,13 @@ class EvalConfig(Section):
     edge_cases: str | None = Field(
         None, description="Probe rows {kind, prompt} (examples/data/edge_cases.jsonl): checks that each reply "
         "comes without a crash, stops before max_new_tokens and emits no template special token.",
+    )
+    judge: JudgeConfig | None = Field(
+        None, description="Pairwise judge: {model: FOLDER_OR_URL, prompts: FILE, ...}; the fine-tuned model's "
+        "replies against its base's, each pair judged in both orders (docs/eval.md).",
+    )
+    lm_eval: LmEvalConfig | None = Field(
+        None, description="lm-evaluation-harness tasks run on the model: {tasks: [...], include_path: DIR}; offline.",
     )
 
 

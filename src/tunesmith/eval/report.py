@@ -21,9 +21,11 @@ from tunesmith.eval.suites import DETAIL_KEYS
 SECTIONS = (("val_", "Held-out data"), ("pref_", "Held-out data"), ("kto_", "Held-out data"), ("rm_", "Held-out data"),
             ("reward_", "Rewards"), ("qa_", "QA accuracy (key match)"), ("general_", "General ability (forgetting)"),
             ("gen_", "Generation metrics"), ("bleu4_char", "Generation metrics"), ("mcq_", "Multiple choice"),
-            ("consistency_", "Consistency"), ("edge_", "Edge cases"))
+            ("consistency_", "Consistency"), ("edge_", "Edge cases"), ("judge_", "Judge (pairwise, both orders)"),
+            ("lm_eval/", "lm-evaluation-harness"))
 LOWER_IS_BETTER = ("loss", "perplexity", "edge_fail/")
 WORST_SHOWN = 10
+VERDICTS_SHOWN = 20
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;
@@ -43,7 +45,8 @@ def _fmt(key: str, value) -> str:
         return _e(value)
     if isinstance(value, int):
         return str(value)
-    share = key.endswith(("accuracy", "_match", "agreement", "key_rate")) or "/" in key and key.split("/")[0] in (
+    share = key.endswith(("accuracy", "_match", "agreement", "key_rate")) or key.startswith("judge_") and key.endswith(
+        ("_rate", "_consistency")) or "/" in key and key.split("/")[0] in (
         "mcq_subject", "mcq_category", "edge_fail", "qa_accuracy")
     return f"{value:.1%}" if share else f"{value:.4f}"
 
@@ -77,7 +80,8 @@ def metrics_table(runs: list[tuple[str, dict]]) -> str:
 def _change(key: str, runs) -> str:
     first, last = runs[0][1].get(key), runs[-1][1].get(key)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (first, last)) or key.endswith(
-            ("_total", "_rows", "_tokens", "_seconds", "_probes", "_groups", "_samples", "_shots", "_prompts")):
+            ("_total", "_rows", "_tokens", "_seconds", "_probes", "_groups", "_samples", "_shots", "_prompts", "_pairs",
+             "_wins", "_ties", "_losses", "_unreadable")):
         return "<td></td>"
     delta = last - first
     good = delta < 0 if any(t in key for t in LOWER_IS_BETTER) else delta > 0
@@ -131,6 +135,30 @@ def edge_failures(runs) -> str:
     return "\n".join(lines)
 
 
+def judge_section(runs) -> str:
+    lines = []
+    for name, result in runs:
+        verdicts = result.get("judge_verdicts")
+        if not verdicts:
+            continue
+        lines.append(f"<h3>{_e(name)} against {_e(result.get('judge_baseline', 'the baseline'))}, judged by "
+                     f"{_e(result.get('judge_model', '?'))}</h3><table><tr><th>outcome</th><th>share</th></tr>")
+        for outcome in ("win", "tie", "loss"):
+            value = result.get(f"judge_{outcome}_rate", 0.0)
+            lines.append(f'<tr><td>{outcome}</td><td><span class="bar" style="width:{round(150 * value)}px"></span>'
+                         f"{value:.1%}</td></tr>")
+        lines.append("</table>")
+        lines.append(f'<p class="small">{len(verdicts)} prompts; each pair judged with {_e(name)} as answer A, then as '
+                     f"answer B; a win or loss needs both orders to agree. First {min(len(verdicts), VERDICTS_SHOWN)} "
+                     "shown; all in judge.jsonl.</p><table><tr><th>question</th><th>reply</th><th>baseline reply</th>"
+                     "<th>verdict (reply as A)</th><th>verdict (reply as B)</th><th>outcome</th></tr>")
+        lines += [f"<tr><td><pre>{_e(d['question'][:300])}</pre></td><td><pre>{_e(d['candidate'][:300])}</pre></td>"
+                  f"<td><pre>{_e(d['baseline'][:300])}</pre></td><td>{_e(d['candidate_first'])}</td>"
+                  f"<td>{_e(d['candidate_second'])}</td><td>{_e(d['outcome'])}</td></tr>" for d in verdicts[:VERDICTS_SHOWN]]
+        lines.append("</table>")
+    return "\n".join(lines)
+
+
 def worst_predictions(runs) -> str:
     name, result = next(((n, r) for n, r in reversed(runs) if r.get("gen_predictions")), (None, None))
     if result is None:
@@ -164,6 +192,9 @@ def render_report(runs: list[tuple[str, dict]], title: str = "tunesmith evaluati
         parts += ["<h2>Consistency</h2>", consistency_table(runs)]
     if any(r.get("edge_details") is not None for _, r in runs):
         parts += ["<h2>Edge cases</h2>", bars(runs, "edge_fail/", "Failure rate per check"), edge_failures(runs)]
+    judged = judge_section(runs)
+    if judged:
+        parts += ["<h2>Judge</h2>", judged]
     worst = worst_predictions(runs)
     if worst:
         parts += ["<h2>Worst predictions</h2>", worst]
@@ -193,8 +224,9 @@ def load_runs(folder: str | Path) -> list[tuple[str, dict]]:
     raise ConfigError(f"--compare: `{folder}` has no eval_results.json (tunesmith train) or eval.json (tunesmith eval)")
 
 
-def compare_runs(folders: list[str], out: str | Path) -> Path:
-    """One report over several outputs; a base model measured by more than one run is shown once."""
+def compare_runs(folders: list[str], out: str | Path, judge=None) -> Path:
+    """One report over several outputs; a base model measured by more than one run is shown once.
+    With `judge` (a JudgeConfig), the last run's stored judge replies are judged against the first's."""
     runs: list[tuple[str, dict]] = []
     seen_bases = set()
     for folder in folders:
@@ -206,6 +238,15 @@ def compare_runs(folders: list[str], out: str | Path) -> Path:
             runs.append((name, result))
     names = [n for n, _ in runs]
     runs = [(f"{n} [{i}]" if names.count(n) > 1 else n, r) for i, (n, r) in enumerate(runs)]
+    if judge is not None:
+        from tunesmith.eval.judge import judge_pairs, load_template, open_judge
+
+        if len(runs) < 2 or not all(r.get("judge_replies") for r in (runs[0][1], runs[-1][1])):
+            raise ConfigError("--compare --judge: the first and last outputs must both hold judge replies (measured "
+                              "with eval.judge.prompts / --judge-prompts)")
+        verdicts = judge_pairs(open_judge(judge, None, 8), runs[-1][1]["judge_replies"], runs[0][1]["judge_replies"],
+                               load_template(judge.template))
+        runs[-1] = (runs[-1][0], {**runs[-1][1], **verdicts, "judge_baseline": runs[0][0]})
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "eval_results.json").write_text(json.dumps({"runs": dict(runs)}, indent=2, ensure_ascii=False))
     return write_report(runs, out, "tunesmith evaluation: " + " vs ".join(n for n, _ in runs))

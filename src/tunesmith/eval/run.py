@@ -36,12 +36,10 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
     if not has_measures(cfg):
         raise ConfigError("nothing to evaluate: set data.validation or data.val_split (held-out metrics), eval.qa "
                           "(accuracy), forgetting.general_eval (general loss), forgetting.general_qa (general "
-                          "accuracy) and/or a suite: eval.generation, eval.mcq, eval.consistency, eval.edge_cases")
+                          "accuracy) and/or a suite: eval.generation, eval.mcq, eval.consistency, eval.edge_cases, "
+                          "eval.judge, eval.lm_eval")
     started = time.time()
-    loaded = stage.load_for_eval(cfg, model_ref)
-    if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
-        apply_template(loaded.tokenizer, cfg.data.template)
-    system = loaded.system if loaded.manifest else cfg.data.system
+    loaded, system = _load(cfg, model_ref, stage)
     result: dict = {"model": model_ref, "system": system}
     if cfg.data.validation or cfg.data.val_split:
         result.update(stage.evaluate(cfg, loaded, system))
@@ -59,6 +57,47 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
         Path(result_path).parent.mkdir(parents=True, exist_ok=True)
         Path(result_path).write_text(json.dumps(result, indent=2, ensure_ascii=False))
     return result
+
+
+def _load(cfg: TunesmithConfig, model_ref: str, stage):
+    loaded = stage.load_for_eval(cfg, model_ref)
+    if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
+        apply_template(loaded.tokenizer, cfg.data.template)
+    return loaded, loaded.system if loaded.manifest else cfg.data.system
+
+
+def judge_baseline(cfg: TunesmithConfig, model_ref: str) -> str:
+    """The model `tunesmith eval` compares `model_ref` with: eval.judge.baseline, else the base model
+    a tunesmith output was trained from."""
+    from tunesmith.layout import is_run_output, read_manifest
+
+    if cfg.eval.judge.baseline:
+        return cfg.eval.judge.baseline
+    path = Path(model_ref)
+    if path.is_dir() and is_run_output(path):
+        return read_manifest(path).get("base_model_ref") or read_manifest(path)["base_model"]
+    raise ConfigError(f"eval.judge.baseline: `{model_ref}` is not a tunesmith output, so it has no base to be "
+                      "compared with; name the other model with eval.judge.baseline (--judge-baseline)")
+
+
+def judge_results(cfg: TunesmithConfig, candidate: dict, baseline: dict, baseline_name: str) -> dict:
+    """The judge's win/tie/loss of `candidate`'s replies to the judge prompts against `baseline`'s."""
+    from tunesmith.eval.judge import judge_pairs, load_template, open_judge
+
+    judge = open_judge(cfg.eval.judge, cfg.model.cache_dir, cfg.eval.batch_size)
+    result = judge_pairs(judge, candidate.get("judge_replies") or [], baseline.get("judge_replies") or [],
+                         load_template(cfg.eval.judge.template))
+    return {**result, "judge_baseline": baseline_name}
+
+
+def replies_for_judge(cfg: TunesmithConfig, model_ref: str, stage) -> dict:
+    """Only the judge prompts' replies of `model_ref` (the baseline of `tunesmith eval`)."""
+    from tunesmith.eval.judge import judge_replies
+
+    loaded, system = _load(cfg, model_ref, stage)
+    ev = cfg.eval
+    return {"model": model_ref, **judge_replies(loaded.model, loaded.tokenizer, ev.judge.prompts, system,
+                                                 ev.max_new_tokens, ev.batch_size)}
 
 
 def _fmt(value) -> str:

@@ -1,5 +1,6 @@
 """The evaluation suites of the `eval:` section, one file each: generation metrics, multiple-choice
-benchmarks, consistency, edge-case probes.
+benchmarks, consistency, edge-case probes, the judge's prompts (each model's replies; the pairwise
+verdicts need two results: `eval.run.judge_results`), lm-evaluation-harness tasks.
 
 `check_suites(cfg)` reads and validates every configured file before any model loads (errors name
 file:line: field); `run_suites` measures one loaded model; `write_details` writes the per-row
@@ -14,10 +15,11 @@ from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
 
-SUITES = ("generation", "mcq", "consistency", "edge_cases")
+SUITES = ("generation", "mcq", "consistency", "edge_cases", "judge", "lm_eval")
 # result key -> file written beside the result
 DETAIL_KEYS = {"gen_predictions": "predictions.jsonl", "mcq_details": "mcq_predictions.jsonl",
                "consistency_details": "consistency.jsonl", "edge_details": "edge_cases.jsonl",
+               "judge_replies": "judge_replies.jsonl", "judge_verdicts": "judge.jsonl",
                "qa_details": None, "general_qa_details": None}
 
 
@@ -43,6 +45,18 @@ def check_suites(cfg: TunesmithConfig) -> None:
         from tunesmith.eval.edge_cases import load_probes
 
         load_probes(cfg.eval.edge_cases)
+    if cfg.eval.judge:
+        from tunesmith.errors import ConfigError
+        from tunesmith.eval.judge import check_judge
+
+        if not cfg.eval.judge.prompts:
+            raise ConfigError("eval.judge.prompts: missing; name the file of prompts both models answer "
+                              "(rows {prompt, reference?}, e.g. examples/data/judge_prompts.jsonl)")
+        check_judge(cfg.eval.judge)
+    if cfg.eval.lm_eval:
+        from tunesmith.eval.lm_eval import check_lm_eval
+
+        check_lm_eval(cfg.eval.lm_eval)
 
 
 def run_suites(cfg: TunesmithConfig, model, tokenizer, system: str | None) -> dict:
@@ -66,6 +80,14 @@ def run_suites(cfg: TunesmithConfig, model, tokenizer, system: str | None) -> di
         from tunesmith.eval.edge_cases import edge_case_metrics
 
         result.update(edge_case_metrics(model, tokenizer, ev.edge_cases, system, ev.max_new_tokens, ev.batch_size))
+    if ev.judge:
+        from tunesmith.eval.judge import judge_replies
+
+        result.update(judge_replies(model, tokenizer, ev.judge.prompts, system, ev.max_new_tokens, ev.batch_size))
+    if ev.lm_eval:
+        from tunesmith.eval.lm_eval import lm_eval_metrics
+
+        result.update(lm_eval_metrics(model, tokenizer, ev.lm_eval, ev.batch_size, cfg.training.seed))
     return result
 
 
@@ -92,7 +114,8 @@ HEADLINES = (("gen_bleu", "BLEU (sacreBLEU, corpus)", False), ("gen_chrf", "chrF
              ("gen_rougeL", "ROUGE-L F", False), ("gen_exact_match", "exact match", True),
              ("gen_key_match", "key match", True), ("bleu4_char_llamafactory", "char BLEU-4 (LLaMA-Factory)", False),
              ("mcq_accuracy", "multiple-choice accuracy", True), ("consistency_agreement", "consistency agreement", True),
-             ("edge_fail/any", "edge-case probes failing", True))
+             ("edge_fail/any", "edge-case probes failing", True), ("judge_win_rate", "judge: wins against the base", True),
+             ("judge_tie_rate", "judge: ties", True), ("judge_loss_rate", "judge: losses", True))
 
 
 def suite_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
@@ -107,4 +130,8 @@ def suite_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
             if key == "mcq_accuracy":
                 rows += [(f"  {k[len('mcq_category/'):]}", fmt(before.get(k), True), fmt(v, True))
                          for k, v in after.items() if k.startswith("mcq_category/")]
+    for key, value in after.items():  # lm-eval's metrics, as it names them
+        if key.startswith("lm_eval/") and not key.endswith(("_stderr", "/samples")) and isinstance(value, (int, float)):
+            share = key.rsplit("/", 1)[-1].startswith(("acc", "exact_match"))
+            rows.append((f"lm-eval {key[len('lm_eval/'):]}", fmt(before.get(key), share), fmt(value, share)))
     return rows
