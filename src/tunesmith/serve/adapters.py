@@ -19,7 +19,7 @@ from __future__ import annotations
 from fastapi import Request  # at module level: FastAPI resolves the handlers' (string) annotations here
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.serve.requests import ApiError
+from tunesmith.serve.requests import ApiError, read_json
 
 ROUTE = "/v1/adapters"
 
@@ -47,8 +47,6 @@ def add_adapter_routes(app, state, cache_dir: str | None = None) -> None:
 
     @app.post(ROUTE)
     async def add_adapter(request: Request):
-        from tunesmith.serve.api import read_json  # the app's JSON body reader (400 on bad JSON)
-
         host, adapters = lora_set()
         body = await read_json(request)
         for key in ("name", "path"):

@@ -39,7 +39,8 @@ from tunesmith.serve.batcher import Batcher
 from tunesmith.serve.metrics import Metrics
 from tunesmith.serve.replies import Choices, ChoiceText
 from tunesmith.serve.tools import parse_reply, template_messages, tool_request
-from tunesmith.serve.requests import ApiError, Options, chat_messages, chat_options, model_name, text_options, unicode_text
+from tunesmith.serve.requests import (ApiError, Options, chat_messages, chat_options, model_name, read_json,
+                                     text_options, unicode_text)
 
 __all__ = ["ApiError", "ModelHost", "create_app", "serve"]
 
@@ -123,15 +124,6 @@ def eos_ids(loaded: LoadedModel) -> set[int]:
 # --- the app ---------------------------------------------------------------------------------------
 
 
-async def read_json(request: Request) -> dict:
-    """The request's JSON object body; 400 otherwise."""
-    try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return body
 
 
 class ServerState:

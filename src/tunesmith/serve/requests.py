@@ -9,6 +9,7 @@ call must not get free text that looks like an answer. A field set to null count
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,6 +151,17 @@ def _content(value: Any, where: str) -> str:
                                        for p in value):
         return unicode_text("".join(p["text"] for p in value), where)
     raise ApiError(400, f"`{where}` must be a string or a list of text parts (this server handles text only)", where)
+
+
+async def read_json(request) -> dict:
+    """The request's JSON object body (a starlette Request); 400 otherwise."""
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return body
 
 
 def unicode_text(text: str, where: str) -> str:
