@@ -140,7 +140,7 @@ def test_503_while_loading_then_health_says_ready(loaded):
 @pytest.mark.parametrize("extra,param", [
     ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}, "tool_choice"),
     ({"functions": [{"name": "f"}]}, "functions"),
-    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"response_format": {"type": "xml"}}, "response_format"),
     ({"logit_bias": {"5": 10}}, "logit_bias"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
     ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs

@@ -36,6 +36,7 @@ from tunesmith.models.loader import LoadedModel
 from tunesmith.serve.adapters import ROUTE as ADAPTERS_ROUTE
 from tunesmith.serve.adapters import add_adapter_routes
 from tunesmith.serve.batcher import Batcher
+from tunesmith.serve.json_mode import response_constraint
 from tunesmith.serve.metrics import Metrics
 from tunesmith.serve.replies import Choices, ChoiceText
 from tunesmith.serve.tools import parse_reply, template_messages, tool_request
@@ -214,7 +215,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                                             "owned_by": "tunesmith"} for n in state.host.names]}
 
     async def respond(request: Request, name: str, options: Options, prompt_ids: list[int], kind: str,
-                      tools: list[dict] | None = None, single_call: bool = False):
+                      tools: list[dict] | None = None, single_call: bool = False, constraint=None):
         host_ = state.host
         loaded = host_.loaded_for(name)
         ident, created = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time())
@@ -239,7 +240,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
 
         prompt_text = loaded.tokenizer.decode(prompt_ids) if tools else ""
         choices = Choices(host_.batcher, loaded.tokenizer, prompt_ids, options.sampling, options.n, options.stop,
-                          eos_ids(loaded), host_.adapter_for(name), request_timeout, metrics)
+                          eos_ids(loaded), host_.adapter_for(name), request_timeout, metrics, constraint)
         if not options.stream:
             texts, ends = [[] for _ in range(options.n)], [None] * options.n
             async for index, piece, end in choices.events(request.is_disconnected):
@@ -309,11 +310,15 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
         body = await read_json(request)
         name = model_name(body, state.host.names)
         options, messages, tools = chat_options(body, max_tokens_cap), chat_messages(body), tool_request(body)
+        if tools and body.get("response_format") not in (None, {"type": "text"}):
+            raise ApiError(400, "`response_format` JSON modes and `tools` cannot be combined: a JSON-constrained reply "
+                                "cannot carry a tool call", "response_format")
         loaded = state.host.loaded_for(name)
+        constraint = response_constraint(body, loaded.tokenizer, eos_ids(loaded))
         prompt_ids = chat_prompt(loaded, messages, tools)
         check_context(loaded, prompt_ids, options, "messages")
         single = body.get("parallel_tool_calls") is False
-        return await respond(request, name, options, prompt_ids, "chat", tools, single)
+        return await respond(request, name, options, prompt_ids, "chat", tools, single, constraint)
 
     @app.post("/v1/completions")
     async def completions(request: Request):

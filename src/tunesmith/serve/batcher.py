@@ -65,10 +65,11 @@ class Job:
     "cancelled" -- or ("error", exception)."""
 
     def __init__(self, prompt_ids: list[int], sampling: Sampling, eos_ids: set[int], emit: Callable,
-                 adapter: str | None = None):
+                 adapter: str | None = None, allowed: Callable[[list[int]], list[int]] | None = None):
         if not prompt_ids:
             raise ValueError("a job needs at least one prompt token")
         self.prompt_ids, self.sampling, self.eos_ids, self.emit, self.adapter = prompt_ids, sampling, eos_ids, emit, adapter
+        self.allowed = allowed  # constrained decoding (serve.json_mode): the sequence so far -> the ids it may take
         self.tokens: list[int] = []
         self.counts: collections.Counter = collections.Counter()
         self.generator = torch.Generator().manual_seed(sampling.seed) if sampling.seed is not None else None
@@ -274,6 +275,11 @@ class Batcher:
                 counts = torch.tensor([job.counts[t] for t in job.counts], dtype=scores.dtype)
                 scores = scores.clone()
                 scores[seen] -= s.frequency_penalty * counts + s.presence_penalty
+            if job.allowed is not None:
+                allowed = job.allowed(job.prompt_ids + job.tokens)
+                masked = torch.full_like(scores, float("-inf"))
+                masked[allowed] = scores[allowed]
+                scores = masked
             if s.temperature == 0:
                 token = int(scores.argmax())
             else:

@@ -70,12 +70,14 @@ class ChoiceText:
 
 
 def make_jobs(prompt_ids: list[int], sampling: Sampling, n: int, eos_ids: set[int], adapter: str | None,
-              emit_for) -> list[Job]:
-    """n jobs for one request; seeded choices get seed, seed+1, ... so they differ and repeat."""
+              emit_for, constraint=None) -> list[Job]:
+    """n jobs for one request; seeded choices get seed, seed+1, ... so they differ and repeat.
+    `constraint()` makes each choice's own token constraint (serve.json_mode), or None."""
     jobs = []
     for index in range(n):
         own = Sampling(**{**sampling.__dict__, "seed": None if sampling.seed is None else sampling.seed + index})
-        jobs.append(Job(prompt_ids, own, eos_ids, emit_for(index), adapter))
+        jobs.append(Job(prompt_ids, own, eos_ids, emit_for(index), adapter,
+                        allowed=constraint() if constraint is not None else None))
     return jobs
 
 
@@ -87,7 +89,7 @@ class Choices:
     run when `events()` is left early) frees the request's places in the batch."""
 
     def __init__(self, batcher: Batcher, tokenizer, prompt_ids: list[int], sampling: Sampling, n: int, stop: list[str],
-                 eos_ids: set[int], adapter: str | None, timeout: float | None, metrics):
+                 eos_ids: set[int], adapter: str | None, timeout: float | None, metrics, constraint=None):
         loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
         def emitter(index: int):
@@ -98,7 +100,7 @@ class Choices:
                     pass
             return emit
 
-        self.jobs = make_jobs(prompt_ids, sampling, n, eos_ids, adapter, emitter)
+        self.jobs = make_jobs(prompt_ids, sampling, n, eos_ids, adapter, emitter, constraint)
         self.texts = [ChoiceText(tokenizer, stop) for _ in self.jobs]
         self.timeout, self.metrics = timeout, metrics
         self.started = time.monotonic()

@@ -2,8 +2,8 @@
 
     options = chat_options(body, max_tokens_cap=1024)      # raises ApiError(400, ..., param=KEY)
 
-A parameter the server does not implement (`response_format` other than text, `tool_choice: required`,
-`logit_bias`, ...) is refused by name, never ignored: a client that asks for JSON output or a tool
+A parameter the server does not implement (`tool_choice: required`, `logit_bias`,
+...) is refused by name, never ignored: a client that asks for JSON output or a tool
 call must not get free text that looks like an answer. A field set to null counts as not set.
 """
 
@@ -26,7 +26,6 @@ TEXT = COMMON | {"prompt", "logprobs"}
 WHY_NOT = {  # what a refused parameter would need
     "functions": "the deprecated `functions` API is not implemented; send `tools`",
     "function_call": "the deprecated `function_call` is not implemented; send `tool_choice`",
-    "response_format": "only {\"type\": \"text\"}; JSON modes need constrained decoding, which this server does not do",
     "logit_bias": "per-token biases are not implemented",
     "best_of": "only best_of 1",
     "echo": "echoing the prompt is not implemented",
@@ -83,10 +82,8 @@ def refuse_unsupported(body: dict, allowed: set[str]) -> None:
     for key, value in body.items():
         if value is None:
             continue
-        if key == "response_format" and key in allowed:
-            if value == {"type": "text"}:
-                continue
-            raise ApiError(400, f"`response_format` is not supported: {WHY_NOT[key]}", key, "unsupported_parameter")
+        if key == "response_format" and key in allowed:  # checked by serve.json_mode
+            continue
         if key not in allowed:
             why = WHY_NOT.get(key, "this server does not know this parameter")
             raise ApiError(400, f"`{key}` is not supported: {why}", key, "unsupported_parameter")
