@@ -19,9 +19,10 @@ def cmd_chat(args) -> int:
         adapters = LoraSet(parse_named(args.adapter), args.cache_dir)
         chat_loop(None, args.system, args.max_new_tokens, args.temperature, adapters=adapters)
         return 0
+    from tunesmith.export.registry import resolve_reference
     from tunesmith.methods.load import load_for_inference
 
-    loaded = load_for_inference(args.model, args.cache_dir)
+    loaded = load_for_inference(resolve_reference(args.model), args.cache_dir)
     chat_loop(loaded, args.system, args.max_new_tokens, args.temperature)
     return 0
 
@@ -38,6 +39,12 @@ def cmd_serve(args) -> int:
     if args.request_timeout is not None and args.request_timeout <= 0:
         raise ConfigError("serve: --request-timeout must be a positive number of seconds")
     batching = {"max_batch": args.max_batch, "max_queue": args.max_queue}
+    from tunesmith.export.registry import PREFIX, resolve_reference
+
+    # a registry reference is resolved (and its files hash-checked) before the server starts
+    model = resolve_reference(args.model)
+    name = args.name or ("default" if args.model == "default" else
+                         args.model[len(PREFIX):] if args.model.startswith(PREFIX) else Path(args.model).name)
 
     def load() -> ModelHost:  # runs while the server already answers /health (503 "loading")
         if args.adapter:
@@ -46,9 +53,8 @@ def cmd_serve(args) -> int:
             return ModelHost(adapters=LoraSet(parse_named(args.adapter), args.cache_dir), **batching)
         from tunesmith.methods.load import load_for_inference
 
-        loaded = load_for_inference(args.model, args.cache_dir)
-        return ModelHost(loaded, args.name or ("default" if args.model == "default" else Path(args.model).name),
-                         **batching)
+        loaded = load_for_inference(model, args.cache_dir)
+        return ModelHost(loaded, name, **batching)
 
     if args.adapter:
         from tunesmith.models.lora_set import parse_named
@@ -114,7 +120,8 @@ def cmd_score(args) -> int:
 
 def register(verbs) -> None:
     chat = verbs.add_parser("chat", help="Chat with a model in the terminal (streaming).")
-    chat.add_argument("--model", default="default", help="An output folder, 'default', a model folder or hub id.")
+    chat.add_argument("--model", default="default", help="An output folder, 'default', a model folder, a hub id or "
+                      "registry:NAME@ALIAS / registry:NAME:VERSION.")
     chat.add_argument("--system", help="System prompt (default: the one the model was trained with).")
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy.")
@@ -127,7 +134,8 @@ def register(verbs) -> None:
     srv = verbs.add_parser("serve", help="OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).",
                            description="Serve a model, or several adapters of one base (the request's `model` picks "
                            "one), with the OpenAI API. Listens on 127.0.0.1 unless --host says otherwise.")
-    srv.add_argument("--model", default="default", help="An output folder, 'default', a model folder or hub id.")
+    srv.add_argument("--model", default="default", help="An output folder, 'default', a model folder, a hub id or "
+                     "registry:NAME@ALIAS / registry:NAME:VERSION (files hash-checked before serving).")
     srv.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
                      help="Serve this LoRA-family output under NAME beside others on their shared base (repeatable).")
     srv.add_argument("--name", help="The model name clients send (default: the folder name, or 'default').")
@@ -172,11 +180,13 @@ def register(verbs) -> None:
     export.add_argument("model", help="A finished output folder (or any model folder).")
     export.add_argument("--out", required=True, help="Folder to write (written as OUT.partial, then renamed).")
     export.add_argument("--merge", action="store_true", help="Fold LoRA-family adapters into a copy of the base weights.")
-    export.add_argument("--format", choices=("transformers", "gguf"), default="transformers",
+    export.add_argument("--format", choices=("transformers", "gguf", "onnx"), default="transformers",
                         help="transformers: a safetensors folder; gguf: one GGUF file (llama.cpp, Ollama) with a "
-                        "Modelfile, adapters merged, checked against the model it came from.")
-    export.add_argument("--quant", choices=("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), default="f16",
-                        help="GGUF weight type (default f16; q8_0 is near-lossless at half the size).")
+                        "Modelfile; onnx: a decoder with its KV cache for ONNX Runtime. gguf and onnx merge adapters "
+                        "and are checked against the model they came from.")
+    export.add_argument("--quant", choices=("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "int8"),
+                        help="GGUF: f32, f16 (default), bf16, q8_0 (near-lossless at half the size), q4_0, q4_1; "
+                        "ONNX: f32 (default) or int8 (dynamic quantisation, about a quarter of the size).")
     export.add_argument("--gguf-pre", help="llama.cpp pre-tokenizer name, for a tokenizer tunesmith has not verified.")
     export.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
     export.add_argument("--cache-dir", help="Cache of the converted default model.")
