@@ -49,11 +49,16 @@ def cmd_eval(args) -> int:
         html = compare_runs(args.compare, args.output or "eval-compare")
         print(f"[tunesmith] report of {len(args.compare)} output(s): {html} (figures in {html.parent / 'eval_results.json'})")
         return 0
+    registered = bool(args.model) and args.model.startswith("registry:")
+    if registered:  # a registered version is immutable: results go to output_dir (or --output), not into it
+        from tunesmith.export.registry import resolve_reference
+
+        args.model = resolve_reference(args.model)
     cfg = _config(args)
     model_ref = args.model or cfg.output_dir
     out = Path(args.output) if args.output else None
     if out is None:
-        out = (Path(model_ref) if Path(model_ref).is_dir() else Path(cfg.output_dir)) / "eval.json"
+        out = (Path(model_ref) if Path(model_ref).is_dir() and not registered else Path(cfg.output_dir)) / "eval.json"
     result = evaluate_model(cfg, model_ref, get_stage(cfg.stage), out)
     print(json.dumps(summary(result), indent=2, ensure_ascii=False))
     written = write_details(result, out.parent)
