@@ -132,3 +132,12 @@ def test_bad_references_and_unfinished_folders_are_refused(store, tmp_path, monk
     with pytest.raises(ModelError, match="not a finished tunesmith output"):
         registry.register(tmp_path / "unfinished", "facts")
     assert [str(v.version) for v in registry.versions("facts")] == ["1", "2"]  # nothing half-registered
+
+    onnx = tmp_path / "onnx"  # what `export --format onnx` leaves, as far as the registry looks
+    onnx.mkdir()
+    (onnx / "model.onnx").write_bytes(b"graph")
+    (onnx / "tunesmith.json").write_text(json.dumps({"format": "onnx", "finished_at": "now"}))
+    registry.register(onnx, "facts-onnx")
+    assert (registry.resolve("facts-onnx") / "model.onnx").read_bytes() == b"graph"
+    with pytest.raises(ConfigError, match="is an ONNX export: it runs in its own runtime"):
+        resolve_reference("registry:facts-onnx")  # what serve/chat/eval call

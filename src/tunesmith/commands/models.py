@@ -89,8 +89,11 @@ def cmd_export(args) -> int:
     from tunesmith.export import export_model
 
     out = export_model(args.model, args.out, merge=args.merge, cache_dir=args.cache_dir, overwrite=args.overwrite,
-                       format=args.format, quant=args.quant, gguf_pre=args.gguf_pre)
-    print(f"[tunesmith] standalone model written to {out}")
+                       format=args.format, quant=args.quant, gguf_pre=args.gguf_pre, qa=args.qa, max_drop=args.max_drop)
+    after = json.loads((out / "tunesmith.json").read_text())["after_export"]
+    figures = (f"QA accuracy {after['trained_qa_accuracy']:.3f} trained -> {after['artifact_qa_accuracy']:.3f} exported"
+               if after["measure"] == "qa_accuracy" else f"greedy agreement with the trained model {after['greedy_agreement']:.3f}")
+    print(f"[tunesmith] standalone model written to {out}; checked after export: {figures}")
     return 0
 
 
@@ -188,6 +191,11 @@ def register(verbs) -> None:
                         help="GGUF: f32, f16 (default), bf16, q8_0 (near-lossless at half the size), q4_0, q4_1; "
                         "ONNX: f32 (default) or int8 (dynamic quantisation, about a quarter of the size).")
     export.add_argument("--gguf-pre", help="llama.cpp pre-tokenizer name, for a tokenizer tunesmith has not verified.")
+    export.add_argument("--qa", help="QA questions (JSONL, as eval.qa) answered by the trained model and the artifact "
+                        "after export (default: the output's eval.qa).")
+    export.add_argument("--max-drop", type=float, help="Fail the export (exit 4, OUT left as OUT.partial) when the "
+                        "artifact's QA accuracy (else its greedy agreement) is more than this below the trained model's "
+                        "(a fraction: 0.05 = 5 points).")
     export.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
     export.add_argument("--cache-dir", help="Cache of the converted default model.")
     export.set_defaults(func=cmd_export)

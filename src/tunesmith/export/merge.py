@@ -24,6 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith.errors import ModelError
+from tunesmith.export.verify import after_export, enforce_max_drop, qa_settings
 from tunesmith.layout import RUN_MANIFEST, trained_part
 from tunesmith.methods.load import load_for_inference
 from tunesmith.models.loader import resolve_model_path
@@ -32,14 +33,19 @@ from tunesmith.runtime.outputs import OutputFolder
 
 def export_model(source: str, out: str, merge: bool = False, cache_dir: str | None = None,
                  overwrite: bool = False, format: str = "transformers", quant: str | None = None,
-                 gguf_pre: str | None = None) -> Path:
+                 gguf_pre: str | None = None, qa: str | None = None, max_drop: float | None = None) -> Path:
     """Export `source` as a transformers folder (`format="transformers"`), a GGUF file with an Ollama
     Modelfile (`format="gguf"`, weights as `quant`, default f16) or an ONNX decoder with its KV cache
-    (`format="onnx"`, `quant` f32 or int8), checked against the model it came from."""
+    (`format="onnx"`, `quant` f32 or int8), checked against the model it came from in the artifact's
+    own runtime (export/check.py) and on the run's QA questions (export/verify.py: `qa` or the
+    output's eval.qa); `max_drop` fails the export when the artifact scores more than that below."""
     if format not in FORMATS:
         raise ModelError(f"--format {format}: choose one of {', '.join(FORMATS)}")
     quant = _quant(format, quant)
+    if max_drop is not None and not 0 <= max_drop <= 1:
+        raise ModelError(f"--max-drop {max_drop}: a fraction between 0 and 1 (0.05 = 5 points of accuracy)")
     path = Path(resolve_model_path(source, cache_dir))
+    qa, qa_tokens = qa_settings(path, qa)
     kind = trained_part(path)
     check_mergeable(path, kind, merge or format != "transformers")
     output = OutputFolder(out, overwrite, protect=[str(path)])  # never replaces the model it reads
@@ -80,9 +86,16 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
             raise ModelError(f"{work}: the fp32 ONNX graph's logits differ from the model's by {check['max_logit_diff']} "
                              f"(tolerance {ONNX_F32_TOLERANCE}); the export is left unfinished for inspection")
     else:
+        from tunesmith.export.check import compare_transformers
+
         loaded.model.save_pretrained(work)
         loaded.tokenizer.save_pretrained(work)
-        manifest["format"] = "transformers-safetensors"
+        manifest.update({"format": "transformers-safetensors",
+                         "check": compare_transformers(work, loaded.model, loaded.tokenizer, loaded.system)})
+    artifact = {"gguf": lambda: work / manifest["gguf"]["file"], "onnx": lambda: work / manifest["onnx"]["file"]}
+    manifest["after_export"] = after_export(format, artifact.get(format, lambda: work)(), loaded, manifest["check"],
+                                            qa, qa_tokens)
+    enforce_max_drop(manifest["after_export"], max_drop, work)
     return output.commit(manifest)
 
 

@@ -263,8 +263,14 @@ class Registry:
 
 
 def resolve_reference(ref: str, store: str | None = None) -> str:
-    """`registry:N@alias` / `registry:N:version` / `registry:N` -> the verified local folder; any
-    other model reference is returned as it is."""
+    """`registry:N@alias` / `registry:N:version` / `registry:N` -> the verified local folder, for
+    serve/chat/eval (a GGUF or ONNX version is refused: it runs in its own runtime); any other model
+    reference is returned as it is."""
     if not ref.startswith(PREFIX):
         return ref
-    return str(Registry(store).resolve(ref))
+    folder = Registry(store).resolve(ref)
+    form = read_manifest(folder).get("format")
+    if form in ("gguf", "onnx"):
+        raise ConfigError(f"{ref} is {'an ONNX' if form == 'onnx' else 'a GGUF'} export: it runs in its own runtime (llama.cpp/Ollama, ONNX "
+                          "Runtime; docs/export.md); serve, chat and eval load transformers folders and tunesmith outputs")
+    return str(folder)
