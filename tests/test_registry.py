@@ -131,6 +131,8 @@ def test_bad_references_and_unfinished_folders_are_refused(store, tmp_path, monk
     (tmp_path / "unfinished" / "tunesmith.json").unlink()
     with pytest.raises(ModelError, match="not a finished tunesmith output"):
         registry.register(tmp_path / "unfinished", "facts")
+    with pytest.raises(ConfigError, match="name `facts@2`: use letters"):
+        registry.register(store / "merged1", "facts@2")
     assert [str(v.version) for v in registry.versions("facts")] == ["1", "2"]  # nothing half-registered
 
     onnx = tmp_path / "onnx"  # what `export --format onnx` leaves, as far as the registry looks

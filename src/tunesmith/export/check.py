@@ -35,8 +35,8 @@ def torch_greedy(model, tokenizer):
 
     @torch.no_grad()
     def greedy(ids: list[int], new_tokens: int) -> list[int]:
-        out = model.generate(torch.tensor([ids]), max_new_tokens=new_tokens, do_sample=False, eos_token_id=stops,
-                             pad_token_id=stops[0])
+        out = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=new_tokens, do_sample=False,
+                             eos_token_id=stops, pad_token_id=stops[0])
         return out[0, len(ids):].tolist()
 
     return greedy
@@ -81,7 +81,7 @@ def compare_gguf(path: Path, model, tokenizer, system: str | None, new_tokens: i
     same_ids = sum(tokenizer(t, add_special_tokens=False)["input_ids"] == read_tokenizer(t, add_special_tokens=False)["input_ids"]
                    for t in texts)
     ids = torch.tensor([chat_ids(tokenizer, PROMPTS[0], system)])
-    source_logits = model(ids).logits.float()
+    source_logits = model(ids.to(model.device)).logits.float().cpu()
     diff = (source_logits - read_model(ids).logits.float()).abs().max().item()
     scale = source_logits.abs().max().item()
     greedy = greedy_comparison(torch_greedy(model, tokenizer), torch_greedy(read_model, tokenizer), tokenizer, system,
@@ -95,7 +95,7 @@ def compare_onnx(path: Path, model, tokenizer, system: str | None, new_tokens: i
     decoder = onnx_decoder(path)
     model = model.eval()
     ids = chat_ids(tokenizer, PROMPTS[0], system)
-    source = model(torch.tensor([ids])).logits[0].float().numpy()
+    source = model(torch.tensor([ids], device=model.device)).logits[0].float().cpu().numpy()
     diff = float(abs(decoder.logits(ids) - source).max())
     _, cache = decoder.step(torch.tensor([ids[:-1]]).numpy(), decoder.empty_cache())
     step_diff = float(abs(decoder.step(torch.tensor([ids[-1:]]).numpy(), cache)[0][0, -1] - source[-1]).max())
@@ -125,7 +125,7 @@ def compare_transformers(folder: Path, model, tokenizer, system: str | None, new
     read_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     model = model.eval()
     ids = torch.tensor([chat_ids(tokenizer, PROMPTS[0], system)])
-    source = model(ids).logits.float()
+    source = model(ids.to(model.device)).logits.float().cpu()
     diff = (source - read_model(ids).logits.float()).abs().max().item()
     greedy = greedy_comparison(torch_greedy(model, tokenizer), torch_greedy(read_model, tokenizer), tokenizer, system,
                                new_tokens)

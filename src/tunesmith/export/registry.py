@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -120,6 +121,9 @@ class Registry:
     # --- writing -----------------------------------------------------------------------------------
 
     def register(self, folder: str | Path, name: str, description: str | None = None) -> dict:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise ConfigError(f"registry: name `{name}`: use letters, digits, `.`, `_` and `-` (`@` and `:` start an "
+                              "alias or a version in a reference)")
         folder = Path(folder).expanduser()
         if not (folder / RUN_MANIFEST).is_file():
             raise ModelError(f"{folder}: not a finished tunesmith output or export (no {RUN_MANIFEST}); register "
