@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunesmith.errors import ModelError
+from tunesmith.errors import ExportCheckFailed, ModelError
 from tunesmith.export.verify import after_export, enforce_max_drop, qa_settings
 from tunesmith.layout import RUN_MANIFEST, trained_part
 from tunesmith.methods.load import load_for_inference
@@ -83,7 +83,7 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
         check = compare_onnx(work / MODEL_FILE[quant], loaded.model, loaded.tokenizer, loaded.system)
         manifest.update({"format": "onnx", "onnx": written, "check": check})
         if quant == "f32" and check["max_logit_diff"] > ONNX_F32_TOLERANCE:
-            raise ModelError(f"{work}: the fp32 ONNX graph's logits differ from the model's by {check['max_logit_diff']} "
+            raise ExportCheckFailed(f"{work}: the fp32 ONNX graph's logits differ from the model's by {check['max_logit_diff']} "
                              f"(tolerance {ONNX_F32_TOLERANCE}); the export is left unfinished for inspection")
     else:
         from tunesmith.export.check import compare_transformers
@@ -92,9 +92,8 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
         loaded.tokenizer.save_pretrained(work)
         manifest.update({"format": "transformers-safetensors",
                          "check": compare_transformers(work, loaded.model, loaded.tokenizer, loaded.system)})
-    artifact = {"gguf": lambda: work / manifest["gguf"]["file"], "onnx": lambda: work / manifest["onnx"]["file"]}
-    manifest["after_export"] = after_export(format, artifact.get(format, lambda: work)(), loaded, manifest["check"],
-                                            qa, qa_tokens)
+    artifact = work / manifest[format]["file"] if format in ("gguf", "onnx") else work
+    manifest["after_export"] = after_export(format, artifact, loaded, manifest["check"], qa, qa_tokens)
     enforce_max_drop(manifest["after_export"], max_drop, work)
     return output.commit(manifest)
 
