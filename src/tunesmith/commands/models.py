@@ -177,9 +177,13 @@ def register(verbs) -> None:
     combine.add_argument("--cache-dir", help="Cache of the converted default model.")
     combine.set_defaults(func=cmd_adapters_combine)
 
-    export = verbs.add_parser("export", help="Write a standalone model folder (adapters merged into the base).",
+    export = verbs.add_parser("export", help="Write a standalone model: transformers folder, GGUF or ONNX, checked "
+                                             "against the trained model.",
                               description="Merge a LoRA/DoRA/PiSSA output into plain base weights (--merge), or "
-                              "re-save a full/freeze output, as a transformers folder with tokenizer and manifest.")
+                              "re-save a full/freeze output, as a transformers folder with tokenizer and manifest; or "
+                              "write a GGUF (--format gguf) or an ONNX decoder with its KV cache (--format onnx). Every "
+                              "export is checked against the trained model in its own runtime (the config's eval.qa "
+                              "re-run when it has one) and the result written into its manifest.")
     export.add_argument("model", help="A finished output folder (or any model folder).")
     export.add_argument("--out", required=True, help="Folder to write (written as OUT.partial, then renamed).")
     export.add_argument("--merge", action="store_true", help="Fold LoRA-family adapters into a copy of the base weights.")
