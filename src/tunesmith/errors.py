@@ -30,3 +30,9 @@ class TrainingStopped(TunesmithError):
     """Training stopped on a signal after saving a checkpoint; `training.resume=auto` goes on."""
 
     exit_code = 3
+
+
+class ExportCheckFailed(TunesmithError):
+    """An export scored more than `--max-drop` below the model it came from; it stays OUT.partial."""
+
+    exit_code = 4

@@ -57,12 +57,17 @@ def cmd_eval(args) -> int:
         html = compare_runs(args.compare, args.output or "eval-compare", judge)
         print(f"[tunesmith] report of {len(args.compare)} output(s): {html} (figures in {html.parent / 'eval_results.json'})")
         return 0
+    registered = bool(args.model) and args.model.startswith("registry:")
+    if registered:  # a registered version is immutable: results go to output_dir (or --output), not into it
+        from tunesmith.export.registry import resolve_reference
+
+        args.model = resolve_reference(args.model)
     cfg = _config(args)
     check_suites(cfg)  # every suite file is read and validated before a model loads
     model_ref = args.model or cfg.output_dir
     out = Path(args.output) if args.output else None
     if out is None:
-        out = (Path(model_ref) if Path(model_ref).is_dir() else Path(cfg.output_dir)) / "eval.json"
+        out = (Path(model_ref) if Path(model_ref).is_dir() and not registered else Path(cfg.output_dir)) / "eval.json"
     stage = get_stage(cfg.stage)
     result = evaluate_model(cfg, model_ref, stage)
     if cfg.eval.judge:

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-EXPORT_FORMATS = ("transformers", "gguf")  # `tunesmith export --format` (the web page offers the same)
-GGUF_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1")  # `--quant`
+EXPORT_FORMATS = ("transformers", "gguf", "onnx")  # `tunesmith export --format` (the web page offers the same)
+EXPORT_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "int8")  # `--quant`: GGUF's, and ONNX's int8
 
 
 def cmd_chat(args) -> int:
@@ -22,9 +22,10 @@ def cmd_chat(args) -> int:
         adapters = LoraSet(parse_named(args.adapter), args.cache_dir)
         chat_loop(None, args.system, args.max_new_tokens, args.temperature, adapters=adapters)
         return 0
+    from tunesmith.export.registry import resolve_reference
     from tunesmith.methods.load import load_for_inference
 
-    loaded = load_for_inference(args.model, args.cache_dir)
+    loaded = load_for_inference(resolve_reference(args.model), args.cache_dir)
     chat_loop(loaded, args.system, args.max_new_tokens, args.temperature)
     return 0
 
@@ -41,6 +42,12 @@ def cmd_serve(args) -> int:
     if args.request_timeout is not None and args.request_timeout <= 0:
         raise ConfigError("serve: --request-timeout must be a positive number of seconds")
     batching = {"max_batch": args.max_batch, "max_queue": args.max_queue}
+    from tunesmith.export.registry import PREFIX, resolve_reference
+
+    # a registry reference is resolved (and its files hash-checked) before the server starts
+    model = resolve_reference(args.model)
+    name = args.name or ("default" if args.model == "default" else
+                         args.model[len(PREFIX):] if args.model.startswith(PREFIX) else Path(args.model).name)
 
     def load() -> ModelHost:  # runs while the server already answers /health (503 "loading")
         if args.adapter:
@@ -49,9 +56,8 @@ def cmd_serve(args) -> int:
             return ModelHost(adapters=LoraSet(parse_named(args.adapter), args.cache_dir), **batching)
         from tunesmith.methods.load import load_for_inference
 
-        loaded = load_for_inference(args.model, args.cache_dir)
-        return ModelHost(loaded, args.name or ("default" if args.model == "default" else Path(args.model).name),
-                         **batching)
+        loaded = load_for_inference(model, args.cache_dir)
+        return ModelHost(loaded, name, **batching)
 
     if args.adapter:
         from tunesmith.models.lora_set import parse_named
@@ -88,8 +94,11 @@ def cmd_export(args) -> int:
     from tunesmith.export import export_model
 
     out = export_model(args.model, args.out, merge=args.merge, cache_dir=args.cache_dir, overwrite=args.overwrite,
-                       format=args.format, quant=args.quant, gguf_pre=args.gguf_pre)
-    print(f"[tunesmith] standalone model written to {out}")
+                       format=args.format, quant=args.quant, gguf_pre=args.gguf_pre, qa=args.qa, max_drop=args.max_drop)
+    after = json.loads((out / "tunesmith.json").read_text())["after_export"]
+    figures = (f"QA accuracy {after['trained_qa_accuracy']:.3f} trained -> {after['artifact_qa_accuracy']:.3f} exported"
+               if after["measure"] == "qa_accuracy" else f"greedy agreement with the trained model {after['greedy_agreement']:.3f}")
+    print(f"[tunesmith] standalone model written to {out}; checked after export: {figures}")
     return 0
 
 
@@ -119,7 +128,8 @@ def cmd_score(args) -> int:
 
 def register(verbs) -> None:
     chat = verbs.add_parser("chat", help="Chat with a model in the terminal (streaming).")
-    chat.add_argument("--model", default="default", help="An output folder, 'default', a model folder or hub id.")
+    chat.add_argument("--model", default="default", help="An output folder, 'default', a model folder, a hub id or "
+                      "registry:NAME@ALIAS / registry:NAME:VERSION.")
     chat.add_argument("--system", help="System prompt (default: the one the model was trained with).")
     chat.add_argument("--max-new-tokens", type=int, default=256)
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy.")
@@ -132,7 +142,8 @@ def register(verbs) -> None:
     srv = verbs.add_parser("serve", help="OpenAI-compatible HTTP API (/v1/models, /v1/chat/completions, /v1/completions).",
                            description="Serve a model, or several adapters of one base (the request's `model` picks "
                            "one), with the OpenAI API. Listens on 127.0.0.1 unless --host says otherwise.")
-    srv.add_argument("--model", default="default", help="An output folder, 'default', a model folder or hub id.")
+    srv.add_argument("--model", default="default", help="An output folder, 'default', a model folder, a hub id or "
+                     "registry:NAME@ALIAS / registry:NAME:VERSION (files hash-checked before serving).")
     srv.add_argument("--adapter", action="append", default=[], metavar="NAME=PATH",
                      help="Serve this LoRA-family output under NAME beside others on their shared base (repeatable).")
     srv.add_argument("--name", help="The model name clients send (default: the folder name, or 'default').")
@@ -173,18 +184,29 @@ def register(verbs) -> None:
     combine.add_argument("--cache-dir", help="Cache of the converted default model.")
     combine.set_defaults(func=cmd_adapters_combine)
 
-    export = verbs.add_parser("export", help="Write a standalone model folder (adapters merged into the base).",
+    export = verbs.add_parser("export", help="Write a standalone model: transformers folder, GGUF or ONNX, checked "
+                                             "against the trained model.",
                               description="Merge a LoRA/DoRA/PiSSA output into plain base weights (--merge), or "
-                              "re-save a full/freeze output, as a transformers folder with tokenizer and manifest.")
+                              "re-save a full/freeze output, as a transformers folder with tokenizer and manifest; or "
+                              "write a GGUF (--format gguf) or an ONNX decoder with its KV cache (--format onnx). Every "
+                              "export is checked against the trained model in its own runtime (the config's eval.qa "
+                              "re-run when it has one) and the result written into its manifest.")
     export.add_argument("model", help="A finished output folder (or any model folder).")
     export.add_argument("--out", required=True, help="Folder to write (written as OUT.partial, then renamed).")
     export.add_argument("--merge", action="store_true", help="Fold LoRA-family adapters into a copy of the base weights.")
     export.add_argument("--format", choices=EXPORT_FORMATS, default="transformers",
                         help="transformers: a safetensors folder; gguf: one GGUF file (llama.cpp, Ollama) with a "
-                        "Modelfile, adapters merged, checked against the model it came from.")
-    export.add_argument("--quant", choices=GGUF_QUANTS, default="f16",
-                        help="GGUF weight type (default f16; q8_0 is near-lossless at half the size).")
+                        "Modelfile; onnx: a decoder with its KV cache for ONNX Runtime. gguf and onnx merge adapters "
+                        "and are checked against the model they came from.")
+    export.add_argument("--quant", choices=EXPORT_QUANTS,
+                        help="GGUF: f32, f16 (default), bf16, q8_0 (near-lossless at half the size), q4_0, q4_1; "
+                        "ONNX: f32 (default) or int8 (dynamic quantisation, about a quarter of the size).")
     export.add_argument("--gguf-pre", help="llama.cpp pre-tokenizer name, for a tokenizer tunesmith has not verified.")
+    export.add_argument("--qa", help="QA questions (JSONL, as eval.qa) answered by the trained model and the artifact "
+                        "after export (default: the output's eval.qa).")
+    export.add_argument("--max-drop", type=float, help="Fail the export (exit 4, OUT left as OUT.partial) when the "
+                        "artifact's QA accuracy (else its greedy agreement) is more than this below the trained model's "
+                        "(a fraction: 0.05 = 5 points).")
     export.add_argument("--overwrite", action="store_true", help="Replace an existing OUT.")
     export.add_argument("--cache-dir", help="Cache of the converted default model.")
     export.set_defaults(func=cmd_export)

@@ -1,5 +1,6 @@
-"""Export trained outputs: merge adapters into plain base weights (`export_model`), combine several
-LoRA adapters into one weighted adapter (`combine_adapters`)."""
+"""Export trained outputs: a transformers folder, a GGUF file or an ONNX decoder with its KV cache
+(`export_model`, checked after export in the artifact's runtime), combine several LoRA adapters
+into one weighted adapter (`combine_adapters`); the MLflow model registry (`registry`)."""
 
 from tunesmith.export.combine import combine_adapters
 from tunesmith.export.merge import export_model

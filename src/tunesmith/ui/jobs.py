@@ -59,9 +59,9 @@ def data_report(path: Path, model: str, stage: str, workdir: Path, scratch: Path
 def export_options() -> dict[str, tuple[str, ...]]:
     """The choices of `tunesmith export` (--format, --quant): the command's own, so a new format
     appears in the page without UI code."""
-    from tunesmith.commands.models import EXPORT_FORMATS, GGUF_QUANTS
+    from tunesmith.commands.models import EXPORT_FORMATS, EXPORT_QUANTS
 
-    return {"format": EXPORT_FORMATS, "quant": GGUF_QUANTS}
+    return {"format": EXPORT_FORMATS, "quant": EXPORT_QUANTS}
 
 
 def finished_outputs(folders: list[Path]) -> list[Path]:
