@@ -30,6 +30,12 @@ TRIALS = {
     "lr5e-4": ["training.learning_rate=5.0e-4"],
     "l2": ["forgetting.l2=0.01"],
     "neftune": ["training.neftune_alpha=5"],
+    # the replay prompts answered by the base model itself (forgetting.replay_answers: model); self20 ran
+    # first from a file of those answers written by hand-run generation (all 94 replies, cut ones included)
+    "self20": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
+               "forgetting.replay_answers=model"],
+    "self20_e6": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
+                  "forgetting.replay_answers=model", "training.epochs=6"],
     "replay20_l2": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
                     "forgetting.l2=0.01"],
 }
