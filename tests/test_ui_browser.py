@@ -51,7 +51,9 @@ class Server:
         return f"http://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        # the registry's store in the test's folder ($TUNESMITH_HOME), not the user's ~/.tunesmith
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), TUNESMITH_HOME=str(self.home / "tunesmith-home"))
+        env.pop("MLFLOW_TRACKING_URI", None)
         args = [sys.executable, "-m", "tunesmith", "ui", "--port", str(self.port), "--home", str(self.home)]
         for root in self.roots:
             args += ["--root", str(root)]
@@ -238,8 +240,20 @@ def _flow(page, server, tmp_path, tiny, train, shots):
                            timeout=90000)
     assert "exit status 0" in _box(page, "export-log").input_value()
     assert (tmp_path / "out" / "first-export" / "model.safetensors").is_file()
+    # the registry: the output as version 1 of `birds`, the alias `champion` pointed at it
+    _set(page, "reg-name", "birds")
+    page.click("#reg-go")
+    page.wait_for_function("document.querySelector('#reg-log textarea').value.includes('exit status')", timeout=90000)
+    assert "exit status 0" in _box(page, "reg-log").input_value(), _box(page, "reg-log").input_value()
+    _set(page, "reg-version", "1")
+    page.click("#alias-go")
+    page.wait_for_function("document.querySelector('#reg-log textarea').value.includes('registry alias')",
+                           timeout=60000)
+    page.wait_for_function("document.querySelector('#reg-log textarea').value.includes('exit status')", timeout=60000)
+    assert "exit status 0" in _box(page, "reg-log").input_value(), _box(page, "reg-log").input_value()
+    assert (server.home / "tunesmith-home" / "registry").is_dir()
     page.screenshot(path=str(shots / "ui_export.png"), full_page=False)
-    _lap("evaluated and exported")
+    _lap("evaluated, exported and registered")
 
     # --- Chinese labels ------------------------------------------------------------------------------
     page.locator("#language").get_by_text("中文").click()

@@ -62,10 +62,17 @@ LABELS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "export_out": ("Folder to write", "写入目录"),
     "merge": ("Merge adapters into the base weights", "把适配器合并进基座权重"),
     "format": ("Format", "格式"),
-    "quant": ("GGUF quantisation", "GGUF 量化类型"),
+    "quant": ("Quantisation (GGUF: f16 ... q4_1; ONNX: f32, int8)", "量化类型（GGUF：f16 … q4_1；ONNX：f32、int8）"),
     "overwrite": ("Replace an existing export", "覆盖已有导出"),
     "export": ("Export", "导出"),
     "export_log": ("`tunesmith export` output", "`tunesmith export` 输出"),
+    "reg_name": ("Registered model name", "注册的模型名"),
+    "register": ("Register this output", "注册此产出"),
+    "reg_version": ("Version", "版本"),
+    "reg_alias": ("Alias", "别名"),
+    "set_alias": ("Set the alias", "设置别名"),
+    "reg_list": ("List versions", "列出版本"),
+    "reg_log": ("`tunesmith registry` output", "`tunesmith registry` 输出"),
 }
 
 
