@@ -7,6 +7,7 @@ is reused for tiny Llama models (2 layers, hidden 64) that train in seconds on a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,17 @@ def assert_only_last_layer_trained(out: Path, base: Path) -> None:
         [k for k in frozen if not torch.equal(trained[k], original[k])]
     last = [k for k in original if k.startswith("model.layers.1.")]
     assert any(not torch.equal(trained[k], original[k]) for k in last)
+
+
+# The browser tests (UI, eval report): the distribution's Chromium driven by playwright, never a
+# downloaded browser; without the network flags Chromium keeps trying hosts this machine cannot reach.
+CHROMIUM = os.environ.get("TUNESMITH_CHROMIUM", "/usr/bin/chromium")
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def skip_without_chromium() -> None:
+    """Skip the calling test module (at import) when the distribution's Chromium is missing."""
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/setup.sh installs the distribution's package)",
+                    allow_module_level=True)

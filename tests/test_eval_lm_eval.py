@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import write_config, write_jsonl
+from conftest import write_config
 
 from tunesmith.errors import ConfigError
 

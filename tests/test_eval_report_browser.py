@@ -7,20 +7,14 @@ predictions."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
-from conftest import write_config, write_jsonl
+from conftest import BROWSER_ARGS, CHROMIUM, skip_without_chromium, write_config, write_jsonl
 
 # not marked `trains`: the page, not the numerics, is under test, so the AVX2 pass does not repeat it
 sync_api = pytest.importorskip("playwright.sync_api")
-CHROMIUM = os.environ.get("TUNESMITH_CHROMIUM", "/usr/bin/chromium")
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (scripts/setup.sh installs the distribution's package)",
-                allow_module_level=True)
+skip_without_chromium()
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 

@@ -5,7 +5,6 @@ and the bind/auth rule. The page itself is driven by tests/test_ui_browser.py.""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 import yaml

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tunesmith.data.readers import read_rows
-from tunesmith.errors import DataError
+from tunesmith.data.readers import parse_rows
 from tunesmith.eval.generate import generate, render, valid_unicode
 from tunesmith.eval.qa import normalise
 
@@ -62,15 +61,7 @@ def _phrasing(row, where: str) -> Phrasing | str:
 
 
 def load_consistency(path: str) -> list[Phrasing]:
-    rows, errors = [], []
-    for raw in read_rows(path):
-        parsed = f"{raw.error[0]}: {raw.error[1]}" if raw.error else _phrasing(raw.data, raw.where)
-        (errors.append(f"{raw.where}: {parsed}") if isinstance(parsed, str) else rows.append(parsed))
-    if errors:
-        raise DataError(f"{len(errors)} invalid consistency row(s) in eval.consistency:\n  " + "\n  ".join(errors[:20]))
-    if not rows:
-        raise DataError(f"{path}: no rows (eval.consistency)")
-    return rows
+    return parse_rows(path, _phrasing, "consistency row", "eval.consistency")
 
 
 def label(reply: str, keys: list[str] | None, index: int) -> str:

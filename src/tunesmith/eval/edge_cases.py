@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunesmith.data.readers import read_rows
-from tunesmith.errors import DataError
+from tunesmith.data.readers import parse_rows
 from tunesmith.eval.generate import Generated, generate, render, valid_unicode
 
 CHECKS = ("crash", "no_stop", "special_tokens")
@@ -60,15 +59,7 @@ def _probe(row, where: str) -> Probe | str:
 
 
 def load_probes(path: str) -> list[Probe]:
-    probes, errors = [], []
-    for raw in read_rows(path):
-        parsed = f"{raw.error[0]}: {raw.error[1]}" if raw.error else _probe(raw.data, raw.where)
-        (errors.append(f"{raw.where}: {parsed}") if isinstance(parsed, str) else probes.append(parsed))
-    if errors:
-        raise DataError(f"{len(errors)} invalid probe row(s) in eval.edge_cases:\n  " + "\n  ".join(errors[:20]))
-    if not probes:
-        raise DataError(f"{path}: no probes (eval.edge_cases)")
-    return probes
+    return parse_rows(path, _probe, "probe row", "eval.edge_cases", noun="probes")
 
 
 def context_limit(model, tokenizer) -> int:

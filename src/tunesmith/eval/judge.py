@@ -32,8 +32,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.data.readers import read_rows
-from tunesmith.errors import ConfigError, DataError, ModelError
+from tunesmith.data.readers import parse_rows
+from tunesmith.errors import ConfigError, ModelError
 
 CHOICES = ("A", "B", "tie")
 PLACEHOLDERS = ("{question}", "{answer_a}", "{answer_b}")
@@ -87,15 +87,7 @@ def _prompt(row, where: str) -> JudgePrompt | str:
 
 
 def load_judge_prompts(path: str) -> list[JudgePrompt]:
-    rows, errors = [], []
-    for raw in read_rows(path):
-        parsed = f"{raw.error[0]}: {raw.error[1]}" if raw.error else _prompt(raw.data, raw.where)
-        (errors.append(f"{raw.where}: {parsed}") if isinstance(parsed, str) else rows.append(parsed))
-    if errors:
-        raise DataError(f"{len(errors)} invalid judge prompt(s) in eval.judge.prompts:\n  " + "\n  ".join(errors[:20]))
-    if not rows:
-        raise DataError(f"{path}: no rows (eval.judge.prompts)")
-    return rows
+    return parse_rows(path, _prompt, "judge prompt", "eval.judge.prompts")
 
 
 def load_template(path: str | None) -> str | None:

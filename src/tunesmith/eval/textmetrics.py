@@ -29,8 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tunesmith.data.readers import read_rows
-from tunesmith.errors import DataError
+from tunesmith.data.readers import parse_rows
 from tunesmith.eval.generate import generate, render, valid_unicode
 from tunesmith.eval.qa import normalise
 
@@ -94,19 +93,7 @@ def _row(row, where: str) -> GenerationRow | str:
 
 def load_generation_rows(path: str) -> list[GenerationRow]:
     """Every row of the file(s), or a DataError listing each invalid one as file:line: field: reason."""
-    rows, errors = [], []
-    for raw in read_rows(path):
-        parsed = f"{raw.error[0]}: {raw.error[1]}" if raw.error else _row(raw.data, raw.where)
-        if isinstance(parsed, str):
-            errors.append(f"{raw.where}: {parsed}")
-        else:
-            rows.append(parsed)
-    if errors:
-        shown = "\n  ".join(errors[:20]) + (f"\n  ... {len(errors) - 20} more" if len(errors) > 20 else "")
-        raise DataError(f"{len(errors)} invalid generation row(s) in eval.generation:\n  {shown}")
-    if not rows:
-        raise DataError(f"{path}: no rows (eval.generation)")
-    return rows
+    return parse_rows(path, _row, "generation row", "eval.generation")
 
 
 # --- scores ---------------------------------------------------------------------------------------

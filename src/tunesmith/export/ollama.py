@@ -51,7 +51,7 @@ def _quoted(text: str) -> str:
 
 
 def modelfile(gguf_name: str, tokenizer, system: str | None) -> str:
-    lines = [f"# ollama create NAME -f Modelfile   (written by tunesmith export --format gguf)",
+    lines = ["# ollama create NAME -f Modelfile   (written by tunesmith export --format gguf)",
              f"FROM ./{gguf_name}"]
     stops = []
     if is_chatml(tokenizer):
