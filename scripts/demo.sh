@@ -7,5 +7,5 @@
 #   bash scripts/demo.sh [key=value ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --core
 exec .venv/bin/tunesmith train examples/demo_veltrano.yaml "$@"

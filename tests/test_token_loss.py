@@ -77,3 +77,56 @@ def test_only_plain_head_architectures_use_it(tiny_model_dir):
     gemma = Gemma2ForCausalLM(Gemma2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                            num_attention_heads=2, num_key_value_heads=1, head_dim=8))
     assert not supports_trained_token_loss(gemma)  # soft-capped logits: the model's own loss is used
+
+
+def test_trainer_evaluation_uses_it_with_the_same_loss(tiny_model_dir, tmp_path):
+    """The Trainer's validation loss (prediction_loss_only) goes through the trained-token path and
+    equals the loss of its own prediction_step over full logits."""
+    from transformers import Trainer, TrainingArguments
+
+    from tunesmith.runtime.token_loss import TrainedTokenTrainer
+
+    model = _model(tiny_model_dir, "lora").eval()
+    batch = _batch(True)
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = TrainedTokenTrainer(model=model, args=args)
+    calls = []
+    original = model.forward
+
+    def spy(*a, **k):
+        calls.append(k.get("logits_to_keep"))
+        return original(*a, **k)
+
+    model.forward = spy
+    mine, logits, labels = trainer.prediction_step(model, dict(batch), prediction_loss_only=True)
+    assert calls == [1] and logits is None and labels is None  # head applied at trained positions only
+    reference, _, _ = Trainer.prediction_step(trainer, model, dict(batch), prediction_loss_only=True)
+    assert mine.item() == pytest.approx(reference.item(), abs=1e-5)
+    # logits asked for (compute_metrics): the Trainer's own path, untouched
+    _, full, _ = trainer.prediction_step(model, dict(batch), prediction_loss_only=False)
+    assert full is not None and full.shape[:2] == batch["input_ids"].shape
+
+
+def test_validation_loss_is_token_weighted_and_unchanged(tiny_model_dir):
+    from types import SimpleNamespace
+
+    from tunesmith.eval.perplexity import validation_loss
+
+    model = _model(tiny_model_dir, "lora").eval()
+    torch.manual_seed(3)
+    rows = []
+    for n in (6, 9, 14, 4, 11):
+        ids = torch.randint(5, 200, (n,)).tolist()
+        rows.append(SimpleNamespace(input_ids=ids, labels=[-100] * (n // 2) + ids[n // 2:]))
+    tokenizer = SimpleNamespace(pad_token_id=0)
+    got = validation_loss(model, tokenizer, rows, batch_size=2)
+    total, count = 0.0, 0
+    with torch.no_grad():  # the reference: one row at a time, full logits
+        for r in rows:
+            logits = model(input_ids=torch.tensor([r.input_ids])).logits[0, :-1]
+            targets = torch.tensor(r.labels[1:])
+            keep = targets != -100
+            total += torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum").item()
+            count += int(keep.sum())
+    assert got["val_tokens"] == count
+    assert got["val_loss"] == pytest.approx(total / count, abs=1e-5)

@@ -221,6 +221,12 @@ class LoraConfig(Section):
         description="Modules to adapt: 'all-linear' (every linear layer but the head), 'attention' (the linear "
         "layers inside attention blocks, e.g. q/k/v/o_proj), or a list of module names (e.g. [q_proj, v_proj]).",
     )
+    layers: int | list[int] | None = Field(
+        None,
+        description="Decoder layers to adapt: unset (all), a number N (the last N layers) or a list of layer "
+        "indices (0 = the first; -1 = the last). The backward pass stops at the lowest adapted layer, so "
+        "adapting the top layers only makes a step cheaper (docs/benchmarks.md: main demo).",
+    )
     use_rslora: bool = Field(False, description="rsLoRA: scale by alpha / sqrt(r), which keeps high ranks stable.")
     use_dora: bool = Field(
         False, description="DoRA: learn a per-output magnitude vector besides the low-rank direction (slower per step)."

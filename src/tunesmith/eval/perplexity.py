@@ -8,15 +8,22 @@ import torch
 
 from tunesmith.data.collate import PaddingCollator
 from tunesmith.data.tokenize import IGNORE_INDEX
+from tunesmith.runtime.token_loss import supports_trained_token_loss, trained_token_loss_sum
 
 
 @torch.no_grad()
 def validation_loss(model, tokenizer, rows, batch_size: int = 8) -> dict:
     collate = PaddingCollator(tokenizer.pad_token_id)
     total_loss, total_tokens = 0.0, 0
+    plain_head = supports_trained_token_loss(model)
     for start in range(0, len(rows), batch_size):
         batch = collate([{"input_ids": r.input_ids, "labels": r.labels} for r in rows[start : start + batch_size]])
         batch = {k: v.to(model.device) for k, v in batch.items()}
+        if plain_head:  # logits at the trained positions only (runtime.token_loss)
+            loss, count = trained_token_loss_sum(model, batch)
+            total_loss += loss.item()
+            total_tokens += int(count)
+            continue
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
         # Prompt/P-tuning models return logits for their virtual tokens first: keep the inputs' own.
         logits = logits[:, -batch["input_ids"].shape[1] :]

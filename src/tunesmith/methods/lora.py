@@ -3,6 +3,9 @@
 The base weights stay frozen; low-rank adapters learn on the chosen linear modules.
 - `lora.target_modules`: 'all-linear', 'attention' (linear layers inside attention blocks, found
   by name) or a list of module names.
+- `lora.layers`: only these decoder layers (the last N, or a list) get adapters: the target
+  modules are named in full (PEFT's `layers_to_transform` refuses 'all-linear'); the backward
+  pass then stops at the lowest adapted layer.
 - `use_rslora` / `use_dora` / `init` map onto PEFT's LoraConfig (use_rslora, use_dora,
   init_lora_weights).
 - PiSSA and OLoRA rewrite the base weights in memory (W - BA) at initialisation. The initial
@@ -16,6 +19,7 @@ The base weights stay frozen; low-rank adapters learn on the chosen linear modul
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import weakref
@@ -44,6 +48,49 @@ def attention_linear_names(model) -> list[str]:
     return names
 
 
+def adapted_layers(model, layers) -> list[int] | None:
+    """`lora.layers` as PEFT's `layers_to_transform`: sorted layer indices, or None for every layer."""
+    if layers is None:
+        return None
+    config = getattr(model, "config", None)
+    count = getattr(config, "num_hidden_layers", None) or getattr(getattr(config, "text_config", None),
+                                                                  "num_hidden_layers", None)
+    if not count:
+        raise ConfigError("lora.layers: this model's config does not say how many decoder layers it has "
+                          "(num_hidden_layers); leave lora.layers unset")
+    if isinstance(layers, int):
+        if not 1 <= layers <= count:
+            raise ConfigError(f"lora.layers: {layers} (the last N layers) must be between 1 and {count}, the "
+                              "model's number of decoder layers")
+        return list(range(count - layers, count))
+    if not layers:
+        raise ConfigError("lora.layers: an empty list adapts nothing; leave it unset for every layer")
+    bad = [i for i in layers if not -count <= i < count]
+    if bad:
+        raise ConfigError(f"lora.layers: {bad} out of range: the model has {count} decoder layers "
+                          f"(0..{count - 1}, or -{count}..-1 from the end)")
+    return sorted({i % count for i in layers})
+
+
+LAYER_INDEX = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def modules_in_layers(model, targets, layers: set[int]) -> list[str]:
+    """Full names of the linear modules `targets` selects ('all-linear', or names / name suffixes)
+    that sit inside the decoder layers `layers`."""
+    names = []
+    for name, module in model.named_modules():
+        found = LAYER_INDEX.search(name)
+        if not isinstance(module, nn.Linear) or not found or int(found.group(1)) not in layers:
+            continue
+        if targets == "all-linear" or any(name == t or name.endswith("." + t) for t in targets):
+            names.append(name)
+    if not names:
+        raise ConfigError(f"lora.layers: no module of lora.target_modules={targets} inside decoder layers "
+                          f"{sorted(layers)}")
+    return names
+
+
 def peft_lora_config(model, options):
     from peft import LoraConfig
 
@@ -56,6 +103,9 @@ def peft_lora_config(model, options):
         if missing:
             raise ConfigError(f"lora.target_modules: {missing} not found in the model; linear layers it has: "
                               f"{sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})}")
+    chosen = adapted_layers(model, options.layers)
+    if chosen is not None:  # PEFT takes layers_to_transform with a list of names only: name the modules
+        targets = modules_in_layers(model, targets, set(chosen))
     return LoraConfig(
         r=options.r,
         lora_alpha=options.alpha,

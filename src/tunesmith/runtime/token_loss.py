@@ -48,8 +48,8 @@ def supports_trained_token_loss(model) -> bool:
     return "logits_to_keep" in inspect.signature(inner.forward).parameters and inner.get_output_embeddings() is not None
 
 
-def trained_token_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
-    """Sum of the trained tokens' cross-entropy over their count (or over `num_items_in_batch`)."""
+def trained_token_loss_sum(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trained tokens' summed cross-entropy and their count, logits built at those positions only."""
     labels = inputs["labels"]
     features = {k: v for k, v in inputs.items() if k != "labels"}
     outputs = model(**features, output_hidden_states=True, logits_to_keep=1, use_cache=False)
@@ -60,8 +60,14 @@ def trained_token_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Te
     head = _inner_model(model).get_output_embeddings()
     logits = head(hidden[:, :-1][trained])
     total = torch.nn.functional.cross_entropy(logits.float(), targets[trained], reduction="sum")
+    return total, trained.sum()
+
+
+def trained_token_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
+    """Sum of the trained tokens' cross-entropy over their count (or over `num_items_in_batch`)."""
+    total, count = trained_token_loss_sum(model, inputs)
     if num_items_in_batch is None:
-        return total / trained.sum().clamp(min=1)
+        return total / count.clamp(min=1)
     return total / num_items_in_batch
 
 
@@ -82,3 +88,13 @@ class TrainedTokenTrainer(Trainer):
             # num_items_in_batch counts every process's tokens and DDP averages gradients over processes
             loss = loss * self.accelerator.num_processes
         return loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Validation loss the same way, when only the loss is asked for (the Trainer's eval loop with
+        `prediction_loss_only`): the mean over the batch's trained tokens, as the model's own loss."""
+        if not (prediction_loss_only and self._trained_token_loss and inputs.get("labels") is not None):
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = trained_token_loss(model, inputs)
+        return loss.detach(), None, None
