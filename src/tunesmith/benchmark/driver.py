@@ -88,7 +88,12 @@ def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_st
     spec.update(model_shape(spec["model"]))
     spec["batch_rows"] = max(1, round(tokens_per_step / spec["mean_tokens"]))
     spec["batch_packs"] = max(1, round(tokens_per_step / pack_length))
-    print(f"[bench] machine: {machine()['label']}", flush=True)
+    facts = machine()
+    print(f"[bench] machine: {facts['label']}", flush=True)
+    if precision == "bf16" and not facts["gpu"] and not facts["cpu_native_bf16"]:
+        print("[bench] warning: --precision bf16 on a CPU without native bf16 runs emulated bf16 (far slower than "
+              "fp32) on every side; the figures say little about either. --precision auto (fp32 here) is the "
+              "useful run.", flush=True)
     print(f"[bench] job: {describe_job(spec)}", flush=True)
     spec["precision_asked"] = precision
     results = {}
@@ -97,7 +102,7 @@ def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_st
         results[row_name(variant, result["precision"])] = result
     summarise(results)
     add_mfu(results, spec)
-    summary = {"date": date.today().isoformat(), "machine": machine(), "job": describe_job(spec), "spec": spec,
+    summary = {"date": date.today().isoformat(), "machine": facts, "job": describe_job(spec), "spec": spec,
                "results": results, "work": str(work)}
     (work / "bench.json").write_text(json.dumps(summary, indent=2))
     return summary
