@@ -38,7 +38,7 @@ def main() -> None:
                         "the check is run again).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}; threads {args.threads}")
+    print(f"machine: {machine()['label']}; threads {args.threads}")
     loaded = load_for_inference(args.model, dtype="float32")
     prompts = [chat_ids(loaded.tokenizer, q, loaded.system) for q in PROMPTS]
     started, cpu, produced = time.perf_counter(), time.process_time(), 0

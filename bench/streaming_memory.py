@@ -6,8 +6,9 @@ For each size, writes N synthetic alpaca rows (bench/tokenize_speed.py's generat
 words, reply 5-300 words, 10% with one history turn) as JSONL, then in a fresh subprocess per
 mode builds the training set exactly as `tunesmith train` does (validate, tokenise, write the
 tokenised cache, make the Trainer's features) and reads 2,000 random training items back. Each
-child reports its peak resident set (VmHWM) after loading the tokenizer (the baseline) and
-after the build, and after the reads its current anonymous and file-backed resident memory:
+child reports its resident set after loading the tokenizer (the baseline) and the peak of the
+build (VmHWM reset when the build starts: runtime.peak_memory.PeakMemory, the function every peak
+figure of tunesmith uses), and after the reads its current anonymous and file-backed resident memory:
 memory-mapped token pages that were read count as file-backed RSS (page cache the kernel can
 drop), not as memory the process allocated. The embedded model's tokenizer, max_length 1024.
 """
@@ -27,13 +28,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from tokenize_speed import synthetic  # noqa: E402
 
 
-def peak_mb() -> float:
-    """This process's peak resident set (VmHWM; tunesmith.runtime.peak_memory, as every figure).
-    Not ru_maxrss: across fork + exec that keeps the parent's high-water mark, which here holds the
-    synthetic rows."""
-    from tunesmith.runtime.peak_memory import rss_peak_mb
-
-    return rss_peak_mb()
+def current_rss_mb() -> float:
+    """This process's resident set now (VmRSS), where the measured build starts."""
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) / 1024 for line in handle if line.startswith("VmRSS:"))
 
 
 def resident_mb() -> dict[str, float]:
@@ -50,20 +48,25 @@ def child(mode: str, path: str, cache: str) -> None:
     from tunesmith.config.schema import DataConfig
     from tunesmith.data.dataset import build_set
     from tunesmith.models.loader import load_tokenizer, resolve_model_path
+    from tunesmith.runtime.peak_memory import PeakMemory
 
     tokenizer = load_tokenizer(resolve_model_path("default"))
     tokenizer("warm up")
-    baseline = peak_mb()
+
+    baseline = current_rss_mb()
     started = time.perf_counter()
-    data = DataConfig(max_length=1024, streaming=mode == "streaming")
-    built = build_set(tokenizer, [path], data, cache_root=Path(cache))
-    features = built.as_features()
+    # the build's own high-water mark, reset when it starts (runtime.peak_memory, as every peak figure;
+    # not ru_maxrss: across fork + exec that keeps the parent's, which here holds the synthetic rows)
+    with PeakMemory() as memory:
+        data = DataConfig(max_length=1024, streaming=mode == "streaming")
+        built = build_set(tokenizer, [path], data, cache_root=Path(cache))
+        features = built.as_features()
     seconds = time.perf_counter() - started
-    built_peak = peak_mb()
+    built_peak = memory.peak_rss_mb
     rng = random.Random(0)
     read = sum(len(features[rng.randrange(len(features))]["input_ids"]) for _ in range(2000))
     print(json.dumps({"mode": mode, "rows": len(built.rows), "tokens": built.tokens, "build_s": round(seconds, 1),
-                      "baseline_peak_mb": round(baseline, 1), "peak_mb": round(built_peak, 1),
+                      "baseline_rss_mb": round(baseline, 1), "peak_mb": round(built_peak, 1),
                       "peak_over_baseline_mb": round(built_peak - baseline, 1), "sampled_tokens": read,
                       **resident_mb()}))
 

@@ -16,6 +16,7 @@ import pytest
 from tunesmith.benchmark.flops import flops_per_token
 from tunesmith.benchmark.jobs import synthetic_rows
 from tunesmith.cli import main
+from tunesmith.runtime.precision import cpu_has_native_bf16, cpu_model_name
 
 
 def test_synthetic_rows_are_seeded_and_spread_over_the_length_range(tokenizer):
@@ -53,35 +54,44 @@ def test_flops_per_token_counts_lora_as_4n_and_full_as_6n():
 
 def test_bench_refuses_bad_arguments(capsys):
     assert main(["bench", "--variants", "baseline,fast"]) == 2
-    assert "--variants: unknown fast; choose from baseline, tunesmith, packed" in capsys.readouterr().err
+    assert "--variants: unknown fast; choose from baseline, tunesmith, packed, compiled, checkpointing" in capsys.readouterr().err
     assert main(["bench", "--pack-length", "100", "--max-tokens", "600"]) == 2
     assert "--pack-length 100 must hold the longest row: at least --max-tokens + 64 = 664" in capsys.readouterr().err
 
 
 @pytest.mark.trains
 @pytest.mark.slow
-def test_reduced_bench_runs_every_variant_on_the_same_data(tmp_path, capsys):
-    code = main(["bench", "--rows", "16", "--val-rows", "4", "--min-tokens", "30", "--max-tokens", "90",
-                 "--pack-length", "160", "--tokens-per-step", "384", "--max-steps", "-1",  # one whole epoch
-                 "--gen-prompts", "1", "--gen-tokens", "8",
-                 "--work", str(tmp_path), "--append", str(tmp_path / "bench.md")])
+def test_reduced_bench_runs_every_variant_on_the_same_data(tiny_model_dir, tmp_path, capsys):
+    """The whole bench on a tiny model, one whole epoch: every row counts exactly the set's tokens,
+    and is compared with the baseline of its own precision; the machine label is in both reports."""
+    code = main(["bench", "--model", str(tiny_model_dir), "--rows", "16", "--val-rows", "4", "--min-tokens", "30",
+                 "--max-tokens", "90", "--pack-length", "160", "--tokens-per-step", "384", "--max-steps", "-1",
+                 "--gen-prompts", "1", "--gen-tokens", "8", "--work", str(tmp_path), "--append",
+                 str(tmp_path / "bench.md")])
     assert code == 0
     out = capsys.readouterr().out
     summary = json.loads((tmp_path / "bench.json").read_text())
     results = summary["results"]
-    assert set(results) == {"baseline", "tunesmith", "packed"}
-    # the baseline's own apply_chat_template tokenisation and tunesmith's agree token for token
-    assert len({r["real_tokens"] for r in results.values()}) == 1
-    assert results["baseline"]["real_tokens"] == int(summary["spec"]["real_tokens"])
+    precision = "bf16" if cpu_has_native_bf16() else "fp32"  # what tunesmith's auto picks on this CPU
+    expected = {"baseline-fp32", f"tunesmith-{precision}", f"packed-{precision}"} | {f"baseline-{precision}"}
+    assert set(results) == expected
+    # the baseline's own apply_chat_template tokenisation and tunesmith's agree token for token, and a
+    # whole epoch trains every row once: the counted tokens are the set's, padding or not
+    assert {r["set_tokens"] for r in results.values()} == {int(summary["spec"]["real_tokens"])}
     for name, r in results.items():
+        assert r["real_tokens_trained"] == r["set_tokens"], name
+        assert r["computed_tokens"] > r["real_tokens_trained"], name  # the batches had padding
         assert r["epochs_run"] == pytest.approx(1.0), name
         assert r["tokens_per_second"] > 0 and r["peak_memory_mb"] > 0, name
         assert math.isfinite(r["val_loss"]) and math.isfinite(r["train_loss"]), name
+        assert r["compared_with"] == f"baseline-{r['precision']}", name
         assert r["speed_ratio"] > 0 and r["memory_ratio"] > 0, name
-    assert results["baseline"]["speed_ratio"] == pytest.approx(1.0)
-    assert results["packed"]["packed_sequences"] < results["packed"]["rows"]
+        assert r["generate_tokens_per_second"] > 0, name
+    assert results["baseline-fp32"]["speed_ratio"] == pytest.approx(1.0)
+    assert results[f"packed-{precision}"]["packed_sequences"] < results[f"packed-{precision}"]["rows"]
     table = (tmp_path / "bench.md").read_text()
     for name in results:
         assert f"| {name} |" in table and f"| {name} |" in out
-    assert "tokens/s" in table and "tunesmith bench --rows 16" in table
-    assert all(r["generate_tokens_per_second"] > 0 for r in results.values())
+    assert "tokens/s" in table and "tunesmith bench --model" in table
+    label = summary["machine"]["label"]
+    assert cpu_model_name() in label and f"Machine: {label}." in table

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-VARIANTS = ("baseline", "tunesmith", "packed", "compiled")
+VARIANTS = ("baseline", "tunesmith", "packed", "compiled", "checkpointing")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=600)
     parser.add_argument("--variants", default="baseline,tunesmith,packed",
                         help=f"Comma-separated, from {', '.join(VARIANTS)} (compiled: tunesmith's defaults with "
-                        "training.compile=true).")
+                        "training.compile=true; checkpointing: with training.gradient_checkpointing=true).")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto: tunesmith's default (bf16 autocast where the CPU/GPU has native bf16, else fp32); "
+                        "the baseline runs fp32 and, where tunesmith runs bf16, bf16 too, so every tunesmith row has a "
+                        "baseline row at its precision. fp32 / bf16: every row at that precision.")
     parser.add_argument("--gen-prompts", type=int, default=2, help="Validation prompts for the generation speed.")
     parser.add_argument("--gen-tokens", type=int, default=32, help="New tokens generated per prompt (greedy).")
     parser.add_argument("--model", default="default", help="Base model: 'default', a folder or a hub id.")

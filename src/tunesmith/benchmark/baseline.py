@@ -1,8 +1,12 @@
 """The benchmark's baseline: what a user writes from the transformers + PEFT docs.
 
-`apply_chat_template`, prompt tokens masked, `DataCollatorForSeq2Seq` padding, `Trainer`, fp32,
-random batches of `tokens_per_step / mean row length` rows; LoRA r=16 / alpha 32 / dropout 0.05
-on all linear layers. Runs in its own process (driver.py).
+`apply_chat_template`, prompt tokens masked, `DataCollatorForSeq2Seq` padding, `Trainer`, fp32
+weights, random batches of `tokens_per_step / mean row length` rows; LoRA r=16 / alpha 32 /
+dropout 0.05 on all linear layers. The row's precision (`spec["precision"]`) is fp32 or the
+Trainer's own bf16 autocast (`bf16=True`), so a tunesmith row is always compared with a baseline
+at its own precision. Tokens are counted as they train (tokens.TokenCounter), peak memory is
+runtime.peak_memory's, and generation runs on the adapter merged into the base
+(`merge_and_unload`), as `tunesmith chat` runs a LoRA output. Runs in its own process (driver.py).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import time
 from pathlib import Path
 
 from tunesmith.benchmark.measure import generation_speed, shared_val_loss
+from tunesmith.benchmark.tokens import TokenCounter
 
 
 def _accelerator() -> str:
@@ -51,18 +56,19 @@ def run_baseline(spec: dict) -> dict:
         output_dir=spec["work"], num_train_epochs=spec["epochs"], max_steps=spec["max_steps"],
         per_device_train_batch_size=spec["batch_rows"], learning_rate=spec["learning_rate"],
         lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=10, save_strategy="no", report_to="none",
-        seed=spec["seed"], use_cpu=_accelerator() == "cpu", disable_tqdm=True,
+        seed=spec["seed"], use_cpu=_accelerator() == "cpu", disable_tqdm=True, bf16=spec["precision"] == "bf16",
     )
-    trainer = Trainer(model=model, args=args, train_dataset=train,
+    counter = TokenCounter(tokenizer.pad_token_id)
+    trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[counter],
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     with PeakMemory() as memory:
         metrics = trainer.train().metrics
+    val_loss = shared_val_loss(model, tokenizer, spec)
+    merged = model.merge_and_unload()  # the same form as tunesmith's output in `tunesmith chat`
     return {
         "train_seconds": metrics["train_runtime"], "steps": trainer.state.global_step, "epochs_run": trainer.state.epoch,
-        "real_tokens": sum(len(ids) for ids in train["input_ids"]), "rows": len(train),
-        "peak_memory_mb": memory.peak_mb, "train_loss": metrics["train_loss"],
-        "val_loss": shared_val_loss(model, tokenizer, spec), "precision": "fp32",
-        "wall_seconds": time.perf_counter() - started,
-        # inference as the PEFT docs show it: the adapter model as trained, not merged
-        "generate_tokens_per_second": generation_speed(model, tokenizer, spec),
+        "set_tokens": sum(len(ids) for ids in train["input_ids"]), "rows": len(train), **counter.figures(),
+        "peak_memory_mb": memory.peak_mb, "train_loss": metrics["train_loss"], "val_loss": val_loss,
+        "precision": spec["precision"], "weights": "fp32", "wall_seconds": time.perf_counter() - started,
+        "generate_tokens_per_second": generation_speed(merged, tokenizer, spec),
     }

@@ -20,76 +20,53 @@ from tunesmith.benchmark.baseline import run_baseline
 from tunesmith.benchmark.flops import add_mfu, model_shape
 from tunesmith.benchmark.jobs import describe_job, token_facts, write_job
 from tunesmith.benchmark.machine import machine
-from tunesmith.benchmark.variants import run_tunesmith
-
-RUNNERS = {"baseline": run_baseline, "tunesmith": run_tunesmith, "packed": lambda spec: run_tunesmith(spec, True),
-           "compiled": lambda spec: run_tunesmith(spec, compiled=True)}
+from tunesmith.benchmark.report import markdown, plan_rows, row_name, summarise
+from tunesmith.benchmark.variants import precision_label, run_tunesmith
 
 
-# --- one process per variant --------------------------------------------------------------------
+def run_child(variant: str, spec: dict) -> dict:
+    return run_baseline(spec) if variant == "baseline" else run_tunesmith(spec, variant)
+
+
+# --- one process per row ------------------------------------------------------------------------
 
 
 def _child(variant: str, spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    result = RUNNERS[variant](spec)
+    result = run_child(variant, spec)
     Path(out_path).write_text(json.dumps(result))
 
 
-def run_variant(variant: str, spec: dict, work: Path) -> dict:
-    """Run one variant in a fresh Python process; its JSON result comes back through a file."""
-    folder = work / variant
+def run_variant(variant: str, precision: str, spec: dict, work: Path) -> dict:
+    """Run one variant at one precision setting in a fresh Python process; its JSON result comes
+    back through a file."""
+    folder = work / row_name(variant, precision)
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {**spec, "work": str(folder)}
+    spec = {**spec, "work": str(folder), "precision": precision}
     spec_path, out_path = folder / "spec.json", folder / "result.json"
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
-    print(f"[bench] {variant}: training ...", flush=True)
+    print(f"[bench] {variant} ({precision}): training ...", flush=True)
     code = subprocess.call([sys.executable, "-m", "tunesmith.benchmark", "--child", variant, str(spec_path),
                             str(out_path)], stdout=open(folder / "log.txt", "w"), stderr=subprocess.STDOUT)
     if code != 0 or not out_path.is_file():
         tail = (folder / "log.txt").read_text()[-3000:]
         raise RuntimeError(f"bench variant {variant} failed (exit {code}); end of {folder / 'log.txt'}:\n{tail}")
-    result = json.loads(out_path.read_text())
-    # real tokens trained: the set's tokens times the (possibly fractional) epochs the Trainer ran
-    result["tokens_per_second"] = result["real_tokens"] * result["epochs_run"] / result["train_seconds"]
-    print(f"[bench] {variant}: {result['tokens_per_second']:.0f} tokens/s, val loss {result['val_loss']:.4f}",
-          flush=True)
+    result = {"variant": variant, **json.loads(out_path.read_text())}
+    # the tokens counted in the batches the Trainer trained (tokens.TokenCounter), over its train_runtime
+    result["tokens_per_second"] = result["real_tokens_trained"] / result["train_seconds"]
+    result["computed_tokens_per_second"] = result["computed_tokens"] / result["train_seconds"]
+    print(f"[bench] {variant} ({result['precision']}): {result['tokens_per_second']:.0f} tokens/s, "
+          f"val loss {result['val_loss']:.4f}", flush=True)
     return result
 
 
-# --- figures -------------------------------------------------------------------------------------------
+def tunesmith_auto_precision(model: str) -> str:
+    """What tunesmith's `training.mixed_precision: auto` resolves to on this machine (fp32 or bf16)."""
+    from tunesmith.models.loader import pick_device, pick_dtype
+    from tunesmith.runtime.precision import resolve_precision
 
-
-def summarise(results: dict[str, dict], spec: dict) -> dict:
-    base = results.get("baseline")
-    for variant, r in results.items():
-        r["seconds_per_epoch"] = r["train_seconds"] / r["epochs_run"]
-        if base:
-            r["speed_ratio"] = r["tokens_per_second"] / base["tokens_per_second"]
-            r["memory_ratio"] = r["peak_memory_mb"] / base["peak_memory_mb"]
-            r["val_loss_delta"] = r["val_loss"] - base["val_loss"]
-    add_mfu(results, spec)
-    return results
-
-
-def table(results: dict[str, dict]) -> str:
-    has_mfu = any("mfu" in r for r in results.values())
-    lines = ["| variant | precision | train tokens/s | s/epoch | peak memory | final val loss | speed vs baseline | "
-             "memory vs baseline | generate tokens/s |" + (" MFU |" if has_mfu else ""),
-             "|---|---|---|---|---|---|---|---|---|" + ("---|" if has_mfu else "")]
-    for variant, r in results.items():
-        line = (f"| {variant} | {r['precision']} | {r['tokens_per_second']:.0f} | {r['seconds_per_epoch']:.0f} | "
-                f"{r['peak_memory_mb'] / 1024:.2f} GiB | {r['val_loss']:.4f} | {r.get('speed_ratio', 1):.2f}x | "
-                f"{r.get('memory_ratio', 1):.2f}x | {r['generate_tokens_per_second']:.1f} |")
-        if "mfu" in r:
-            line += f" {r['mfu']:.1%} |"
-        lines.append(line)
-    return "\n".join(lines)
-
-
-def markdown(summary: dict, command: str) -> str:
-    return (f"\n### {summary['date']}: `{command}`\n\nMachine: {summary['machine']}.\n\nJob: {summary['job']}.\n\n"
-            f"{table(summary['results'])}\n")
+    return precision_label(resolve_precision("auto", pick_dtype("auto", pick_device())))
 
 
 # --- the whole benchmark ---------------------------------------------------------------------------
@@ -97,7 +74,7 @@ def markdown(summary: dict, command: str) -> str:
 
 def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_steps: int = 20,
               tokens_per_step: int = 1024, pack_length: int = 1024, learning_rate: float = 2e-4,
-              variants: tuple[str, ...] = VARIANTS[:3], model: str = "default", seed: int = 0,
+              variants: tuple[str, ...] = VARIANTS[:3], precision: str = "auto", model: str = "default", seed: int = 0,
               min_tokens: int = 30, max_tokens: int = 600, work: Path | None = None, gen_prompts: int = 2,
               gen_tokens: int = 32) -> dict:
     owned = work is None
@@ -111,10 +88,22 @@ def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_st
     spec.update(model_shape(spec["model"]))
     spec["batch_rows"] = max(1, round(tokens_per_step / spec["mean_tokens"]))
     spec["batch_packs"] = max(1, round(tokens_per_step / pack_length))
+    facts = machine()
+    print(f"[bench] machine: {facts['label']}", flush=True)
+    if precision == "bf16" and not facts["gpu"] and not facts["cpu_native_bf16"]:
+        print("[bench] warning: --precision bf16 on a CPU without native bf16 runs emulated bf16 (far slower than "
+              "fp32) on every side; the figures say little about either. --precision auto (fp32 here) is the "
+              "useful run.", flush=True)
     print(f"[bench] job: {describe_job(spec)}", flush=True)
-    results = {v: run_variant(v, spec, work) for v in variants}
-    summary = {"date": date.today().isoformat(), "machine": machine(), "job": describe_job(spec), "spec": spec,
-               "results": summarise(results, spec), "work": str(work)}
+    spec["precision_asked"] = precision
+    results = {}
+    for variant, setting in plan_rows(variants, precision, tunesmith_auto_precision(model)):
+        result = run_variant(variant, setting, spec, work)
+        results[row_name(variant, result["precision"])] = result
+    summarise(results)
+    add_mfu(results, spec)
+    summary = {"date": date.today().isoformat(), "machine": facts, "job": describe_job(spec), "spec": spec,
+               "results": results, "work": str(work)}
     (work / "bench.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -150,9 +139,9 @@ def run_from_args(args, command: str) -> int:
                           f"= {args.max_tokens + 64}")
     summary = run_bench(rows=args.rows, val_rows=args.val_rows, epochs=args.epochs, max_steps=args.max_steps,
                         tokens_per_step=args.tokens_per_step, pack_length=args.pack_length,
-                        learning_rate=args.learning_rate, variants=variants, model=args.model,
-                        min_tokens=args.min_tokens, max_tokens=args.max_tokens, gen_prompts=args.gen_prompts,
-                        gen_tokens=args.gen_tokens,
+                        learning_rate=args.learning_rate, variants=variants, precision=args.precision,
+                        model=args.model, min_tokens=args.min_tokens, max_tokens=args.max_tokens,
+                        gen_prompts=args.gen_prompts, gen_tokens=args.gen_tokens,
                         work=Path(args.work) if args.work else None)
     text = markdown(summary, command)
     print(text)

@@ -9,8 +9,8 @@ SmolLM2-135M shape and a ~1B Llama shape, with the real SmolLM2 tokenizer (a fol
 the working tree: `python -m tunesmith.benchmark.gpu_check --save-tokenizer DIR` writes it here).
 Then, each step in its own process with its own time limit, so one failure costs only its step:
 
-- `bench-135m`, `bench-1b`: `tunesmith bench` baseline vs tunesmith defaults (bf16 autocast and
-  SDPA where the GPU has them): tokens/s, MFU, peak memory, final validation loss;
+- `bench-135m`, `bench-1b`: `tunesmith bench --precision bf16` baseline vs tunesmith defaults (both
+  bf16, SDPA): tokens/s, MFU, peak memory, final validation loss;
 - `flash-attention`: a short LoRA run with `model.attn_implementation=flash_attention_2`;
 - `qlora`, `liger`: a short run with `method: qlora` (bitsandbytes) and `training.liger: true`
   (liger-kernel), when the package is importable (carried as a wheel), else recorded as skipped;
@@ -100,8 +100,9 @@ def plan(out: Path, models: dict[str, Path], quick: bool = False) -> list[Step]:
     exe = [sys.executable, "-m", "tunesmith"]
     data = _rows(out / "rows.jsonl")
     steps = []
-    bench = ["--variants", "baseline,tunesmith", "--rows", "600" if not quick else "64", "--val-rows", "32",
-             "--max-steps", "30" if not quick else "3", "--tokens-per-step", "16384" if not quick else "512"]
+    bench = ["--variants", "baseline,tunesmith", "--precision", "bf16", "--rows", "600" if not quick else "64",
+             "--val-rows", "32", "--max-steps", "30" if not quick else "3",
+             "--tokens-per-step", "16384" if not quick else "512"]
     for shape in ("smollm2-135m", "llama-1b"):
         if shape in models:
             steps.append(Step(f"bench-{shape.split('-')[-1]}", exe + ["bench", "--model", str(models[shape]), *bench,
@@ -181,7 +182,8 @@ def report(outcomes: list[Outcome], info: dict) -> str:
                 parts.append(f"{name} ({v.get('precision', '?')}): {v.get('tokens_per_second', float('nan')):.0f} tok/s"
                              + (f", MFU {mfu:.1%}" if isinstance(mfu, (int, float)) else "")
                              + (f", peak {peak / 1024:.1f} GiB" if isinstance(peak, (int, float)) else "")
-                             + (f", {ratio:.2f}x" if isinstance(ratio, (int, float)) and name != "baseline" else ""))
+                             + (f", {ratio:.2f}x" if isinstance(ratio, (int, float))
+                                and v.get("variant", name) != "baseline" else ""))
             figures = "; ".join(parts)
         lines.append(f"| {o.name} | {o.status} | {o.seconds:.0f} | {figures or '-'} |")
     return "\n".join(lines) + "\n"

@@ -131,3 +131,19 @@ class PackedCollator:
             "labels": torch.tensor(labels, dtype=torch.long),
             "position_ids": torch.tensor(positions, dtype=torch.long),
         }
+
+
+def packed_real_tokens(input_ids: torch.Tensor, position_ids: torch.Tensor, pad_token_id: int) -> int:
+    """The rows' own tokens in a batch of `PackedCollator`: all but each pack's padding segment.
+
+    The padding is the last segment (positions restart at 0) and holds nothing but the pad id; a
+    pack's last row is never that, since a row starts with its own first token (a chat row with
+    the template's opening token), so a trailing row that happens to end in the pad id (the pad is
+    often the end-of-turn token) still counts in full."""
+    real = 0
+    for ids, positions in zip(input_ids.tolist(), position_ids.tolist()):
+        starts = [i for i, p in enumerate(positions) if p == 0]
+        last = starts[-1] if starts else 0
+        padding = len(ids) - last if last > 0 and all(t == pad_token_id for t in ids[last:]) else 0
+        real += len(ids) - padding
+    return real
