@@ -32,7 +32,7 @@ def build(ctx, labels) -> None:
     with gr.Row():
         message = labels(gr.Textbox(label=text("message", "en"), elem_id="chat-message", scale=4), "message")
         send = labels(gr.Button(text("send", "en"), variant="primary", elem_id="chat-send", scale=1), "send", "value")
-        clear = labels(gr.Button(text("clear", "en"), scale=1), "clear", "value")
+        clear = labels(gr.Button(text("clear", "en"), scale=1, elem_id="chat-clear"), "clear", "value")
 
     def listed():
         return gr.update(choices=["default", *ctx.outputs()])
