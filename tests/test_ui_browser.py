@@ -1,8 +1,9 @@
 """The web page in a real browser: playwright drives the distribution's headless Chromium
 (`/usr/bin/chromium`, installed by scripts/setup.sh; no browser is downloaded) against `tunesmith ui`
 started on a free port with a tiny model. It checks the data, fills the Train form, watches a run's
-progress and loss plot until it finishes, chats with the output beside its base, stops a second run
-(after restarting the UI server: the run is found again and still trains), resumes it to the end,
+progress and loss plot until it finishes, chats with the output beside its base and with a LoRA set (the
+output and a second adapter of its base, switched to the second), stops a second run (after
+restarting the UI server: the run is found again and still trains), resumes it to the end,
 shows the evaluation, exports, and switches to Chinese. Screenshots of each tab go to
 $TUNESMITH_UI_SHOTS (default: the test's tmp folder); docs/ui_*.png are copies."""
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -140,6 +142,15 @@ def test_ui_in_a_browser(tiny_model_dir, tmp_path):
                 pass
 
 
+def _second_adapter(first: Path, second: Path) -> None:
+    """A copy of LoRA output `first` with its LoRA B matrices negated: another adapter of the same base."""
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(first, second)
+    weights = load_file(str(second / "adapter_model.safetensors"))
+    save_file({k: -v if "lora_B" in k else v for k, v in weights.items()}, str(second / "adapter_model.safetensors"))
+
+
 def _lap(what: str, began: list[float] = []) -> None:  # noqa: B006 - the flow's start, kept between calls
     began.append(began[0] if began else time.monotonic())
     print(f"[ui test] {what}: {time.monotonic() - began[0]:.1f} s", flush=True)
@@ -187,8 +198,25 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     for pane in ("chat-tuned", "chat-base"):  # a user turn and a reply in each
         page.wait_for_function(f"document.querySelectorAll('#{pane} .message-row').length >= 2", timeout=60000)
     page.wait_for_function("!document.querySelector('#chat-send').disabled", timeout=30000)
-    page.screenshot(path=str(shots / "ui_chat.png"), full_page=False)
     _lap("chatted")
+    # a LoRA set: the output and a second adapter of the same base (its LoRA B negated), switched to the second
+    _second_adapter(tmp_path / "out" / "first", tmp_path / "out" / "first-b")
+    for output in ("first", "first-b"):
+        _choose(page, "chat-set", str(tmp_path / "out" / output))
+    page.click("#chat-set-load")
+    page.wait_for_function("document.querySelector('#chat-set-status').innerText.includes('LoRA set loaded')",
+                           timeout=60000)
+    _choose(page, "chat-adapter", "first-b")
+    page.click("#chat-clear")
+    page.wait_for_function("!document.querySelector('#chat-tuned .message-row')", timeout=10000)
+    _set(page, "chat-message", "Is item 5 ready?")
+    page.click("#chat-send")
+    for pane in ("chat-tuned", "chat-base"):
+        page.wait_for_function(f"document.querySelectorAll('#{pane} .message-row').length >= 2", timeout=60000)
+    page.wait_for_function("!document.querySelector('#chat-send').disabled", timeout=30000)
+    assert "first-b" in page.locator("#chat-set-status").inner_text()
+    page.screenshot(path=str(shots / "ui_chat.png"), full_page=False)
+    _lap("chatted with a LoRA set")
 
     # --- a second run: started, found again by a restarted UI server, stopped, resumed ---------------
     page.get_by_role("tab", name="Train").click()

@@ -57,6 +57,10 @@ LABELS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "clear": ("Clear", "清空"),
     "max_new_tokens": ("Max new tokens", "最大生成词元数"),
     "temperature": ("Temperature (0 = greedy)", "温度（0 = 贪心）"),
+    "lora_set": ("LoRA set: LoRA outputs of one base, loaded together (leave empty to chat with the model above)",
+                 "LoRA 集合：同一基座的多个 LoRA 产出，一起加载（留空则与上方模型对话）"),
+    "load_set": ("Load the set", "加载集合"),
+    "adapter": ("Active adapter (`base`: adapters off)", "当前适配器（`base`：关闭适配器）"),
     # export
     "export_model": ("Output to export", "要导出的训练产出"),
     "export_out": ("Folder to write", "写入目录"),
