@@ -90,7 +90,8 @@ def test_auto_precision_adds_a_baseline_row_at_tunesmiths_precision():
 
 def _row(variant, precision, tokens_per_second, memory=1000.0, val_loss=1.0):
     return {"variant": variant, "precision": precision, "weights": "fp32", "train_seconds": 10.0, "epochs_run": 0.5,
-            "tokens_per_second": tokens_per_second, "computed_tokens_per_second": tokens_per_second * 1.25,
+            "set_tokens": 6000, "tokens_per_second": tokens_per_second,
+            "computed_tokens_per_second": tokens_per_second * 1.25,
             "padding_fraction": 0.2, "peak_memory_mb": memory, "val_loss": val_loss, "generate_tokens_per_second": 9.0}
 
 
@@ -104,12 +105,13 @@ def test_each_row_is_compared_with_the_baseline_of_its_own_precision():
     assert tunesmith["speed_ratio"] == pytest.approx(2.0)  # 300 / 150, not 300 / 100 (the fp32 baseline)
     assert tunesmith["memory_ratio"] == pytest.approx(0.5) and tunesmith["val_loss_delta"] == pytest.approx(-0.25)
     assert results["baseline-fp32"]["speed_ratio"] == pytest.approx(1.0)
-    assert results["baseline-fp32"]["seconds_per_epoch"] == pytest.approx(20.0)
+    # the set's tokens at the counted rate (6000 / 100), not the steps' time over the epoch fraction (10 / 0.5)
+    assert results["baseline-fp32"]["seconds_per_epoch"] == pytest.approx(60.0)
     assert "speed_ratio" not in results["packed-fp16"]
     lines = table(results).splitlines()
     assert "| tunesmith-bf16 | bf16 | 300 | 375 | 20% | 20 | 1.46 GiB | 1.2500 | 2.00x | 0.50x | baseline-bf16 | 9.0 |" \
         in lines
-    assert "| packed-fp16 | fp16 | 400 | 500 | 20% | 20 | 0.98 GiB | 1.0000 | - | - | no baseline at this precision |" \
+    assert "| packed-fp16 | fp16 | 400 | 500 | 20% | 15 | 0.98 GiB | 1.0000 | - | - | no baseline at this precision |" \
         in lines[-1]
 
 

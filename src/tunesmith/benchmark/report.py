@@ -42,7 +42,9 @@ def summarise(results: dict[str, dict]) -> dict[str, dict]:
     (named in `compared_with`; absent where no baseline ran at that precision)."""
     baselines = {r["precision"]: name for name, r in results.items() if r["variant"] == "baseline"}
     for r in results.values():
-        r["seconds_per_epoch"] = r["train_seconds"] / r["epochs_run"]
+        # the whole set's tokens at the counted rate: the measured steps are not an average sample of the
+        # epoch (length-grouped batches start with the longest rows), so steps x epoch fraction misleads
+        r["seconds_per_epoch"] = r["set_tokens"] / r["tokens_per_second"] if r.get("tokens_per_second") else 0.0
         base_name = baselines.get(r["precision"])
         if base_name is None:
             continue
@@ -60,7 +62,7 @@ def _ratio(r: dict, key: str) -> str:
 
 def table(results: dict[str, dict]) -> str:
     has_mfu = any("mfu" in r for r in results.values())
-    header = ["row", "precision", "train tokens/s (real)", "computed tokens/s", "padding", "s/epoch", "peak memory",
+    header = ["row", "precision", "train tokens/s (real)", "computed tokens/s", "padding", "s/epoch (set tokens / real tokens/s)", "peak memory",
               "final val loss", "speed vs baseline", "memory vs baseline", "vs", "generate tokens/s (merged)"]
     if has_mfu:
         header.append("MFU")
