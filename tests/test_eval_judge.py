@@ -160,7 +160,7 @@ def test_local_and_endpoint_judges(position_a_judge, tiny_model_dir):
 
 
 @pytest.mark.trains
-def test_eval_cli_judges_an_output_against_its_base(position_a_judge, tiny_model_dir, tmp_path, capsys):
+def test_eval_cli_judges_an_output_against_its_base(position_a_judge, tiny_model_dir, tmp_path, capsys, monkeypatch):
     from tunesmith.cli import main
 
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": q} for q in QUESTIONS[:3]])
@@ -189,6 +189,12 @@ def test_eval_cli_judges_an_output_against_its_base(position_a_judge, tiny_model
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "ok"}, {"prompt": "  "}])
     assert main(["eval", "--model", str(tiny_model_dir), "--judge", str(tiny_model_dir), "--judge-prompts", str(bad)]) == 2
     assert f"{bad}:2: prompt: missing" in capsys.readouterr().err
+    # no baseline for a model that is not a tunesmith output: refused before any model is measured
+
+    def measured(*_args, **_kwargs):
+        raise AssertionError("the model was measured before the judge's baseline was known")
+
+    monkeypatch.setattr("tunesmith.eval.evaluate_model", measured)
     assert main(["eval", "--model", str(tiny_model_dir), "--judge", str(tiny_model_dir), "--judge-prompts",
                  str(prompts), "--output", str(tmp_path / "g" / "eval.json")]) == 2
     assert "eval.judge.baseline" in capsys.readouterr().err

@@ -69,11 +69,15 @@ def cmd_eval(args) -> int:
     if out is None:
         out = (Path(model_ref) if Path(model_ref).is_dir() and not registered else Path(cfg.output_dir)) / "eval.json"
     stage = get_stage(cfg.stage)
-    result = evaluate_model(cfg, model_ref, stage)
-    if cfg.eval.judge:
-        from tunesmith.eval.run import judge_baseline, judge_results, replies_for_judge
+    other = None
+    if cfg.eval.judge:  # the model the judge compares with is known (or refused) before any model loads
+        from tunesmith.eval.run import judge_baseline
 
         other = judge_baseline(cfg, model_ref)
+    result = evaluate_model(cfg, model_ref, stage)
+    if other is not None:
+        from tunesmith.eval.run import judge_results, replies_for_judge
+
         result.update(judge_results(cfg, result, replies_for_judge(cfg, other, stage), other))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
