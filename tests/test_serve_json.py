@@ -65,3 +65,41 @@ def test_json_object_gives_a_json_object_and_bad_formats_are_refused(server):
         "model": "tiny", "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"},
         "tools": [{"type": "function", "function": {"name": "f"}}]})
     assert code == 400 and "cannot be combined" in answer["error"]["message"]
+
+
+def test_the_first_json_request_builds_its_table_off_the_event_loop(tiny_model_dir, monkeypatch):
+    """The vocabulary's table is built on the first JSON request (seconds for a real vocabulary);
+    meanwhile the server answers /health and other requests."""
+    import threading
+    import urllib.request
+
+    from tunesmith.serve import json_mode
+
+    started, release = threading.Event(), threading.Event()
+    build = json_mode._build_tokenizer_data
+
+    def slow_build(tokenizer, eos_ids):
+        started.set()
+        assert release.wait(30), "the test never released the build"
+        return build(tokenizer, eos_ids)
+
+    monkeypatch.setattr(json_mode, "_build_tokenizer_data", slow_build)
+    running = Server(create_app(ModelHost(load_for_inference(str(tiny_model_dir)), "tiny"), max_tokens_cap=64))
+    try:
+        answers = []
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "JSON please."}], "max_tokens": 16,
+                "response_format": {"type": "json_object"}}
+        first = threading.Thread(target=lambda: answers.append(post(running.url + "/chat/completions", body)))
+        first.start()
+        assert started.wait(30)
+        health = running.url.removesuffix("/v1") + "/health"
+        with urllib.request.urlopen(health, timeout=5) as response:  # answered while the table is being built
+            assert response.status == 200
+        code, plain = post(running.url + "/chat/completions", {**body, "response_format": {"type": "text"}})
+        assert code == 200 and plain["choices"][0]["message"]["content"] is not None
+        release.set()
+        first.join(60)
+        assert answers and answers[0][0] == 200, answers
+    finally:
+        release.set()
+        running.stop()

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from typing import Callable
 
 from fastapi import Request  # at module level: FastAPI resolves the handlers' (string) annotations here
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from tunesmith.data.tokenize import render
@@ -314,7 +315,9 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
             raise ApiError(400, "`response_format` JSON modes and `tools` cannot be combined: a JSON-constrained reply "
                                 "cannot carry a tool call", "response_format")
         loaded = state.host.loaded_for(name)
-        constraint = response_constraint(body, loaded.tokenizer, eos_ids(loaded))
+        # off the event loop: the first JSON request builds the vocabulary's table (seconds for a 49k vocabulary),
+        # and /health, /v1/models and the running streams must not wait for it
+        constraint = await run_in_threadpool(response_constraint, body, loaded.tokenizer, eos_ids(loaded))
         prompt_ids = chat_prompt(loaded, messages, tools)
         check_context(loaded, prompt_ids, options, "messages")
         single = body.get("parallel_tool_calls") is False

@@ -17,10 +17,12 @@ is kept on the tokenizer object, which the server loads once per model.
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 from tunesmith.serve.requests import ApiError
 
+_BUILDING = threading.Lock()
 Constraint = Callable[[list[int]], list[int]]  # the whole sequence so far (prompt + reply) -> allowed ids
 
 
@@ -62,6 +64,15 @@ def _tokenizer_data(tokenizer, eos_ids: set[int]):
     data = getattr(tokenizer, "_tunesmith_json_vocabulary", None)
     if data is not None:
         return data
+    with _BUILDING:  # two first JSON requests at once: one builds, the other waits and reuses it
+        data = getattr(tokenizer, "_tunesmith_json_vocabulary", None)
+        if data is None:
+            data = _build_tokenizer_data(tokenizer, eos_ids)
+            tokenizer._tunesmith_json_vocabulary = data
+    return data
+
+
+def _build_tokenizer_data(tokenizer, eos_ids: set[int]):
     from lmformatenforcer import TokenEnforcerTokenizerData
 
     size = len(tokenizer)
@@ -75,6 +86,4 @@ def _tokenizer_data(tokenizer, eos_ids: set[int]):
     def decode(tokens: list[int]) -> str:
         return tokenizer.decode(tokens).rstrip("\ufffd")  # a partial multi-byte character is not text yet
 
-    data = TokenEnforcerTokenizerData(regular, decode, sorted(eos_ids), False, size)
-    tokenizer._tunesmith_json_vocabulary = data
-    return data
+    return TokenEnforcerTokenizerData(regular, decode, sorted(eos_ids), False, size)
