@@ -198,3 +198,35 @@ def test_eval_cli_judges_an_output_against_its_base(position_a_judge, tiny_model
     assert main(["eval", "--model", str(tiny_model_dir), "--judge", str(tiny_model_dir), "--judge-prompts",
                  str(prompts), "--output", str(tmp_path / "g" / "eval.json")]) == 2
     assert "eval.judge.baseline" in capsys.readouterr().err
+
+
+def test_an_endpoint_judge_that_is_down_is_found_before_training(tiny_model_dir, tmp_path, capsys):
+    """`tunesmith train` with an endpoint judge asks the endpoint first: down, it stops before any
+    model loads or trains (exit 2, the URL named), and no output folder is started."""
+    import socket
+
+    from tunesmith.cli import main
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": q} for q in QUESTIONS[:2]])
+    rows = [{"instruction": q, "output": "yes"} for q in QUESTIONS]
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", f"""\
+stage: sft
+method: lora
+output_dir: {out}
+model: {{name_or_path: {tiny_model_dir}}}
+data: {{train: {write_jsonl(tmp_path / 'train.jsonl', rows)}, max_length: 64}}
+training: {{epochs: 1, batch_size: 4}}
+eval: {{judge: {{model: 'http://127.0.0.1:{port}/v1', prompts: {prompts}}}}}
+""")
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach http://127.0.0.1:{port}/v1/models" in err and "is the endpoint running?" in err
+    assert not out.exists() and not out.with_name("out.partial").exists()
+    # the same for `tunesmith eval`, before the model is measured
+    assert main(["eval", "--model", str(tiny_model_dir), "--judge", f"http://127.0.0.1:{port}/v1", "--judge-prompts",
+                 str(prompts), "--judge-baseline", str(tiny_model_dir), "--output", str(tmp_path / "e.json")]) == 2
+    assert "cannot reach" in capsys.readouterr().err and not (tmp_path / "e.json").exists()

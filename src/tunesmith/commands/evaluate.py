@@ -73,7 +73,10 @@ def cmd_eval(args) -> int:
     if cfg.eval.judge:  # the model the judge compares with is known (or refused) before any model loads
         from tunesmith.eval.run import judge_baseline
 
+        from tunesmith.eval.judge import reach_judge
+
         other = judge_baseline(cfg, model_ref)
+        reach_judge(cfg.eval.judge)
     result = evaluate_model(cfg, model_ref, stage)
     if other is not None:
         from tunesmith.eval.run import judge_results, replies_for_judge

@@ -30,6 +30,10 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
     if cfg.eval.qa:
         load_qa(cfg.eval.qa)
     check_suites(cfg)
+    if cfg.eval.judge:  # an endpoint judge must answer before training, not only after it
+        from tunesmith.eval.judge import reach_judge
+
+        reach_judge(cfg.eval.judge)
     measure = has_measures(cfg)
 
     before = None

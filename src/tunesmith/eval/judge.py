@@ -192,6 +192,25 @@ class LocalJudge:
         return out
 
 
+def endpoint_request(url: str, api_key: str | None, timeout: float, method: str, path: str,
+                     body: dict | None = None) -> dict:
+    """One JSON request to an OpenAI-compatible endpoint; failures as ModelError naming the URL."""
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:300]
+        raise ModelError(f"eval.judge.model: {method} {url + path} answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ModelError(f"eval.judge.model: cannot reach {url + path} ({exc}); is the endpoint running? "
+                         "(e.g. `tunesmith serve --model JUDGE`)") from None
+
+
 class EndpointJudge:
     """An OpenAI-compatible chat endpoint, asked for a short greedy reply with log-probabilities."""
 
@@ -201,20 +220,7 @@ class EndpointJudge:
         self.name = api_model or self._first_model()
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
-        headers = {"Content-Type": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")[:300]
-            raise ModelError(f"eval.judge.model: {method} {self.url + path} answered {exc.code}: {detail}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise ModelError(f"eval.judge.model: cannot reach {self.url + path} ({exc}); is the endpoint running? "
-                             "(e.g. `tunesmith serve --model JUDGE`)") from None
+        return endpoint_request(self.url, self.api_key, self.timeout, method, path, body)
 
     def _first_model(self) -> str:
         models = self._call("GET", "/models").get("data") or []
@@ -261,6 +267,19 @@ def read_verdict(choice: dict) -> Verdict:
     if match:
         return Verdict(_canonical(match.group(1)), {"reply": reply})
     return Verdict("tie", {"reply": reply}, readable=False)
+
+
+def reach_judge(judge) -> None:
+    """An endpoint judge answers `GET /models` (before any training or measuring: a judge that is
+    down is found before the work, not after it). A local judge is only checked for its files."""
+    if not is_endpoint(judge.model):
+        return
+    answer = endpoint_request(judge.model.rstrip("/"), os.environ.get(judge.api_key_env) or None,
+                              min(judge.timeout, 15.0), "GET", "/models")
+    models = [m.get("id") for m in answer.get("data") or []]
+    if judge.api_model and judge.api_model not in models:
+        raise ModelError(f"eval.judge.api_model: `{judge.api_model}` is not served by {judge.model} (it lists "
+                         f"{models or 'no model'})")
 
 
 def open_judge(judge, cache_dir: str | None, batch_size: int):
