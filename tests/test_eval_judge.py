@@ -203,13 +203,10 @@ def test_eval_cli_judges_an_output_against_its_base(position_a_judge, tiny_model
 def test_an_endpoint_judge_that_is_down_is_found_before_training(tiny_model_dir, tmp_path, capsys):
     """`tunesmith train` with an endpoint judge asks the endpoint first: down, it stops before any
     model loads or trains (exit 2, the URL named), and no output folder is started."""
-    import socket
-
+    from test_serve import _free_port
     from tunesmith.cli import main
 
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _free_port()  # a port nothing listens on
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": q} for q in QUESTIONS[:2]])
     rows = [{"instruction": q, "output": "yes"} for q in QUESTIONS]
     out = tmp_path / "out"

@@ -119,7 +119,17 @@ def test_validation_loss_is_token_weighted_and_unchanged(tiny_model_dir):
         ids = torch.randint(5, 200, (n,)).tolist()
         rows.append(SimpleNamespace(input_ids=ids, labels=[-100] * (n // 2) + ids[n // 2:]))
     tokenizer = SimpleNamespace(pad_token_id=0)
+    calls = []
+    original = model.forward
+
+    def spy(*a, **k):
+        calls.append(k.get("logits_to_keep"))
+        return original(*a, **k)
+
+    model.forward = spy
     got = validation_loss(model, tokenizer, rows, batch_size=2)
+    model.forward = original
+    assert calls == [1, 1, 1]  # 3 batches, the head applied at trained positions only
     total, count = 0.0, 0
     with torch.no_grad():  # the reference: one row at a time, full logits
         for r in rows:

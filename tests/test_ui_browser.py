@@ -156,6 +156,14 @@ def _lap(what: str, began: list[float] = []) -> None:  # noqa: B006 - the flow's
     print(f"[ui test] {what}: {time.monotonic() - began[0]:.1f} s", flush=True)
 
 
+def _ask(page, message: str):
+    """Send a chat message; a user turn and a reply appear in both panes (tuned and base)."""
+    _set(page, "chat-message", message)
+    page.click("#chat-send")
+    for pane in ("chat-tuned", "chat-base"):
+        page.wait_for_function(f"document.querySelectorAll('#{pane} .message-row').length >= 2", timeout=60000)
+
+
 def _flow(page, server, tmp_path, tiny, train, shots):
     _lap("page open")
     # --- Data: a bad file names file:line; a good one gets stats and a preview ------------------------
@@ -193,10 +201,7 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     # --- Chat: the output and its base, side by side, streamed ----------------------------------------
     page.get_by_role("tab", name="Chat").click()
     _set(page, "chat-model", str(tmp_path / "out" / "first"))
-    _set(page, "chat-message", "Is item 3 ready?")
-    page.click("#chat-send")
-    for pane in ("chat-tuned", "chat-base"):  # a user turn and a reply in each
-        page.wait_for_function(f"document.querySelectorAll('#{pane} .message-row').length >= 2", timeout=60000)
+    _ask(page, "Is item 3 ready?")
     page.wait_for_function("!document.querySelector('#chat-send').disabled", timeout=30000)
     _lap("chatted")
     # a LoRA set: the output and a second adapter of the same base (its LoRA B negated), switched to the second
@@ -209,10 +214,7 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     _choose(page, "chat-adapter", "first-b")
     page.click("#chat-clear")
     page.wait_for_function("!document.querySelector('#chat-tuned .message-row')", timeout=10000)
-    _set(page, "chat-message", "Is item 5 ready?")
-    page.click("#chat-send")
-    for pane in ("chat-tuned", "chat-base"):
-        page.wait_for_function(f"document.querySelectorAll('#{pane} .message-row').length >= 2", timeout=60000)
+    _ask(page, "Is item 5 ready?")
     page.wait_for_function("!document.querySelector('#chat-send').disabled", timeout=30000)
     assert "first-b" in page.locator("#chat-set-status").inner_text()
     page.screenshot(path=str(shots / "ui_chat.png"), full_page=False)
