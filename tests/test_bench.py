@@ -88,6 +88,15 @@ def test_reduced_bench_runs_every_variant_on_the_same_data(tiny_model_dir, tmp_p
         assert r["speed_ratio"] > 0 and r["memory_ratio"] > 0, name
         assert r["generate_tokens_per_second"] > 0, name
     assert results["baseline-fp32"]["speed_ratio"] == pytest.approx(1.0)
+    # each unpacked row also ran one step on the epoch's largest batch (the longest rows), the same batch
+    # for every row, padded to its longest row; a packed row's measured peak is its largest batch's
+    positions = summary["spec"]["largest_batch_positions"]
+    for name in ("baseline-fp32", f"tunesmith-{precision}"):
+        assert results[name]["largest_batch_computed_tokens"] == positions, name
+        assert results[name]["largest_batch_peak_memory_mb"] > 0, name
+    assert results[f"tunesmith-{precision}"]["largest_batch_memory_ratio"] > 0
+    packed = results[f"packed-{precision}"]
+    assert packed["largest_batch_peak_memory_mb"] == packed["peak_memory_mb"]
     assert results[f"packed-{precision}"]["packed_sequences"] < results[f"packed-{precision}"]["rows"]
     table = (tmp_path / "bench.md").read_text()
     for name in results:

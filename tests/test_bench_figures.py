@@ -153,3 +153,31 @@ def test_bench_refuses_an_unknown_precision(capsys):
         main(["bench", "--precision", "fp8"])
     assert exit_info.value.code == 2
     assert "--precision: invalid choice: 'fp8'" in capsys.readouterr().err
+
+
+def test_the_largest_batch_is_the_longest_rows_and_its_memory_is_compared_with_the_baselines(tmp_path):
+    """Peak memory follows the largest batch a run meets, and the measured steps do not meet the same
+    one on each side (length-grouped batches start with the longest rows); the probe's job file holds
+    the `batch_rows` longest rows, in file order, and its peak gets its own ratio and table columns."""
+    import json
+
+    from tunesmith.benchmark.jobs import write_largest_batch
+
+    rows = [json.dumps({"messages": [{"role": "user", "content": f"row {i}"}]}) for i in range(6)]
+    (tmp_path / "train.jsonl").write_text("".join(r + "\n" for r in rows))
+    spec = {**_spec(tmp_path), "batch_rows": 3, "row_tokens": [50, 400, 30, 390, 410, 60]}
+    found = write_largest_batch(spec, tmp_path)
+    assert (tmp_path / "largest_batch.jsonl").read_text().splitlines() == [rows[1], rows[3], rows[4]]
+    assert found["largest_batch_positions"] == 3 * 410  # padded to its longest row
+    with pytest.raises(ValueError, match="6 rows but 5 tokenised"):
+        write_largest_batch({**spec, "row_tokens": spec["row_tokens"][:5]}, tmp_path)
+
+    results = summarise({
+        "baseline-fp32": {**_row("baseline", "fp32", 100.0, memory=3000.0), "largest_batch_peak_memory_mb": 8000.0},
+        "tunesmith-fp32": {**_row("tunesmith", "fp32", 200.0, memory=4000.0), "largest_batch_peak_memory_mb": 6000.0}})
+    tunesmith = results["tunesmith-fp32"]
+    assert tunesmith["memory_ratio"] == pytest.approx(4000 / 3000)  # the measured steps' peaks
+    assert tunesmith["largest_batch_memory_ratio"] == pytest.approx(0.75)  # the same batch on both sides
+    lines = table(results).splitlines()
+    assert "| peak memory | peak memory, largest batch | largest batch vs baseline | final val loss |" in lines[0]
+    assert "| 3.91 GiB | 5.86 GiB | 0.75x | 1.0000 |" in lines[-1]

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto: tunesmith's default (bf16 autocast where the CPU/GPU has native bf16, else fp32); "
                         "the baseline runs fp32 and, where tunesmith runs bf16, bf16 too, so every tunesmith row has a "
                         "baseline row at its precision. fp32 / bf16: every row at that precision.")
+    parser.add_argument("--no-memory-probe", dest="memory_probe", action="store_false",
+                        help="Skip each row's one-step run on the epoch's largest batch (the longest rows), whose peak "
+                        "memory is the figure comparable between rows (the measured steps meet different batches).")
     parser.add_argument("--gen-prompts", type=int, default=2, help="Validation prompts for the generation speed.")
     parser.add_argument("--gen-tokens", type=int, default=32, help="New tokens generated per prompt (greedy).")
     parser.add_argument("--model", default="default", help="Base model: 'default', a folder or a hub id.")

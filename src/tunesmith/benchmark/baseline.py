@@ -63,6 +63,8 @@ def run_baseline(spec: dict) -> dict:
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     with PeakMemory() as memory:
         metrics = trainer.train().metrics
+    if spec.get("probe"):  # the one-step run on the largest batch: its memory is the figure
+        return {"peak_memory_mb": memory.peak_mb, **counter.figures(), "precision": spec["precision"]}
     val_loss = shared_val_loss(model, tokenizer, spec)
     merged = model.merge_and_unload()  # the same form as tunesmith's output in `tunesmith chat`
     return {

@@ -62,11 +62,28 @@ def token_facts(spec: dict) -> dict:
     from tunesmith.models.loader import load_tokenizer, resolve_model_path
 
     tokenizer = load_tokenizer(resolve_model_path(spec["model"]))
-    lengths = sorted(len(r.input_ids) for r in build_set(tokenizer, [spec["train"]],
-                                                          DataConfig(max_length=spec["max_length"]), cache_root=None).rows)
+    per_row = [len(r.input_ids) for r in build_set(tokenizer, [spec["train"]],
+                                                   DataConfig(max_length=spec["max_length"]), cache_root=None).rows]
+    lengths = sorted(per_row)
     pick = lambda q: lengths[min(len(lengths) - 1, int(q * len(lengths)))]  # noqa: E731
     return {"real_tokens": sum(lengths), "mean_tokens": sum(lengths) / len(lengths),
-            "length_percentiles": f"{pick(0.05)}/{pick(0.5)}/{pick(0.95)}/{lengths[-1]}"}
+            "length_percentiles": f"{pick(0.05)}/{pick(0.5)}/{pick(0.95)}/{lengths[-1]}", "row_tokens": per_row}
+
+
+def write_largest_batch(spec: dict, folder: Path) -> dict:
+    """The epoch's largest batch as a job file of its own: the `batch_rows` longest training rows.
+
+    Peak memory follows the largest batch a run meets, and the measured steps do not meet the same
+    one on every side: length-grouped batches put the longest rows first, random ones meet them
+    somewhere in the epoch, padded to the longest row. One step on these rows is each side's peak
+    at the batch both meet in a whole epoch (the baseline's has the same positions, mostly padding)."""
+    rows = Path(spec["train"]).read_text().splitlines()
+    if len(rows) != len(spec["row_tokens"]):
+        raise ValueError(f"{spec['train']}: {len(rows)} rows but {len(spec['row_tokens'])} tokenised")
+    longest = sorted(range(len(rows)), key=lambda i: -spec["row_tokens"][i])[: spec["batch_rows"]]
+    path = folder / "largest_batch.jsonl"
+    path.write_text("".join(rows[i] + "\n" for i in sorted(longest)))
+    return {"largest_batch": str(path), "largest_batch_positions": spec["batch_rows"] * spec["row_tokens"][longest[0]]}
 
 
 def describe_job(spec: dict) -> str:

@@ -8,7 +8,9 @@ METHOD = (
     "counted as the model received them, over the Trainer's train_runtime; computed tokens/s counts every "
     "position the model ran, padding included. Speed, memory and validation loss are compared with the "
     "baseline row of the same precision (column `vs`). Peak memory: the process's high-water mark, reset "
-    "when training starts. Generation: greedy, one prompt at a time, both sides with the LoRA adapter merged "
+    "when training starts; in the measured steps, and in one step on the epoch's largest batch (the longest "
+    "rows; the same batch for every unpacked row, met by each side somewhere in a whole epoch; a packed "
+    "row's packs are all of one size, so its measured peak). Generation: greedy, one prompt at a time, both sides with the LoRA adapter merged "
     "into the base, fp32 weights."
 )
 
@@ -52,6 +54,8 @@ def summarise(results: dict[str, dict]) -> dict[str, dict]:
         r["compared_with"] = base_name
         r["speed_ratio"] = r["tokens_per_second"] / base["tokens_per_second"]
         r["memory_ratio"] = r["peak_memory_mb"] / base["peak_memory_mb"]
+        if "largest_batch_peak_memory_mb" in r and "largest_batch_peak_memory_mb" in base:
+            r["largest_batch_memory_ratio"] = r["largest_batch_peak_memory_mb"] / base["largest_batch_peak_memory_mb"]
         r["val_loss_delta"] = r["val_loss"] - base["val_loss"]
     return results
 
@@ -62,8 +66,11 @@ def _ratio(r: dict, key: str) -> str:
 
 def table(results: dict[str, dict]) -> str:
     has_mfu = any("mfu" in r for r in results.values())
+    has_probe = any("largest_batch_peak_memory_mb" in r for r in results.values())
     header = ["row", "precision", "train tokens/s (real)", "computed tokens/s", "padding", "s/epoch (set tokens / real tokens/s)", "peak memory",
               "final val loss", "speed vs baseline", "memory vs baseline", "vs", "generate tokens/s (merged)"]
+    if has_probe:
+        header[7:7] = ["peak memory, largest batch", "largest batch vs baseline"]
     if has_mfu:
         header.append("MFU")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -74,6 +81,9 @@ def table(results: dict[str, dict]) -> str:
                  f"{r['peak_memory_mb'] / 1024:.2f} GiB",
                  f"{r['val_loss']:.4f}", _ratio(r, "speed_ratio"), _ratio(r, "memory_ratio"),
                  r.get("compared_with", "no baseline at this precision"), f"{r['generate_tokens_per_second']:.1f}"]
+        if has_probe:
+            probe = r.get("largest_batch_peak_memory_mb")
+            cells[7:7] = [f"{probe / 1024:.2f} GiB" if probe else "-", _ratio(r, "largest_batch_memory_ratio")]
         if has_mfu:
             cells.append(f"{r['mfu']:.1%}" if "mfu" in r else "-")
         lines.append("| " + " | ".join(cells) + " |")

@@ -74,6 +74,8 @@ def run_tunesmith(spec: dict, variant: str = "tunesmith") -> dict:
     with extra_callbacks(counter):
         result = run_stage(cfg)
     manifest = result.manifest
+    if spec.get("probe"):  # the one-step run on the largest batch: its memory is the figure
+        return {"peak_memory_mb": manifest["peak_memory_mb"], **counter.figures()}
     device = pick_device()
     weights = pick_dtype(cfg.model.dtype, device)
     loaded = load_for_inference(str(result.output_dir), merge=True, dtype="float32")
