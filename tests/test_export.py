@@ -78,3 +78,32 @@ def test_full_model_export_copies_the_weights(tmp_path, tiny_model_dir):
     original, copied = load_file(str(tiny_model_dir / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert set(original) == set(copied) and all(torch.equal(original[k], copied[k]) for k in original)
     assert json.loads((out / "tunesmith.json").read_text())["merged_adapter"] is False
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA GPU")
+def test_bitsandbytes_weights_are_refused_without_a_cuda_gpu_before_anything_is_written(tmp_path, tiny_model_dir,
+                                                                                        capsys):
+    """bnb4/bnb8 write bitsandbytes-quantised safetensors for GPU serving; their kernels are CUDA's, so a
+    CPU machine gets the reason and the CPU formats that do the same job, and no folder, not even .partial."""
+    for quant, bits in (("bnb4", "4-bit (NF4)"), ("bnb8", "8-bit (LLM.int8())")):
+        assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / quant), "--quant", quant]) == 2
+        err = capsys.readouterr().err
+        assert f"--quant {quant}: bitsandbytes {bits} weights are made and served by CUDA kernels" in err
+        assert "--format gguf --quant q8_0 or q4_0" in err and "--format onnx --quant q8_0 or q4_0" in err
+    # a quant of another format on a transformers export names the ones it takes
+    assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / "q"), "--quant", "q8_0"]) == 2
+    assert "--quant q8_0: --format transformers takes bnb4, bnb8" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_quantised_folder_loads_back_on_the_gpu_and_a_plain_one_in_fp32(tmp_path):
+    """How the export's check and after-export QA load a transformers folder back (export/bnb.py)."""
+    from tunesmith.export.bnb import is_quantised, load_kwargs
+
+    plain, quantised = tmp_path / "plain", tmp_path / "quantised"
+    plain.mkdir(), quantised.mkdir()
+    (plain / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (quantised / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": {
+        "quant_method": "bitsandbytes", "load_in_4bit": True}}))
+    assert not is_quantised(plain) and is_quantised(quantised) and not is_quantised(tmp_path)
+    assert load_kwargs(plain) == {"dtype": torch.float32}

@@ -1,6 +1,7 @@
 """ONNX export: a decoder with its KV cache, run by ONNX Runtime, equal to the torch model it came
 from (fp32: logits within 1e-4, the same greedy tokens as `generate`), an int8 variant a quarter
-of the size whose cache still equals recomputing, and clear refusals."""
+of the size whose cache still equals recomputing, weight-only q8_0/q4_0 variants closer to the
+model than int8, and clear refusals."""
 
 import json
 
@@ -102,6 +103,46 @@ def test_int8_is_a_quarter_of_the_size_and_its_cache_equals_recomputing(exported
     assert correlation > 0.9, correlation  # close to the fp32 model, not merely a working graph
 
 
+@pytest.mark.parametrize("quant", ["q8_0", "q4_0"])
+def test_weight_only_blocks_keep_the_logits_closer_than_dynamic_int8(exported, gqa_model, tmp_path, quant):
+    """q8_0 / q4_0: every MatMul's weights in blocks of 32 (MatMulNBits), activations not quantised
+    per tensor: smaller than fp32 and much closer to it than dynamic int8 on the same model."""
+    import onnx
+
+    root, _ = exported
+    out = export_model(str(gqa_model), str(tmp_path / quant), format="onnx", quant=quant)
+    manifest = _manifest(out)
+    f32, int8 = _manifest(root / "f32"), _manifest(root / "int8")
+    assert manifest["onnx"]["files"] == [f"model-{quant}.onnx"] and not (out / "fp32").exists()
+    graph = onnx.load(str(out / f"model-{quant}.onnx"), load_external_data=False).graph
+    blocks = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    # q, k, v, o, gate, up, down of both layers; the output head is tied to the embedding and stays fp32 with it
+    assert len(blocks) == 2 * 7
+    assert {a.i for n in blocks for a in n.attribute if a.name == "bits"} == {8 if quant == "q8_0" else 4}
+    assert {a.i for n in blocks for a in n.attribute if a.name == "block_size"} == {32}
+    # each weight stored in `bits` per value (one uint8 holds 8 / bits of them); the model shrinks by the
+    # layers' share (the tiny model is mostly its fp32 embedding)
+    weights = {i.name: i for i in onnx.load(str(out / f"model-{quant}.onnx")).graph.initializer}
+    bits = 8 if quant == "q8_0" else 4
+    for node in blocks:
+        shape = {a.name: a.i for a in node.attribute}
+        assert np.prod(weights[node.input[1]].dims) == shape["N"] * shape["K"] * bits // 8, node.name
+    assert manifest["onnx"]["bytes"] < f32["onnx"]["bytes"]
+    check = manifest["check"]
+    # measured on this tiny model: q8_0 0.0x, q4_0 0.x of int8's largest logit difference
+    if quant == "q8_0":  # measured on this tiny model: 1.32 against int8's 3.35
+        assert check["max_logit_diff"] < 0.5 * int8["check"]["max_logit_diff"]
+    decoder = OnnxDecoder(out / f"model-{quant}.onnx")
+    model, tokenizer = _torch(gqa_model)
+    ids = tokenizer("Who runs the lab? Dr. Okonjo runs the lab.", add_special_tokens=False)["input_ids"]
+    assert decoder.greedy(ids, 12) == decoder.greedy(ids, 12, use_cache=False)
+    with torch.no_grad():
+        reference = model(torch.tensor([ids])).logits[0].numpy().ravel()
+    correlation = np.corrcoef(decoder.logits(ids).ravel(), reference)[0, 1]
+    # measured: q8_0 0.998, q4_0 0.85 (4 bits on this random model's large weights; SmolLM2: docs/export.md)
+    assert correlation > (0.995 if quant == "q8_0" else 0.8), correlation
+
+
 def test_unsupported_models_and_quants_are_refused_before_writing(tmp_path, default_model_dir, gqa_model):
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
@@ -112,8 +153,8 @@ def test_unsupported_models_and_quants_are_refused_before_writing(tmp_path, defa
     tok.save_pretrained(qwen)
     with pytest.raises(ModelError, match="this model is `qwen2`"):
         export_model(str(qwen), str(tmp_path / "q"), format="onnx")
-    with pytest.raises(ModelError, match="--quant q8_0: --format onnx takes f32, int8"):
-        export_model(str(gqa_model), str(tmp_path / "q8"), format="onnx", quant="q8_0")
+    with pytest.raises(ModelError, match="--quant q4_1: --format onnx takes f32, int8, q8_0, q4_0"):
+        export_model(str(gqa_model), str(tmp_path / "q41"), format="onnx", quant="q4_1")
     with pytest.raises(ModelError, match="--quant int8: --format gguf takes"):
         export_model(str(gqa_model), str(tmp_path / "g"), format="gguf", quant="int8")
     assert main(["export", str(gqa_model), "--out", str(tmp_path / "t"), "--quant", "int8"]) == 2

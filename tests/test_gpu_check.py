@@ -26,14 +26,17 @@ def test_build_shape_gives_a_random_model_of_the_shape_with_the_tokenizer(tmp_pa
 
 def test_the_plan_names_every_step_with_its_overrides(tmp_path):
     steps = {s.name: s for s in plan(tmp_path, {"smollm2-135m": tmp_path / "m135", "llama-1b": tmp_path / "m1b"})}
-    assert list(steps) == ["bench-135m", "bench-1b", "flash-attention", "qlora", "liger", "fsdp", "deepspeed", "vllm"]
+    assert list(steps) == ["bench-135m", "bench-1b", "flash-attention", "qlora", "liger", "fsdp", "deepspeed",
+                           "export-bnb4", "vllm"]
+    assert steps["export-bnb4"].argv[3:5] == ["export", str(tmp_path / "m135")]
+    assert steps["export-bnb4"].argv[-2:] == ["--quant", "bnb4"] and steps["export-bnb4"].needs == "bitsandbytes"
     assert steps["bench-1b"].argv[3:6] == ["bench", "--model", str(tmp_path / "m1b")]
     assert steps["qlora"].argv[-1] == "method=qlora" and steps["qlora"].needs == "bitsandbytes"
     assert steps["flash-attention"].argv[-1] == "model.attn_implementation=flash_attention_2"
     assert steps["liger"].argv[-1] == "training.liger=true" and steps["fsdp"].argv[-1] == "training.engine=fsdp"
     config = steps["fsdp"].argv[4]
     assert "model: {name_or_path: " + str(tmp_path / "m135") + "}" in open(config).read()
-    assert run_step(steps["vllm"], tmp_path).status == "not implemented"
+    assert steps["vllm"].argv[-2:] == ["--vllm-probe", str(tmp_path / "m135")] and steps["vllm"].needs == "vllm"
 
 
 def test_a_step_is_ok_failed_timed_out_or_skipped_and_reported(tmp_path):
@@ -65,3 +68,13 @@ def test_arguments_are_checked_before_anything_is_built(tmp_path, capsys):
         main(["--tokenizer", str(tmp_path), "--shapes", "huge", "--out", str(tmp_path / "o")])
     assert "unknown huge" in capsys.readouterr().err
     assert not (tmp_path / "o" / "models").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the probe's failure path on a machine without a GPU")
+def test_the_vllm_probe_reports_a_server_that_never_answered(tmp_path, tiny_model_dir, capsys):
+    """The `vllm` step's own process: here `serve --engine vllm` refuses (no CUDA GPU) and exits, and the
+    probe says so instead of waiting out its time limit."""
+    from tunesmith.benchmark.gpu_check import vllm_probe
+
+    assert vllm_probe(str(tiny_model_dir), port=8097, timeout=120) == 1
+    assert "the server exited with 2 before answering" in capsys.readouterr().out

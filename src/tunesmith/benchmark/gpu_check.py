@@ -15,7 +15,10 @@ Then, each step in its own process with its own time limit, so one failure costs
 - `qlora`, `liger`: a short run with `method: qlora` (bitsandbytes) and `training.liger: true`
   (liger-kernel), when the package is importable (carried as a wheel), else recorded as skipped;
 - `fsdp`, `deepspeed`: a short run with `training.engine` fsdp / deepspeed on one GPU;
-- `vllm`: `tunesmith serve --engine vllm` does not exist yet: recorded as not implemented.
+- `export-bnb4`: `tunesmith export --quant bnb4` of the 135M shape (bitsandbytes NF4 safetensors,
+  loaded back on the GPU and compared with the model; needs bitsandbytes);
+- `vllm`: `tunesmith serve --engine vllm` on the 135M shape, waited for, asked one chat completion
+  over HTTP, then stopped (`--vllm-probe`; needs vllm).
 
 Every result goes to OUT/gpu_check.json and one Markdown table, OUT/gpu_check.md, with the GPU's
 name, torch and CUDA versions; a step that failed keeps its exit code and the end of its log.
@@ -117,7 +120,11 @@ def plan(out: Path, models: dict[str, Path], quick: bool = False) -> list[Step]:
         config = _train_config(out, name, small, data, "")
         overrides = [line.strip().replace(": ", "=") for line in _flatten(extra)]
         steps.append(Step(name, exe + ["train", str(config), *overrides], 120, needs=needs))
-    steps.append(Step("vllm", [], 0, note="`tunesmith serve --engine vllm` is not implemented yet (issue 17 part 6)"))
+    # bitsandbytes NF4 safetensors for GPU serving (export/bnb.py): written, loaded back and compared
+    steps.append(Step("export-bnb4", exe + ["export", str(small), "--out", str(out / "export-bnb4"), "--quant", "bnb4"],
+                      180, needs="bitsandbytes"))
+    steps.append(Step("vllm", [sys.executable, "-m", "tunesmith.benchmark.gpu_check", "--vllm-probe", str(small)], 300,
+                      needs="vllm"))
     return steps
 
 
@@ -189,6 +196,39 @@ def report(outcomes: list[Outcome], info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def vllm_probe(model: str, port: int = 8011, timeout: float = 240.0) -> int:
+    """Start `tunesmith serve --engine vllm` on `model`, wait until it lists its models, ask one chat
+    completion, print it and stop the server; 0 when the reply came."""
+    import urllib.request
+
+    server = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", "--engine", "vllm", "--model", model,
+                               "--name", "probe", "--port", str(port)])
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            if server.poll() is not None:
+                print(f"[gpu_check] vllm: the server exited with {server.returncode} before answering", flush=True)
+                return 1
+            try:
+                urllib.request.urlopen(f"{url}/models", timeout=5).read()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    print(f"[gpu_check] vllm: no answer from {url}/models within {timeout:.0f} s", flush=True)
+                    return 1
+                time.sleep(2)
+        body = json.dumps({"model": "probe", "max_tokens": 8,
+                           "messages": [{"role": "user", "content": "Say hello."}]}).encode()
+        request = urllib.request.Request(f"{url}/chat/completions", body, {"Content-Type": "application/json"})
+        reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        print(json.dumps({"reply": reply["choices"][0]["message"]["content"], "usage": reply.get("usage")}), flush=True)
+        return 0
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", help="A folder with the SmolLM2 tokenizer (carried with the working tree).")
@@ -197,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="Comma-separated step names (default: every step).")
     parser.add_argument("--quick", action="store_true", help="Small bench settings: a rehearsal of the script.")
     parser.add_argument("--save-tokenizer", metavar="DIR", help="Write the embedded default's tokenizer to DIR and stop.")
+    parser.add_argument("--vllm-probe", metavar="MODEL", help=argparse.SUPPRESS)  # the `vllm` step's own process
     args = parser.parse_args(argv)
+    if args.vllm_probe:
+        return vllm_probe(args.vllm_probe)
     if args.save_tokenizer:
         from transformers import AutoTokenizer
 

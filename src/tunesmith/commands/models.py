@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 EXPORT_FORMATS = ("transformers", "gguf", "onnx")  # `tunesmith export --format` (the web page offers the same)
-EXPORT_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "int8")  # `--quant`: GGUF's, and ONNX's int8
+EXPORT_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "int8", "bnb4", "bnb8")  # GGUF's; ONNX's; bitsandbytes
 
 
 def cmd_chat(args) -> int:
@@ -32,7 +32,7 @@ def cmd_chat(args) -> int:
 
 def cmd_serve(args) -> int:
     from tunesmith.errors import ConfigError
-    from tunesmith.serve.api import ModelHost, serve
+    from tunesmith.serve.api import ModelHost, refuse_open_without_key, serve
 
     api_key = args.api_key or os.environ.get("TUNESMITH_API_KEY") or None
     if args.adapter and args.model != "default":
@@ -48,6 +48,18 @@ def cmd_serve(args) -> int:
     model = resolve_reference(args.model)
     name = args.name or ("default" if args.model == "default" else
                          args.model[len(PREFIX):] if args.model.startswith(PREFIX) else Path(args.model).name)
+    if args.engine == "vllm":
+        from tunesmith.models.lora_set import parse_named
+        from tunesmith.serve.vllm_engine import check_available, run_vllm, vllm_command
+
+        if args.admin_key or os.environ.get("TUNESMITH_ADMIN_KEY"):
+            raise ConfigError("serve --engine vllm: --admin-key (adapters added at run time) is the transformers "
+                              "engine's; list the adapters with --adapter instead")
+        refuse_open_without_key(args.host, api_key)
+        check_available()
+        run_vllm(vllm_command(model, name, parse_named(args.adapter) if args.adapter else {}, args.host, args.port,
+                              api_key, args.max_batch, args.cache_dir))
+        return 0
 
     def load() -> ModelHost:  # runs while the server already answers /health (503 "loading")
         if args.adapter:
@@ -160,6 +172,10 @@ def register(verbs) -> None:
                      help="Seconds a request may take, waiting included; then it is cancelled and answered 504.")
     srv.add_argument("--grace", type=float, default=30.0,
                      help="On SIGTERM: seconds running requests may take to finish before they are cancelled.")
+    srv.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
+                     help="transformers (default; CPU or GPU): tunesmith's own server, every option above. vllm (a "
+                     "CUDA GPU and the vllm package; not yet run on a GPU): vLLM's OpenAI server on the same model, "
+                     "LoRA outputs as LoRA modules; --max-queue/--request-timeout/--grace are vLLM's own there.")
     srv.add_argument("--cache-dir", help="Cache of the converted default model.")
     srv.set_defaults(func=cmd_serve)
 
@@ -200,7 +216,9 @@ def register(verbs) -> None:
                         "and are checked against the model they came from.")
     export.add_argument("--quant", choices=EXPORT_QUANTS,
                         help="GGUF: f32, f16 (default), bf16, q8_0 (near-lossless at half the size), q4_0, q4_1; "
-                        "ONNX: f32 (default) or int8 (dynamic quantisation, about a quarter of the size).")
+                        "ONNX: f32 (default), int8 (dynamic quantisation, about a quarter of the size, least accurate), "
+                        "q8_0 or q4_0 (weight-only blocks of 32, as GGUF's); transformers: bnb4 (NF4) or bnb8 (LLM.int8()), "
+                        "bitsandbytes weights for GPU serving (a CUDA GPU; not yet run on one).")
     export.add_argument("--gguf-pre", help="llama.cpp pre-tokenizer name, for a tokenizer tunesmith has not verified.")
     export.add_argument("--qa", help="QA questions (JSONL, as eval.qa) answered by the trained model and the artifact "
                         "after export (default: the output's eval.qa).")

@@ -122,11 +122,13 @@ def compare_transformers(folder: Path, model, tokenizer, system: str | None, new
     """The saved folder loaded back by transformers, against the model it was saved from."""
     from transformers import AutoModelForCausalLM
 
-    read_model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    from tunesmith.export.bnb import load_kwargs
+
+    read_model = AutoModelForCausalLM.from_pretrained(folder, **load_kwargs(folder)).eval()
     model = model.eval()
     ids = torch.tensor([chat_ids(tokenizer, PROMPTS[0], system)])
     source = model(ids.to(model.device)).logits.float().cpu()
-    diff = (source - read_model(ids).logits.float()).abs().max().item()
+    diff = (source - read_model(ids.to(read_model.device)).logits.float().cpu()).abs().max().item()
     greedy = greedy_comparison(torch_greedy(model, tokenizer), torch_greedy(read_model, tokenizer), tokenizer, system,
                                new_tokens)
     return {"reader": "transformers from_pretrained", "max_logit_diff": round(diff, 5),

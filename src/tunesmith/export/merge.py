@@ -13,7 +13,8 @@
 GGUF (export/gguf.py) and ONNX (export/onnx.py) always merge (they hold whole weights) and get a
 check against the model it came from, run in their own runtime (export/check.py), in the manifest;
 an fp32 ONNX graph whose logits differ from the model's by more than ONNX_F32_TOLERANCE fails the
-export (the folder stays OUT.partial).
+export (the folder stays OUT.partial). A transformers folder can hold bitsandbytes 4/8-bit weights
+for GPU serving (`--quant bnb4|bnb8`, export/bnb.py; refused without a CUDA GPU).
 The folder gets safetensors weights, the tokenizer with its chat template, and a manifest; it is
 written to DIR.partial and renamed when complete (runtime.outputs.OutputFolder), so a crash never
 leaves a folder that looks finished.
@@ -36,7 +37,7 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
                  gguf_pre: str | None = None, qa: str | None = None, max_drop: float | None = None) -> Path:
     """Export `source` as a transformers folder (`format="transformers"`), a GGUF file with an Ollama
     Modelfile (`format="gguf"`, weights as `quant`, default f16) or an ONNX decoder with its KV cache
-    (`format="onnx"`, `quant` f32 or int8), checked against the model it came from in the artifact's
+    (`format="onnx"`, `quant` f32, int8, q8_0 or q4_0), checked against the model it came from in the artifact's
     own runtime (export/check.py) and on the run's QA questions (export/verify.py: `qa` or the
     output's eval.qa); `max_drop` fails the export when the artifact scores more than that below."""
     if format not in FORMATS:
@@ -44,10 +45,14 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
     quant = _quant(format, quant)
     if max_drop is not None and not 0 <= max_drop <= 1:
         raise ModelError(f"--max-drop {max_drop}: a fraction between 0 and 1 (0.05 = 5 points of accuracy)")
+    if format == "transformers" and quant:
+        from tunesmith.export.bnb import check_available
+
+        check_available(quant)  # a CUDA GPU and bitsandbytes, before anything loads or is written
     path = Path(resolve_model_path(source, cache_dir))
     qa, qa_tokens = qa_settings(path, qa)
     kind = trained_part(path)
-    check_mergeable(path, kind, merge or format != "transformers")
+    check_mergeable(path, kind, merge or format != "transformers" or bool(quant))
     output = OutputFolder(out, overwrite, protect=[str(path)])  # never replaces the model it reads
     loaded = load_for_inference(str(path), cache_dir, merge=True, dtype="auto" if format == "transformers" else "float32")
     if format == "gguf":  # refusals before anything is written
@@ -88,9 +93,14 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
     else:
         from tunesmith.export.check import compare_transformers
 
-        loaded.model.save_pretrained(work)
-        loaded.tokenizer.save_pretrained(work)
-        manifest.update({"format": "transformers-safetensors",
+        if quant:
+            from tunesmith.export.bnb import write_bnb
+
+            manifest["quantization"] = write_bnb(loaded.model, loaded.tokenizer, work, quant)
+        else:
+            loaded.model.save_pretrained(work)
+            loaded.tokenizer.save_pretrained(work)
+        manifest.update({"format": "transformers-safetensors" + ("-bitsandbytes" if quant else ""),
                          "check": compare_transformers(work, loaded.model, loaded.tokenizer, loaded.system)})
     artifact = work / manifest[format]["file"] if format in ("gguf", "onnx") else work
     manifest["after_export"] = after_export(format, artifact, loaded, manifest["check"], qa, qa_tokens)
@@ -106,12 +116,13 @@ def _quant(format: str, quant: str | None) -> str | None:
     from tunesmith.export.gguf import QUANTS as GGUF_QUANTS
     from tunesmith.export.onnx import QUANTS as ONNX_QUANTS
 
-    allowed = {"gguf": GGUF_QUANTS, "onnx": ONNX_QUANTS, "transformers": ()}[format]
+    from tunesmith.export.bnb import QUANTS as BNB_QUANTS
+
+    allowed = {"gguf": GGUF_QUANTS, "onnx": ONNX_QUANTS, "transformers": BNB_QUANTS}[format]
     if quant is None:
         return {"gguf": "f16", "onnx": "f32"}.get(format)
     if quant not in allowed:
-        what = f"takes {', '.join(allowed)}" if allowed else "writes the weights as they are (no --quant)"
-        raise ModelError(f"--quant {quant}: --format {format} {what}")
+        raise ModelError(f"--quant {quant}: --format {format} takes {', '.join(allowed)}")
     return quant
 
 

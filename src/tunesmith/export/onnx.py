@@ -1,7 +1,7 @@
 """Write an ONNX decoder with its KV cache (ONNX Runtime, transformers.js, onnxruntime-genai).
 
     tunesmith export out/demo_veltrano --format onnx --out out/demo_onnx              # fp32
-    tunesmith export out/demo_veltrano --format onnx --quant int8 --out out/demo_onnx8
+    tunesmith export out/demo_veltrano --format onnx --quant q8_0 --out out/demo_onnx8   # weight-only 8-bit blocks
 
 One graph serves the prompt and every generated token: inputs `input_ids`, `attention_mask`
 (past + new tokens), `position_ids` and `past_key_values.N.key/value` ([batch, kv_heads, past,
@@ -12,8 +12,16 @@ generation never recomputes the prefix (export/onnx_runtime.py runs it).
 Path: `torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's translation and
 optimiser) on `DecoderWithCache`, a thin module that takes the cache as flat tensors and builds a
 transformers `DynamicCache` from them with its public constructor; nothing is patched. Every
-axis but the head counts and sizes is dynamic. int8 is `onnxruntime.quantization.quantize_dynamic`
-(int8 weights of MatMul and Gather, activations quantised per call) on the fp32 graph.
+axis but the head counts and sizes is dynamic. Quantised variants start from the fp32 graph:
+
+- `int8`: `onnxruntime.quantization.quantize_dynamic` (int8 weights of MatMul and Gather,
+  activations quantised per tensor on each call). Small and fast, but the per-tensor activation
+  scale loses the few very large activations small LLMs carry (SmolLM2-135M: 61% next-token
+  agreement, docs/export.md).
+- `q8_0`, `q4_0`: weight-only, as GGUF's formats of those names: every MatMul's weights in
+  symmetric blocks of 32 (8 or 4 bits, one fp scale per block), ONNX Runtime's `MatMulNBits`
+  (`onnxruntime.quantization.matmul_nbits_quantizer`, accuracy level 4: int8 compute with the
+  activations quantised per block); the embedding stays fp32 (and a head tied to it).
 """
 
 from __future__ import annotations
@@ -26,9 +34,10 @@ from torch import nn
 
 from tunesmith.errors import ModelError
 
-QUANTS = ("f32", "int8")
+QUANTS = ("f32", "int8", "q8_0", "q4_0")
 FAMILIES = ("llama",)  # verified by tests/test_export_onnx.py; other decoders are refused by name
-MODEL_FILE = {"f32": "model.onnx", "int8": "model-int8.onnx"}
+MODEL_FILE = {"f32": "model.onnx", "int8": "model-int8.onnx", "q8_0": "model-q8_0.onnx", "q4_0": "model-q4_0.onnx"}
+BLOCK = 32  # weights per quantisation block of q8_0 / q4_0 (GGUF's block size)
 _PROTOBUF_LIMIT = 2 * 1024**3  # one ONNX protobuf file holds at most 2 GB: larger weights go beside it
 
 
@@ -118,9 +127,26 @@ def write_onnx(model, path: Path, quant: str = "f32") -> dict:
                          use_external_data_format=info["fp32_bytes"] / 4 > _PROTOBUF_LIMIT * 0.9)
         shutil.rmtree(fp32.parent)
         info["quantisation"] = "onnxruntime quantize_dynamic, QInt8 weights (MatMul, Gather), dynamic activations"
+    elif quant in ("q8_0", "q4_0"):
+        _weight_only(fp32, path, bits=8 if quant == "q8_0" else 4,
+                     external=info["fp32_bytes"] / (4 if quant == "q8_0" else 8) > _PROTOBUF_LIMIT * 0.9)
+        shutil.rmtree(fp32.parent)
+        info["quantisation"] = (f"onnxruntime MatMulNBits, {quant[1]}-bit symmetric weight blocks of {BLOCK} (every MatMul), "
+                                "accuracy level 4; embedding fp32")
     info["bytes"] = _size(path)
     info["files"] = sorted(p.name for p in folder.iterdir() if p.name.startswith(path.name))
     return info
+
+
+def _weight_only(fp32: Path, path: Path, bits: int, external: bool) -> None:
+    """Block-wise weight-only quantisation of every MatMul with a constant weight (MatMulNBits)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=bits, block_size=BLOCK, is_symmetric=True,
+                                     accuracy_level=4)
+    quantizer.process()
+    quantizer.model.save_model_to_file(str(path), use_external_data_format=external)
 
 
 def _size(onnx_file: Path) -> int:

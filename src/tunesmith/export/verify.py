@@ -49,7 +49,9 @@ def artifact_greedy(format: str, path: Path, model, tokenizer):
     if format == "gguf":
         read = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
     else:
-        read = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        from tunesmith.export.bnb import load_kwargs
+
+        read = AutoModelForCausalLM.from_pretrained(path, **load_kwargs(path))
     return torch_greedy(read.eval(), tokenizer)
 
 

@@ -353,6 +353,13 @@ class _Stream(StreamingResponse):
             self.on_close()
 
 
+def refuse_open_without_key(address: str, api_key: str | None) -> None:
+    """A server on another address than loopback needs an API key (either engine)."""
+    if address not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        raise ConfigError(f"serve: listening on {address} exposes the model to the network; set --api-key (or "
+                          "TUNESMITH_API_KEY), or keep the default 127.0.0.1")
+
+
 def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_tokens_cap: int = 1024, request_timeout: float | None = 600.0, grace: float = 30.0,
           admin_key: str | None = None, cache_dir: str | None = None) -> None:
@@ -360,9 +367,7 @@ def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int =
     requests finish for `grace` seconds, then cancels what is left."""
     import uvicorn
 
-    if address not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        raise ConfigError(f"serve: listening on {address} exposes the model to the network; set --api-key (or "
-                          "TUNESMITH_API_KEY), or keep the default 127.0.0.1")
+    refuse_open_without_key(address, api_key)
     state = ServerState()
     app = create_app(None, api_key, max_tokens_cap, request_timeout, state, admin_key, cache_dir)
     server = uvicorn.Server(uvicorn.Config(app, host=address, port=port, log_level="warning",
