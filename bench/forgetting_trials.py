@@ -36,6 +36,8 @@ TRIALS = {
                "forgetting.replay_answers=model"],
     "self20_e6": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
                   "forgetting.replay_answers=model", "training.epochs=6"],
+    "self20_e6_neftune": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
+                          "forgetting.replay_answers=model", "training.epochs=6", "training.neftune_alpha=5"],
     "replay20_l2": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
                     "forgetting.l2=0.01"],
 }

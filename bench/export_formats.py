@@ -1,0 +1,152 @@
+"""Every export format of one trained output, measured in its own runtime (issue 18, docs/export.md).
+
+    python bench/export_formats.py                                   # the demo's output, out/demo_veltrano
+    python bench/export_formats.py --model out/demo_veltrano --formats gguf:f16,onnx:f32 --threads 2
+
+For each FORMAT:QUANT: `tunesmith export` (timed; its own check and after-export QA run on the
+artifact are part of it and land in the manifest), then the artifact loaded in the runtime it
+ships for (llama.cpp through llama-cpp-python for GGUF, ONNX Runtime with the KV cache for ONNX):
+its size on disk, load time, and the output's QA questions (`eval.qa` of its config) answered
+greedily one at a time, giving the accuracy in that runtime and the tokens/s of those replies.
+The trained output answers the same questions in torch (fp32, adapter merged, `generate`) first:
+the reference accuracy and speed, in the same process, with the same thread count. One JSON line
+per row, then a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from tunesmith.benchmark.machine import machine
+from tunesmith.eval.qa import is_correct, load_qa
+from tunesmith.export import export_model
+from tunesmith.export.check import chat_ids
+from tunesmith.export.onnx import MODEL_FILE
+from tunesmith.export.onnx_runtime import OnnxDecoder
+from tunesmith.export.verify import qa_settings
+from tunesmith.methods.load import load_for_inference
+
+
+def answer_all(greedy, tokenizer, items, system, new_tokens) -> dict:
+    """QA accuracy and tokens/s of `greedy(ids, new_tokens) -> new token ids` over every question."""
+    correct = produced = 0
+    replies = []
+    started = time.perf_counter()
+    for item in items:
+        tokens = greedy(chat_ids(tokenizer, item.question, system), new_tokens)
+        produced += len(tokens)
+        reply = tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        replies.append(reply)
+        correct += is_correct(reply, item.answers)
+    seconds = time.perf_counter() - started
+    return {"qa_correct": correct, "qa_total": len(items), "tokens_per_s": round(produced / seconds, 1),
+            "qa_seconds": round(seconds, 1), "replies": replies}
+
+
+def torch_runner(model, tokenizer, eos_ids):
+    def greedy(ids, new_tokens):
+        with torch.no_grad():
+            out = model.generate(torch.tensor([ids]), max_new_tokens=new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos_ids))
+        tokens = out[0, len(ids):].tolist()
+        return [t for t in tokens if t not in eos_ids]
+    return greedy
+
+
+def llama_runner(llm, eos_ids):
+    def greedy(ids, new_tokens):
+        tokens = []
+        for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            if token in eos_ids:
+                break
+            tokens.append(token)
+            if len(tokens) == new_tokens:
+                break
+        return tokens
+    return greedy
+
+
+def onnx_runner(decoder, eos_ids):
+    def greedy(ids, new_tokens):
+        return [t for t in decoder.greedy(ids, new_tokens, eos_ids) if t not in eos_ids]
+    return greedy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="out/demo_veltrano")
+    parser.add_argument("--out", default="/tmp/tunesmith-export-formats")
+    parser.add_argument("--formats", default="gguf:f16,gguf:q8_0,onnx:f32,onnx:int8")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--reuse", action="store_true", help="Measure the folders an earlier run exported.")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    facts = machine()
+    print(f"machine: {facts['label']}; threads {args.threads}", flush=True)
+    qa_file, new_tokens = qa_settings(Path(args.model), None)
+    if not qa_file:
+        raise SystemExit(f"{args.model}: its config has no eval.qa; this bench scores the QA questions")
+    items = load_qa(qa_file)
+    loaded = load_for_inference(args.model, merge=True, dtype="float32")
+    eos = loaded.model.generation_config.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {loaded.tokenizer.eos_token_id}
+    reference = answer_all(torch_runner(loaded.model.eval(), loaded.tokenizer, eos_ids), loaded.tokenizer, items,
+                           loaded.system, new_tokens)
+    safetensors = sum(p.stat().st_size for p in Path(args.model).glob("*.safetensors"))
+    rows = [{"format": "torch (trained output, adapter merged)", "mb": None, "adapter_mb": round(safetensors / 1e6, 1),
+             **{k: v for k, v in reference.items() if k != "replies"}, "same_replies": len(items)}]
+    print(json.dumps(rows[0]), flush=True)
+    for spec in args.formats.split(","):
+        format, quant = spec.split(":")
+        out = Path(args.out) / f"{format}-{quant}"
+        export_seconds = None
+        if not args.reuse:
+            shutil.rmtree(out, ignore_errors=True)
+            started = time.perf_counter()
+            export_model(args.model, str(out), format=format, quant=quant)
+            export_seconds = round(time.perf_counter() - started, 1)
+        manifest = json.loads((out / "tunesmith.json").read_text())
+        started = time.perf_counter()
+        if format == "gguf":
+            import llama_cpp
+
+            path = out / manifest["gguf"]["file"]
+            llm = llama_cpp.Llama(model_path=str(path), n_ctx=1024, n_threads=args.threads, verbose=False)
+            runner, runtime = llama_runner(llm, eos_ids), f"llama.cpp (llama-cpp-python {llama_cpp.__version__})"
+        else:
+            import onnxruntime
+
+            path = out / MODEL_FILE[quant]
+            decoder = OnnxDecoder(path, threads=args.threads)
+            runner, runtime = onnx_runner(decoder, eos_ids), f"ONNX Runtime {onnxruntime.__version__}, KV cache"
+        load_seconds = round(time.perf_counter() - started, 2)
+        measured = answer_all(runner, loaded.tokenizer, items, loaded.system, new_tokens)
+        after = manifest.get("after_export", {})
+        row = {"format": f"{format} {quant}", "runtime": runtime,
+               "mb": round(sum(p.stat().st_size for p in out.iterdir() if p.name.startswith(path.name)) / 1e6, 1),
+               "export_s": export_seconds, "load_s": load_seconds,
+               **{k: v for k, v in measured.items() if k != "replies"},
+               "same_replies": sum(a == b for a, b in zip(measured["replies"], reference["replies"])),
+               "after_export": {k: after.get(k) for k in ("measure", "trained_qa_accuracy", "artifact_qa_accuracy", "drop")},
+               "greedy_agreement": manifest["check"].get("greedy_agreement")}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"\nMachine: {facts['label']}; {args.threads} threads; {len(items)} QA questions of {qa_file}, "
+          f"{new_tokens} new tokens at most, greedy, one at a time.\n")
+    print("| artifact | runtime | size | export s | load s | QA accuracy | replies identical to the trained output's | tokens/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        size = f"{r['mb']} MB" if r["mb"] else f"adapter {r['adapter_mb']} MB"
+        print(f"| {r['format']} | {r.get('runtime', 'torch ' + torch.__version__)} | {size} | {r.get('export_s') or '-'} | "
+              f"{r.get('load_s', '-')} | {r['qa_correct']}/{r['qa_total']} | {r['same_replies']}/{r['qa_total']} | "
+              f"{r['tokens_per_s']} |")
+
+
+if __name__ == "__main__":
+    main()
