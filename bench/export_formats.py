@@ -24,22 +24,24 @@ from pathlib import Path
 import torch
 
 from tunesmith.benchmark.machine import machine
+from tunesmith.eval.generate import stop_ids
 from tunesmith.eval.qa import is_correct, load_qa
 from tunesmith.export import export_model
-from tunesmith.export.check import chat_ids
+from tunesmith.export.check import chat_ids, onnx_greedy, torch_greedy
 from tunesmith.export.onnx import MODEL_FILE
 from tunesmith.export.onnx_runtime import OnnxDecoder
 from tunesmith.export.verify import qa_settings
 from tunesmith.methods.load import load_for_inference
 
 
-def answer_all(greedy, tokenizer, items, system, new_tokens) -> dict:
-    """QA accuracy and tokens/s of `greedy(ids, new_tokens) -> new token ids` over every question."""
+def answer_all(greedy, tokenizer, items, system, new_tokens, stops) -> dict:
+    """QA accuracy and tokens/s of `greedy(ids, new_tokens) -> new token ids` over every question (the
+    stop token that ends a reply is not counted as a token of it)."""
     correct = produced = 0
     replies = []
     started = time.perf_counter()
     for item in items:
-        tokens = greedy(chat_ids(tokenizer, item.question, system), new_tokens)
+        tokens = [t for t in greedy(chat_ids(tokenizer, item.question, system), new_tokens) if t not in stops]
         produced += len(tokens)
         reply = tokenizer.decode(tokens, skip_special_tokens=True).strip()
         replies.append(reply)
@@ -49,32 +51,15 @@ def answer_all(greedy, tokenizer, items, system, new_tokens) -> dict:
             "qa_seconds": round(seconds, 1), "replies": replies}
 
 
-def torch_runner(model, tokenizer, eos_ids):
-    def greedy(ids, new_tokens):
-        with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), max_new_tokens=new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos_ids))
-        tokens = out[0, len(ids):].tolist()
-        return [t for t in tokens if t not in eos_ids]
-    return greedy
-
-
-def llama_runner(llm, eos_ids):
+def llama_greedy(llm, stops):
+    """greedy(ids, new_tokens) in llama.cpp, stopping after a stop token as export.check's runners do."""
     def greedy(ids, new_tokens):
         tokens = []
         for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
-            if token in eos_ids:
-                break
             tokens.append(token)
-            if len(tokens) == new_tokens:
+            if token in stops or len(tokens) == new_tokens:
                 break
         return tokens
-    return greedy
-
-
-def onnx_runner(decoder, eos_ids):
-    def greedy(ids, new_tokens):
-        return [t for t in decoder.greedy(ids, new_tokens, eos_ids) if t not in eos_ids]
     return greedy
 
 
@@ -94,10 +79,9 @@ def main() -> None:
         raise SystemExit(f"{args.model}: its config has no eval.qa; this bench scores the QA questions")
     items = load_qa(qa_file)
     loaded = load_for_inference(args.model, merge=True, dtype="float32")
-    eos = loaded.model.generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos]) | {loaded.tokenizer.eos_token_id}
-    reference = answer_all(torch_runner(loaded.model.eval(), loaded.tokenizer, eos_ids), loaded.tokenizer, items,
-                           loaded.system, new_tokens)
+    stops = stop_ids(loaded.model, loaded.tokenizer)
+    reference = answer_all(torch_greedy(loaded.model.eval(), loaded.tokenizer), loaded.tokenizer, items,
+                           loaded.system, new_tokens, stops)
     safetensors = sum(p.stat().st_size for p in Path(args.model).glob("*.safetensors"))
     rows = [{"format": "torch (trained output, adapter merged)", "mb": None, "adapter_mb": round(safetensors / 1e6, 1),
              **{k: v for k, v in reference.items() if k != "replies"}, "same_replies": len(items)}]
@@ -118,15 +102,16 @@ def main() -> None:
 
             path = out / manifest["gguf"]["file"]
             llm = llama_cpp.Llama(model_path=str(path), n_ctx=1024, n_threads=args.threads, verbose=False)
-            runner, runtime = llama_runner(llm, eos_ids), f"llama.cpp (llama-cpp-python {llama_cpp.__version__})"
+            runner, runtime = llama_greedy(llm, stops), f"llama.cpp (llama-cpp-python {llama_cpp.__version__})"
         else:
             import onnxruntime
 
             path = out / MODEL_FILE[quant]
             decoder = OnnxDecoder(path, threads=args.threads)
-            runner, runtime = onnx_runner(decoder, eos_ids), f"ONNX Runtime {onnxruntime.__version__}, KV cache"
+            runner = onnx_greedy(decoder, loaded.model, loaded.tokenizer)
+            runtime = f"ONNX Runtime {onnxruntime.__version__}, KV cache"
         load_seconds = round(time.perf_counter() - started, 2)
-        measured = answer_all(runner, loaded.tokenizer, items, loaded.system, new_tokens)
+        measured = answer_all(runner, loaded.tokenizer, items, loaded.system, new_tokens, stops)
         after = manifest.get("after_export", {})
         row = {"format": f"{format} {quant}", "runtime": runtime,
                "mb": round(sum(p.stat().st_size for p in out.iterdir() if p.name.startswith(path.name)) / 1e6, 1),

@@ -50,6 +50,19 @@ def _grads(model, loss):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _record_logits_to_keep(model) -> list:
+    """Record the `logits_to_keep` of each call of `model`'s forward (an instance attribute over the
+    class's method; `del model.forward` removes it)."""
+    calls, original = [], model.forward
+
+    def spy(*a, **k):
+        calls.append(k.get("logits_to_keep"))
+        return original(*a, **k)
+
+    model.forward = spy
+    return calls
+
+
 # prompt tuning runs padded batches only (PEFT's prompt learning takes no position ids, so no packing)
 @pytest.mark.parametrize("method,padded", [("lora", True), ("lora", False), ("prompt", True)])
 @pytest.mark.parametrize("num_items", [None, 40])
@@ -90,14 +103,7 @@ def test_trainer_evaluation_uses_it_with_the_same_loss(tiny_model_dir, tmp_path)
     batch = _batch(True)
     args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
     trainer = TrainedTokenTrainer(model=model, args=args)
-    calls = []
-    original = model.forward
-
-    def spy(*a, **k):
-        calls.append(k.get("logits_to_keep"))
-        return original(*a, **k)
-
-    model.forward = spy
+    calls = _record_logits_to_keep(model)
     mine, logits, labels = trainer.prediction_step(model, dict(batch), prediction_loss_only=True)
     assert calls == [1] and logits is None and labels is None  # head applied at trained positions only
     reference, _, _ = Trainer.prediction_step(trainer, model, dict(batch), prediction_loss_only=True)
@@ -119,16 +125,9 @@ def test_validation_loss_is_token_weighted_and_unchanged(tiny_model_dir):
         ids = torch.randint(5, 200, (n,)).tolist()
         rows.append(SimpleNamespace(input_ids=ids, labels=[-100] * (n // 2) + ids[n // 2:]))
     tokenizer = SimpleNamespace(pad_token_id=0)
-    calls = []
-    original = model.forward
-
-    def spy(*a, **k):
-        calls.append(k.get("logits_to_keep"))
-        return original(*a, **k)
-
-    model.forward = spy
+    calls = _record_logits_to_keep(model)
     got = validation_loss(model, tokenizer, rows, batch_size=2)
-    model.forward = original
+    del model.forward  # the class's own forward again
     assert calls == [1, 1, 1]  # 3 batches, the head applied at trained positions only
     total, count = 0.0, 0
     with torch.no_grad():  # the reference: one row at a time, full logits

@@ -111,7 +111,8 @@ def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_st
     spec["batch_rows"] = max(1, round(tokens_per_step / spec["mean_tokens"]))
     spec["batch_packs"] = max(1, round(tokens_per_step / pack_length))
     spec["memory_probe"] = memory_probe
-    spec.update(write_largest_batch(spec, work / "data"))
+    if memory_probe:
+        spec.update(write_largest_batch(spec, work / "data"))
     del spec["row_tokens"]
     facts = machine()
     print(f"[bench] machine: {facts['label']}", flush=True)

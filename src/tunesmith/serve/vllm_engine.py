@@ -55,7 +55,7 @@ def _max_rank(ranks: list[int]) -> int:
                       f"({LORA_RANKS[-1]}); export a merged model and serve that")
 
 
-def _lora_output(name: str, path: str):
+def _lora_output(path: str):
     """The output's description, refused unless vLLM can serve it as a LoRA module."""
     from tunesmith.models.lora_set import describe_output
 
@@ -75,25 +75,18 @@ def vllm_command(model: str, name: str, adapters: dict[str, str], host: str, por
     from tunesmith.models.lora_set import common_base
     from tunesmith.models.loader import resolve_model_path
 
-    loras: dict[str, str] = {}
-    if adapters:
-        infos = [_lora_output(n, p) for n, p in adapters.items()]
-        base = common_base(infos, cache_dir)
-        loras = {n: str(info.path) for n, info in zip(adapters, infos)}
-    elif Path(model).is_dir() and (Path(model) / RUN_MANIFEST).is_file() and trained_part(Path(model)):
-        info = _lora_output(name, model)
-        base, loras = info.base, {name: str(info.path)}
-        infos = [info]
-    else:
-        base = model
+    if not adapters and Path(model).is_dir() and (Path(model) / RUN_MANIFEST).is_file() and trained_part(Path(model)):
+        adapters = {name: model}  # a LoRA output: a module of its base
+    infos = {n: _lora_output(p) for n, p in adapters.items()}
+    base = common_base(list(infos.values()), cache_dir) if infos else model
     base = resolve_model_path(base, cache_dir) if base == "default" or Path(base).exists() else base
     command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(base),
-               "--served-model-name", BASE_NAME if loras else name, "--host", host, "--port", str(port),
+               "--served-model-name", BASE_NAME if infos else name, "--host", host, "--port", str(port),
                "--max-num-seqs", str(max_batch)]
-    if loras:
-        command += ["--enable-lora", "--max-loras", str(len(loras)),
-                    "--max-lora-rank", str(_max_rank([i.rank or 8 for i in infos])), "--lora-modules",
-                    *(f"{n}={p}" for n, p in loras.items())]
+    if infos:
+        command += ["--enable-lora", "--max-loras", str(len(infos)),
+                    "--max-lora-rank", str(_max_rank([i.rank or 8 for i in infos.values()])), "--lora-modules",
+                    *(f"{n}={i.path}" for n, i in infos.items())]
     if api_key:
         command += ["--api-key", api_key]
     return command
