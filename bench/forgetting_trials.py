@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 # --- the trials: name -> overrides of the config (added to the command line)
+SELF20_E6 = ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
+             "forgetting.replay_answers=model", "training.epochs=6"]
 TRIALS = {
     "baseline": [],
     "replay20": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2"],
@@ -38,6 +40,11 @@ TRIALS = {
                   "forgetting.replay_answers=model", "training.epochs=6"],
     "self20_e6_neftune": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
                           "forgetting.replay_answers=model", "training.epochs=6", "training.neftune_alpha=5"],
+    # issue 15, stop 28: around the best so far (self20_e6_neftune), for the domain half of the goal
+    "self20_e6_nef15": [*SELF20_E6, "training.neftune_alpha=15"],
+    "self20_e6_nef10": [*SELF20_E6, "training.neftune_alpha=10"],
+    "self20_e6_nef5_drop10": [*SELF20_E6, "training.neftune_alpha=5", "lora.dropout=0.1"],
+    "self20_e6_nef5_lr2e-3": [*SELF20_E6, "training.neftune_alpha=5", "training.learning_rate=2.0e-3"],
     "replay20_l2": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
                     "forgetting.l2=0.01"],
 }
@@ -88,6 +95,8 @@ def main() -> int:
     parser.add_argument("--config", default="examples/demo_veltrano.yaml")
     parser.add_argument("--out", default="out/forgetting_trials")
     parser.add_argument("--only", nargs="*", choices=sorted(TRIALS), help="trials to run (default: all)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides added to every trial (e.g. training.num_threads=1 to run two sweeps side by side)")
     parser.add_argument("--tunesmith", default=str(Path(sys.executable).parent / "tunesmith"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -100,7 +109,7 @@ def main() -> int:
     print("| trial | overrides | domain QA | general QA | general perplexity | wall time (train + eval) |")
     print("|---|---|---|---|---|---|", flush=True)
     for name in args.only or list(TRIALS):
-        result = trial(args.tunesmith, args.config, out, name, TRIALS[name])
+        result = trial(args.tunesmith, args.config, out, name, [*TRIALS[name], *args.set])
         with (out / "trials.jsonl").open("a") as handle:
             handle.write(json.dumps({**result, "machine": machine()}) + "\n")
         print(row(result), flush=True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tunesmith.models.loader import load_causal_lm, load_tokenizer
-from tunesmith.serve.batcher import Batcher, Job, QueueFull, Sampling, Token
+from tunesmith.serve.batcher import AdapterGone, Batcher, Job, QueueFull, Sampling, Token
 
 pytestmark = pytest.mark.trains  # samples a model
 
@@ -138,5 +138,23 @@ def test_presence_and_frequency_penalties_follow_openai(presence, frequency, exp
         batcher.submit(Job([1], Sampling(max_tokens=6, presence_penalty=presence, frequency_penalty=frequency), set(),
                            reader))
         assert reader.result()[0] == expected
+    finally:
+        batcher.stop()
+
+
+def test_a_job_for_a_removed_adapter_ends_alone_and_the_batch_goes_on(tiny):
+    # DELETE /v1/adapters between a request's name check and its submission: the job must not join
+    # (PEFT would raise for the unknown adapter and fail every job in the step)
+    model, tokenizer = tiny
+    prompt = tokenizer("The archive is in")["input_ids"]
+    batcher = Batcher(model, tokenizer.pad_token_id, max_batch=4, max_queue=4, known=lambda name: name == "kept")
+    try:
+        kept, gone = Collect(), Collect()
+        batcher.submit(Job(prompt, Sampling(max_tokens=5), set(), kept, adapter="kept"))
+        batcher.submit(Job(prompt, Sampling(max_tokens=5), set(), gone, adapter="removed"))
+        tokens, end = gone.result()
+        assert tokens == [] and end[0] == "error" and isinstance(end[1], AdapterGone) and "`removed`" in str(end[1])
+        tokens, end = kept.result()
+        assert end == ("end", "length") and tokens == alone(model, tokenizer, prompt, 5)
     finally:
         batcher.stop()

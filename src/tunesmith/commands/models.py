@@ -58,7 +58,7 @@ def cmd_serve(args) -> int:
         refuse_open_without_key(args.host, api_key)
         check_available()
         run_vllm(vllm_command(model, name, parse_named(args.adapter) if args.adapter else {}, args.host, args.port,
-                              api_key, args.max_batch, args.cache_dir))
+                              api_key, args.max_batch, args.cache_dir, args.access_log))
         return 0
 
     def load() -> ModelHost:  # runs while the server already answers /health (503 "loading")
@@ -77,7 +77,7 @@ def cmd_serve(args) -> int:
         parse_named(args.adapter)  # a malformed --adapter is refused before the server starts
     admin_key = args.admin_key or os.environ.get("TUNESMITH_ADMIN_KEY") or None
     serve(load, args.host, args.port, api_key, args.max_tokens, args.request_timeout, args.grace, admin_key,
-          args.cache_dir)
+          args.cache_dir, args.access_log)
     return 0
 
 
@@ -172,6 +172,10 @@ def register(verbs) -> None:
                      help="Seconds a request may take, waiting included; then it is cancelled and answered 504.")
     srv.add_argument("--grace", type=float, default=30.0,
                      help="On SIGTERM: seconds running requests may take to finish before they are cancelled.")
+    srv.add_argument("--access-log", default="-", metavar="-|PATH|off",
+                     help="One JSON line per request (time, request id, client, path, status, seconds, model, tokens, "
+                     "time to first token, outcome; never prompts or keys): - = stderr (default), a file (appended), "
+                     "or off. With --engine vllm: vLLM's own uvicorn log, or off.")
     srv.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
                      help="transformers (default; CPU or GPU): tunesmith's own server, every option above. vllm (a "
                      "CUDA GPU and the vllm package; not yet run on a GPU): vLLM's OpenAI server on the same model, "

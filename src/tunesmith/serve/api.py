@@ -21,6 +21,7 @@ refused with 400 naming it.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from starlette.responses import StreamingResponse
 from tunesmith.data.tokenize import render
 from tunesmith.errors import ConfigError
 from tunesmith.models.loader import LoadedModel
+from tunesmith.serve.access import AccessLog, note, open_log
 from tunesmith.serve.adapters import ROUTE as ADAPTERS_ROUTE
 from tunesmith.serve.adapters import add_adapter_routes
 from tunesmith.serve.batcher import Batcher
@@ -65,7 +67,8 @@ class ModelHost:
         mixed = adapters is not None and adapters.mixed_batches
         self.batcher = Batcher(model, tokenizer.pad_token_id, max_batch, max_queue, mixed_adapters=mixed,
                                activate=adapters.activate if adapters is not None and not mixed else None,
-                               recompute=virtual_tokens)
+                               recompute=virtual_tokens,
+                               known=(lambda adapter: adapter in adapters.infos) if adapters is not None else None)
 
     @property
     def names(self) -> list[str]:
@@ -137,9 +140,10 @@ class ServerState:
 
 def create_app(host: ModelHost | None = None, api_key: str | None = None, max_tokens_cap: int = 1024,
                request_timeout: float | None = 600.0, state: ServerState | None = None, admin_key: str | None = None,
-               cache_dir: str | None = None):
+               cache_dir: str | None = None, access_log: logging.Logger | None = None):
     """The FastAPI app. Give `host`, or a `state` whose host a loader thread sets later (503 until then).
-    `admin_key` enables /v1/adapters (serve.adapters: adapters added and removed at run time)."""
+    `admin_key` enables /v1/adapters (serve.adapters: adapters added and removed at run time);
+    `access_log` (serve.access.open_log) gets one JSON line per request."""
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse
@@ -248,6 +252,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                 texts[index].append(piece)
                 ends[index] = end
             if any(end is None for end in ends):  # the client left: nobody reads this answer
+                note(request, completion_tokens=choices.generated(), ttft_seconds=_rounded(choices.ttft))
                 return JSONResponse({}, status_code=499)
             out = []
             for index, (finish, _, tokens) in enumerate(ends):
@@ -259,6 +264,8 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                            {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish})
             completion = sum(end[1] for end in ends)
             metrics.tokens(len(prompt_ids) * options.n, completion)
+            note(request, completion_tokens=completion, ttft_seconds=_rounded(choices.ttft),
+                 finish_reasons=[choice_["finish_reason"] for choice_ in out])
             return {"id": ident, "object": "chat.completion" if kind == "chat" else "text_completion",
                     "created": created, "model": name, "choices": out, "usage": usage(completion)}
 
@@ -274,7 +281,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
             return out
 
         async def events():
-            completion = 0
+            completion, finishes = 0, []
             try:
                 if kind == "chat":
                     for index in range(options.n):
@@ -288,6 +295,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                     else:
                         completion += end[1]
                         finish = end[0]
+                        finishes.append(finish)
                         if tools:
                             message, finish = reply_message("".join(held[index]), finish)
                             delta = {"content": message["content"]}
@@ -298,11 +306,14 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                 if options.include_usage:
                     yield chunk([], usage=usage(completion))
                 metrics.tokens(len(prompt_ids) * options.n, completion)
+                note(request, finish_reasons=finishes, done=True)
                 yield "data: [DONE]\n\n"
             except ApiError as exc:  # the stream has begun: the error goes in it
+                note(request, **{k: v for k, v in exc.body()["error"].items() if k in ("message", "param", "code")})
                 yield f"data: {json.dumps(exc.body(), ensure_ascii=False)}\n\n"
             finally:
                 choices.cancel()
+                note(request, completion_tokens=choices.generated(), ttft_seconds=_rounded(choices.ttft))
 
         return _Stream(events(), on_close=choices.cancel, media_type="text/event-stream")
 
@@ -310,7 +321,9 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
     async def chat_completions(request: Request):
         body = await read_json(request)
         name = model_name(body, state.host.names)
+        note(request, model=name)
         options, messages, tools = chat_options(body, max_tokens_cap), chat_messages(body), tool_request(body)
+        note(request, stream=options.stream, n=options.n)
         if tools and body.get("response_format") not in (None, {"type": "text"}):
             raise ApiError(400, "`response_format` JSON modes and `tools` cannot be combined: a JSON-constrained reply "
                                 "cannot carry a tool call", "response_format")
@@ -319,6 +332,7 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
         # and /health, /v1/models and the running streams must not wait for it
         constraint = await run_in_threadpool(response_constraint, body, loaded.tokenizer, eos_ids(loaded))
         prompt_ids = chat_prompt(loaded, messages, tools)
+        note(request, prompt_tokens=len(prompt_ids))
         check_context(loaded, prompt_ids, options, "messages")
         single = body.get("parallel_tool_calls") is False
         return await respond(request, name, options, prompt_ids, "chat", tools, single, constraint)
@@ -327,14 +341,22 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
     async def completions(request: Request):
         body = await read_json(request)
         name = model_name(body, state.host.names)
+        note(request, model=name)
         options = text_options(body, max_tokens_cap)
+        note(request, stream=options.stream, n=options.n)
         loaded = state.host.loaded_for(name)
         prompt_ids = text_prompt(loaded, body.get("prompt"))
+        note(request, prompt_tokens=len(prompt_ids))
         check_context(loaded, prompt_ids, options, "prompt")
         return await respond(request, name, options, prompt_ids, "text")
 
     add_adapter_routes(app, state, cache_dir)
+    app.add_middleware(AccessLog, logger=access_log)  # added last: outermost, so it times and sees every response
     return app
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 4)
 
 
 class _Stream(StreamingResponse):
@@ -362,14 +384,19 @@ def refuse_open_without_key(address: str, api_key: str | None) -> None:
 
 def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           max_tokens_cap: int = 1024, request_timeout: float | None = 600.0, grace: float = 30.0,
-          admin_key: str | None = None, cache_dir: str | None = None) -> None:
+          admin_key: str | None = None, cache_dir: str | None = None, access_log: str | None = "-") -> None:
     """Listen at once (503 while `load()` runs in a thread); SIGTERM stops accepting, lets running
-    requests finish for `grace` seconds, then cancels what is left."""
+    requests finish for `grace` seconds, then cancels what is left. `access_log`: `-` (stderr), a
+    file, or `off` (serve.access)."""
     import uvicorn
 
     refuse_open_without_key(address, api_key)
+    try:
+        logger = open_log(access_log)
+    except OSError as exc:
+        raise ConfigError(f"serve --access-log: cannot open {access_log}: {exc.strerror or exc}") from None
     state = ServerState()
-    app = create_app(None, api_key, max_tokens_cap, request_timeout, state, admin_key, cache_dir)
+    app = create_app(None, api_key, max_tokens_cap, request_timeout, state, admin_key, cache_dir, logger)
     server = uvicorn.Server(uvicorn.Config(app, host=address, port=port, log_level="warning",
                                            timeout_graceful_shutdown=grace))
 

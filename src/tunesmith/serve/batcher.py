@@ -83,13 +83,20 @@ class Job:
         return self._cancelled.is_set()
 
 
+class AdapterGone(LookupError):
+    """A job's adapter was removed (DELETE /v1/adapters) after its request was checked, before it joined."""
+
+
 class Batcher:
     """The scheduler thread and its bounded queue. `mixed_adapters`: the model is a PEFT model that
     takes `adapter_names` (one adapter per row); `activate(name)`: switch a model that cannot mix
-    (called with the batch empty). Neither given: one model, no adapters."""
+    (called with the batch empty). Neither given: one model, no adapters. `known(adapter)`: whether
+    an adapter is still loaded; a job for one that is not ends with AdapterGone instead of joining
+    (and failing the whole step for the jobs beside it)."""
 
     def __init__(self, model, pad_id: int, max_batch: int = 16, max_queue: int = 64, mixed_adapters: bool = False,
-                 activate: Callable[[str | None], None] | None = None, recompute: bool = False):
+                 activate: Callable[[str | None], None] | None = None, recompute: bool = False,
+                 known: Callable[[str], bool] | None = None):
         if max_batch < 1 or max_queue < 0:
             raise ValueError("serve: --max-batch must be at least 1 and --max-queue at least 0")
         # recompute: a model whose forward owns the cache and positions (PEFT's virtual-token methods
@@ -97,7 +104,7 @@ class Batcher:
         self.recompute = recompute
         max_batch = 1 if recompute else max_batch
         self.model, self.pad_id, self.max_batch, self.max_queue = model, pad_id, max_batch, max_queue
-        self.mixed_adapters, self.activate = mixed_adapters, activate
+        self.mixed_adapters, self.activate, self.known = mixed_adapters, activate, known
         self.waiting: collections.deque[Job] = collections.deque()
         self.running: list[Job] = []
         self._cache: DynamicCache | None = None
@@ -203,6 +210,8 @@ class Batcher:
             job = self.waiting.popleft()
             if job.cancelled:
                 job.emit(("end", "cancelled"))
+            elif job.adapter is not None and self.known is not None and not self.known(job.adapter):
+                job.emit(("error", AdapterGone(f"the adapter `{job.adapter}` was removed before this request ran")))
             elif len(self.running) + len(joining) < self.max_batch and self._fits(job, joining):
                 joining.append(job)
             else:

@@ -12,7 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-from tunesmith.serve.batcher import Batcher, Job, QueueFull, Sampling, Token
+from tunesmith.serve.batcher import AdapterGone, Batcher, Job, QueueFull, Sampling, Token
 from tunesmith.serve.requests import ApiError
 
 
@@ -103,7 +103,7 @@ class Choices:
         self.jobs = make_jobs(prompt_ids, sampling, n, eos_ids, adapter, emitter, constraint)
         self.texts = [ChoiceText(tokenizer, stop) for _ in self.jobs]
         self.timeout, self.metrics = timeout, metrics
-        self.started = time.monotonic()
+        self.started, self.ttft = time.monotonic(), None
         try:
             for job in self.jobs:
                 batcher.submit(job)
@@ -111,6 +111,10 @@ class Choices:
             self.cancel()
             raise ApiError(429, f"the server is busy: {exc}; retry later", code="queue_full", kind="rate_limit_error",
                            headers={"Retry-After": "1"}) from None
+
+    def generated(self) -> int:
+        """Tokens generated so far over all choices (the whole count once every choice has ended)."""
+        return sum(len(text.tokens) for text in self.texts)
 
     def cancel(self) -> None:
         for job in self.jobs:
@@ -135,7 +139,8 @@ class Choices:
                 text = self.texts[index]
                 if isinstance(event, Token):
                     if first:
-                        self.metrics.first_token(time.monotonic() - self.started)
+                        self.ttft = time.monotonic() - self.started
+                        self.metrics.first_token(self.ttft)
                         first = False
                     if text.stopped:
                         continue  # generated after the stop string, before the job saw its cancel
@@ -146,6 +151,8 @@ class Choices:
                         self.jobs[index].cancel()
                     continue
                 kind, detail = event
+                if kind == "error" and isinstance(detail, AdapterGone):
+                    raise ApiError(404, str(detail), "model", "model_not_found")
                 if kind == "error":
                     raise ApiError(500, f"generation failed: {type(detail).__name__}: {detail}", kind="server_error",
                                    code="generation_failed")

@@ -70,8 +70,12 @@ def _lora_output(path: str):
 
 
 def vllm_command(model: str, name: str, adapters: dict[str, str], host: str, port: int, api_key: str | None,
-                 max_batch: int, cache_dir: str | None = None) -> list[str]:
-    """The vLLM server command for what `tunesmith serve` was asked to serve."""
+                 max_batch: int, cache_dir: str | None = None, access_log: str = "-") -> list[str]:
+    """The vLLM server command for what `tunesmith serve` was asked to serve. `access_log`: `-` keeps
+    vLLM's own (uvicorn's) access log on stderr, `off` turns it off; a file is refused (ours only)."""
+    if access_log not in ("-", "off"):
+        raise ConfigError("serve --engine vllm: --access-log to a file is the transformers engine's; vLLM writes "
+                          "its own access log to stderr (--access-log -) or none (--access-log off)")
     from tunesmith.models.lora_set import common_base
     from tunesmith.models.loader import resolve_model_path
 
@@ -89,6 +93,8 @@ def vllm_command(model: str, name: str, adapters: dict[str, str], host: str, por
                     *(f"{n}={i.path}" for n, i in infos.items())]
     if api_key:
         command += ["--api-key", api_key]
+    if access_log == "off":
+        command.append("--disable-uvicorn-access-log")
     return command
 
 
