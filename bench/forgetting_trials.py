@@ -45,6 +45,13 @@ TRIALS = {
     "self20_e6_nef10": [*SELF20_E6, "training.neftune_alpha=10"],
     "self20_e6_nef5_drop10": [*SELF20_E6, "training.neftune_alpha=5", "lora.dropout=0.1"],
     "self20_e6_nef5_lr2e-3": [*SELF20_E6, "training.neftune_alpha=5", "training.learning_rate=2.0e-3"],
+    # the same within the demo's time: fewer replay rows, or fewer epochs
+    "self10_e6_nef5": [*SELF20_E6, "forgetting.replay_ratio=0.1", "training.neftune_alpha=5"],
+    "self20_e5_nef5": [*SELF20_E6, "training.epochs=5", "training.neftune_alpha=5"],
+    "self10_e6_nef5_r64": [*SELF20_E6, "forgetting.replay_ratio=0.1", "training.neftune_alpha=5",
+                           "forgetting.replay_max_new_tokens=64", "eval.batch_size=32"],
+    "self20_e5_nef5_r64": [*SELF20_E6, "training.epochs=5", "training.neftune_alpha=5",
+                           "forgetting.replay_max_new_tokens=64", "eval.batch_size=32"],
     "replay20_l2": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
                     "forgetting.l2=0.01"],
 }

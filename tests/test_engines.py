@@ -106,3 +106,15 @@ def test_compile_and_liger_reach_the_trainer_arguments(tmp_path, tiny_model_dir)
     check_stage(cfg)  # inductor is part of the CPU build
     args = training_arguments(cfg, tmp_path, torch.device("cpu"), torch.float32, False)
     assert args.torch_compile is True and args.use_liger_kernel is False
+
+
+def test_eval_steps_replaces_the_per_epoch_validation(tmp_path, tiny_model_dir):
+    from tunesmith.runtime.arguments import training_arguments
+
+    per_epoch = training_arguments(_cfg(tmp_path, tiny_model_dir, "  epochs: 1\n"), tmp_path, torch.device("cpu"), torch.float32, True)
+    assert per_epoch.eval_strategy == "epoch"
+    every = training_arguments(_cfg(tmp_path, tiny_model_dir, "  eval_steps: 40\n"), tmp_path, torch.device("cpu"),
+                               torch.float32, True)
+    assert every.eval_strategy == "steps" and every.eval_steps == 40
+    assert training_arguments(_cfg(tmp_path, tiny_model_dir, "  eval_steps: 40\n"), tmp_path, torch.device("cpu"),
+                              torch.float32, False).eval_strategy == "no"  # no validation set

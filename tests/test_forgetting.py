@@ -256,7 +256,7 @@ def test_forgetting_warnings_follow_the_thresholds(tmp_path):
     assert forgetting_warnings(one_lost, cfg) == []  # within one question of 38: the default tolerance
     two_lost = {**one_lost, "general_qa_correct_after": 28, "general_qa_change": -2 / 38}
     (warning,) = forgetting_warnings(two_lost, cfg)
-    assert "fell from 30 to 28 of 38" in warning and "learning_rate" in warning
+    assert "fell from 30 to 28 of 38" in warning and "replay_answers: model" in warning and "knowledge_selfreplay" in warning
     assert forgetting_warnings({"general_perplexity_change": 0.2}, cfg) == []
     (warning,) = forgetting_warnings({"general_perplexity_change": 0.4}, cfg)
     assert "general perplexity rose by 40%" in warning

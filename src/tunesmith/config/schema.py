@@ -409,6 +409,12 @@ class TrainingConfig(Section):
         description="fsdp/deepspeed: keep the optimiser state (and with zero_stage 3 the weights) in CPU memory "
         "(fits larger models on fewer GPUs, slower).",
     )
+    eval_steps: int | None = Field(
+        None, gt=0,
+        description="Measure the validation loss every N steps instead of at the end of every epoch: fewer passes "
+        "over the validation set on a slow machine, more points on a long epoch (the fine-tuned model's measurement "
+        "after training is made either way).",
+    )
     save_steps: int = Field(
         0, ge=0,
         description="Save a checkpoint (weights, optimiser, scheduler, RNG, data position; manifest last) every N "

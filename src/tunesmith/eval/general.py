@@ -79,9 +79,11 @@ def forgetting_summary(before: dict, after: dict) -> dict:
     return summary
 
 
-REMEDIES = ("forgetting.replay: examples/data/general_replay.jsonl (general rows mixed into training, "
-            "forgetting.replay_ratio)", "a lower training.learning_rate or fewer training.epochs",
-            "a smaller lora.r or lora.target_modules: attention", "forgetting.l2: 0.01 (a pull toward the base)")
+# in the order of what they kept on the demo (docs/benchmarks.md, issue 15)
+REMEDIES = ("forgetting.replay: examples/data/general_replay.jsonl with forgetting.replay_answers: model (general "
+            "prompts answered by the starting model itself, mixed into training at forgetting.replay_ratio; with "
+            "training.neftune_alpha: 5 beside it, as in examples/knowledge_selfreplay.yaml)",
+            "fewer training.epochs", "forgetting.l2: 0.01 (a pull toward the base)")
 
 
 def forgetting_warnings(summary: dict, cfg: TunesmithConfig) -> list[str]:

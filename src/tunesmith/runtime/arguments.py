@@ -43,7 +43,8 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
         logging_steps=t.logging_steps,
         logging_first_step=True,
         logging_nan_inf_filter=False,  # a NaN loss is shown, never hidden
-        eval_strategy="epoch" if has_eval else "no",
+        eval_strategy=("steps" if t.eval_steps else "epoch") if has_eval else "no",
+        eval_steps=t.eval_steps,
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
         save_total_limit=None,  # rotation is CheckpointGuard's, after the new manifest is committed
