@@ -257,6 +257,12 @@ def test_forgetting_warnings_follow_the_thresholds(tmp_path):
     two_lost = {**one_lost, "general_qa_correct_after": 28, "general_qa_change": -2 / 38}
     (warning,) = forgetting_warnings(two_lost, cfg)
     assert "fell from 30 to 28 of 38" in warning and "replay_answers: model" in warning and "knowledge_selfreplay" in warning
+    self_replay = load_config(write_config(tmp_path / "s.yaml", "stage: sft\noutput_dir: o\ndata:\n  train: x.jsonl\n"
+                                           "training:\n  neftune_alpha: 5\nforgetting:\n  replay: g.jsonl\n"
+                                           "  replay_answers: model\n"))
+    (turned_up,) = forgetting_warnings(two_lost, self_replay)  # self-replay already on: turn it up
+    assert "replay_answers: model" not in turned_up and "replay_ratio (now 0.2)" in turned_up
+    assert "neftune_alpha (now 5" in turned_up
     assert forgetting_warnings({"general_perplexity_change": 0.2}, cfg) == []
     (warning,) = forgetting_warnings({"general_perplexity_change": 0.4}, cfg)
     assert "general perplexity rose by 40%" in warning

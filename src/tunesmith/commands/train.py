@@ -111,7 +111,13 @@ def register(verbs) -> None:
     train = verbs.add_parser(
         "train", help="Fine-tune a model from a YAML config.",
         description="Fine-tune a model as CONFIG describes. Any key can be overridden on the command line "
-        "with dotted KEY=VALUE pairs, e.g. `data.train=my.json output_dir=out/my training.epochs=2`.",
+        "with dotted KEY=VALUE pairs, e.g. `data.train=my.json output_dir=out/my training.epochs=2`.\n\n"
+        "Teaching the model facts (a company's policies, a product's details)? Start from "
+        "examples/demo_veltrano.yaml (5 epochs) or examples/knowledge_selfreplay.yaml (6 epochs, more facts learned): "
+        "general prompts answered by the base model itself are replayed beside your rows "
+        "(forgetting.replay_answers: model) and NEFTune noise is on (training.neftune_alpha: 5), so the model learns "
+        "the facts and still answers everyday questions; forgetting.general_qa measures that before and after "
+        "(docs/runtime.md, forgetting guard; figures in docs/benchmarks.md).",
         epilog="config keys (YAML sections and dotted override names):\n" + describe_keys(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

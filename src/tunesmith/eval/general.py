@@ -98,5 +98,10 @@ def forgetting_warnings(summary: dict, cfg: TunesmithConfig) -> list[str]:
                     f"(forgetting.warn_perplexity_rise: {cfg.forgetting.warn_perplexity_rise:g})")
     if not lost:
         return []
+    remedies = list(REMEDIES)
+    f = cfg.forgetting
+    if f.replay and f.replay_answers == "model":  # already on: what turns it up
+        remedies[0] = (f"a higher forgetting.replay_ratio (now {f.replay_ratio:g}) or training.neftune_alpha (now "
+                       f"{cfg.training.neftune_alpha or 0:g}; 15 kept more general answers than 5 on the demo)")
     return [f"the fine-tuned model lost general ability: {'; '.join(lost)}. To keep more of it, try: "
-            + "; ".join(REMEDIES) + ". See docs/runtime.md (forgetting guard)."]
+            + "; ".join(remedies) + ". See docs/runtime.md (forgetting guard)."]
