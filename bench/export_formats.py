@@ -27,7 +27,7 @@ from tunesmith.benchmark.machine import machine
 from tunesmith.eval.generate import stop_ids
 from tunesmith.eval.qa import is_correct, load_qa
 from tunesmith.export import export_model
-from tunesmith.export.check import chat_ids, onnx_greedy, torch_greedy
+from tunesmith.export.check import chat_ids, llama_greedy, onnx_greedy, torch_greedy
 from tunesmith.export.onnx import MODEL_FILE
 from tunesmith.export.onnx_runtime import OnnxDecoder
 from tunesmith.export.verify import qa_settings
@@ -49,18 +49,6 @@ def answer_all(greedy, tokenizer, items, system, new_tokens, stops) -> dict:
     seconds = time.perf_counter() - started
     return {"qa_correct": correct, "qa_total": len(items), "tokens_per_s": round(produced / seconds, 1),
             "qa_seconds": round(seconds, 1), "replies": replies}
-
-
-def llama_greedy(llm, stops):
-    """greedy(ids, new_tokens) in llama.cpp, stopping after a stop token as export.check's runners do."""
-    def greedy(ids, new_tokens):
-        tokens = []
-        for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
-            tokens.append(token)
-            if token in stops or len(tokens) == new_tokens:
-                break
-        return tokens
-    return greedy
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import torch
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/setup.sh builds it)")
 
 from tunesmith.export import export_model  # noqa: E402
+from tunesmith.export.check import llama_greedy  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the real embedded model, exported three times
 
@@ -42,15 +43,6 @@ def torch_replies(default_model_dir):
         model.generation_config.eos_token_id, int) else model.generation_config.eos_token_id or [])}
 
 
-def llama_greedy(llm, prompt_ids: list[int], stops: set[int]) -> list[int]:
-    tokens = []
-    for token in llm.generate(prompt_ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
-        tokens.append(token)
-        if token in stops or len(tokens) == NEW_TOKENS:
-            break
-    return tokens
-
-
 def matching_prefix(a: list[int], b: list[int]) -> int:
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]:
@@ -69,7 +61,7 @@ def test_llama_cpp_loads_the_export_and_gives_the_torch_models_tokens(default_mo
     for text, ids, expected in replies:
         # llama.cpp's tokenizer, built from the GGUF's vocabulary and merges, splits the prompt the same way
         assert llm.tokenize(text.encode(), add_bos=False, special=True) == ids, text
-        got = llama_greedy(llm, ids, stops)
+        got = llama_greedy(llm, stops)(ids, NEW_TOKENS)
         if quant == "f16":
             assert got == expected, (quant, text, got, expected)
         agreed += matching_prefix(got, expected)

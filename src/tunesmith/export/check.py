@@ -112,6 +112,19 @@ def onnx_decoder(path: Path):
     return OnnxDecoder(path)
 
 
+def llama_greedy(llm, stops: set[int]):
+    """greedy(ids, new_tokens) in llama.cpp (a `llama_cpp.Llama`), stopping after a stop token as the
+    other runners do; llama-cpp-python is a dev/test dependency, so the caller loads it."""
+    def greedy(ids: list[int], new_tokens: int) -> list[int]:
+        tokens = []
+        for token in llm.generate(ids, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0, reset=True):
+            tokens.append(token)
+            if token in stops or len(tokens) == new_tokens:
+                break
+        return tokens
+    return greedy
+
+
 def onnx_greedy(decoder, model, tokenizer):
     stops = stop_ids(model, tokenizer)
     return lambda ids, new_tokens: decoder.greedy(ids, new_tokens, stops)

@@ -41,9 +41,7 @@ def open_log(destination: str | None) -> logging.Logger | None:
     """`-`: stderr; `off` or None: no log; anything else: a file, appended to (reopened when rotated)."""
     if destination is None or destination == "off":
         return None
-    logger = logging.getLogger(f"{LOGGER}.{uuid.uuid4().hex[:8]}")  # one per server: tests run several
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
+    logger = logging.Logger(LOGGER, logging.INFO)  # not registered: one per server, no global state (tests run several)
     handler = (logging.StreamHandler(sys.stderr) if destination == "-"
                else logging.handlers.WatchedFileHandler(destination, encoding="utf-8"))
     handler.setFormatter(logging.Formatter("%(message)s"))
