@@ -5,7 +5,8 @@
 
 For each FORMAT:QUANT: `tunesmith export` (timed; its own check and after-export QA run on the
 artifact are part of it and land in the manifest), then the artifact loaded in the runtime it
-ships for (llama.cpp through llama-cpp-python for GGUF, ONNX Runtime with the KV cache for ONNX):
+ships for (llama.cpp through llama-cpp-python for GGUF, ONNX Runtime with the KV cache for ONNX,
+transformers for a quantised transformers folder: `transformers:gptq4` in .venv-gptq, with llm-compressor):
 its size on disk, load time, and the output's QA questions (`eval.qa` of its config) answered
 greedily one at a time, giving the accuracy in that runtime and the tokens/s of those replies.
 The trained output answers the same questions in torch (fp32, adapter merged, `generate`) first:
@@ -91,6 +92,17 @@ def main() -> None:
             path = out / manifest["gguf"]["file"]
             llm = llama_cpp.Llama(model_path=str(path), n_ctx=1024, n_threads=args.threads, verbose=False)
             runner, runtime = llama_greedy(llm, stops), f"llama.cpp (llama-cpp-python {llama_cpp.__version__})"
+        elif format == "transformers":  # --quant gptq4/gptq8 (llm-compressor) or bnb4/bnb8 (a GPU)
+            import transformers
+            from transformers import AutoModelForCausalLM
+
+            from tunesmith.export.bnb import load_kwargs
+
+            path = out
+            read = AutoModelForCausalLM.from_pretrained(out, **load_kwargs(out)).eval()
+            runner = torch_greedy(read, loaded.tokenizer)
+            method = manifest.get("quantization", {}).get("format", "plain")
+            runtime = f"transformers {transformers.__version__} ({method})"
         else:
             import onnxruntime
 
@@ -102,7 +114,8 @@ def main() -> None:
         measured = answer_all(runner, loaded.tokenizer, items, loaded.system, new_tokens, stops)
         after = manifest.get("after_export", {})
         row = {"format": f"{format} {quant}", "runtime": runtime,
-               "mb": round(sum(p.stat().st_size for p in out.iterdir() if p.name.startswith(path.name)) / 1e6, 1),
+               "mb": round(sum(p.stat().st_size for p in out.iterdir()
+                               if p.name.startswith(path.name) or (path == out and p.suffix == ".safetensors")) / 1e6, 1),
                "export_s": export_seconds, "load_s": load_seconds,
                **{k: v for k, v in measured.items() if k != "replies"},
                "same_replies": sum(a == b for a, b in zip(measured["replies"], reference["replies"])),

@@ -52,6 +52,12 @@ TRIALS = {
                            "forgetting.replay_max_new_tokens=64", "eval.batch_size=32"],
     "self20_e5_nef5_r64": [*SELF20_E6, "training.epochs=5", "training.neftune_alpha=5",
                            "forgetting.replay_max_new_tokens=64", "eval.batch_size=32"],
+    # stop 29, on top of the demo as shipped (self-replay 20%, NEFTune 5, 5 epochs) without its lora section
+    # (--config a copy of it without that section): every weight trained
+    "full_lr1e-4": ["method=full", "training.learning_rate=1.0e-4"],
+    "full_lr3e-5": ["method=full", "training.learning_rate=3.0e-5"],
+    # stop 29, on the demo as shipped: a higher learning rate (more facts) with more self-replay (to keep the rest)
+    "self33_lr2e-3": ["forgetting.replay_ratio=0.33", "training.learning_rate=2.0e-3"],
     "replay20_l2": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
                     "forgetting.l2=0.01"],
 }

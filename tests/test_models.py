@@ -70,3 +70,24 @@ def test_unfinished_output_is_refused(tmp_path, tiny_model_dir):
     (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model_dir)}))
     with pytest.raises(OutputError, match="incomplete output"):
         load_for_inference(str(out))
+
+
+def test_the_kv_cache_is_handed_over_under_the_name_this_transformers_uses(tiny_model_dir):
+    """transformers renamed `past_key_values` to `cache` (5.17 has the first, 5.25 the second); a model given the
+    other name ignores it silently, so the serving batcher and the ONNX exporter name it through models.compat."""
+    import inspect
+
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    from tunesmith.models.compat import CACHE, cache_kwargs, output_cache
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)).eval()
+    assert CACHE in inspect.signature(type(model).forward).parameters
+    ids = torch.tensor([[1, 5, 9, 13, 17]])
+    with torch.no_grad():
+        whole = model(input_ids=ids).logits[0, -1]
+        cache = DynamicCache()
+        model(input_ids=ids[:, :4], **cache_kwargs(cache), use_cache=True)
+        step = model(input_ids=ids[:, 4:], **cache_kwargs(cache), use_cache=True)
+    assert output_cache(step) is cache and cache.get_seq_length() == 5
+    assert torch.allclose(step.logits[0, -1], whole, atol=1e-4)  # the step saw its past

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 EXPORT_FORMATS = ("transformers", "gguf", "onnx")  # `tunesmith export --format` (the web page offers the same)
-EXPORT_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "int8", "bnb4", "bnb8")  # GGUF's; ONNX's; bitsandbytes
+# GGUF's; ONNX's; bitsandbytes; llm-compressor's (GPTQ, AWQ)
+EXPORT_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "int8", "bnb4", "bnb8", "gptq4", "gptq8", "awq4")
 
 
 def cmd_chat(args) -> int:
@@ -106,7 +107,8 @@ def cmd_export(args) -> int:
     from tunesmith.export import export_model
 
     out = export_model(args.model, args.out, merge=args.merge, cache_dir=args.cache_dir, overwrite=args.overwrite,
-                       format=args.format, quant=args.quant, gguf_pre=args.gguf_pre, qa=args.qa, max_drop=args.max_drop)
+                       format=args.format, quant=args.quant, gguf_pre=args.gguf_pre, qa=args.qa, max_drop=args.max_drop,
+                       calibration=args.calibration)
     after = json.loads((out / "tunesmith.json").read_text())["after_export"]
     figures = (f"QA accuracy {after['trained_qa_accuracy']:.3f} trained -> {after['artifact_qa_accuracy']:.3f} exported"
                if after["measure"] == "qa_accuracy" else f"greedy agreement with the trained model {after['greedy_agreement']:.3f}")
@@ -222,7 +224,11 @@ def register(verbs) -> None:
                         help="GGUF: f32, f16 (default), bf16, q8_0 (near-lossless at half the size), q4_0, q4_1; "
                         "ONNX: f32 (default), int8 (dynamic quantisation, about a quarter of the size, least accurate), "
                         "q8_0 or q4_0 (weight-only blocks of 32, as GGUF's); transformers: bnb4 (NF4) or bnb8 (LLM.int8()), "
-                        "bitsandbytes weights for GPU serving (a CUDA GPU; not yet run on one).")
+                        "bitsandbytes weights for GPU serving (a CUDA GPU; not yet run on one); gptq4 (4-bit groups), gptq8 "
+                        "(8-bit channels) or awq4 (a GPU), calibrated compressed-tensors weights vLLM serves "
+                        "(pip install 'tunesmith[gptq]').")
+    export.add_argument("--calibration", help="Rows (JSONL: chat rows or {\"text\": ...}) that calibrate gptq4/gptq8/"
+                        "awq4 (default: the output's own training data, data.train).")
     export.add_argument("--gguf-pre", help="llama.cpp pre-tokenizer name, for a tokenizer tunesmith has not verified.")
     export.add_argument("--qa", help="QA questions (JSONL, as eval.qa) answered by the trained model and the artifact "
                         "after export (default: the output's eval.qa).")

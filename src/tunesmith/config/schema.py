@@ -334,6 +334,14 @@ class MoeConfig(Section):
 
 
 class TrainingConfig(Section):
+    @model_validator(mode="before")
+    @classmethod
+    def _no_is_not_false(cls, values):
+        # YAML reads an unquoted `no` (`mixed_precision: no`, `--set training.mixed_precision=no`) as false
+        if isinstance(values, dict) and values.get("mixed_precision") is False:
+            values = {**values, "mixed_precision": "no"}
+        return values
+
     epochs: float = Field(3.0, gt=0, description="Passes over the training data.")
     max_steps: int = Field(-1, description="Stop after this many optimiser steps (-1: use epochs).")
     learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate.")

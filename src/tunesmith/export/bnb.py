@@ -12,7 +12,7 @@ way and compares it with the merged model (export/check.py: compare_transformers
 
 bitsandbytes' kernels are CUDA kernels, so on a machine without a CUDA GPU (or without the package)
 the export is refused before anything is written, naming the CPU formats that do the same job
-(GGUF Q8_0/Q4_0, ONNX q8_0/q4_0). Calibrated GPTQ/AWQ (gptqmodel, llm-compressor) are not offered.
+(GGUF Q8_0/Q4_0, ONNX q8_0/q4_0). Calibrated GPTQ/AWQ: export/calibrated.py (llm-compressor).
 Status: written against transformers' public API, not yet run on a GPU (see README: GPU paths).
 """
 
@@ -71,18 +71,31 @@ def write_bnb(model, tokenizer, work: Path, quant: str) -> dict:
             "bytes": sum(p.stat().st_size for p in work.glob("*.safetensors"))}
 
 
-def is_quantised(folder: Path) -> bool:
-    """Whether a transformers folder holds pre-quantised weights (its config has a quantization_config)."""
+def quantization_method(folder: Path) -> str | None:
+    """The `quant_method` of a transformers folder holding pre-quantised weights (bitsandbytes,
+    compressed-tensors, ...), None for plain weights."""
     import json
 
     config = Path(folder) / "config.json"
-    return config.is_file() and "quantization_config" in json.loads(config.read_text(encoding="utf-8"))
+    if not config.is_file():
+        return None
+    quantization = json.loads(config.read_text(encoding="utf-8")).get("quantization_config")
+    return None if quantization is None else str(quantization.get("quant_method", "unknown"))
+
+
+def is_quantised(folder: Path) -> bool:
+    """Whether a transformers folder holds pre-quantised weights (its config has a quantization_config)."""
+    return quantization_method(folder) is not None
 
 
 def load_kwargs(folder: Path) -> dict:
-    """How to load an exported transformers folder back: quantised weights onto the GPU, else fp32."""
+    """How to load an exported transformers folder back: bitsandbytes weights onto the GPU; compressed-tensors
+    (GPTQ/AWQ) weights onto the GPU where there is one, else the CPU (the package decompresses them); else fp32."""
     import torch
 
-    if is_quantised(folder):
+    method = quantization_method(folder)
+    if method == "compressed-tensors" and not torch.cuda.is_available():
+        return {}
+    if method is not None:
         return {"device_map": {"": torch.cuda.current_device()}}
     return {"dtype": torch.float32}

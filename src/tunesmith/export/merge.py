@@ -14,7 +14,9 @@ GGUF (export/gguf.py) and ONNX (export/onnx.py) always merge (they hold whole we
 check against the model it came from, run in their own runtime (export/check.py), in the manifest;
 an fp32 ONNX graph whose logits differ from the model's by more than ONNX_F32_TOLERANCE fails the
 export (the folder stays OUT.partial). A transformers folder can hold bitsandbytes 4/8-bit weights
-for GPU serving (`--quant bnb4|bnb8`, export/bnb.py; refused without a CUDA GPU).
+for GPU serving (`--quant bnb4|bnb8`, export/bnb.py; refused without a CUDA GPU), or GPTQ/AWQ
+weights in the compressed-tensors format vLLM serves (`--quant gptq4|gptq8|awq4`, export/calibrated.py,
+llm-compressor).
 The folder gets safetensors weights, the tokenizer with its chat template, and a manifest; it is
 written to DIR.partial and renamed when complete (runtime.outputs.OutputFolder), so a crash never
 leaves a folder that looks finished.
@@ -34,22 +36,32 @@ from tunesmith.runtime.outputs import OutputFolder
 
 def export_model(source: str, out: str, merge: bool = False, cache_dir: str | None = None,
                  overwrite: bool = False, format: str = "transformers", quant: str | None = None,
-                 gguf_pre: str | None = None, qa: str | None = None, max_drop: float | None = None) -> Path:
+                 gguf_pre: str | None = None, qa: str | None = None, max_drop: float | None = None,
+                 calibration: str | None = None) -> Path:
     """Export `source` as a transformers folder (`format="transformers"`), a GGUF file with an Ollama
     Modelfile (`format="gguf"`, weights as `quant`, default f16) or an ONNX decoder with its KV cache
     (`format="onnx"`, `quant` f32, int8, q8_0 or q4_0), checked against the model it came from in the artifact's
     own runtime (export/check.py) and on the run's QA questions (export/verify.py: `qa` or the
-    output's eval.qa); `max_drop` fails the export when the artifact scores more than that below."""
+    output's eval.qa); `max_drop` fails the export when the artifact scores more than that below.
+    A transformers folder takes `quant` bnb4/bnb8 (bitsandbytes, export/bnb.py) or gptq4/gptq8/awq4
+    (llm-compressor, calibrated on the run's training rows or `calibration`, export/calibrated.py)."""
     if format not in FORMATS:
         raise ModelError(f"--format {format}: choose one of {', '.join(FORMATS)}")
     quant = _quant(format, quant)
     if max_drop is not None and not 0 <= max_drop <= 1:
         raise ModelError(f"--max-drop {max_drop}: a fraction between 0 and 1 (0.05 = 5 points of accuracy)")
+    calibrated = quant in CALIBRATED_QUANTS
+    if calibration and not calibrated:
+        raise ModelError("--calibration: only --quant gptq4, gptq8 or awq4 are calibrated")
     if format == "transformers" and quant:
-        from tunesmith.export.bnb import check_available
+        from tunesmith.export import bnb, calibrated as llmc
 
-        check_available(quant)  # a CUDA GPU and bitsandbytes, before anything loads or is written
+        (llmc if calibrated else bnb).check_available(quant)  # before anything loads or is written
     path = Path(resolve_model_path(source, cache_dir))
+    if calibrated:
+        from tunesmith.export.calibrated import calibration_paths
+
+        calibration_files, calibration_data = calibration_paths(path, calibration)
     qa, qa_tokens = qa_settings(path, qa)
     kind = trained_part(path)
     check_mergeable(path, kind, merge or format != "transformers" or bool(quant))
@@ -64,6 +76,11 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
         from tunesmith.export.onnx import check_architecture as check_onnx
 
         check_onnx(loaded.model.config)
+    if calibrated:  # refusals (layer widths, bad calibration rows) before anything is written
+        from tunesmith.export.calibrated import calibration_texts, group_size
+
+        group = None if quant == "gptq8" else group_size(loaded.model)
+        texts = calibration_texts(loaded.tokenizer, calibration_files, calibration_data)
     work = output.open()
     source_manifest = loaded.manifest if (path / RUN_MANIFEST).is_file() else {}
     manifest = {**source_manifest, "exported_from": str(path), "merged_adapter": kind == "lora"}
@@ -93,14 +110,19 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
     else:
         from tunesmith.export.check import compare_transformers
 
-        if quant:
+        if calibrated:
+            from tunesmith.export.calibrated import write_calibrated
+
+            manifest["quantization"] = write_calibrated(loaded.model, loaded.tokenizer, work, quant, group, texts)
+        elif quant:
             from tunesmith.export.bnb import write_bnb
 
             manifest["quantization"] = write_bnb(loaded.model, loaded.tokenizer, work, quant)
         else:
             loaded.model.save_pretrained(work)
             loaded.tokenizer.save_pretrained(work)
-        manifest.update({"format": "transformers-safetensors" + ("-bitsandbytes" if quant else ""),
+        suffix = "-compressed-tensors" if calibrated else "-bitsandbytes" if quant else ""
+        manifest.update({"format": "transformers-safetensors" + suffix,
                          "check": compare_transformers(work, loaded.model, loaded.tokenizer, loaded.system)})
     artifact = work / manifest[format]["file"] if format in ("gguf", "onnx") else work
     manifest["after_export"] = after_export(format, artifact, loaded, manifest["check"], qa, qa_tokens)
@@ -109,6 +131,7 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
 
 
 FORMATS = ("transformers", "gguf", "onnx")
+CALIBRATED_QUANTS = ("gptq4", "gptq8", "awq4")  # export/calibrated.py's QUANTS (llm-compressor, imported lazily)
 ONNX_F32_TOLERANCE = 1e-3  # largest logit difference an fp32 ONNX graph may show (measured: 1.1e-4 on SmolLM2-135M)
 
 
@@ -118,7 +141,7 @@ def _quant(format: str, quant: str | None) -> str | None:
 
     from tunesmith.export.bnb import QUANTS as BNB_QUANTS
 
-    allowed = {"gguf": GGUF_QUANTS, "onnx": ONNX_QUANTS, "transformers": BNB_QUANTS}[format]
+    allowed = {"gguf": GGUF_QUANTS, "onnx": ONNX_QUANTS, "transformers": BNB_QUANTS + CALIBRATED_QUANTS}[format]
     if quant is None:
         return {"gguf": "f16", "onnx": "f32"}.get(format)
     if quant not in allowed:

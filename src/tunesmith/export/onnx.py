@@ -60,11 +60,13 @@ class DecoderWithCache(nn.Module):
     def forward(self, input_ids, attention_mask, position_ids, past: tuple[torch.Tensor, ...]):
         from transformers import DynamicCache
 
+        from tunesmith.models.compat import cache_kwargs, output_cache
+
         layers = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
         cache = DynamicCache(layers, config=self.model.config)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         cache=cache, use_cache=True)
-        present = [t for layer in out.cache.layers for t in (layer.keys, layer.values)]
+                         **cache_kwargs(cache), use_cache=True)
+        present = [t for layer in output_cache(out).layers for t in (layer.keys, layer.values)]
         return (out.logits, *present)
 
 

@@ -33,6 +33,8 @@ from typing import Any, Callable
 import torch
 from transformers import DynamicCache
 
+from tunesmith.models.compat import cache_kwargs
+
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 
 
@@ -246,7 +248,7 @@ class Batcher:
             return
         cache = DynamicCache()
         out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), cache=cache,
+                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), **cache_kwargs(cache),
                          use_cache=True, logits_to_keep=1, **self._adapter_names(jobs))
         last = self._sample(jobs, out.logits[:, -1, :])
         self._join(jobs, cache, mask, last)  # the model filled `cache` in place
@@ -262,7 +264,7 @@ class Batcher:
             self.steps += 1
             return
         out = self.model(input_ids=self._last[:, None].to(device), attention_mask=mask.to(device),
-                         position_ids=(mask.sum(-1, keepdim=True) - 1).to(device), cache=self._cache,
+                         position_ids=(mask.sum(-1, keepdim=True) - 1).to(device), **cache_kwargs(self._cache),
                          use_cache=True, **self._adapter_names(self.running))
         self._mask = mask  # the model appended this step's keys and values to self._cache
         self._last = self._sample(self.running, out.logits[:, -1, :])
