@@ -8,7 +8,8 @@
 # default model is installed: .venv/bin/python -m tunesmith.benchmark.gpu_check --save-tokenizer
 # shared/gpu/tokenizer), and, for the steps that use them, wheels carried in shared/gpu/wheels
 # (trl is required; bitsandbytes (43 MB, for qlora and export-bnb4), liger-kernel and deepspeed are
-# optional: a step whose package is missing is recorded as skipped). vLLM's wheel (438 MB for 0.11)
+# optional: a step whose package is missing is recorded as skipped; llmcompressor + compressed-tensors
+# + auto-round for export-gptq4/awq4 run only where the machine's transformers is 5.15-5.17). vLLM's wheel (438 MB for 0.11)
 # is far past the 64 MiB a device call carries, so the `vllm` step runs only on a GPU machine that
 # has vllm installed. Results: OUT/gpu_check.json and OUT/gpu_check.md.
 set -euo pipefail

@@ -27,9 +27,11 @@ def test_build_shape_gives_a_random_model_of_the_shape_with_the_tokenizer(tmp_pa
 def test_the_plan_names_every_step_with_its_overrides(tmp_path):
     steps = {s.name: s for s in plan(tmp_path, {"smollm2-135m": tmp_path / "m135", "llama-1b": tmp_path / "m1b"})}
     assert list(steps) == ["bench-135m", "bench-1b", "flash-attention", "qlora", "liger", "fsdp", "deepspeed",
-                           "export-bnb4", "vllm"]
+                           "export-bnb4", "export-gptq4", "export-awq4", "vllm"]
     assert steps["export-bnb4"].argv[3:5] == ["export", str(tmp_path / "m135")]
     assert steps["export-bnb4"].argv[-2:] == ["--quant", "bnb4"] and steps["export-bnb4"].needs == "bitsandbytes"
+    assert steps["export-awq4"].argv[-4:] == ["--quant", "awq4", "--calibration", str(tmp_path / "rows.jsonl")]
+    assert steps["export-gptq4"].needs == steps["export-awq4"].needs == "llmcompressor"
     assert steps["bench-1b"].argv[3:6] == ["bench", "--model", str(tmp_path / "m1b")]
     assert steps["qlora"].argv[-1] == "method=qlora" and steps["qlora"].needs == "bitsandbytes"
     assert steps["flash-attention"].argv[-1] == "model.attn_implementation=flash_attention_2"

@@ -17,6 +17,8 @@ Then, each step in its own process with its own time limit, so one failure costs
 - `fsdp`, `deepspeed`: a short run with `training.engine` fsdp / deepspeed on one GPU;
 - `export-bnb4`: `tunesmith export --quant bnb4` of the 135M shape (bitsandbytes NF4 safetensors,
   loaded back on the GPU and compared with the model; needs bitsandbytes);
+- `export-gptq4`, `export-awq4`: `tunesmith export --quant gptq4 / awq4` of the 135M shape on the GPU,
+  calibrated on the check's rows (needs llm-compressor, which pins transformers 5.15-5.17);
 - `vllm`: `tunesmith serve --engine vllm` on the 135M shape, waited for, asked one chat completion
   over HTTP, then stopped (`--vllm-probe`; needs vllm).
 
@@ -123,6 +125,12 @@ def plan(out: Path, models: dict[str, Path], quick: bool = False) -> list[Step]:
     # bitsandbytes NF4 safetensors for GPU serving (export/bnb.py): written, loaded back and compared
     steps.append(Step("export-bnb4", exe + ["export", str(small), "--out", str(out / "export-bnb4"), "--quant", "bnb4"],
                       180, needs="bitsandbytes"))
+    # GPTQ and AWQ through llm-compressor on the GPU (export/calibrated.py; AWQ cannot run on a CPU), calibrated
+    # on the check's own rows; llm-compressor pins transformers 5.15-5.17, so it runs where the two are carried
+    for quant in ("gptq4", "awq4"):
+        steps.append(Step(f"export-{quant}", exe + ["export", str(small), "--out", str(out / f"export-{quant}"),
+                                                    "--quant", quant, "--calibration", str(data)], 240,
+                          needs="llmcompressor"))
     steps.append(Step("vllm", [sys.executable, "-m", "tunesmith.benchmark.gpu_check", "--vllm-probe", str(small)], 300,
                       needs="vllm"))
     return steps
