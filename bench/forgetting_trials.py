@@ -56,6 +56,7 @@ TRIALS = {
     # (--config a copy of it without that section): every weight trained
     "full_lr1e-4": ["method=full", "training.learning_rate=1.0e-4"],
     "full_lr3e-5": ["method=full", "training.learning_rate=3.0e-5"],
+    "full_lr1e-4_nef10": ["method=full", "training.learning_rate=1.0e-4", "training.neftune_alpha=10"],
     # stop 29, on the demo as shipped: a higher learning rate (more facts) with more self-replay (to keep the rest)
     "self33_lr2e-3": ["forgetting.replay_ratio=0.33", "training.learning_rate=2.0e-3"],
     "replay20_l2": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
