@@ -142,3 +142,23 @@ def test_gptq8_with_a_calibration_file_and_awq4_refused_on_a_cpu(tmp_path, tiny_
         assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / "awq"), "--quant", "awq4"]) == 2
         assert "AWQ pins host memory" in capsys.readouterr().err
     assert not (tmp_path / "none").exists() and not (tmp_path / "awq").exists()
+
+
+def test_calibration_rows_are_what_the_model_saw_in_training(tmp_path, tokenizer):
+    """Chat rows through the chat template with the run's system prompt; raw text rows as they are; at most
+    CALIBRATION_ROWS, the same draw every time."""
+    from tunesmith.export.calibrated import CALIBRATION_ROWS, calibration_texts
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"instruction": "Is item 1 ready?", "output": "yes"}) + "\n"
+                    + json.dumps({"text": "Plain handbook text."}) + "\n")
+    texts = sorted(calibration_texts(tokenizer, [str(rows)], {"system": "Be brief."}))
+    chat = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": "Is item 1 ready?"},
+                                          {"role": "assistant", "content": "yes"}], tokenize=False)
+    assert texts == sorted([chat, "Plain handbook text."])
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(CALIBRATION_ROWS + 40)))
+    drawn = calibration_texts(tokenizer, [str(many)], {})
+    assert len(drawn) == CALIBRATION_ROWS and drawn == calibration_texts(tokenizer, [str(many)], {})
+    assert drawn != [f"row {i}" for i in range(CALIBRATION_ROWS)]  # drawn across the file, not its head

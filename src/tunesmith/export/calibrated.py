@@ -114,18 +114,15 @@ def calibration_paths(source: Path, given: str | None) -> tuple[list[str], dict]
 
 def calibration_texts(tokenizer, paths: list[str], data: dict, seed: int = 0) -> list[str]:
     """Up to CALIBRATION_ROWS rows as the model sees them: chat rows through the chat template, text rows as they are."""
-    from tunesmith.data.formats import collect_rows, to_conversation
+    from tunesmith.data.formats import collect_rows, conversation_converter
 
-    system = data.get("system")
+    to_chat = conversation_converter(data.get("format", "auto"), data.get("system"), data.get("columns"))
 
     def convert(raw):
         row = raw.data
         if isinstance(row, dict) and isinstance(row.get("text"), str) and not CHAT_KEYS & row.keys():
             return row["text"]  # a raw text row (pre-training data)
-        messages = to_conversation(raw, data.get("format", "auto"), data.get("columns")).messages
-        if system and messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": system}, *messages]
-        return tokenizer.apply_chat_template(messages, tokenize=False)
+        return tokenizer.apply_chat_template(to_chat(raw).messages, tokenize=False)
 
     texts = collect_rows(paths, convert, "calibration row")
     random.Random(seed).shuffle(texts)
@@ -136,6 +133,7 @@ def write_calibrated(model, tokenizer, work: Path, quant: str, group: int | None
     """Save `model` (merged) with llm-compressor-quantised weights into `work` (`group`: the group size of
     gptq4/awq4, from group_size); returns the manifest entry."""
     import time
+    from importlib.metadata import version
 
     import torch
     from datasets import Dataset
@@ -156,14 +154,8 @@ def write_calibrated(model, tokenizer, work: Path, quant: str, group: int | None
     scheme = {"gptq4": f"GPTQ, 4-bit integer weights in groups of {group}, symmetric",
               "gptq8": "GPTQ, 8-bit integer weights per output channel, symmetric",
               "awq4": f"AWQ scaling, then 4-bit integer weights in groups of {group} with zero points"}[quant]
-    return {"quant": quant, "method": f"llm-compressor {_version('llmcompressor')}: {scheme}; the output head and "
+    return {"quant": quant, "method": f"llm-compressor {version('llmcompressor')}: {scheme}; the output head and "
             "embeddings kept in the model's precision", "format": "compressed-tensors",
             "calibration_rows": len(texts), "calibration_tokens_max": CALIBRATION_TOKENS,
             "device": "cuda" if torch.cuda.is_available() else "cpu", "seconds": round(seconds, 1),
             "bytes": sum(p.stat().st_size for p in work.glob("*.safetensors"))}
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)

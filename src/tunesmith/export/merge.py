@@ -50,6 +50,8 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
     quant = _quant(format, quant)
     if max_drop is not None and not 0 <= max_drop <= 1:
         raise ModelError(f"--max-drop {max_drop}: a fraction between 0 and 1 (0.05 = 5 points of accuracy)")
+    from tunesmith.export.calibrated import QUANTS as CALIBRATED_QUANTS
+
     calibrated = quant in CALIBRATED_QUANTS
     if calibration and not calibrated:
         raise ModelError("--calibration: only --quant gptq4, gptq8 or awq4 are calibrated")
@@ -131,7 +133,6 @@ def export_model(source: str, out: str, merge: bool = False, cache_dir: str | No
 
 
 FORMATS = ("transformers", "gguf", "onnx")
-CALIBRATED_QUANTS = ("gptq4", "gptq8", "awq4")  # export/calibrated.py's QUANTS (llm-compressor, imported lazily)
 ONNX_F32_TOLERANCE = 1e-3  # largest logit difference an fp32 ONNX graph may show (measured: 1.1e-4 on SmolLM2-135M)
 
 
@@ -140,6 +141,7 @@ def _quant(format: str, quant: str | None) -> str | None:
     from tunesmith.export.onnx import QUANTS as ONNX_QUANTS
 
     from tunesmith.export.bnb import QUANTS as BNB_QUANTS
+    from tunesmith.export.calibrated import QUANTS as CALIBRATED_QUANTS
 
     allowed = {"gguf": GGUF_QUANTS, "onnx": ONNX_QUANTS, "transformers": BNB_QUANTS + CALIBRATED_QUANTS}[format]
     if quant is None:
