@@ -59,6 +59,22 @@ TRIALS = {
     "full_lr1e-4_nef10": ["method=full", "training.learning_rate=1.0e-4", "training.neftune_alpha=10"],
     # stop 29, on the demo as shipped: a higher learning rate (more facts) with more self-replay (to keep the rest)
     "self33_lr2e-3": ["forgetting.replay_ratio=0.33", "training.learning_rate=2.0e-3"],
+    # stop 30: the recipe without its forgetting defaults (no replay, no NEFTune), for a second fact set
+    "plain": ["forgetting.replay=[]", "training.neftune_alpha=null"],
+    # stop 30: reworded copies of each question (data.augment: frames and/or word dropout), on the demo as shipped;
+    # 2 copies at 2.5 epochs is the demo's number of steps (about 170)
+    "para2_e2.5": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=2",
+                   "training.epochs=2.5"],
+    "frames2_e2.5": ["data.augment.question_frames=builtin", "data.augment.copies=2", "training.epochs=2.5"],
+    "dropout2_e2.5": ["data.augment.word_dropout=0.15", "data.augment.copies=2", "training.epochs=2.5"],
+    "para4_e1.25": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=4",
+                    "training.epochs=1.25"],
+    "para2_e5": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=2"],
+    "para3_e5": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=3"],
+    # for the 90-row Orrin set (3 phrasings per fact): about the demo's 170 steps, plain or with reworded copies
+    "epochs12": ["training.epochs=12"],
+    "para2_e6": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=2",
+                 "training.epochs=6"],
     "replay20_l2": ["forgetting.replay=examples/data/general_replay.jsonl", "forgetting.replay_ratio=0.2",
                     "forgetting.l2=0.01"],
 }

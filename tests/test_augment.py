@@ -7,7 +7,7 @@ import pytest
 
 from tunesmith.cli import main
 from tunesmith.config.schema import AugmentConfig, DataConfig
-from tunesmith.data import dataset
+from tunesmith.data import augment, dataset
 from tunesmith.data.augment import augment_conversation
 from tunesmith.data.dataset import build_set, build_splits
 from tunesmith.data.formats import load_conversations
@@ -57,12 +57,59 @@ def test_system_prompts_vary_rows_without_their_own(tmp_path):
     assert {c.messages[0]["content"] for c in single} == set(PROMPTS)
 
 
+def test_question_frames_and_word_dropout_reword_copies_after_the_first(tmp_path):
+    rows = [{"instruction": "What is the name of the internal wiki at Veltrano Systems today?", "output": "Ledgerleaf."},
+            {"instruction": "维特拉诺系统公司员工休息用的咖啡区被称为什么？", "output": "青梧坊。"}]
+    english, chinese = _conversations(tmp_path, rows, system="Help desk.")
+    options = AugmentConfig(question_frames="builtin", copies=4, seed=3)
+    copies = augment_conversation(english, options)
+    assert copies[0].messages == english.messages  # the first copy is the row as written
+    framed = [c.messages[1]["content"] for c in copies[1:]]
+    question = rows[0]["instruction"]
+    assert len(set(framed)) == 3 and all(question in f and f != question for f in framed)
+    assert all(any(f == frame.replace("{question}", question) for frame in augment.FRAMES_EN) for f in framed)
+    assert all(c.messages[0] == english.messages[0] and c.messages[2] == english.messages[2] for c in copies)
+    zh = [c.messages[1]["content"] for c in augment_conversation(chinese, options)[1:]]  # frames by the script
+    assert all(any(f == frame.replace("{question}", rows[1]["instruction"]) for frame in augment.FRAMES_ZH) for f in zh)
+    # own frames; the same draw every time
+    own = AugmentConfig(question_frames=["Q: {question}", "{question} (asking for a friend)"], copies=3)
+    assert sorted(c.messages[1]["content"] for c in augment_conversation(english, own)[1:]) == [
+        f"Q: {question}", f"{question} (asking for a friend)"]
+    # word dropout: words left out, in order, at least half kept; the reply is untouched
+    dropout = AugmentConfig(word_dropout=0.3, copies=6, seed=1)
+    words = question.split()
+    for copy in augment_conversation(english, dropout)[1:]:
+        kept = copy.messages[1]["content"].split()
+        assert len(words) // 2 <= len(kept) <= len(words)
+        it = iter(words)
+        assert all(w in it for w in kept)  # a subsequence of the question
+        assert copy.messages[2] == english.messages[2]
+    assert any(len(c.messages[1]["content"].split()) < len(words) for c in augment_conversation(english, dropout))
+    assert [c.messages for c in augment_conversation(english, dropout)] == [
+        c.messages for c in augment_conversation(english, dropout)]
+    shorter = [c.messages[1]["content"] for c in augment_conversation(chinese, dropout)[1:]]
+    assert all(len(s) < len(rows[1]["instruction"]) + 1 for s in shorter) and any(
+        len(s) < len(rows[1]["instruction"]) for s in shorter)  # Chinese words (jieba) left out
+
+
+def test_replay_rows_are_not_augmented(tmp_path, tokenizer):
+    domain = write_jsonl(tmp_path / "domain.jsonl", [{"instruction": f"Question {i}?", "output": f"A{i}."} for i in range(8)])
+    general = write_jsonl(tmp_path / "general.jsonl", [{"instruction": f"General {i}?", "output": f"G{i}."} for i in range(8)])
+    data = DataConfig(train=[str(domain)], max_length=64,
+                      augment=AugmentConfig(question_frames=["Quick question: {question}"], copies=2))
+    train, _ = build_splits(tokenizer, data, "chat", seed=0, replay=[str(general)], replay_ratio=0.2)
+    texts = [tokenizer.decode(r.input_ids) for r in train.rows]
+    assert len(train.rows) == 20
+    assert sum("Quick question: Question" in t for t in texts) == 8  # the domain rows' second copies
+    assert sum("General" in t for t in texts) == 4 and not any("Quick question: General" in t for t in texts)
+
+
 def test_few_shot_examples_are_prior_turns_shuffled_per_copy(tmp_path):
     (conversation,) = _conversations(tmp_path, [FEW_SHOT])
     users = [m["content"] for m in conversation.messages if m["role"] == "user"]
     assert users == ["Route: refund please", "Route: app crashes", "Route: wrong size", "Route: my parcel is late"]
     assert conversation.meta["examples"] == (0, 3)
-    copies = augment_conversation(conversation, AugmentConfig(shuffle_examples=True, copies=6, seed=1))
+    copies = augment_conversation(conversation, AugmentConfig(shuffle_examples=True, copies=12, seed=1))  # drawn per tmp path: 12 copies make fewer than 3 orders vanishingly rare
     orders = set()
     for copy in copies:
         pairs = [(copy.messages[i]["content"], copy.messages[i + 1]["content"]) for i in range(0, 6, 2)]
@@ -118,8 +165,14 @@ def test_augmented_training_set_leaves_validation_untouched(tmp_path, tokenizer)
 
 
 def test_augment_config_is_checked(tmp_path, tiny_model_dir, capsys):
-    with pytest.raises(ValueError, match="data.augment: set system_prompts and/or shuffle_examples"):
+    with pytest.raises(ValueError, match="data.augment: set system_prompts, shuffle_examples: true, question_frames"):
         AugmentConfig(copies=2)
+    with pytest.raises(ValueError, match=r"data.augment.question_frames: every frame must be a string containing \{question\}"):
+        AugmentConfig(question_frames=["Quick question:"], copies=2)
+    with pytest.raises(ValueError, match="data.augment.copies: question_frames and word_dropout reword copies 2"):
+        AugmentConfig(word_dropout=0.1)
+    with pytest.raises(ValueError, match="word_dropout"):
+        AugmentConfig(word_dropout=0.9, copies=2)
     with pytest.raises(ValueError, match="every prompt must be a non-empty string"):
         AugmentConfig(system_prompts=["ok", " "])
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b"}])

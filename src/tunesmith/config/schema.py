@@ -81,9 +81,22 @@ class AugmentConfig(Section):
         description="Put the few-shot `examples` of alpaca/multitask rows ({input, output} objects, rendered as "
         "prior user/assistant turns) in a seeded random order, drawn anew for every copy.",
     )
+    question_frames: list[str] | Literal["builtin"] = Field(
+        default_factory=list,
+        description="Reword the last user turn of copies 2.. of each row (copy 1 stays as written): each copy puts "
+        "the question into one of these frames, e.g. 'Quick question: {question}' (each must contain {question}); "
+        "'builtin' takes tunesmith's own English and Chinese frames (data.augment module), by the question's script.",
+    )
+    word_dropout: float = Field(
+        0.0, ge=0.0, le=0.5,
+        description="In copies 2.. of each row, leave out each word of the last user turn with this probability "
+        "(EDA's random deletion; Chinese split into words by jieba; at least half the words are kept), so that the "
+        "answer is tied to every cue of the question, not one wording.",
+    )
     copies: int = Field(
         1, ge=1, le=64,
-        description="Training rows written per source row, each with its own draw (system prompt, example order).",
+        description="Training rows written per source row, each with its own draw (system prompt, example order, "
+        "question frame, dropped words).",
     )
     seed: int = Field(0, description="Seed of the augmentation draws (same seed, same rows; part of the cache key).")
 
@@ -91,8 +104,17 @@ class AugmentConfig(Section):
     def _does_something(self):
         if any(not isinstance(p, str) or not p.strip() for p in self.system_prompts):
             raise ValueError("data.augment.system_prompts: every prompt must be a non-empty string")
-        if not self.system_prompts and not self.shuffle_examples:
-            raise ValueError("data.augment: set system_prompts and/or shuffle_examples: true (or remove the section)")
+        if isinstance(self.question_frames, list) and any(
+                not isinstance(f, str) or "{question}" not in f for f in self.question_frames):
+            raise ValueError("data.augment.question_frames: every frame must be a string containing {question} "
+                             "(or write question_frames: builtin)")
+        rewords = bool(self.question_frames) or self.word_dropout > 0
+        if not self.system_prompts and not self.shuffle_examples and not rewords:
+            raise ValueError("data.augment: set system_prompts, shuffle_examples: true, question_frames and/or "
+                             "word_dropout (or remove the section)")
+        if rewords and self.copies < 2:
+            raise ValueError("data.augment.copies: question_frames and word_dropout reword copies 2.. of each row "
+                             "(copy 1 stays as written); set copies to 2 or more")
         return self
 
 
@@ -175,7 +197,8 @@ class DataConfig(Section):
     augment: AugmentConfig | None = Field(
         None,
         description="Augmentation without a model, on training rows only (validation stays as written): system-prompt "
-        "variation, few-shot example order shuffling, several copies per row; seeded, applied before tokenising.",
+        "variation, few-shot example order shuffling, question frames and word dropout (copies 2..), several copies "
+        "per row; seeded, applied before tokenising; forgetting.replay rows are never augmented.",
     )
 
     @model_validator(mode="after")

@@ -327,8 +327,8 @@ def with_replay(tokenizer, train: TokenizedSet, data: DataConfig, replay: list[s
 
     Every domain row is kept once; round(ratio / (1 - ratio) x domain rows) general rows are drawn
     (without replacement while there are enough, then repeated), seeded, by the same `mix` as data.weights."""
-    general = build_sources(tokenizer, data, "forgetting.replay", kind, seed, cache_root, data.max_samples,
-                            entries=replay)
+    general = build_sources(tokenizer, data.model_copy(update={"augment": None}), "forgetting.replay", kind, seed,
+                            cache_root, data.max_samples, entries=replay)  # general rows are not augmented
     total = len(train.rows) / (1 - ratio)
     tagged = mix([[(0, r) for r in train.rows], [(1, r) for r in general.rows]], [1 - ratio, ratio], seed, total)
     counts = Counter(i for i, _ in tagged)
