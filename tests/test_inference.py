@@ -75,3 +75,20 @@ def test_chat_cli_reads_piped_input(trained, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("What is the code word?\n"))
     assert main(["chat", "--model", str(out), "--max-new-tokens", "6"]) == 0
     assert "Bluefinch" in capsys.readouterr().out
+
+
+def test_qa_counts_and_names_wrong_replies_cut_at_the_token_budget(tmp_path, monkeypatch, caplog):
+    from tunesmith.eval import qa
+    from tunesmith.eval.generate import Generated
+
+    path = write_jsonl(tmp_path / "qa.jsonl", [{"question": f"Q{i}?", "answers": ["Ledgerleaf"]} for i in range(4)])
+    replies = [Generated("It is Ledgerleaf.", "", 6, True), Generated("The wiki is called Ledger", "", 8, False),
+               Generated("No idea.", "", 4, True), Generated("It is Ledgerleaf, and", "", 8, False)]
+    monkeypatch.setattr(qa, "generate", lambda model, tokenizer, prompts, n, b: replies[: len(prompts)])
+    monkeypatch.setattr(qa, "chat_prompt", lambda tokenizer, question, system: question)
+    with caplog.at_level("WARNING", logger="tunesmith.eval.qa"):
+        result = qa.qa_accuracy(None, None, str(path), None, max_new_tokens=8, batch_size=4)
+    assert result["qa_correct"] == 2 and result["qa_cut_wrong"] == 1  # a cut reply that holds its answer counts
+    assert [d.get("cut", False) for d in result["qa_details"]] == [False, True, False, True]
+    assert f"{path}: 1 of the 2 wrong replies were cut at max_new_tokens=8" in caplog.text
+    assert "raise eval.max_new_tokens" in caplog.text

@@ -117,7 +117,9 @@ def register(verbs) -> None:
         "general prompts answered by the base model itself are replayed beside your rows "
         "(forgetting.replay_answers: model) and NEFTune noise is on (training.neftune_alpha: 5), so the model learns "
         "the facts and still answers everyday questions; forgetting.general_qa measures that before and after "
-        "(docs/runtime.md, forgetting guard; figures in docs/benchmarks.md).",
+        "(docs/runtime.md, forgetting guard; figures in docs/benchmarks.md). Only a few questions per fact (say 3)? "
+        "examples/knowledge_rewording.yaml adds a reworded copy of each question (data.augment: question_frames, "
+        "word_dropout) and trains about as many steps as the demo.",
         epilog="config keys (YAML sections and dotted override names):\n" + describe_keys(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

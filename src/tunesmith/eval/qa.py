@@ -3,17 +3,24 @@
 The QA file is JSONL, one `{"question": str, "answers": [str, ...]}` per line (`answer`: str is
 accepted too), optionally with a `task` name: accuracy is then also reported per task
 (`qa_accuracy/TASK`). Matching is case-insensitive on whitespace-normalised text.
+
+A reply that has not ended within `max_new_tokens` is cut and may stop before its answer (a Chinese
+sentence takes 2-3 tokens a character in a small English tokenizer): such wrong replies are
+counted (`qa_cut_wrong`), marked `"cut": true` in the details, and named in a warning.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+import logging
 from dataclasses import dataclass
 
 from tunesmith.data.readers import read_rows
 from tunesmith.errors import DataError
-from tunesmith.eval.generate import generate_replies
+from tunesmith.eval.generate import chat_prompt, generate
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,15 +74,23 @@ def load_qa(path: str) -> list[QAItem]:
 
 def qa_accuracy(model, tokenizer, path: str, system: str | None, max_new_tokens: int, batch_size: int) -> dict:
     items = load_qa(path)
-    replies = generate_replies(model, tokenizer, [i.question for i in items], system, max_new_tokens, batch_size)
-    details = [
-        {"question": i.question, "answers": i.answers, "reply": r, "correct": is_correct(r, i.answers)}
-        for i, r in zip(items, replies)
-    ]
+    prompts = [chat_prompt(tokenizer, i.question, system) for i in items]
+    replies = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
+    details = []
+    for i, r in zip(items, replies):
+        detail = {"question": i.question, "answers": i.answers, "reply": r.text, "correct": is_correct(r.text, i.answers)}
+        if not r.stopped:
+            detail["cut"] = True
+        details.append(detail)
     correct = sum(d["correct"] for d in details)
+    cut_wrong = sum(1 for d in details if d.get("cut") and not d["correct"])
+    if cut_wrong:
+        log.warning("%s: %d of the %d wrong replies were cut at max_new_tokens=%d before they ended (they may stop "
+                    "before their answer); raise eval.max_new_tokens to judge them whole", path, cut_wrong,
+                    len(items) - correct, max_new_tokens)
     per_task = {}
     for task in sorted({i.task for i in items if i.task is not None}):
         marks = [d["correct"] for i, d in zip(items, details) if i.task == task]
         per_task[f"qa_accuracy/{task}"] = sum(marks) / len(marks)
     return {"qa_accuracy": correct / len(items), "qa_correct": correct, "qa_total": len(items), **per_task,
-            "qa_details": details}
+            "qa_cut_wrong": cut_wrong, "qa_details": details}
