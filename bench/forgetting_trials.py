@@ -65,12 +65,9 @@ TRIALS = {
     # 2 copies at 2.5 epochs is the demo's number of steps (about 170)
     "para2_e2.5": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=2",
                    "training.epochs=2.5"],
-    "frames2_e2.5": ["data.augment.question_frames=builtin", "data.augment.copies=2", "training.epochs=2.5"],
-    "dropout2_e2.5": ["data.augment.word_dropout=0.15", "data.augment.copies=2", "training.epochs=2.5"],
     "para4_e1.25": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=4",
                     "training.epochs=1.25"],
     "para2_e5": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=2"],
-    "para3_e5": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=3"],
     # for the 90-row Orrin set (3 phrasings per fact): about the demo's 170 steps, plain or with reworded copies
     "epochs12": ["training.epochs=12"],
     "para2_e6": ["data.augment.question_frames=builtin", "data.augment.word_dropout=0.15", "data.augment.copies=2",

@@ -104,8 +104,7 @@ class AugmentConfig(Section):
     def _does_something(self):
         if any(not isinstance(p, str) or not p.strip() for p in self.system_prompts):
             raise ValueError("data.augment.system_prompts: every prompt must be a non-empty string")
-        if isinstance(self.question_frames, list) and any(
-                not isinstance(f, str) or "{question}" not in f for f in self.question_frames):
+        if self.question_frames != "builtin" and any("{question}" not in f for f in self.question_frames):
             raise ValueError("data.augment.question_frames: every frame must be a string containing {question} "
                              "(or write question_frames: builtin)")
         rewords = bool(self.question_frames) or self.word_dropout > 0

@@ -25,10 +25,10 @@ before tokenisation (the options are part of the tokenised-cache key).
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Iterable, Iterator
 
 from tunesmith.config.schema import AugmentConfig
+from tunesmith.data.clean import script_of
 from tunesmith.data.formats import Conversation
 
 # the frames of `question_frames: builtin`: how people wrap a question, none of them adding a fact
@@ -52,21 +52,25 @@ FRAMES_ZH = (
     "{question}谢谢！",
     "同事问了我这个问题，我也不确定：{question}",
 )
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def _is_cjk(text: str) -> bool:
+    return any(script_of(ch) == "cjk" for ch in text)
 
 
 def _frames(question: str, options: AugmentConfig) -> tuple[str, ...]:
     if options.question_frames == "builtin":
-        return FRAMES_ZH if _CJK.search(question) else FRAMES_EN
+        return FRAMES_ZH if _is_cjk(question) else FRAMES_EN
     return tuple(options.question_frames)
 
 
 def _drop_words(text: str, p: float, rng: random.Random) -> str:
     """`text` less each word with probability p, at least half of the words kept, in order."""
-    if _CJK.search(text):
+    if _is_cjk(text):
         import jieba
 
-        words = [w for w in jieba.lcut(text, HMM=False)]
+        jieba.setLogLevel(60)  # jieba prints its dictionary loading at INFO
+        words = jieba.lcut(text, HMM=False)
         joiner = ""
     else:
         words = text.split()

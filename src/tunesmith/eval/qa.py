@@ -11,9 +11,9 @@ counted (`qa_cut_wrong`), marked `"cut": true` in the details, and named in a wa
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
-import logging
 from dataclasses import dataclass
 
 from tunesmith.data.readers import read_rows
