@@ -84,3 +84,26 @@ def test_the_message_of_a_search_whose_trials_were_all_pruned():
     message = no_trial_completed(rows, ["lora.r"], Path("out/search_results.json"))
     assert "  trial 0 (lora.r=4): pruned: at epoch 1, eval_loss 2.5000 was worse than the median" in message
     assert "  trial 1 (lora.r=8): pruned" in message and "Every trial was pruned" in message
+
+
+def test_pruning_reports_the_first_evaluation_of_each_epoch_once():
+    """Evaluations several times an epoch: Optuna gets one value per epoch (the first at or past its
+    start), never a second value for a step it already has (which it would ignore with a warning)."""
+    import warnings
+    from types import SimpleNamespace
+
+    import optuna
+    from transformers import TrainerControl
+
+    from tunesmith.search import _Report
+
+    study = optuna.create_study(pruner=optuna.pruners.NopPruner())
+    trial = study.ask()
+    report = _Report(trial, enabled=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for epoch, loss in [(0.34, 3.0), (0.67, 2.8), (1.0, 2.5), (1.34, 2.4), (1.67, 2.3), (2.0, 2.1)]:
+            report.on_evaluate(None, SimpleNamespace(epoch=epoch), TrainerControl(), metrics={"eval_loss": loss})
+    study.tell(trial, 2.1)
+    assert study.trials[0].intermediate_values == {0: 3.0, 1: 2.5, 2: 2.1}
+    assert report.last == (2, 2.1) and not report.pruned

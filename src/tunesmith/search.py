@@ -10,6 +10,7 @@ OUTPUT/best.yaml — the config with the best values, ready for `tunesmith train
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -32,8 +33,14 @@ class _Report(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not (self.enabled and metrics and "eval_loss" in metrics):
             return
-        self.last = (round(state.epoch or 0), metrics["eval_loss"])
-        self.trial.report(metrics["eval_loss"], step=self.last[0])
+        # the first evaluation at or past each epoch's end stands for that epoch (trials with other batch
+        # sizes or eval_steps line up by epoch); later ones in the same epoch are not reported, as Optuna
+        # keeps one value a step and warns about a second
+        epoch = math.floor((state.epoch or 0) + 1e-6)
+        if self.last is not None and epoch <= self.last[0]:
+            return
+        self.last = (epoch, metrics["eval_loss"])
+        self.trial.report(metrics["eval_loss"], step=epoch)
         if self.trial.should_prune():
             self.pruned = True
             control.should_training_stop = True
