@@ -107,3 +107,21 @@ def test_a_quantised_folder_loads_back_on_the_gpu_and_a_plain_one_in_fp32(tmp_pa
         "quant_method": "bitsandbytes", "load_in_4bit": True}}))
     assert not is_quantised(plain) and is_quantised(quantised) and not is_quantised(tmp_path)
     assert load_kwargs(plain) == {"dtype": torch.float32}
+
+
+def test_the_bitsandbytes_staging_copy_is_half_precision_and_leaves_the_model_as_it_was(tmp_path, tiny_model_dir):
+    """export/bnb.py writes the merged weights in the compute dtype for bitsandbytes to load; the model
+    itself stays fp32, because the export's check and QA then compare the quantised folder with it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunesmith.export.bnb import stage_in
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    stage_in(model, AutoTokenizer.from_pretrained(str(tiny_model_dir)), tmp_path / "staging", torch.bfloat16)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    staged = AutoModelForCausalLM.from_pretrained(str(tmp_path / "staging"), dtype=torch.bfloat16)
+    for name, tensor in staged.state_dict().items():
+        assert tensor.dtype == torch.bfloat16 and torch.equal(tensor, before[name].to(torch.bfloat16)), name
+    assert (tmp_path / "staging" / "tokenizer_config.json").is_file()

@@ -58,9 +58,9 @@ def write_bnb(model, tokenizer, work: Path, quant: str) -> dict:
 
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     staging = work / ".merged"
-    model.to(compute).save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    quantised = AutoModelForCausalLM.from_pretrained(staging, quantization_config=quantization_config(quant, compute),
+    stage_in(model, tokenizer, staging, compute)
+    quantised = AutoModelForCausalLM.from_pretrained(staging, dtype=compute,
+                                                     quantization_config=quantization_config(quant, compute),
                                                      device_map={"": torch.cuda.current_device()})
     quantised.save_pretrained(work)
     tokenizer.save_pretrained(work)
@@ -69,6 +69,16 @@ def write_bnb(model, tokenizer, work: Path, quant: str) -> dict:
     return {"quant": quant, "method": "bitsandbytes " + ("NF4, double quantisation" if quant == "bnb4" else "LLM.int8()"),
             "compute_dtype": str(compute).removeprefix("torch."),
             "bytes": sum(p.stat().st_size for p in work.glob("*.safetensors"))}
+
+
+def stage_in(model, tokenizer, staging: Path, dtype) -> None:
+    """Write `model`'s weights cast to `dtype` into `staging`, leaving `model` as it is: the export's check
+    and QA compare the quantised folder with the model itself, so it must not be rounded to half
+    precision on the way (`model.to(dtype)` would do that in place)."""
+    state = {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+             for name, tensor in model.state_dict().items()}
+    model.save_pretrained(staging, state_dict=state)
+    tokenizer.save_pretrained(staging)
 
 
 def quantization_method(folder: Path) -> str | None:
