@@ -33,9 +33,9 @@ class _Report(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if not (self.enabled and metrics and "eval_loss" in metrics):
             return
-        # the first evaluation at or past each epoch's end stands for that epoch (trials with other batch
-        # sizes or eval_steps line up by epoch); later ones in the same epoch are not reported, as Optuna
-        # keeps one value a step and warns about a second
+        # the first evaluation after k whole epochs stands for epoch k (trials with other batch sizes or
+        # eval_steps line up by epoch); later ones before epoch k+1 are not reported, as Optuna keeps one
+        # value a step and warns about a second
         epoch = math.floor((state.epoch or 0) + 1e-6)
         if self.last is not None and epoch <= self.last[0]:
             return
