@@ -219,3 +219,26 @@ forgetting:
     numbers = json.loads(png.with_suffix(".json").read_text())["train"]
     assert numbers["replay"]["rows"] == 4 and numbers["domain"]["rows"] == 12 and numbers["replay"]["share"] == 0.25
     assert numbers["sources"][str(general)]["replay"] is True and "replay" not in numbers["sources"][str(domain)]
+
+
+def test_the_before_after_evaluation_measures_validation_and_general_rows_unaugmented(tmp_path, tokenizer):
+    """The validation loss and the general (forgetting) loss before and after a run are measured on the
+    rows as written, not on augmented copies of them (as the Trainer's own evaluation is)."""
+    from tunesmith.config.loader import apply_overrides, validate_config
+    from tunesmith.eval.general import general_set
+    from tunesmith.stages.common import held_out_tokens
+
+    rows = [{"instruction": f"Where is room {i}?", "output": f"Floor {i}."} for i in range(12)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    val = write_jsonl(tmp_path / "val.jsonl", rows[:4])
+    general = write_jsonl(tmp_path / "general.jsonl", [{"instruction": f"What is {i} + 1?", "output": str(i + 1)}
+                                                        for i in range(6)])
+    overrides = [f"output_dir={tmp_path / 'out'}", f"data.train=[{train}]", f"data.validation=[{val}]", "data.max_length=64",
+                 f"forgetting.general_eval=[{general}]"]
+    augmented = overrides + ["data.augment.copies=3", "data.augment.question_frames=builtin",
+                             "data.augment.word_dropout=0.3", f"data.augment.system_prompts={json.dumps(PROMPTS)}"]
+    plain_cfg, aug_cfg = (validate_config(apply_overrides({}, o)) for o in (overrides, augmented))
+    for measured in (lambda cfg: held_out_tokens(cfg, tokenizer, None, "chat"),
+                     lambda cfg: general_set(cfg, tokenizer, None)):
+        plain, aug = measured(plain_cfg), measured(aug_cfg)
+        assert [r.input_ids for r in aug.rows] == [r.input_ids for r in plain.rows] and len(aug.rows) in (4, 6)

@@ -246,8 +246,9 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
 
 
 def held_out_tokens(cfg: TunesmithConfig, tokenizer, system: str | None, kind: str):
-    """The tokenised validation set as the run saw it, rendered with `system` (the model's own)."""
-    data = cfg.data.model_copy(update={"system": system})
+    """The tokenised validation set as the run saw it, rendered with `system` (the model's own); never
+    augmented (the run's validation rows are not either)."""
+    data = cfg.data.model_copy(update={"system": system, "augment": None})
     root = cache_root(cfg.model.cache_dir)
     if cfg.data.validation:  # only the validation files: the training set is not read again
         return build_sources(tokenizer, data, "validation", kind, cfg.training.seed, root)
