@@ -246,6 +246,29 @@ def test_registry_names_with_their_own_columns_and_weighted_mixing(tmp_path, tok
         build_splits(tokenizer, data.model_copy(update={"train": ["faq"], "weights": None}), "chat", seed=0)
 
 
+def test_a_val_split_of_weighted_sources_holds_out_rows_that_never_train(tmp_path, tokenizer):
+    """data.weights repeat a small source's rows; a val_split taken from the mix holds each row out once
+    and none of its repeats trains (chat rows and the rows stages' preference pairs alike)."""
+    from tunesmith.data.rows import PAIRS, load_row_splits
+
+    small = write_jsonl(tmp_path / "small.jsonl", _rows(5))
+    big = write_jsonl(tmp_path / "big.jsonl", [{"instruction": f"Other {i}?", "output": f"Reply {i}."} for i in range(20)])
+    data = DataConfig(train=[str(big), str(small)], weights=[1, 1], val_split=0.2, max_length=64, cache=False)
+    for seed in range(4):
+        train, val = build_splits(tokenizer, data, "chat", seed=seed)
+        held = [r.where for r in val.rows]
+        assert len(held) == len(set(held)) >= 3 and not set(held) & {r.where for r in train.rows}
+        assert len(train.rows) + len(val.rows) < 25  # the held-out rows' repeats left training too
+    pair = lambda i, kind: {"prompt": f"{kind} {i}?", "chosen": f"Yes {i}.", "rejected": f"No {i}."}
+    small = write_jsonl(tmp_path / "psmall.jsonl", [pair(i, "Small") for i in range(5)])
+    big = write_jsonl(tmp_path / "pbig.jsonl", [pair(i, "Big") for i in range(20)])
+    pairs = data.model_copy(update={"train": [str(big), str(small)]})
+    for seed in range(4):
+        train, val = load_row_splits(tokenizer, pairs, PAIRS, seed, trainer_truncates=True)
+        held = [repr(r) for r in val.rows]
+        assert len(held) == len(set(held)) and not set(held) & {repr(r) for r in train.rows}
+
+
 def test_weights_must_match_train_entries(tmp_path, tiny_model_dir, capsys):
     path = write_jsonl(tmp_path / "a.jsonl", _rows(4))
     config, _ = _config(tmp_path, tiny_model_dir, path, "  weights: [1, 2]\n")

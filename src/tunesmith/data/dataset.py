@@ -276,6 +276,14 @@ def split_off(rows, fraction: float, seed: int):
     return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
 
 
+def apart(kept: list, held: list) -> tuple[list, list]:
+    """`data.weights` repeat a small source's rows (the same row objects) before a `val_split` is taken:
+    every repeat of a held-out row leaves training, and the held-out rows are counted once each."""
+    held = list({id(r): r for r in held}.values())
+    ids = {id(r) for r in held}
+    return [r for r in kept if id(r) not in ids], held
+
+
 def without_rows(token_set: TokenizedSet, wheres: set[str]) -> TokenizedSet:
     """`token_set` less every row from one of the locations `wheres` (augmented copies of held-out rows)."""
     keep = [i for i, where in enumerate(token_set.wheres()) if where not in wheres]
@@ -357,6 +365,8 @@ def build_splits(tokenizer, data: DataConfig, kind: str, seed: int, cache_root: 
         source = build_sources(tokenizer, plain, "train", kind, seed, cache_root, data.max_samples, data.weights) \
             if data.augment and kind == "chat" else train
         kept, held = split_off(source.rows, data.val_split, seed)
+        if data.weights:
+            kept, held = apart(kept, held)
         val = TokenizedSet(held, source.fingerprint + f"-split{data.val_split}", Rejects(), source.from_cache)
         if source is train:
             train = TokenizedSet(kept, train.fingerprint, train.rejects, train.from_cache)

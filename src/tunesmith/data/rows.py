@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.config.schema import DataConfig
-from tunesmith.data.dataset import fingerprint
+from tunesmith.data.dataset import apart, fingerprint
 from tunesmith.data.formats import Rejects, iter_converted
 from tunesmith.data.preference import check_kto_labels, to_kto_row, to_pair, to_prompt_row
 from tunesmith.data.sources import mix, resolve_sources
@@ -147,6 +147,8 @@ def load_row_splits(tokenizer, data: DataConfig, kind: RowKind, seed: int,
     held = set(order[:n])
     kept = [r for i, r in enumerate(train.rows) if i not in held]
     val = [r for i, r in enumerate(train.rows) if i in held]
+    if data.weights:
+        kept, val = apart(kept, val)
     if kind.check_set:
         kind.check_set(kept, data.train)
         kind.check_set(val, [f"data.val_split={data.val_split} of {', '.join(data.train)}"])
