@@ -270,7 +270,8 @@ def test_forgetting_warnings_follow_the_thresholds(tmp_path):
 
 def test_replay_answered_by_the_model_itself_is_generated_once_and_trained(tmp_path, coin, capsys, caplog):
     """forgetting.replay_answers: model replaces the written replay answers by the starting model's
-    own greedy replies, caches them, and the next run reuses them."""
+    own greedy replies, caches them, and the next run reuses them. The cached file holds chat rows, read
+    as such though the domain files say `format: alpaca`."""
     from tunesmith.eval.generate import generate, render
     from tunesmith.methods.load import load_for_inference
 
@@ -287,7 +288,7 @@ stage: sft
 method: lora
 output_dir: {tmp_path / name}
 model: {{name_or_path: {base}, cache_dir: {cache}}}
-data: {{train: {data}, max_length: 48}}
+data: {{train: {data}, max_length: 48, format: alpaca}}
 training: {{max_steps: 2, batch_size: 4, mixed_precision: "no"}}
 eval: {{compare_base: false}}
 forgetting: {{replay: {replay}, replay_ratio: 0.5, replay_answers: model, replay_max_new_tokens: 6}}

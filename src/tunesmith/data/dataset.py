@@ -330,13 +330,18 @@ def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, c
 
 
 def with_replay(tokenizer, train: TokenizedSet, data: DataConfig, replay: list[str], ratio: float, kind: str,
-                seed: int, cache_root: Path | None) -> TokenizedSet:
+                seed: int, cache_root: Path | None, own_rows: bool = False) -> TokenizedSet:
     """`train` with general rows mixed in (`forgetting.replay`) so that they make up `ratio` of the result.
 
     Every domain row is kept once; round(ratio / (1 - ratio) x domain rows) general rows are drawn
-    (without replacement while there are enough, then repeated), seeded, by the same `mix` as data.weights."""
-    general = build_sources(tokenizer, data.model_copy(update={"augment": None}), "forgetting.replay", kind, seed,
-                            cache_root, data.max_samples, entries=replay)  # general rows are not augmented
+    (without replacement while there are enough, then repeated), seeded, by the same `mix` as data.weights.
+    `own_rows`: `replay` is tunesmith's own file of chat rows (the model's answers, replay_answers: model),
+    read as such whatever data.format and data.columns say about the domain files."""
+    update = {"augment": None}  # general rows are not augmented
+    if own_rows:
+        update.update(format="auto", columns={})
+    general = build_sources(tokenizer, data.model_copy(update=update), "forgetting.replay", kind, seed,
+                            cache_root, data.max_samples, entries=replay)
     total = len(train.rows) / (1 - ratio)
     tagged = mix([[(0, r) for r in train.rows], [(1, r) for r in general.rows]], [1 - ratio, ratio], seed, total)
     counts = Counter(i for i, _ in tagged)
@@ -349,7 +354,8 @@ def with_replay(tokenizer, train: TokenizedSet, data: DataConfig, replay: list[s
 
 
 def build_splits(tokenizer, data: DataConfig, kind: str, seed: int, cache_root: Path | None = None,
-                 replay: list[str] | None = None, replay_ratio: float = 0.0) -> tuple[TokenizedSet, TokenizedSet | None]:
+                 replay: list[str] | None = None, replay_ratio: float = 0.0,
+                 own_replay: bool = False) -> tuple[TokenizedSet, TokenizedSet | None]:
     """The training set and the validation set (its files, a `val_split` of training, or None).
 
     With `replay` (forgetting.replay), general rows are mixed into the training set only, after
@@ -373,5 +379,5 @@ def build_splits(tokenizer, data: DataConfig, kind: str, seed: int, cache_root: 
         else:
             train = without_rows(train, set(val.wheres()))
     if replay:
-        train = with_replay(tokenizer, train, data, replay, replay_ratio, kind, seed, cache_root)
+        train = with_replay(tokenizer, train, data, replay, replay_ratio, kind, seed, cache_root, own_replay)
     return train, val

@@ -198,7 +198,8 @@ def token_splits(cfg: TunesmithConfig, tokenizer, kind: str, replay: bool | list
     model's own answers, stages.model_replay)."""
     entries = replay if isinstance(replay, list) else (cfg.forgetting.replay if replay else None)
     return build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir),
-                        entries or None, cfg.forgetting.replay_ratio)
+                        entries or None, cfg.forgetting.replay_ratio,
+                        own_replay=isinstance(replay, list) and cfg.forgetting.replay_answers == "model")
 
 
 def token_arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
