@@ -78,3 +78,39 @@ training: {{epochs: 8, learning_rate: {lr}, batch_size: 4, warmup: 0, scheduler:
     assert manifest["stage"] == "pt" and manifest["data"]["train_rows"] == 12
     if method == "freeze":
         assert_only_last_layer_trained(out, tiny_model_dir)
+
+
+def test_pt_trains_a_base_model_without_a_chat_template(tmp_path, tiny_model_dir, capsys):
+    """Continued pre-training is mostly done on bases with no chat template (gpt2, most pre-trained
+    models): raw text needs none, so the run goes through and saves none; measuring chats (eval.qa) on
+    such a base is refused before anything trains, naming the key."""
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model_dir, base)
+    config_file = base / "tokenizer_config.json"
+    settings = json.loads(config_file.read_text())
+    settings.pop("chat_template", None)
+    config_file.write_text(json.dumps(settings))
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (base / name).unlink(missing_ok=True)
+    docs = write_jsonl(tmp_path / "docs.jsonl", [{"text": t} for t in DOMAIN * 2])
+    val = write_jsonl(tmp_path / "val.jsonl", [{"text": t} for t in DOMAIN[:2]])
+    qa = write_jsonl(tmp_path / "qa.jsonl", [{"question": "Where do visitors park?", "answer": "4-Gamma"}])
+    text = f"""\
+stage: pt
+method: lora
+output_dir: {tmp_path / 'out'}
+model: {{name_or_path: {base}}}
+data: {{train: {docs}, validation: {val}, max_length: 32}}
+training: {{max_steps: 2, batch_size: 4, mixed_precision: "no"}}
+"""
+    assert main(["data", "check", str(write_config(tmp_path / "pt.yaml", text))]) == 0
+    assert main(["train", str(tmp_path / "pt.yaml")]) == 0, capsys.readouterr().err
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert results["fine_tuned"]["val_perplexity"] > 0
+    assert main(["train", str(write_config(tmp_path / "qa.yaml", text + f"eval: {{qa: {qa}}}\n")),
+                 "output_dir=" + str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert "eval.qa: asked as chats, but the tokenizer of" in err and "has no chat template" in err
+    assert not (tmp_path / "out2").exists()

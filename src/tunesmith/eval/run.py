@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
-from tunesmith.data.templates import apply_template
 from tunesmith.errors import ConfigError
 from tunesmith.eval.general import general_metrics, general_qa_metrics
 from tunesmith.eval.qa import qa_accuracy
@@ -62,7 +61,9 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
 def _load(cfg: TunesmithConfig, model_ref: str, stage):
     loaded = stage.load_for_eval(cfg, model_ref)
     if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
-        apply_template(loaded.tokenizer, cfg.data.template)
+        from tunesmith.stages.common import set_run_template
+
+        set_run_template(cfg, loaded.tokenizer, model_ref)
     return loaded, loaded.system if loaded.manifest else cfg.data.system
 
 

@@ -16,7 +16,7 @@ from tunesmith.data.dataset import build_sources, build_splits
 from tunesmith.data.packing import PackedCollator, packing_efficiency
 from tunesmith.data.rows import PROMPTS, load_row_splits, load_rows
 from tunesmith.data.templates import apply_template
-from tunesmith.errors import TrainingStopped
+from tunesmith.errors import ConfigError, TrainingStopped
 from tunesmith.eval.perplexity import validation_loss
 from tunesmith.eval.verifiers import require_answers
 from tunesmith.methods import apply_method, method_callbacks, method_load_options, method_optimizer, save_trained
@@ -72,11 +72,37 @@ def begin_run(cfg: TunesmithConfig) -> RunSetup:
 
 
 def load_run_tokenizer(cfg: TunesmithConfig):
-    """The base model's path and its tokenizer with the chat template `data.template` selects."""
+    """The base model's path and its tokenizer with the chat template `data.template` selects. A stage
+    that trains on raw text (pt) needs none: a base model without one (gpt2, most pre-trained bases)
+    keeps none, unless something measured as a chat (eval.qa, forgetting.general_qa, chat rows in
+    forgetting.general_eval) needs it, which is refused here, before anything trains."""
     base_path = resolve_model_path(cfg.model.name_or_path, cfg.model.cache_dir)
     tokenizer = load_tokenizer(base_path, cfg.model.trust_remote_code)
-    apply_template(tokenizer, cfg.data.template)
+    set_run_template(cfg, tokenizer, base_path)
     return base_path, tokenizer
+
+
+def set_run_template(cfg: TunesmithConfig, tokenizer, base_path) -> None:
+    """Give a base model's tokenizer the chat template the run renders with (see load_run_tokenizer)."""
+    from tunesmith.stages.registry import get_stage
+
+    if get_stage(cfg.stage).data_kind == "text" and not getattr(tokenizer, "chat_template", None):
+        _refuse_chat_measures(cfg, base_path)
+    else:
+        apply_template(tokenizer, cfg.data.template)
+
+
+def _refuse_chat_measures(cfg: TunesmithConfig, base_path) -> None:
+    from tunesmith.eval.general import general_kind
+
+    asks = [key for key, value in (("eval.qa", cfg.eval.qa), ("forgetting.general_qa", cfg.forgetting.general_qa))
+            if value]
+    if cfg.forgetting.general_eval and general_kind(cfg) == "chat":
+        asks.append("forgetting.general_eval (chat rows)")
+    if asks:
+        raise ConfigError(f"{', '.join(asks)}: asked as chats, but the tokenizer of {base_path} has no chat template "
+                          f"(stage {cfg.stage} trains on raw text and needs none); measure with raw text instead "
+                          "(data.validation, `text` rows in forgetting.general_eval), or start from a model with one")
 
 
 def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup, load=load_causal_lm):
