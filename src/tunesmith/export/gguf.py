@@ -172,7 +172,7 @@ def write_gguf(model, tokenizer, path: Path, quant: str, name: str, pre: str | N
         target = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if target is None:
             raise ModelError(f"GGUF export: no GGUF name for tensor {hf_name}")
-        data = tensor.detach().to(torch.float32)
+        data = tensor.detach().to("cpu", torch.float32)  # a model loaded on a GPU: numpy needs host memory
         if hf_name.endswith("q_proj.weight"):
             data = _interleave_rope_rows(data, heads)
         elif hf_name.endswith("k_proj.weight"):
