@@ -294,7 +294,9 @@ class Batcher:
             if s.temperature == 0:
                 token = int(scores.argmax())
             else:
-                probs = torch.softmax(scores / s.temperature, dim=-1)
+                # shifted so that the best score is 0: a tiny temperature (1e-40) overflows scores / t to inf and
+                # softmax to NaN, and the failed step would end every request in the batch
+                probs = torch.softmax((scores - scores.max()) / s.temperature, dim=-1)
                 if s.top_p < 1.0:
                     probs = _top_p(probs, s.top_p)
                 token = int(torch.multinomial(probs, 1, generator=job.generator))
