@@ -141,6 +141,8 @@ def test_completions_continue_raw_text_as_the_model_does(server, tiny_model_dir)
 
 @pytest.mark.parametrize("body,status,param,text", [
     (b"{not json", 400, None, "not valid JSON"),
+    (b'{"model": "birds", "max_tokens": ' + b"1" * 5000 + b"}", 400, None, "not valid JSON"),
+    (b'{"model": "birds", "user": ' + b"[" * 100000 + b"]" * 100000 + b"}", 400, None, "not valid JSON"),
     ({"model": "birds"}, 400, "messages", "`messages` must be a non-empty list"),
     ({"model": "birds", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role", "must be one of"),
     ({"model": "birds", "messages": [{"role": "user", "content": 7}]}, 400, "messages[0].content", "text only"),

@@ -154,8 +154,9 @@ async def read_json(request) -> dict:
     """The request's JSON object body (a starlette Request); 400 otherwise."""
     try:
         body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300
+        # digits (ValueError), nesting deeper than Python's recursion limit
+        raise ApiError(400, f"the request body is not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     return body
