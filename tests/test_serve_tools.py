@@ -42,6 +42,9 @@ def test_tool_requests_are_checked_and_replies_parsed(tokenizer):
     # a call to a tool that was not offered stays in the text
     assert content == 'Let me check.\n\n<tool_call>{"name": "launch_rockets", "arguments": {}}</tool_call>'
     assert parse_reply(tokenizer, "", "No call here.", [WEATHER]) == ("No call here.", [])
+    # a name that is not a string (a model can write any JSON) is no call either, not a 500
+    odd = '<tool_call>{"name": ["get_weather"], "arguments": {}}</tool_call>'
+    assert parse_reply(tokenizer, "", odd, [WEATHER]) == (odd, [])
     converted = template_messages([{"role": "assistant", "content": "", "tool_calls": [
         {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]}])
     assert converted[0]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"}

@@ -92,6 +92,12 @@ def template_messages(messages: list[dict]) -> list[dict]:
     return out
 
 
+def _offered(call: dict, offered: set[str]) -> bool:
+    """Whether a parsed call names an offered tool (a model can write any JSON: `"name": ["f"]` too)."""
+    name = call.get("name")
+    return isinstance(name, str) and name in offered
+
+
 def parse_reply(tokenizer, prompt_text: str, text: str, tools: list[dict]) -> tuple[str | None, list[dict]]:
     """(content, tool_calls in OpenAI's form) of a generated reply."""
     offered = {t["function"]["name"] for t in tools}
@@ -106,7 +112,7 @@ def parse_reply(tokenizer, prompt_text: str, text: str, tools: list[dict]) -> tu
                 call = json.loads(match.group(1))
             except json.JSONDecodeError:
                 continue
-            if not isinstance(call, dict) or call.get("name") not in offered:
+            if not (isinstance(call, dict) and _offered(call, offered)):
                 continue
             calls.append(call)
             kept.append(text[last:match.start()])
@@ -115,7 +121,7 @@ def parse_reply(tokenizer, prompt_text: str, text: str, tools: list[dict]) -> tu
         content = "".join(kept).strip() if calls else text
     out = []
     for call in calls:
-        if call.get("name") not in offered:
+        if not (isinstance(call, dict) and _offered(call, offered)):
             continue
         arguments = call.get("arguments", {})
         out.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
