@@ -46,6 +46,8 @@ from tunesmith.serve.tools import parse_reply, template_messages, tool_request
 from tunesmith.serve.requests import (ApiError, Options, chat_messages, chat_options, model_name, read_json,
                                      text_options, unicode_text)
 
+log = logging.getLogger(__name__)
+
 __all__ = ["ApiError", "ModelHost", "create_app", "serve"]
 
 
@@ -308,7 +310,11 @@ def create_app(host: ModelHost | None = None, api_key: str | None = None, max_to
                 metrics.tokens(len(prompt_ids) * options.n, completion)
                 note(request, finish_reasons=finishes, done=True)
                 yield "data: [DONE]\n\n"
-            except ApiError as exc:  # the stream has begun: the error goes in it
+            except Exception as exc:  # noqa: BLE001 - the stream has begun: the error goes in it, never a cut stream
+                if not isinstance(exc, ApiError):
+                    log.exception("a streamed reply failed")
+                    exc = ApiError(500, f"the reply failed: {type(exc).__name__}: {exc}", kind="server_error",
+                                   code="internal_error")
                 note(request, **{k: v for k, v in exc.body()["error"].items() if k in ("message", "param", "code")})
                 yield f"data: {json.dumps(exc.body(), ensure_ascii=False)}\n\n"
             finally:
