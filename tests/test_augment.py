@@ -223,7 +223,8 @@ forgetting:
 
 def test_the_before_after_evaluation_measures_validation_and_general_rows_unaugmented(tmp_path, tokenizer):
     """The validation loss and the general (forgetting) loss before and after a run are measured on the
-    rows as written, not on augmented copies of them (as the Trainer's own evaluation is)."""
+    rows as written, not on augmented copies of them (as the Trainer's own evaluation is); the general
+    loss scores assistant tokens only, whatever masking the run trains with."""
     from tunesmith.config.loader import apply_overrides, validate_config
     from tunesmith.eval.general import general_set
     from tunesmith.stages.common import held_out_tokens
@@ -236,9 +237,13 @@ def test_the_before_after_evaluation_measures_validation_and_general_rows_unaugm
     overrides = [f"output_dir={tmp_path / 'out'}", f"data.train=[{train}]", f"data.validation=[{val}]", "data.max_length=64",
                  f"forgetting.general_eval=[{general}]"]
     augmented = overrides + ["data.augment.copies=3", "data.augment.question_frames=builtin",
-                             "data.augment.word_dropout=0.3", f"data.augment.system_prompts={json.dumps(PROMPTS)}"]
+                             "data.augment.word_dropout=0.3", f"data.augment.system_prompts={json.dumps(PROMPTS)}",
+                             "data.train_on_prompt=true", "data.last_turn_only=true"]
     plain_cfg, aug_cfg = (validate_config(apply_overrides({}, o)) for o in (overrides, augmented))
     for measured in (lambda cfg: held_out_tokens(cfg, tokenizer, None, "chat"),
                      lambda cfg: general_set(cfg, tokenizer, None)):
         plain, aug = measured(plain_cfg), measured(aug_cfg)
         assert [r.input_ids for r in aug.rows] == [r.input_ids for r in plain.rows] and len(aug.rows) in (4, 6)
+    # the general loss scores the assistant tokens whatever the run trains on (train_on_prompt)
+    assert [r.labels for r in general_set(aug_cfg, tokenizer, None).rows] == \
+        [r.labels for r in general_set(plain_cfg, tokenizer, None).rows]

@@ -37,9 +37,10 @@ def general_kind(cfg: TunesmithConfig) -> str:
 
 def general_set(cfg: TunesmithConfig, tokenizer, system: str | None, cache_root=None) -> TokenizedSet:
     """The tokenised general held-out rows (format auto-detected per row; no cleaning, no sampling, no
-    augmentation)."""
+    augmentation; every assistant turn scored and nothing else, whatever the run trains on)."""
     data = cfg.data.model_copy(update={"system": system, "format": "auto", "columns": {}, "clean": None,
-                                       "max_samples": None, "augment": None})
+                                       "max_samples": None, "augment": None, "train_on_prompt": False,
+                                       "last_turn_only": False})
     return build_sources(tokenizer, data, KEY, general_kind(cfg), cfg.training.seed, cache_root,
                          entries=cfg.forgetting.general_eval)
 
