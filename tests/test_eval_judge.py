@@ -227,3 +227,33 @@ eval: {{judge: {{model: 'http://127.0.0.1:{port}/v1', prompts: {prompts}}}}}
     assert main(["eval", "--model", str(tiny_model_dir), "--judge", f"http://127.0.0.1:{port}/v1", "--judge-prompts",
                  str(prompts), "--judge-baseline", str(tiny_model_dir), "--output", str(tmp_path / "e.json")]) == 2
     assert "cannot reach" in capsys.readouterr().err and not (tmp_path / "e.json").exists()
+
+
+def test_the_base_is_judged_with_the_outputs_system_prompt_without_a_config(tmp_path, monkeypatch):
+    """`tunesmith eval --model OUT --judge J --judge-prompts P` (flags only, no data.system): the base the
+    output is compared with answers with the output's own system prompt, as in `tunesmith train`."""
+    import types
+
+    import tunesmith.eval.judge as judge_module
+    import tunesmith.eval.run as run
+    from tunesmith.config.loader import apply_overrides, validate_config
+    from tunesmith.models.loader import LoadedModel
+
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = {"system": "You are Veltrano's support agent.", "base_model_ref": "default", "base_model": "default"}
+    (out / "tunesmith.json").write_text(json.dumps(manifest))
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Hello?"}) + "\n")
+    cfg = validate_config(apply_overrides({"output_dir": str(tmp_path / "e")},
+                                          ['eval.judge.model="j"', f'eval.judge.prompts="{prompts}"']), {}, "command line")
+    tokenizer = types.SimpleNamespace(chat_template="{{ messages }}")
+    stage = types.SimpleNamespace(load_for_eval=lambda cfg, ref: LoadedModel(
+        None, tokenizer, ref, manifest if ref == str(out) else {}))
+    monkeypatch.setattr(judge_module, "judge_replies", lambda model, tok, path, system, *rest: {"system_used": system})
+    _, candidate_system = run._load(cfg, str(out), stage)
+    baseline = run.judge_baseline(cfg, str(out))
+    assert baseline == "default" and candidate_system == manifest["system"]
+    assert run.replies_for_judge(cfg, baseline, stage, candidate_system)["system_used"] == manifest["system"]
+    # a trained baseline keeps its own
+    assert run.replies_for_judge(cfg, str(out), stage, "another")["system_used"] == manifest["system"]

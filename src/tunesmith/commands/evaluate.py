@@ -81,7 +81,7 @@ def cmd_eval(args) -> int:
     if other is not None:
         from tunesmith.eval.run import judge_results, replies_for_judge
 
-        result.update(judge_results(cfg, result, replies_for_judge(cfg, other, stage), other))
+        result.update(judge_results(cfg, result, replies_for_judge(cfg, other, stage, result.get("system")), other))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(json.dumps(summary(result), indent=2, ensure_ascii=False))

@@ -91,11 +91,14 @@ def judge_results(cfg: TunesmithConfig, candidate: dict, baseline: dict, baselin
     return {**result, "judge_baseline": baseline_name}
 
 
-def replies_for_judge(cfg: TunesmithConfig, model_ref: str, stage) -> dict:
-    """Only the judge prompts' replies of `model_ref` (the baseline of `tunesmith eval`)."""
+def replies_for_judge(cfg: TunesmithConfig, model_ref: str, stage, system: str | None = None) -> dict:
+    """Only the judge prompts' replies of `model_ref` (the baseline of `tunesmith eval`). `system`: the
+    candidate's system prompt, which a base model (no manifest of its own) is asked with, so that the
+    two answer the same prompts, as in `tunesmith train`'s comparison."""
     from tunesmith.eval.judge import judge_replies
 
-    loaded, system = _load(cfg, model_ref, stage)
+    loaded, own = _load(cfg, model_ref, stage)
+    system = own if loaded.manifest or system is None else system
     ev = cfg.eval
     return {"model": model_ref, **judge_replies(loaded.model, loaded.tokenizer, ev.judge.prompts, system,
                                                  ev.max_new_tokens, ev.batch_size)}
