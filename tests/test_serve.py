@@ -1,6 +1,7 @@
 """`tunesmith serve`: a real HTTP server, talked to with the official `openai` client and plain HTTP."""
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -222,6 +223,17 @@ def test_adapters_are_added_and_removed_while_the_server_runs(adapters, server, 
         assert code == 400 and answer["error"]["param"] == "path" and "not found" in answer["error"]["message"]
         code, answer = call(url + "/adapters", "POST", {"name": "x"}, key="admin")
         assert code == 400 and answer["error"]["param"] == "path"
+        # a finished output whose weights are damaged: a 400 naming it, and the set is as it was
+        damaged = tmp_path / "damaged"
+        shutil.copytree(wolves, damaged)
+        (damaged / "adapter_model.safetensors").write_bytes(b"not safetensors")
+        code, answer = call(url + "/adapters", "POST", {"name": "broken", "path": str(damaged)}, key="admin")
+        assert code == 400 and answer["error"]["param"] == "path", answer
+        assert "could not be loaded" in answer["error"]["message"]
+        assert [a["id"] for a in call(url + "/adapters", "GET", key="admin")[1]["data"]] == ["birds", "wolves"]
+        code, answer = call(url + "/adapters", "POST", {"name": "broken", "path": str(wolves)}, key="admin")
+        assert code == 201, answer  # the name was not left taken
+        assert call(url + "/adapters/broken", "DELETE", key="admin")[0] == 200
         # removed: no longer listed or served
         code, answer = call(url + "/adapters/wolves", "DELETE", key="admin")
         assert code == 200 and answer["deleted"] is True

@@ -214,8 +214,15 @@ class LoraSet:
         return info, load_tokenizer(str(info.path))
 
     def attach(self, name: str, info: OutputInfo, tokenizer) -> None:
-        """Load a prepared adapter into the shared model (call with no forward pass running)."""
-        self.model.load_adapter(str(info.path), adapter_name=name)
+        """Load a prepared adapter into the shared model (call with no forward pass running). Weights that
+        fail to load (a damaged file) leave the model as it was and raise ModelError naming the folder."""
+        try:
+            self.model.load_adapter(str(info.path), adapter_name=name)
+        except Exception as exc:  # noqa: BLE001 - PEFT/safetensors raise many kinds for a damaged folder
+            if name in getattr(self.model, "peft_config", {}):  # injected before the weights failed
+                self.model.delete_adapter(name)
+            raise ModelError(f"{info.path}: the adapter's weights could not be loaded ({type(exc).__name__}: "
+                             f"{str(exc)[:300]})") from exc
         self.model.eval()
         self.infos[name], self.tokenizers[name], self.manifests[name] = info, tokenizer, info.manifest
 

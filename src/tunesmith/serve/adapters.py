@@ -19,6 +19,7 @@ from __future__ import annotations
 from fastapi import Request  # at module level: FastAPI resolves the handlers' (string) annotations here
 
 from tunesmith.errors import ConfigError, ModelError
+from tunesmith.serve.batcher import QueueFull
 from tunesmith.serve.requests import ApiError, read_json
 
 ROUTE = "/v1/adapters"
@@ -59,7 +60,12 @@ def add_adapter_routes(app, state, cache_dir: str | None = None) -> None:
             raise ApiError(409 if "already taken" in str(exc) else 400, str(exc), "name") from None
         except ModelError as exc:
             raise ApiError(400, str(exc), "path") from None
-        host.batcher.between_steps(lambda: adapters.attach(name, info, tokenizer))
+        try:
+            host.batcher.between_steps(lambda: adapters.attach(name, info, tokenizer))
+        except ModelError as exc:  # damaged weights: the set is as it was
+            raise ApiError(400, str(exc), "path") from None
+        except (TimeoutError, QueueFull) as exc:
+            raise ApiError(503, f"the adapter was not added: {exc}", code="unavailable", kind="server_error") from None
         print(f"[tunesmith] adapter `{name}` added from {info.path}", flush=True)
         return JSONResponse(row(adapters, name), status_code=201)
 
@@ -81,5 +87,7 @@ def add_adapter_routes(app, state, cache_dir: str | None = None) -> None:
             host.batcher.between_steps(detach)
         except ConfigError as exc:
             raise ApiError(400, str(exc), "name") from None
+        except (TimeoutError, QueueFull) as exc:
+            raise ApiError(503, f"the adapter was not removed: {exc}", code="unavailable", kind="server_error") from None
         print(f"[tunesmith] adapter `{name}` removed", flush=True)
         return {"id": name, "object": "adapter", "deleted": True}
