@@ -83,16 +83,19 @@ def test_skip_writes_rejects_and_trains_on_the_rest(tmp_path, tiny_model_dir):
     lines.insert(5, '{"instruction": "broken", ')  # line 6: bad JSON
     lines.insert(9, json.dumps({"instruction": "no answer"}))  # line 10: missing output
     path.write_text("\n".join(lines) + "\n")
-    config, out = _config(tmp_path, tiny_model_dir, path, "  on_error: skip\n  max_reject_fraction: 0.2\n",
-                          "eval:\n  compare_base: false\n")
+    val = write_jsonl(tmp_path / "val.jsonl", _rows(8) + [{"instruction": "no answer either"}])
+    config, out = _config(tmp_path, tiny_model_dir, path, f"  on_error: skip\n  max_reject_fraction: 0.2\n"
+                          f"  validation: {val}\n", "eval:\n  compare_base: false\n")
     assert main(["train", str(config)]) == 0
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
-    assert rejects == [
+    assert rejects == [  # the validation file's rows too: the warning points every skipped row here
         {"kind": "rejected", "where": f"{path}:6", "field": "row", "reason": "invalid JSON: Expecting property name enclosed in double quotes (column 27)"},
         {"kind": "rejected", "where": f"{path}:10", "field": "output", "reason": "missing required field"},
+        {"kind": "rejected", "where": f"{val}:9", "field": "output", "reason": "missing required field"},
     ]
     manifest = json.loads((out / "tunesmith.json").read_text())
     assert manifest["data"]["train_rows"] == 20 and manifest["data"]["train_rows_rejected"] == 2
+    assert manifest["data"]["validation_rows"] == 8 and manifest["data"]["validation_rows_rejected"] == 1
 
 
 def test_skip_still_fails_above_the_reject_fraction(tmp_path, tiny_model_dir, tokenizer, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -198,13 +198,23 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
 # --- the manifest's data entry, the same for every stage -------------------------------------------
 
 
+def merged_rejects(train, val):
+    """The rows the training and validation sets left out, together (rejects.jsonl lists both)."""
+    if val is None or not (val.rejects.entries or val.rejects.dropped):
+        return train.rejects
+    return replace(train.rejects, entries=train.rejects.entries + val.rejects.entries,
+                   dropped=train.rejects.dropped + val.rejects.dropped)
+
+
 def data_record(train, val, **extra) -> dict:
     """Fingerprints and row counts of a training set and its validation set (a data.dataset.TokenizedSet
     or a data.rows.RowSet), plus what the stage adds (`extra`)."""
     return {"train_fingerprint": train.fingerprint, "train_rows": len(train.rows),
             "train_rows_rejected": len(train.rejects.entries), "train_rows_dropped": len(train.rejects.dropped),
             **extra, "validation_fingerprint": val.fingerprint if val else None,
-            "validation_rows": len(val.rows) if val else None}
+            "validation_rows": len(val.rows) if val else None,
+            "validation_rows_rejected": len(val.rejects.entries) if val else None,
+            "validation_rows_dropped": len(val.rejects.dropped) if val else None}
 
 
 def token_data_record(train, val, **extra) -> dict:
@@ -266,7 +276,8 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
         )
 
     data = token_data_record(train_set, val_set, packed_sequences=len(train_features) if packing else None)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data,
+                          merged_rejects(train_set, val_set))
 
 
 # --- held-out data for a stage's `evaluate` (validation files, or the val_split of training) ------

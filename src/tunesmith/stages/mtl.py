@@ -31,9 +31,8 @@ from tunesmith.errors import ConfigError
 from tunesmith.eval.perplexity import validation_loss_by_task
 from tunesmith.runtime.task_weights import make_weighting
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import (RunResult, begin_run, held_out_tokens, load_run_tokenizer,
-                                     load_trainable_model, token_arguments, token_data_record, token_splits,
-                                     train_and_save)
+from tunesmith.stages.common import (RunResult, begin_run, held_out_tokens, load_run_tokenizer, load_trainable_model,
+                                    merged_rejects, token_arguments, token_data_record, token_splits, train_and_save)
 
 log = logging.getLogger(__name__)
 WEIGHTING_STATE = "task_weighting.pt"
@@ -222,7 +221,8 @@ def run(cfg: TunesmithConfig) -> RunResult:
         )
 
     data = token_data_record(train_set, val_set, tasks={t: counts[t] for t in tasks}, weighting=cfg.mtl.weighting)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data, train_set.rejects)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data,
+                          merged_rejects(train_set, val_set))
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:

@@ -22,7 +22,7 @@ from tunesmith.models.reward import load_reward_model
 from tunesmith.runtime.arguments import training_arguments
 from tunesmith.stages.base import Stage
 from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
-                                     load_trainable_model, train_and_save)
+                                    load_trainable_model, merged_rejects, train_and_save)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def run(cfg: TunesmithConfig) -> RunResult:
                         data["train_pairs_dropped_by_trainer"], cfg.data.max_length)
         return trainer
 
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_pairs is not None, data, train_pairs.rejects)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, val_pairs is not None, data,
+                          merged_rejects(train_pairs, val_pairs))
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
