@@ -116,6 +116,32 @@ def test_registered_files_are_a_hash_checked_copy(store, monkeypatch):
     assert registry.resolve("facts:1") == path
 
 
+def test_a_remote_stores_download_is_taken_whole_or_not_at_all(store, tmp_path, monkeypatch):
+    """A store whose artifacts are not local files (an MLflow server) is downloaded into the tunesmith
+    home; a download cut off half-way leaves nothing that a later resolve takes for the copy."""
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'home' / 'registry' / 'mlflow.db'}")
+    registry = Registry(f"sqlite:///{store / 'home' / 'registry' / 'mlflow.db'}")
+    monkeypatch.setattr(registry, "_local_artifacts", lambda run_id: None)  # as for a remote artifact store
+    download = registry.client.download_artifacts
+
+    def cut_off(run_id, path, dst):
+        if path == "files.json":
+            raise ConnectionError("connection reset")
+        return download(run_id, path, dst)
+
+    monkeypatch.setattr(registry.client, "download_artifacts", cut_off)
+    with pytest.raises(ConnectionError):
+        registry.resolve("facts:2")
+    cache = tmp_path / "home" / "registry-cache" / "facts"
+    assert list(cache.iterdir()) == []
+    monkeypatch.setattr(registry.client, "download_artifacts", download)
+    path = registry.resolve("facts:2")
+    assert path == cache / "2" / "model" and (path / "model.safetensors").is_file()
+    assert sorted(p.name for p in cache.iterdir()) == ["2"]  # no partial download left beside it
+    assert registry.resolve("facts:2") == path
+
+
 def test_bad_references_and_unfinished_folders_are_refused(store, tmp_path, monkeypatch):
     monkeypatch.setenv("TUNESMITH_HOME", str(store / "home"))
     registry = Registry()

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -222,10 +223,19 @@ class Registry:
         local = self._local_artifacts(version.run_id)
         if local is None:  # a remote store: download once into the tunesmith home, verify every time
             target = home() / "registry-cache" / name / str(version.version)
-            if not (target / "model").is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                self.client.download_artifacts(version.run_id, "model", str(target))
-                self.client.download_artifacts(version.run_id, "files.json", str(target))
+            if not (target / "files.json").is_file():
+                # downloaded beside it and renamed in whole: an interrupted download is never taken for the copy
+                partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                partial.mkdir(parents=True)
+                try:
+                    self.client.download_artifacts(version.run_id, "model", str(partial))
+                    self.client.download_artifacts(version.run_id, "files.json", str(partial))
+                except BaseException:
+                    shutil.rmtree(partial, ignore_errors=True)
+                    raise
+                shutil.rmtree(target, ignore_errors=True)  # what an older tunesmith's interrupted download left
+                os.replace(partial, target)
             local = target
         expected = json.loads((local / "files.json").read_text())
         if _digest(expected) != version.tags.get("tunesmith.files_sha256"):
