@@ -66,6 +66,8 @@ def test_a_search_whose_trials_all_fail_ends_with_what_happened_to_each(tmp_path
     assert main(["search", str(config)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
+    # a searched data key that changes how validation rows are tokenised is named before the first trial
+    assert err.index("warning: search.space: data.max_length can change the validation rows") < err.index("trial 0")
     assert "search: none of the 2 trials completed, so there is no best config" in err
     for trial in (0, 1):
         assert f"  trial {trial} (data.max_length=" in err

@@ -46,6 +46,24 @@ class _Report(TrainerCallback):
             control.should_training_stop = True
 
 
+# data keys that leave the validation rows and the tokens they are scored on as they are
+SAME_VALIDATION = ("data.augment", "data.cache", "data.streaming", "data.on_error", "data.max_reject_fraction")
+
+
+def _warn_moving_validation(search) -> None:
+    """A searched data key that changes the validation rows (a val_split of other training rows) or how
+    they are tokenised and scored (max_length, train_on_prompt, template ...) makes the trials' eval_loss
+    measure different things: said once, before the first trial."""
+    moving = [key for key in search.space if key.startswith("data.") and not key.startswith(SAME_VALIDATION)]
+    if not moving or not (search.metric.startswith("eval_") or search.pruning):
+        return
+    uses = " and ".join(filter(None, [f"search.metric {search.metric}" if search.metric.startswith("eval_") else "",
+                                      "pruning (eval_loss)" if search.pruning else ""]))
+    print(f"[tunesmith] warning: search.space: {', '.join(moving)} can change the validation rows or the tokens they "
+          f"are scored on, so {uses} may compare trials measured on different data; compare such values on a metric "
+          "of fixed data or rows (e.g. a QA accuracy), or search them apart", file=sys.stderr, flush=True)
+
+
 def _suggest(trial, key: str, param):
     if param.type == "categorical":
         return trial.suggest_categorical(key, param.choices)
@@ -72,6 +90,7 @@ def run_search(config_path: str, overrides: list[str]) -> dict:
                 probe = int(probe)
             load_config(config_path, [*overrides, f"{key}={json.dumps(probe)}"])
     check_stage(cfg)
+    _warn_moving_validation(search)
     sampler = optuna.samplers.TPESampler(seed=search.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if search.pruning else optuna.pruners.NopPruner()
     study = optuna.create_study(direction=search.direction, sampler=sampler, pruner=pruner)
