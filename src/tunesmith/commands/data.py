@@ -33,7 +33,7 @@ def _token_sets(cfg, verb: str):
     from tunesmith.stages.common import load_run_tokenizer, token_splits
 
     stage = _token_stage(cfg, verb)
-    _, tokenizer = load_run_tokenizer(cfg)
+    _, tokenizer = load_run_tokenizer(cfg, stage.data_kind == "text")
     train, val = token_splits(cfg, tokenizer, stage.data_kind, replay=stage.replay)
     replay_files = {str(f) for source in resolve_sources(cfg.forgetting.replay, cfg.data.registry, "forgetting.replay")
                     for path in source.paths for f in data_files(path)} if cfg.forgetting.replay else None

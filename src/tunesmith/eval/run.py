@@ -63,7 +63,7 @@ def _load(cfg: TunesmithConfig, model_ref: str, stage):
     if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
         from tunesmith.stages.common import set_run_template
 
-        set_run_template(cfg, loaded.tokenizer, model_ref)
+        set_run_template(cfg, loaded.tokenizer, model_ref, getattr(stage, "data_kind", None) == "text")
     return loaded, loaded.system if loaded.manifest else cfg.data.system
 
 

@@ -60,33 +60,32 @@ class RunSetup:
     started: float = field(default_factory=time.time)
 
 
-def begin_run(cfg: TunesmithConfig) -> RunSetup:
-    """Refuse an existing output, seed, and load the tokenizer (data comes next, before the model)."""
+def begin_run(cfg: TunesmithConfig, raw_text: bool = False) -> RunSetup:
+    """Refuse an existing output, seed, and load the tokenizer (data comes next, before the model);
+    `raw_text`: the stage trains on raw text (see load_run_tokenizer)."""
     output = OutputFolder(cfg.output_dir, cfg.overwrite_output, protect=[cfg._source])
     if cfg.training.num_threads:
         torch.set_num_threads(cfg.training.num_threads)
     torch.manual_seed(cfg.training.seed)
-    base_path, tokenizer = load_run_tokenizer(cfg)
+    base_path, tokenizer = load_run_tokenizer(cfg, raw_text)
     device = pick_device()
     return RunSetup(output, base_path, tokenizer, device, pick_dtype(cfg.model.dtype, device), cache_root(cfg.model.cache_dir))
 
 
-def load_run_tokenizer(cfg: TunesmithConfig):
+def load_run_tokenizer(cfg: TunesmithConfig, raw_text: bool = False):
     """The base model's path and its tokenizer with the chat template `data.template` selects. A stage
-    that trains on raw text (pt) needs none: a base model without one (gpt2, most pre-trained bases)
+    that trains on raw text (`raw_text`: pt) needs none: a base model without one (gpt2, most pre-trained bases)
     keeps none, unless something measured as a chat (eval.qa, forgetting.general_qa, chat rows in
     forgetting.general_eval) needs it, which is refused here, before anything trains."""
     base_path = resolve_model_path(cfg.model.name_or_path, cfg.model.cache_dir)
     tokenizer = load_tokenizer(base_path, cfg.model.trust_remote_code)
-    set_run_template(cfg, tokenizer, base_path)
+    set_run_template(cfg, tokenizer, base_path, raw_text)
     return base_path, tokenizer
 
 
-def set_run_template(cfg: TunesmithConfig, tokenizer, base_path) -> None:
+def set_run_template(cfg: TunesmithConfig, tokenizer, base_path, raw_text: bool = False) -> None:
     """Give a base model's tokenizer the chat template the run renders with (see load_run_tokenizer)."""
-    from tunesmith.stages.registry import get_stage
-
-    if get_stage(cfg.stage).data_kind == "text" and not getattr(tokenizer, "chat_template", None):
+    if raw_text and not getattr(tokenizer, "chat_template", None):
         _refuse_chat_measures(cfg, base_path)
     else:
         apply_template(tokenizer, cfg.data.template)
@@ -247,7 +246,7 @@ def token_arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
 def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
     """Train a causal LM on pre-tokenised rows with their labels (sft: chats, pt: raw text)."""
     # --- setup: tokenizer and data first, so bad data fails before the model loads -----------
-    setup = begin_run(cfg)
+    setup = begin_run(cfg, raw_text=kind == "text")
     tokenizer = setup.tokenizer
     # every data file was read by the stage's check (tunesmith train's pre-flight) before the base model
     # loads here to answer the replay prompts (forgetting.replay_answers: model)
@@ -311,7 +310,7 @@ class TokenRecipe:
     def check(self, cfg: TunesmithConfig) -> None:
         """Read, validate and tokenise every data file before any model loads: file:line:field errors,
         over-length and error policies. The tokenised rows are cached, so the run reuses them."""
-        token_splits(cfg, load_run_tokenizer(cfg)[1], self.kind, replay=True)
+        token_splits(cfg, load_run_tokenizer(cfg, self.kind == "text")[1], self.kind, replay=True)
 
     def run(self, cfg: TunesmithConfig) -> RunResult:
         return run_token_recipe(cfg, self.kind)

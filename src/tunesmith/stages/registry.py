@@ -72,7 +72,7 @@ def check_stage(cfg: TunesmithConfig) -> None:
         check_task_head(cfg.method, f"{stage.new_task_head} (stage `{stage.name}`)")
     stage.check(cfg)
     if cfg.forgetting.general_eval:
-        check_general_eval(cfg, load_run_tokenizer(cfg)[1])
+        check_general_eval(cfg, load_run_tokenizer(cfg, stage.data_kind == "text")[1])
     if cfg.forgetting.general_qa:
         load_qa(cfg.forgetting.general_qa)
     device = pick_device()
