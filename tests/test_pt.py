@@ -114,3 +114,7 @@ training: {{max_steps: 2, batch_size: 4, mixed_precision: "no"}}
     err = capsys.readouterr().err
     assert "eval.qa: asked as chats, but the tokenizer of" in err and "has no chat template" in err
     assert not (tmp_path / "out2").exists()
+    mcq = tmp_path / "mcq"
+    assert main(["train", str(tmp_path / "qa.yaml"), "output_dir=" + str(tmp_path / "out3"),
+                 f"eval.mcq={mcq}"]) == 2
+    assert "eval.qa, eval.mcq: asked as chats" in capsys.readouterr().err

@@ -74,9 +74,10 @@ def begin_run(cfg: TunesmithConfig, raw_text: bool = False) -> RunSetup:
 
 def load_run_tokenizer(cfg: TunesmithConfig, raw_text: bool = False):
     """The base model's path and its tokenizer with the chat template `data.template` selects. A stage
-    that trains on raw text (`raw_text`: pt) needs none: a base model without one (gpt2, most pre-trained bases)
-    keeps none, unless something measured as a chat (eval.qa, forgetting.general_qa, chat rows in
-    forgetting.general_eval) needs it, which is refused here, before anything trains."""
+    that trains on raw text (`raw_text`: pt) needs none: a base model without one (gpt2, most
+    pre-trained bases) keeps none, unless something measured as a chat (eval.qa, the chat suites,
+    forgetting.general_qa, chat rows in forgetting.general_eval) needs it, which is refused here,
+    before anything trains."""
     base_path = resolve_model_path(cfg.model.name_or_path, cfg.model.cache_dir)
     tokenizer = load_tokenizer(base_path, cfg.model.trust_remote_code)
     set_run_template(cfg, tokenizer, base_path, raw_text)
@@ -94,8 +95,9 @@ def set_run_template(cfg: TunesmithConfig, tokenizer, base_path, raw_text: bool 
 def _refuse_chat_measures(cfg: TunesmithConfig, base_path) -> None:
     from tunesmith.eval.general import general_kind
 
-    asks = [key for key, value in (("eval.qa", cfg.eval.qa), ("forgetting.general_qa", cfg.forgetting.general_qa))
-            if value]
+    chats = ("qa", "generation", "mcq", "consistency", "edge_cases", "judge")  # prompts rendered as chats
+    asks = [f"eval.{name}" for name in chats if getattr(cfg.eval, name)]
+    asks += ["forgetting.general_qa"] if cfg.forgetting.general_qa else []
     if cfg.forgetting.general_eval and general_kind(cfg) == "chat":
         asks.append("forgetting.general_eval (chat rows)")
     if asks:
