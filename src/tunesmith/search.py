@@ -55,13 +55,14 @@ def _warn_moving_validation(search) -> None:
     they are tokenised and scored (max_length, train_on_prompt, template ...) makes the trials' eval_loss
     measure different things: said once, before the first trial."""
     moving = [key for key in search.space if key.startswith("data.") and not key.startswith(SAME_VALIDATION)]
-    if not moving or not (search.metric.startswith("eval_") or search.pruning):
-        return
-    uses = " and ".join(filter(None, [f"search.metric {search.metric}" if search.metric.startswith("eval_") else "",
-                                      "pruning (eval_loss)" if search.pruning else ""]))
-    print(f"[tunesmith] warning: search.space: {', '.join(moving)} can change the validation rows or the tokens they "
-          f"are scored on, so {uses} may compare trials measured on different data; compare such values on a metric "
-          "of fixed data or rows (e.g. a QA accuracy), or search them apart", file=sys.stderr, flush=True)
+    uses = [f"search.metric {search.metric}"] if search.metric.startswith("eval_") else []
+    if search.pruning:
+        uses.append("pruning (eval_loss)")
+    if moving and uses:
+        print(f"[tunesmith] warning: search.space: {', '.join(moving)} can change the validation rows or the tokens "
+              f"they are scored on, so {' and '.join(uses)} may compare trials measured on different data; compare "
+              "such values on a metric of fixed data or rows (e.g. a QA accuracy), or search them apart",
+              file=sys.stderr, flush=True)
 
 
 def _suggest(trial, key: str, param):
