@@ -131,7 +131,9 @@ def cmd_score(args) -> int:
     if args.file:
         rows = load_scored_rows(args.file, system)
     else:
-        prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": args.prompt}]
+        from tunesmith.data.turns import with_system
+
+        prompt = with_system([{"role": "user", "content": args.prompt}], system)
         rows = [{"messages": prompt + [{"role": "assistant", "content": reply}], "where": f"--reply {i + 1}"}
                 for i, reply in enumerate(args.reply)]
     rewards = reward_scores(loaded.model, loaded.tokenizer, [r["messages"] for r in rows], args.batch_size)

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.data.readers import RawRow, iter_rows, read_rows
-from tunesmith.data.turns import RowError, content_parts, rename_columns, tool_calls, tool_definitions, trained
+from tunesmith.data.turns import (RowError, content_parts, rename_columns, tool_calls, tool_definitions, trained,
+                                 with_system)
 from tunesmith.errors import DataError
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -116,11 +117,7 @@ def alpaca_prompt(row: dict[str, Any]) -> list[dict[str, str]]:
     """An alpaca row's turns up to its instruction (system, few-shot examples, history, user turn)."""
     instruction = _text(row, "instruction", required=True)
     extra = _text(row, "input", required=False)
-    messages = []
-    system = _text(row, "system", required=False)
-    if system.strip():
-        messages.append({"role": "system", "content": system})
-    messages += few_shot(row)
+    messages = with_system(few_shot(row), _text(row, "system", required=False))
     history = row.get("history") or []
     if not isinstance(history, list):
         raise RowError("history", "expected a list of [user, assistant] pairs")
@@ -137,19 +134,16 @@ def from_multitask(row: dict[str, Any]) -> list[dict[str, str]]:
     _text(row, "task", required=True)
     user = _text(row, "input", required=True)
     output = _text(row, "output", required=True)
-    system = _text(row, "system", required=False)
-    head = [{"role": "system", "content": system}] if system.strip() else []
-    return head + few_shot(row) + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+    turns = few_shot(row) + [{"role": "user", "content": user}, {"role": "assistant", "content": output}]
+    return with_system(turns, _text(row, "system", required=False))
 
 
 def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str, role_map: dict[str, str]) -> list[dict[str, Any]]:
     turns = row.get(key)
     if not isinstance(turns, list) or not turns:
         raise RowError(key, "expected a non-empty list of turns")
-    messages = []
     system = row.get("system")
-    if isinstance(system, str) and system.strip():
-        messages.append({"role": "system", "content": system})
+    messages = with_system([], system if isinstance(system, str) else None)
     for i, turn in enumerate(turns):
         where = f"{key}[{i}]"
         if not isinstance(turn, dict):
@@ -202,8 +196,9 @@ def from_prompt_completion(row: dict[str, Any]) -> list[dict[str, Any]]:
         messages = [dict(m, train=False) if m["role"] == "assistant" else m
                     for m in from_messages(row, "prompt", "role", "content", roles)]
     else:
-        head = [{"role": "system", "content": row["system"]}] if isinstance(row.get("system"), str) and row["system"].strip() else []
-        messages = head + [{"role": "user", "content": _text(row, "prompt", required=True)}]
+        system = row.get("system")
+        messages = with_system([{"role": "user", "content": _text(row, "prompt", required=True)}],
+                               system if isinstance(system, str) else None)
     if isinstance(completion, list):
         reply = from_messages({"completion": completion}, "completion", "role", "content", roles)
         if any(m["role"] not in ("assistant", "tool") for m in reply):
@@ -281,8 +276,9 @@ def conversation_converter(fmt: str = "auto", system: str | None = None,
 
     def convert(raw: RawRow) -> Conversation:
         conversation = to_conversation(raw, fmt, columns)
-        if system and conversation.messages[0]["role"] != "system":
-            conversation.messages.insert(0, {"role": "system", "content": system})
+        messages = with_system(conversation.messages, system)
+        if len(messages) > len(conversation.messages):
+            conversation.messages = messages
             conversation.meta["default_system"] = True
             if "examples" in conversation.meta:
                 first, count = conversation.meta["examples"]

@@ -22,7 +22,7 @@ from typing import Any
 from tunesmith.data.formats import (ROLES, SHAREGPT_ROLES, RowError, alpaca_prompt, check_order, collect_rows,
                                     from_messages, rename_columns, to_conversation)
 from tunesmith.data.readers import RawRow
-from tunesmith.data.turns import content_parts, tool_definitions, trained
+from tunesmith.data.turns import content_parts, tool_definitions, trained, with_system
 from tunesmith.errors import DataError
 
 
@@ -108,8 +108,7 @@ def _object(raw: RawRow, columns: dict[str, str] | None) -> dict[str, Any]:
 def _with_system(prompt: list[dict[str, str]], own: Any, default: str | None) -> list[dict[str, str]]:
     """The row's own `system` field, else the config's default, unless the prompt has one."""
     system = own if isinstance(own, str) and own.strip() else default
-    if system and prompt[0]["role"] != "system":
-        prompt = [{"role": "system", "content": system}] + prompt
+    prompt = with_system(prompt, system)
     if prompt[-1]["role"] != "user":
         raise RowError("prompt", "must end with a user message")
     return prompt

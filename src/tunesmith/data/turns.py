@@ -25,6 +25,12 @@ import json
 from typing import Any
 
 
+def with_system(messages: list[dict[str, Any]], system: str | None) -> list[dict[str, Any]]:
+    """`messages` with `system` as their first turn, unless they open with a system turn of their own
+    or `system` is empty or blank: the one rule for putting a default system prompt first."""
+    if system and system.strip() and not (messages and messages[0].get("role") == "system"):
+        return [{"role": "system", "content": system}, *messages]
+    return list(messages)
 
 
 class RowError(Exception):

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from tunesmith.data.turns import with_system
+
 
 @dataclass
 class Generated:
@@ -31,9 +33,7 @@ def render(tokenizer, messages: list[dict], system: str | None = None) -> str:
     """The prompt text of a conversation (ending with a user turn), with the system prompt put first
     when the conversation has none. Text that is not valid Unicode (lone surrogates, which JSON's
     `\\udcff` escapes can produce) is replaced by U+FFFD: a tokenizer refuses to encode it."""
-    if system and not (messages and messages[0].get("role") == "system"):
-        messages = [{"role": "system", "content": system}] + list(messages)
-    messages = [{**m, "content": valid_unicode(m["content"])} for m in messages]
+    messages = [{**m, "content": valid_unicode(m["content"])} for m in with_system(messages, system)]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from tunesmith.data.turns import with_system
 from tunesmith.errors import DataError
 from tunesmith.eval.textmetrics import is_chinese
 
@@ -154,7 +155,7 @@ def conversation(q: Question, bench: Benchmark, shots: int, system: str | None) 
     header = (f"以下是关于{name_zh}的单项选择题，请直接给出正确答案的选项。\n\n" if chinese else
               f"The following are multiple choice questions about {name}. Answer with the letter of the correct "
               f"option.\n\n")
-    messages = [{"role": "system", "content": system}] if system else []
+    messages = with_system([], system)
     for k, example in enumerate(examples + [q]):
         messages.append({"role": "user", "content": (header if k == 0 else "") + _format(example, chinese)})
         if example is not q:

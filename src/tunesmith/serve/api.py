@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from tunesmith.data.tokenize import render
+from tunesmith.data.turns import with_system
 from tunesmith.errors import ConfigError
 from tunesmith.models.loader import LoadedModel
 from tunesmith.serve.access import AccessLog, note, open_log
@@ -87,8 +88,7 @@ class ModelHost:
 
 
 def chat_prompt(loaded: LoadedModel, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
-    if messages[0]["role"] != "system" and loaded.system:
-        messages = [{"role": "system", "content": loaded.system}] + messages
+    messages = with_system(messages, loaded.system)
     if tools or any(m.get("tool_calls") for m in messages):
         # rendered as training rendered rows with tools (data.tokenize.render): by the template where it
         # shows tools and calls, else the tools in the system turn and calls as <tool_call> text

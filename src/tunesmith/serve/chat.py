@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 
+from tunesmith.data.turns import with_system
 from tunesmith.models.loader import LoadedModel
 from tunesmith.serve.streaming import Generation
 
@@ -116,7 +117,7 @@ def _turn(loaded: LoadedModel, system: str | None, history: list[dict], max_new_
     """One reply (None when it failed, with the reason written to `out`) and the history it was
     given, trimmed to the model's context (max_position_embeddings - max_new_tokens)."""
     system = system if system is not None else loaded.system
-    head = [{"role": "system", "content": system}] if system else []
+    head = with_system([], system)
     budget = context_budget(loaded, max_new_tokens)
     history, dropped, size = fit_history(loaded, head, history, budget)
     if dropped:

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+from tunesmith.data.turns import with_system
 from tunesmith.errors import ConfigError
 
 KEEP = 3  # models kept in memory (a tuned one, its base, the last one switched from); a LoRA set counts as one
@@ -120,8 +121,8 @@ def _reply(loaded, messages: list[dict], max_new_tokens: int, temperature: float
     from tunesmith.serve.chat import context_budget, fit_history
     from tunesmith.serve.streaming import Generation
 
-    head = [{"role": "system", "content": loaded.system}] if loaded.system and \
-        not any(m["role"] == "system" for m in messages) else []
+    full = with_system(messages, loaded.system)
+    head, messages = full[: len(full) - len(messages)], full[len(full) - len(messages):]
     history, _, _ = fit_history(loaded, head, messages, context_budget(loaded, max_new_tokens))
     inputs = loaded.tokenizer.apply_chat_template(head + history, add_generation_prompt=True,
                                                   return_tensors="pt", return_dict=True)
