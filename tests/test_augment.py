@@ -227,7 +227,7 @@ def test_the_before_after_evaluation_measures_validation_and_general_rows_unaugm
     loss scores assistant tokens only, whatever masking the run trains with."""
     from tunesmith.config.loader import apply_overrides, validate_config
     from tunesmith.eval.general import general_set
-    from tunesmith.stages.common import held_out_tokens
+    from tunesmith.stages.held_out import held_out_tokens
 
     rows = [{"instruction": f"Where is room {i}?", "output": f"Floor {i}."} for i in range(12)]
     train = write_jsonl(tmp_path / "train.jsonl", rows)

@@ -30,7 +30,8 @@ def _token_sets(cfg, verb: str):
     validation sets, and the files the replay rows come from."""
     from tunesmith.data.readers import data_files
     from tunesmith.data.sources import resolve_sources
-    from tunesmith.stages.common import load_run_tokenizer, token_splits
+    from tunesmith.stages.lifecycle import load_run_tokenizer
+    from tunesmith.stages.token_recipe import token_splits
 
     stage = _token_stage(cfg, verb)
     _, tokenizer = load_run_tokenizer(cfg, stage.data_kind == "text")

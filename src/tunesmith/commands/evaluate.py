@@ -13,12 +13,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-# flag -> eval key: each suite runs from the command line against any model folder
-SUITE_FLAGS = {"generation": "generation", "mcq": "mcq", "mcq_shots": "mcq_shots", "consistency": "consistency",
-               "edge_cases": "edge_cases", "max_new_tokens": "max_new_tokens", "batch_size": "batch_size",
-               "judge": "judge.model", "judge_prompts": "judge.prompts", "judge_baseline": "judge.baseline",
-               "judge_template": "judge.template", "lm_eval": "lm_eval.tasks", "lm_eval_tasks": "lm_eval.include_path",
-               "lm_eval_limit": "lm_eval.limit"}
+# the flags of the whole `eval:` section; each suite brings its own (eval.suites.SUITES)
+GENERAL_FLAGS = (("--max-new-tokens", "max_new_tokens", "eval.max_new_tokens: reply length."),
+                 ("--batch-size", "batch_size", "eval.batch_size: prompts per forward."))
+
+
+def _flag_keys() -> dict[str, str]:
+    """argparse destination -> eval key, for every suite flag and the general ones."""
+    from tunesmith.eval.suites import SUITES
+
+    flags = [(f.option, f.key) for s in SUITES.values() for f in s.flags] + [f[:2] for f in GENERAL_FLAGS]
+    return {option[2:].replace("-", "_"): key for option, key in flags}
 
 
 def _config(args):
@@ -32,13 +37,15 @@ def _config(args):
     if config and "=" in config and not Path(config).is_file():  # `tunesmith eval eval.mcq=DIR --model M`
         overrides.insert(0, config)
         config = None
-    overrides += [f"eval.{key}={json.dumps(getattr(args, flag))}" for flag, key in SUITE_FLAGS.items()
+    overrides += [f"eval.{key}={json.dumps(getattr(args, flag))}" for flag, key in _flag_keys().items()
                   if getattr(args, flag) is not None]
     if config:
         return load_config(config, overrides)
     if not args.model:
-        raise ConfigError("tunesmith eval: give a CONFIG, or --model with a suite flag (--generation, --mcq, "
-                          "--consistency, --edge-cases, --judge, --lm-eval), or --compare OUTPUT ...")
+        from tunesmith.eval.suites import SUITES
+
+        raise ConfigError(f"tunesmith eval: give a CONFIG, or --model with a suite flag "
+                          f"({', '.join(s.flags[0].option for s in SUITES.values())}), or --compare OUTPUT ...")
     # output_dir only names where results go when --model is not a folder (nothing is trained)
     raw = {"output_dir": "tunesmith-eval", "model": {"name_or_path": args.model}}
     return validate_config(apply_overrides(raw, overrides), {}, "command line")
@@ -47,7 +54,7 @@ def _config(args):
 def cmd_eval(args) -> int:
     from tunesmith.eval import evaluate_model
     from tunesmith.eval.report import compare_runs, write_report
-    from tunesmith.eval.suites import check_suites, summary, write_details
+    from tunesmith.eval.suites import check_suites, reach_suites, summary, write_details
     from tunesmith.stages.registry import get_stage
 
     if args.compare:
@@ -73,10 +80,8 @@ def cmd_eval(args) -> int:
     if cfg.eval.judge:  # the model the judge compares with is known (or refused) before any model loads
         from tunesmith.eval.run import judge_baseline
 
-        from tunesmith.eval.judge import reach_judge
-
         other = judge_baseline(cfg, model_ref)
-        reach_judge(cfg.eval.judge)
+    reach_suites(cfg)
     result = evaluate_model(cfg, model_ref, stage)
     if other is not None:
         from tunesmith.eval.run import judge_results, replies_for_judge
@@ -92,13 +97,14 @@ def cmd_eval(args) -> int:
 
 
 def register(verbs) -> None:
+    from tunesmith.eval.suites import SUITES, suite_keys
+
     ev = verbs.add_parser("eval", help="Measure a model: held-out metrics, QA, generation metrics, MCQ, consistency, "
                           "edge cases, a pairwise judge, lm-eval tasks; or compare outputs in one HTML report.",
                           description="Evaluate the config's output_dir (or --model) on its held-out data "
                           "(data.validation or data.val_split: loss/perplexity, preference margins, reward ...), "
                           "eval.qa, forgetting.general_eval (general loss), forgetting.general_qa (general accuracy) "
-                          "and the eval suites (eval.generation, eval.mcq, eval.consistency, eval.edge_cases, "
-                          "eval.judge, eval.lm_eval); writes "
+                          f"and the eval suites ({suite_keys()}); writes "
                           "eval.json, eval_report.html and the per-row files (predictions.jsonl ...) beside each other. "
                           "Without a config, --model and the suite flags say what to measure. See docs/eval.md.")
     ev.add_argument("config", nargs="?", help="YAML config file (its data.validation, eval.* and forgetting.* "
@@ -107,26 +113,11 @@ def register(verbs) -> None:
     ev.add_argument("--model", help="Model to evaluate: an output folder, 'default', a folder or hub id.")
     ev.add_argument("--output", help="Where to write the JSON result (default: MODEL/eval.json for a folder); the "
                     "report and per-row files go beside it. With --compare: the report's folder (default eval-compare).")
-    ev.add_argument("--generation", help="eval.generation: rows {prompt|messages, reference|references} (BLEU, chrF, ROUGE).")
-    ev.add_argument("--mcq", help="eval.mcq: an MMLU/C-Eval layout folder or a CSV of question,A,B,C,D,answer.")
-    ev.add_argument("--mcq-shots", type=int, help="eval.mcq_shots: dev rows shown before each question.")
-    ev.add_argument("--consistency", help="eval.consistency: rows {id, prompt, answers?}, phrasings grouped by id.")
-    ev.add_argument("--edge-cases", help="eval.edge_cases: probe rows {kind, prompt} (examples/data/edge_cases.jsonl).")
-    ev.add_argument("--max-new-tokens", type=int, help="eval.max_new_tokens: reply length.")
-    ev.add_argument("--batch-size", type=int, help="eval.batch_size: prompts per forward.")
-    ev.add_argument("--judge", metavar="MODEL_OR_URL", help="eval.judge.model: a judge model folder or an "
-                    "OpenAI-compatible endpoint (http://HOST:PORT/v1); compares the model's replies to --judge-prompts "
-                    "with its base's (or --judge-baseline's), both orders. With --compare: the first output against "
-                    "the last, from their stored replies.")
-    ev.add_argument("--judge-prompts", help="eval.judge.prompts: rows {prompt | messages, reference?} both models answer.")
-    ev.add_argument("--judge-baseline", help="eval.judge.baseline: the model compared with (default: the output's base).")
-    ev.add_argument("--judge-template", help="eval.judge.template: a judge prompt file with {question}, {answer_a}, "
-                    "{answer_b} (and {reference}).")
-    ev.add_argument("--lm-eval", nargs="+", metavar="TASK", help="eval.lm_eval.tasks: lm-evaluation-harness tasks, "
-                    "run offline on the model (pip install 'tunesmith[lm-eval]').")
-    ev.add_argument("--lm-eval-tasks", metavar="DIR", help="eval.lm_eval.include_path: a folder of local task YAMLs "
-                    "(examples/lm_eval).")
-    ev.add_argument("--lm-eval-limit", type=int, help="eval.lm_eval.limit: documents scored per task.")
+    for suite in SUITES.values():
+        for flag in suite.flags:
+            ev.add_argument(flag.option, help=flag.help, **flag.options)
+    for option, _, text in GENERAL_FLAGS:
+        ev.add_argument(option, type=int, help=text)
     ev.add_argument("--compare", nargs="+", metavar="OUTPUT", help="Put the measured results of these outputs "
                     "(eval_results.json of `tunesmith train`, eval.json of `tunesmith eval`) in one report.")
     ev.set_defaults(func=cmd_eval)

@@ -13,27 +13,20 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
     fine-tuned measured, eval_results.json and the before/after table. Returns an exit status."""
     from tunesmith.eval import compare_table, evaluate_model
     from tunesmith.eval.general import forgetting_summary, forgetting_warnings
-    from tunesmith.eval.qa import load_qa
     from tunesmith.eval.report import write_report
     from tunesmith.eval.run import has_measures
-    from tunesmith.eval.suites import check_suites, write_details
+    from tunesmith.eval.suites import reach_suites, write_details
     from tunesmith.runtime import launch
     from tunesmith.stages.registry import check_stage, get_stage, run_stage
 
     stage = get_stage(cfg.stage)
-    check_stage(cfg)  # every input is read and validated before any model is loaded
+    check_stage(cfg)  # every input (data, QA and suite files) is read and validated before any model is loaded
     if launch.under_launcher():  # a training process of a multi-process run: train only
         result = run_stage(cfg)
         if launch.rank() == 0:
             print(f"[tunesmith] saved to {result.output_dir}", flush=True)
         return 0
-    if cfg.eval.qa:
-        load_qa(cfg.eval.qa)
-    check_suites(cfg)
-    if cfg.eval.judge:  # an endpoint judge must answer before training, not only after it
-        from tunesmith.eval.judge import reach_judge
-
-        reach_judge(cfg.eval.judge)
+    reach_suites(cfg)  # an endpoint judge must answer before training, not only after it
     measure = has_measures(cfg)
 
     before = None

@@ -49,22 +49,28 @@ def unsafe_output_dir(output_dir: str | Path) -> str | None:
     return None
 
 
+# Every config key whose value names a file or folder a run reads (a list of them or one): data,
+# the dataset registry, the QA and suite files, replay and general sets, the base and reward models.
+# Each eval suite's record says which of these it reads (eval.suites.Suite.reads; a test holds them to this).
+INPUT_KEYS = ("data.train", "data.validation", "data.registry", "eval.qa", "eval.generation", "eval.mcq",
+              "eval.consistency", "eval.edge_cases", "eval.judge.prompts", "eval.judge.template", "eval.judge.model",
+              "eval.judge.baseline", "eval.lm_eval.include_path", "forgetting.replay", "forgetting.general_eval",
+              "forgetting.general_qa", "model.name_or_path", "ppo.reward_model")
+
+
+def key_values(cfg, key: str) -> list:
+    """The values a dotted key holds in `cfg` (none when a section on the way is unset)."""
+    value = cfg
+    for part in key.split("."):
+        value = getattr(value, part, None)
+        if value is None:
+            return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def config_inputs(cfg) -> list[tuple[str, str]]:
-    """(config key, local path) of every file or folder a run reads: data, registry, QA file,
-    replay and general-eval sets, the general QA file, the base and reward models when they are local folders."""
-    found = [("data.train", p) for p in cfg.data.train] + [("data.validation", p) for p in cfg.data.validation]
-    found += [("data.registry", cfg.data.registry), ("eval.qa", cfg.eval.qa)]
-    found += [(f"eval.{key}", getattr(cfg.eval, key)) for key in ("generation", "mcq", "consistency", "edge_cases")]
-    judge, lm_eval = cfg.eval.judge, cfg.eval.lm_eval
-    if judge:
-        found += [("eval.judge.prompts", judge.prompts), ("eval.judge.template", judge.template),
-                  ("eval.judge.model", judge.model), ("eval.judge.baseline", judge.baseline)]
-    if lm_eval:
-        found += [("eval.lm_eval.include_path", lm_eval.include_path)]
-    found += [("forgetting.replay", p) for p in cfg.forgetting.replay]
-    found += [("forgetting.general_eval", p) for p in cfg.forgetting.general_eval]
-    found += [("forgetting.general_qa", cfg.forgetting.general_qa)]
-    found += [("model.name_or_path", cfg.model.name_or_path), ("ppo.reward_model", cfg.ppo.reward_model)]
+    """(config key, local path) of every file or folder a run reads (INPUT_KEYS) that exists here."""
+    found = [(key, value) for key in INPUT_KEYS for value in key_values(cfg, key)]
     return [(key, str(p)) for key, p in found if p and os.path.exists(p)]
 
 

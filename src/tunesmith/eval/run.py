@@ -13,9 +13,10 @@ from pathlib import Path
 
 from tunesmith.config import TunesmithConfig
 from tunesmith.errors import ConfigError
+from tunesmith.eval.chat_template import set_run_template
 from tunesmith.eval.general import general_metrics, general_qa_metrics
 from tunesmith.eval.qa import qa_accuracy
-from tunesmith.eval.suites import configured, run_suites, suite_rows
+from tunesmith.eval.suites import configured, run_suites, suite_keys, suite_rows
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
     if not has_measures(cfg):
         raise ConfigError("nothing to evaluate: set data.validation or data.val_split (held-out metrics), eval.qa "
                           "(accuracy), forgetting.general_eval (general loss), forgetting.general_qa (general "
-                          "accuracy) and/or a suite: eval.generation, eval.mcq, eval.consistency, eval.edge_cases, "
-                          "eval.judge, eval.lm_eval")
+                          f"accuracy) and/or a suite: {suite_keys()}")
     started = time.time()
     loaded, system = _load(cfg, model_ref, stage)
     result: dict = {"model": model_ref, "system": system}
@@ -61,8 +61,6 @@ def evaluate_model(cfg: TunesmithConfig, model_ref: str, stage, result_path: str
 def _load(cfg: TunesmithConfig, model_ref: str, stage):
     loaded = stage.load_for_eval(cfg, model_ref)
     if not loaded.manifest:  # a base model: render as training will (a trained one carries its template)
-        from tunesmith.stages.common import set_run_template
-
         set_run_template(cfg, loaded.tokenizer, model_ref, getattr(stage, "data_kind", None) == "text")
     return loaded, loaded.system if loaded.manifest else cfg.data.system
 

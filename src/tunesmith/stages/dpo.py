@@ -23,8 +23,9 @@ from tunesmith.data.rows import PAIRS, load_row_splits
 from tunesmith.eval.preference import preference_metrics
 from tunesmith.stages.base import Stage
 from tunesmith.runtime.arguments import training_arguments
-from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
-                                    load_trainable_model, merged_rejects, train_and_save)
+from tunesmith.stages.held_out import held_out_rows
+from tunesmith.stages.lifecycle import (RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model,
+                                       train_and_save)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,7 @@ def run(cfg: TunesmithConfig) -> RunResult:
         return build_trainer(cfg, model, setup.tokenizer, train_pairs, val_pairs, work, setup.device, setup.dtype, callbacks)
 
     data = data_record(train_pairs, val_pairs, train_rows_truncated=train_pairs.truncated)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_pairs is not None, data,
-                          merged_rejects(train_pairs, val_pairs))
+    return train_and_save(cfg, setup, model, trainable, make_trainer, train_pairs, val_pairs, data)
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:

@@ -21,8 +21,8 @@ from tunesmith.eval.verifiers import FUNCTIONS, require_answers, reward_function
 from tunesmith.runtime.arguments import training_arguments
 from tunesmith.runtime.logging_callbacks import RewardPlot
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
-                                     load_trainable_model, prompt_splits, train_and_save)
+from tunesmith.stages.held_out import held_out_rows, prompt_splits
+from tunesmith.stages.lifecycle import RunResult, begin_run, load_run_tokenizer, load_trainable_model, train_and_save
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +72,8 @@ def run(cfg: TunesmithConfig) -> RunResult:
             callbacks=[*callbacks, RewardPlot(work, f"grpo/{cfg.method}: mean reward")],
         )
 
-    data = data_record(train_rows, val_rows)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, False, data, train_rows.rejects)
+    # the held-out prompts are scored by `evaluate` (mean reward), not by the trainer
+    return train_and_save(cfg, setup, model, trainable, make_trainer, train_rows, val_rows, trainer_evaluates=False)
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:

@@ -19,8 +19,9 @@ from tunesmith.errors import ConfigError
 from tunesmith.eval.preference import kto_metrics
 from tunesmith.runtime.arguments import training_arguments
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
-                                    load_trainable_model, merged_rejects, train_and_save)
+from tunesmith.stages.held_out import held_out_rows
+from tunesmith.stages.lifecycle import (RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model,
+                                       train_and_save)
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,7 @@ def run(cfg: TunesmithConfig) -> RunResult:
         )
 
     data = data_record(train_rows, val_rows, train_rows_truncated=train_rows.truncated)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_rows is not None, data,
-                          merged_rejects(train_rows, val_rows))
+    return train_and_save(cfg, setup, model, trainable, make_trainer, train_rows, val_rows, data)
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:

@@ -31,8 +31,10 @@ from tunesmith.errors import ConfigError
 from tunesmith.eval.perplexity import validation_loss_by_task
 from tunesmith.runtime.task_weights import make_weighting
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import (RunResult, begin_run, held_out_tokens, load_run_tokenizer, load_trainable_model,
-                                    merged_rejects, token_arguments, token_data_record, token_splits, train_and_save)
+from tunesmith.stages.held_out import held_out_tokens
+from tunesmith.stages.lifecycle import (RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model,
+                                       train_and_save)
+from tunesmith.stages.token_recipe import token_arguments, token_splits
 
 log = logging.getLogger(__name__)
 WEIGHTING_STATE = "task_weighting.pt"
@@ -220,9 +222,8 @@ def run(cfg: TunesmithConfig) -> RunResult:
             weighting=weighting,
         )
 
-    data = token_data_record(train_set, val_set, tasks={t: counts[t] for t in tasks}, weighting=cfg.mtl.weighting)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data,
-                          merged_rejects(train_set, val_set))
+    data = data_record(train_set, val_set, tasks={t: counts[t] for t in tasks}, weighting=cfg.mtl.weighting)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, train_set, val_set, data)
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:

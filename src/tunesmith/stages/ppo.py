@@ -50,8 +50,8 @@ from tunesmith.models.reward import is_reward_model
 from tunesmith.runtime.arguments import training_arguments
 from tunesmith.runtime.logging_callbacks import RewardPlot
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
-                                     load_trainable_model, prompt_splits, train_and_save)
+from tunesmith.stages.held_out import held_out_rows, prompt_splits
+from tunesmith.stages.lifecycle import RunResult, begin_run, load_run_tokenizer, load_trainable_model, train_and_save
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +342,8 @@ def run(cfg: TunesmithConfig) -> RunResult:
             ppo=p, scorer=scorer, reference=reference,
         )
 
-    data = data_record(train_set, val_set)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, False, data, train_set.rejects)
+    # the held-out prompts are scored by `evaluate` (mean reward), not by the trainer
+    return train_and_save(cfg, setup, model, trainable, make_trainer, train_set, val_set, trainer_evaluates=False)
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:

@@ -4,14 +4,14 @@
 
 Documents (.txt files or rows with a `text` field) are cut into blocks of `data.max_length`
 tokens that never span two documents; every token is trained. The recipe is SFT's
-(`stages.common.run_token_recipe`) with raw-text data in place of chats.
+(`stages.token_recipe.run_token_recipe`) with raw-text data in place of chats.
 """
 
 from __future__ import annotations
 
 from tunesmith.data import options
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import TokenRecipe, token_arguments
+from tunesmith.stages.token_recipe import TokenRecipe, token_arguments
 
 recipe = TokenRecipe("text")
 

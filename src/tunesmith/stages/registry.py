@@ -16,13 +16,14 @@ from tunesmith.data.options import WHY, refused_options
 from tunesmith.errors import ConfigError
 from tunesmith.eval.general import check_general_eval
 from tunesmith.eval.qa import load_qa
+from tunesmith.eval.suites import check_suites, configured
 from tunesmith.methods import check_method, check_task_head
 from tunesmith.models.loader import pick_device, pick_dtype
 from tunesmith.runtime.accel import check_accelerators
 from tunesmith.runtime.forgetting import check_l2
 from tunesmith.stages import dpo, grpo, kto, mtl, ppo, pt, rm, sft
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import RunResult, load_run_tokenizer
+from tunesmith.stages.lifecycle import RunResult, load_run_tokenizer
 
 STAGES: dict[str, Stage] = {s.name: s for s in (
     pt.STAGE, sft.STAGE, rm.STAGE, dpo.STAGE, kto.STAGE, grpo.STAGE, ppo.STAGE, mtl.STAGE,
@@ -53,8 +54,9 @@ def check_data_options(cfg: TunesmithConfig, stage: Stage) -> None:
 
 
 def check_stage(cfg: TunesmithConfig) -> None:
-    """Everything that can be checked without loading a model: names, options, data, training arguments.
-    Reads and validates the data once (tokenised data is cached for the run); changes nothing else."""
+    """Everything that can be checked without loading a model: names, options, data, the measures and
+    suites that apply to the stage and their files, training arguments. Reads and validates the data
+    once (tokenised data is cached for the run); contacts nothing and changes nothing else."""
     stage = get_stage(cfg.stage)
     check_method(cfg.method, cfg)
     check_accelerators(cfg)
@@ -64,7 +66,7 @@ def check_stage(cfg: TunesmithConfig) -> None:
     if not stage.generates:
         for key, value in (("eval.qa", cfg.eval.qa), ("forgetting.general_eval", cfg.forgetting.general_eval),
                            ("forgetting.general_qa", cfg.forgetting.general_qa),
-                           *((f"eval.{k}", getattr(cfg.eval, k)) for k in ("generation", "mcq", "consistency", "edge_cases"))):
+                           *((f"eval.{suite.name}", True) for suite in configured(cfg))):
             if value:
                 raise ConfigError(f"{key}: stage `{stage.name}` trains a model that does not generate text (it "
                                   f"reads {stage.reads} and scores them); remove {key}")
@@ -75,6 +77,9 @@ def check_stage(cfg: TunesmithConfig) -> None:
         check_general_eval(cfg, load_run_tokenizer(cfg, stage.data_kind == "text")[1])
     if cfg.forgetting.general_qa:
         load_qa(cfg.forgetting.general_qa)
+    if cfg.eval.qa:
+        load_qa(cfg.eval.qa)
+    check_suites(cfg)
     device = pick_device()
     with tempfile.TemporaryDirectory() as scratch:
         has_eval = bool(cfg.data.validation or cfg.data.val_split)

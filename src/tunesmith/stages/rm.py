@@ -21,8 +21,9 @@ from tunesmith.methods.load import load_reward_for_inference
 from tunesmith.models.reward import load_reward_model
 from tunesmith.runtime.arguments import training_arguments
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import (RunResult, begin_run, data_record, held_out_rows, load_run_tokenizer,
-                                    load_trainable_model, merged_rejects, train_and_save)
+from tunesmith.stages.held_out import held_out_rows
+from tunesmith.stages.lifecycle import (RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model,
+                                       train_and_save)
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ def run(cfg: TunesmithConfig) -> RunResult:
                         data["train_pairs_dropped_by_trainer"], cfg.data.max_length)
         return trainer
 
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_pairs is not None, data,
-                          merged_rejects(train_pairs, val_pairs))
+    return train_and_save(cfg, setup, model, trainable, make_trainer, train_pairs, val_pairs, data)
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:

@@ -2,7 +2,7 @@
 
     tunesmith train examples/sft_lora.yaml
 
-Reads top to bottom (`stages.common.run_token_recipe`): set up (tokenizer, data, model, method),
+Reads top to bottom (`stages.token_recipe.run_token_recipe`): set up (tokenizer, data, model, method),
 train with the transformers Trainer, save (weights, tokenizer + chat template, config, metrics,
 loss plot, manifest). pt runs the same recipe on raw text; only the data kind differs.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from tunesmith.data import options
 from tunesmith.stages.base import Stage
-from tunesmith.stages.common import TokenRecipe, token_arguments
+from tunesmith.stages.token_recipe import TokenRecipe, token_arguments
 
 recipe = TokenRecipe("chat")
 

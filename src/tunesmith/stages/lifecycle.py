@@ -1,9 +1,10 @@
-"""What every stage recipe shares: the setup and save phases, the recipe of the tokenised stages
-(sft, pt, mtl), and the manifest's data entry. Not a stage itself: no stage imports another."""
+"""The phases every stage recipe shares: setup (output folder, seed, tokenizer, the model with its
+method), train and save (callbacks, checkpoints, resume, the manifest written last), and the
+manifest's data entry. A recipe reads top to bottom: `begin_run`, its data, `load_trainable_model`,
+its trainer, `train_and_save(..., train, val)`."""
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,19 +12,14 @@ from pathlib import Path
 import torch
 
 from tunesmith.config import TunesmithConfig, dump_config
-from tunesmith.data.collate import PaddingCollator
-from tunesmith.data.dataset import build_sources, build_splits
-from tunesmith.data.packing import PackedCollator, packing_efficiency
-from tunesmith.data.rows import PROMPTS, load_row_splits, load_rows
-from tunesmith.data.templates import apply_template
-from tunesmith.errors import ConfigError, TrainingStopped
-from tunesmith.eval.perplexity import validation_loss
-from tunesmith.eval.verifiers import require_answers
+from tunesmith.data.dataset import TokenizedSet
+from tunesmith.errors import TrainingStopped
+from tunesmith.eval.chat_template import set_run_template
 from tunesmith.methods import apply_method, method_callbacks, method_load_options, method_optimizer, save_trained
 from tunesmith.models.default import cache_root
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, pick_device, pick_dtype, resolve_model_path
 from tunesmith.runtime import hooks, launch
-from tunesmith.runtime.arguments import configure_reporters, training_arguments
+from tunesmith.runtime.arguments import configure_reporters
 from tunesmith.runtime.checkpoints import CheckpointGuard, StopOnSignal, choose_resume
 from tunesmith.runtime.eta import TrainingTimeEstimate
 from tunesmith.runtime.forgetting import forgetting_callbacks
@@ -33,10 +29,6 @@ from tunesmith.runtime.nan_guard import NonFiniteGuard
 from tunesmith.runtime.outputs import OutputFolder
 from tunesmith.runtime.peak_memory import PeakMemory
 from tunesmith.runtime.precision import announce_precision
-from tunesmith.runtime.token_loss import TrainedTokenTrainer
-from tunesmith.stages.model_replay import replay_entries
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,28 +76,6 @@ def load_run_tokenizer(cfg: TunesmithConfig, raw_text: bool = False):
     return base_path, tokenizer
 
 
-def set_run_template(cfg: TunesmithConfig, tokenizer, base_path, raw_text: bool = False) -> None:
-    """Give a base model's tokenizer the chat template the run renders with (see load_run_tokenizer)."""
-    if raw_text and not getattr(tokenizer, "chat_template", None):
-        _refuse_chat_measures(cfg, base_path)
-    else:
-        apply_template(tokenizer, cfg.data.template)
-
-
-def _refuse_chat_measures(cfg: TunesmithConfig, base_path) -> None:
-    from tunesmith.eval.general import general_kind
-
-    chats = ("qa", "generation", "mcq", "consistency", "edge_cases", "judge")  # prompts rendered as chats
-    asks = [f"eval.{name}" for name in chats if getattr(cfg.eval, name)]
-    asks += ["forgetting.general_qa"] if cfg.forgetting.general_qa else []
-    if cfg.forgetting.general_eval and general_kind(cfg) == "chat":
-        asks.append("forgetting.general_eval (chat rows)")
-    if asks:
-        raise ConfigError(f"{', '.join(asks)}: asked as chats, but the tokenizer of {base_path} has no chat template "
-                          f"(stage {cfg.stage} trains on raw text and needs none); measure with raw text instead "
-                          "(data.validation, `text` rows in forgetting.general_eval), or start from a model with one")
-
-
 def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup, load=load_causal_lm):
     """The base model with the configured method applied; prints the trainable-parameter report.
 
@@ -134,13 +104,20 @@ def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics
     return RunResult(output_dir=setup.output.commit(manifest), metrics=train_metrics, manifest=manifest)
 
 
-def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make_trainer, has_eval: bool,
-                   data: dict, rejects=None) -> RunResult:
-    """Open the output, train with `make_trainer(work, callbacks)`, evaluate, save and commit.
+def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make_trainer, train, val,
+                   data: dict | None = None, trainer_evaluates: bool = True) -> RunResult:
+    """Open the output, train with `make_trainer(work, callbacks)`, evaluate, save and commit: the same
+    tail for every stage.
 
+    `train`, `val`: the training and validation sets (data.dataset.TokenizedSet or data.rows.RowSet;
+    `val` may be None). The rows either left out go to rejects.jsonl; `data` is the manifest's data
+    entry (default `data_record(train, val)`); `trainer_evaluates`: the trainer measures `val` itself
+    (False for grpo and ppo, whose held-out reward the stage's `evaluate` measures).
     Checkpoints carry a manifest written last; `training.resume` continues from one. A SIGTERM or
-    SIGUSR1 saves a checkpoint and raises TrainingStopped (the folder stays .partial).
-    `rejects` (a data.formats.Rejects) is written to rejects.jsonl when rows were left out."""
+    SIGUSR1 saves a checkpoint and raises TrainingStopped (the folder stays .partial)."""
+    data = data_record(train, val) if data is None else data
+    rejects = merged_rejects(train, val)
+    has_eval = trainer_evaluates and val is not None
     t = cfg.training
     configure_reporters(t.report_to, cfg.output_dir)
     main_process = launch.rank() == 0  # with several processes only rank 0 writes the output
@@ -150,7 +127,7 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     checkpoint = choose_resume(t.resume, setup.output.partial, identity, t.resume_changed)
     work = (setup.output.open(resume=checkpoint is not None, discard=t.resume == "restart") if main_process
             else setup.output.partial)
-    if main_process and rejects is not None and (rejects.entries or rejects.dropped):
+    if main_process and (rejects.entries or rejects.dropped):
         rejects.write(work / "rejects.jsonl")
     resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
     if checkpoint:
@@ -209,124 +186,15 @@ def merged_rejects(train, val):
 
 def data_record(train, val, **extra) -> dict:
     """Fingerprints and row counts of a training set and its validation set (a data.dataset.TokenizedSet
-    or a data.rows.RowSet), plus what the stage adds (`extra`)."""
+    or a data.rows.RowSet), plus what the stage adds (`extra`). A tokenised set adds its tokens, trained
+    tokens and the rows `overlength: truncate` cut (and how many lost their reply's end-of-turn token)."""
+    if isinstance(train, TokenizedSet):
+        extra = {"train_tokens": train.tokens, "train_trained_tokens": train.trained_tokens,
+                 "train_rows_truncated": train.truncated,
+                 "train_rows_truncated_without_end": train.truncated_without_end, **extra}
     return {"train_fingerprint": train.fingerprint, "train_rows": len(train.rows),
             "train_rows_rejected": len(train.rejects.entries), "train_rows_dropped": len(train.rejects.dropped),
             **extra, "validation_fingerprint": val.fingerprint if val else None,
             "validation_rows": len(val.rows) if val else None,
             "validation_rows_rejected": len(val.rejects.entries) if val else None,
             "validation_rows_dropped": len(val.rejects.dropped) if val else None}
-
-
-def token_data_record(train, val, **extra) -> dict:
-    """`data_record` of a tokenised training set (data.dataset.TokenizedSet): tokens, trained tokens and
-    the rows `overlength: truncate` cut (and how many lost their reply's end-of-turn token)."""
-    return data_record(train, val, train_tokens=train.tokens, train_trained_tokens=train.trained_tokens,
-                       train_rows_truncated=train.truncated, train_rows_truncated_without_end=train.truncated_without_end,
-                       **extra)
-
-
-# --- the recipe of the stages that train a causal LM on rows tokenised here (sft, pt, mtl) ---------
-
-
-def token_splits(cfg: TunesmithConfig, tokenizer, kind: str, replay: bool | list[str] = False):
-    """The tokenised training and validation sets (`kind`: chat or text), cached for the run.
-    `replay`: True mixes in forgetting.replay as written; a list, those entries instead (the
-    model's own answers, stages.model_replay)."""
-    entries = replay if isinstance(replay, list) else (cfg.forgetting.replay if replay else None)
-    return build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir),
-                        entries or None, cfg.forgetting.replay_ratio,
-                        own_replay=isinstance(replay, list) and cfg.forgetting.replay_answers == "model")
-
-
-def token_arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
-    # Packs are already filled to max_length: grouping them by length would only cost time.
-    options = {"train_sampling_strategy": "random"} if cfg.data.packing else {}
-    return training_arguments(cfg, work, device, dtype, has_eval, **options)
-
-
-def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
-    """Train a causal LM on pre-tokenised rows with their labels (sft: chats, pt: raw text)."""
-    # --- setup: tokenizer and data first, so bad data fails before the model loads -----------
-    setup = begin_run(cfg, raw_text=kind == "text")
-    tokenizer = setup.tokenizer
-    # every data file was read by the stage's check (tunesmith train's pre-flight) before the base model
-    # loads here to answer the replay prompts (forgetting.replay_answers: model)
-    train_set, val_set = token_splits(cfg, tokenizer, kind, replay=replay_entries(cfg, setup))
-    packing, capacity, seed = cfg.data.packing, cfg.data.max_length, cfg.training.seed
-    train_features = train_set.as_features(packing, capacity, seed)
-    val_features = val_set.as_features(packing, capacity, seed) if val_set else None
-    log.info("data: %d training rows (%d tokens, %d trained)%s%s", len(train_set.rows), train_set.tokens,
-             train_set.trained_tokens, f", {len(val_set.rows)} validation rows" if val_set else "",
-             f"; packed into {len(train_features)} sequences of <= {capacity} tokens "
-             f"({packing_efficiency(train_features, capacity):.0%} full)" if packing else "")
-    model, trainable = load_trainable_model(cfg, setup)
-    collator = PackedCollator(tokenizer.pad_token_id) if packing else PaddingCollator(tokenizer.pad_token_id)
-
-    # --- train, then save: weights, tokenizer with its chat template, config, plots; manifest last --
-    def make_trainer(work, callbacks):
-        # logits only at trained positions: the same loss, a fraction of the logits' memory and time
-        return TrainedTokenTrainer(
-            model=model,
-            args=token_arguments(cfg, work, setup.device, setup.dtype, has_eval=val_set is not None),
-            train_dataset=train_features,
-            eval_dataset=val_features,
-            data_collator=collator,
-            processing_class=tokenizer,
-            callbacks=callbacks,
-        )
-
-    data = token_data_record(train_set, val_set, packed_sequences=len(train_features) if packing else None)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, val_set is not None, data,
-                          merged_rejects(train_set, val_set))
-
-
-# --- held-out data for a stage's `evaluate` (validation files, or the val_split of training) ------
-
-
-def held_out_tokens(cfg: TunesmithConfig, tokenizer, system: str | None, kind: str):
-    """The tokenised validation set as the run saw it, rendered with `system` (the model's own); never
-    augmented (the run's validation rows are not either)."""
-    data = cfg.data.model_copy(update={"system": system, "augment": None})
-    root = cache_root(cfg.model.cache_dir)
-    if cfg.data.validation:  # only the validation files: the training set is not read again
-        return build_sources(tokenizer, data, "validation", kind, cfg.training.seed, root)
-    return build_splits(tokenizer, data, kind, cfg.training.seed, root)[1]  # from the tokenised cache
-
-
-def held_out_rows(cfg: TunesmithConfig, tokenizer, system: str | None, kind, trainer_truncates: bool):
-    """The validation rows (data.rows.RowSet) of a stage whose trainer tokenises itself."""
-    data = cfg.data.model_copy(update={"system": system})
-    if cfg.data.validation:
-        return load_rows(tokenizer, data, "validation", kind, cfg.training.seed, trainer_truncates)
-    return load_row_splits(tokenizer, data, kind, cfg.training.seed, trainer_truncates)[1]
-
-
-class TokenRecipe:
-    """check / run / evaluate of a stage that trains a causal LM on rows tokenised here (`kind`: chat
-    for sft, text for pt); a stage record takes these three as they are."""
-
-    def __init__(self, kind: str):
-        self.kind = kind
-
-    def check(self, cfg: TunesmithConfig) -> None:
-        """Read, validate and tokenise every data file before any model loads: file:line:field errors,
-        over-length and error policies. The tokenised rows are cached, so the run reuses them."""
-        token_splits(cfg, load_run_tokenizer(cfg, self.kind == "text")[1], self.kind, replay=True)
-
-    def run(self, cfg: TunesmithConfig) -> RunResult:
-        return run_token_recipe(cfg, self.kind)
-
-    def evaluate(self, cfg: TunesmithConfig, loaded, system: str | None) -> dict:
-        rows = held_out_tokens(cfg, loaded.tokenizer, system, self.kind).rows
-        return validation_loss(loaded.model, loaded.tokenizer, rows, cfg.eval.batch_size)
-
-
-def prompt_splits(cfg: TunesmithConfig, tokenizer, rewards):
-    """Training and held-out prompt rows (grpo, ppo); every row needs an `answer` when exact_answer is
-    among `rewards`."""
-    train, val = load_row_splits(tokenizer, cfg.data, PROMPTS, cfg.training.seed, trainer_truncates=False)
-    for rows in (train, val):
-        if rows is not None:
-            require_answers(rows.rows, rewards)
-    return train, val
