@@ -203,3 +203,26 @@ def test_checking_a_config_changes_nothing_in_the_environment(tmp_path, tiny_mod
     check_stage(load_config(config))
     assert dict(os.environ) == before
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+LOWER_LAYERS = ("tunesmith.config", "tunesmith.errors", "tunesmith.layout", "tunesmith.data", "tunesmith.models",
+                "tunesmith.runtime", "tunesmith.methods")
+
+
+def _within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def test_the_model_registry_sits_on_exports_layer():
+    """model_registry reads finished outputs (layout, config, models, runtime) and is asked by the
+    commands and serve; it never imports them, and nothing below it imports it."""
+    mods = _modules()
+    own = {name for name in mods if _within(name, ("tunesmith.model_registry",))}
+    assert {"tunesmith.model_registry", "tunesmith.model_registry.store"} <= own
+    for name in own:
+        upward = {m for m in _imports(name, mods[name], mods)
+                  if m != "tunesmith" and not _within(m, LOWER_LAYERS + ("tunesmith.model_registry",))}
+        assert not upward, f"{name} imports {sorted(upward)}, above the model registry's layer"
+    for name, path in mods.items():
+        if _within(name, LOWER_LAYERS):
+            assert not (_imports(name, path, mods) & own), f"{name} imports the model registry, a layer above it"

@@ -10,7 +10,7 @@ import torch
 from tunesmith.cli import main
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.export import export_model
-from tunesmith.export.registry import Registry, resolve_reference
+from tunesmith.model_registry import Registry, resolve_reference
 from tunesmith.models.tiny import build_tiny_model
 
 

@@ -66,7 +66,7 @@ def cmd_eval(args) -> int:
         return 0
     registered = bool(args.model) and args.model.startswith("registry:")
     if registered:  # a registered version is immutable: results go to output_dir (or --output), not into it
-        from tunesmith.export.registry import resolve_reference
+        from tunesmith.model_registry import resolve_reference
 
         args.model = resolve_reference(args.model)
     cfg = _config(args)

@@ -23,7 +23,7 @@ def cmd_chat(args) -> int:
         adapters = LoraSet(parse_named(args.adapter), args.cache_dir)
         chat_loop(None, args.system, args.max_new_tokens, args.temperature, adapters=adapters)
         return 0
-    from tunesmith.export.registry import resolve_reference
+    from tunesmith.model_registry import resolve_reference
     from tunesmith.methods.load import load_for_inference
 
     loaded = load_for_inference(resolve_reference(args.model), args.cache_dir)
@@ -43,7 +43,7 @@ def cmd_serve(args) -> int:
     if args.request_timeout is not None and args.request_timeout <= 0:
         raise ConfigError("serve: --request-timeout must be a positive number of seconds")
     batching = {"max_batch": args.max_batch, "max_queue": args.max_queue}
-    from tunesmith.export.registry import PREFIX, resolve_reference
+    from tunesmith.model_registry import PREFIX, resolve_reference
 
     # a registry reference is resolved (and its files hash-checked) before the server starts
     model = resolve_reference(args.model)

@@ -1,4 +1,4 @@
-"""`tunesmith registry`: versions of outputs and exports on MLflow's model registry (export/registry.py).
+"""`tunesmith registry`: versions of outputs and exports on MLflow's model registry (tunesmith.model_registry).
 
     tunesmith registry register OUT --name N [--description TEXT]
     tunesmith registry list [N]
@@ -15,7 +15,7 @@ import time
 
 
 def _registry(args):
-    from tunesmith.export.registry import Registry
+    from tunesmith.model_registry import Registry
 
     return Registry(args.store)
 
@@ -50,7 +50,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from tunesmith.export.registry import parse_ref
+    from tunesmith.model_registry import parse_ref
 
     registry = _registry(args)
     print(json.dumps(registry.describe(registry.version(*parse_ref(args.ref))), indent=2, ensure_ascii=False))

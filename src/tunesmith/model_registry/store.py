@@ -1,27 +1,20 @@
-"""A model registry on MLflow: named versions of outputs and exports, with lineage, aliases, rollback.
-
-    tunesmith registry register out/demo_merged --name veltrano     # version 1, 2, ... of `veltrano`
-    tunesmith registry alias veltrano 2 champion
-    tunesmith serve --model registry:veltrano@champion               # or registry:veltrano:2
-    tunesmith registry rollback veltrano                             # champion back to what it was
+"""The MLflow store of the model registry: register, alias, roll back, look up and resolve versions.
 
 The store is MLflow's tracking server and model registry: by default a SQLite database and an
 artifact folder in the tunesmith home ($TUNESMITH_HOME, else ~/.tunesmith; `registry/mlflow.db`,
 `registry/artifacts/`), `--store FOLDER_OR_URI` for another, any MLflow server when
 MLFLOW_TRACKING_URI is set. Registering logs a copy of the folder as the `model` artifact of one
 MLflow run (experiment `tunesmith-registry`) and makes a model version of it, so later changes to
-the folder never reach the registered version. The run and the version record the lineage: base
-model, stage and method, data fingerprints, config hash (and the config itself), metrics of
-eval_results.json and of the export's check, the parent version (the newest version of the name
-when this one was registered), and every file with its sha256. The list's own sha256 is a tag of
-the version in the registry database, and every load (`resolve`) re-hashes the files against it:
-a registered version is immutable, and a changed or missing file is refused by name.
-Aliases keep a history (a registered-model tag), which `rollback` walks back.
+the folder never reach the registered version. The run and the version record the lineage
+(`lineage.py`) and the parent version (the newest version of the name when this one was
+registered). The file list's sha256 is a tag of the version in the registry database, and every
+load (`resolve`) re-hashes the files against it: a registered version is immutable, and a changed
+or missing file is refused by name. Aliases keep a history (a registered-model tag), which
+`rollback` walks back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -31,9 +24,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.layout import RUN_MANIFEST, read_manifest, trained_part
+from tunesmith.layout import RUN_MANIFEST
+from tunesmith.model_registry.lineage import check_copy, file_hashes, lineage, list_digest
+from tunesmith.model_registry.reference import parse_ref
 
-PREFIX = "registry:"
 EXPERIMENT = "tunesmith-registry"
 HISTORY = "tunesmith.alias_history."  # + alias: JSON list of the versions it pointed to, newest last
 
@@ -53,61 +47,6 @@ def store_location(store: str | None) -> tuple[str, str | None]:
     folder = Path(store).expanduser().resolve() if store else home() / "registry"
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{folder / 'mlflow.db'}", (folder / "artifacts").as_uri()
-
-
-def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
-    """`N`, `N@alias` or `N:version` (with or without `registry:`) -> (name, alias, version)."""
-    ref = ref[len(PREFIX):] if ref.startswith(PREFIX) else ref
-    name, alias, version = ref, None, None
-    if "@" in ref:
-        name, alias = ref.split("@", 1)
-    elif ":" in ref:
-        name, version = ref.rsplit(":", 1)
-        if not version.isdigit():
-            raise ConfigError(f"registry reference `{ref}`: the version after `:` is a number (N:3); use N@ALIAS for an alias")
-    if not name or alias == "":
-        raise ConfigError(f"registry reference `{ref}`: write NAME, NAME@ALIAS or NAME:VERSION")
-    return name, alias, version
-
-
-def file_hashes(folder: Path) -> dict[str, str]:
-    hashes = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        hashes[path.relative_to(folder).as_posix()] = digest.hexdigest()
-    return hashes
-
-
-def _digest(hashes: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
-
-
-def lineage(folder: Path) -> tuple[dict[str, str], dict[str, float], list[Path]]:
-    """(tags, metrics, lineage files) of a finished output or export: where it came from and how it scored."""
-    manifest = read_manifest(folder)  # refuses an unfinished folder
-    origin = Path(manifest["exported_from"]) if manifest.get("exported_from") else folder
-    data = manifest.get("data") or {}
-    tags = {"format": manifest.get("format") or f"tunesmith output ({trained_part(folder) or 'whole model'})",
-            "base_model": manifest.get("base_model_ref") or manifest.get("base_model") or str(origin),
-            "stage": manifest.get("stage"), "method": manifest.get("method"), "config_hash": manifest.get("config_hash"),
-            "train_fingerprint": data.get("train_fingerprint"), "validation_fingerprint": data.get("validation_fingerprint"),
-            "source_path": str(folder.resolve()), "exported_from": manifest.get("exported_from")}
-    metrics = {k: float(v) for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, (int, float))}
-    files = []
-    for place in dict.fromkeys([folder, origin]):
-        results = place / "eval_results.json"
-        if results.is_file() and results not in files:
-            files.append(results)
-            tuned = json.loads(results.read_text(encoding="utf-8")).get("fine_tuned") or {}
-            metrics.update({k: float(v) for k, v in tuned.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
-        if (place / "config.yaml").is_file() and place != folder:
-            files.append(place / "config.yaml")
-    check = manifest.get("check") or {}
-    metrics.update({f"check.{k}": float(v) for k, v in check.items() if isinstance(v, (int, float))})
-    return {k: str(v) for k, v in tags.items() if v is not None}, metrics, files
 
 
 class Registry:
@@ -134,7 +73,7 @@ class Registry:
         parent = self._newest(name)
         if parent:
             tags["parent_version"] = str(parent.version)
-        tags.update({"files": str(len(hashes)), "files_sha256": _digest(hashes)})
+        tags.update({"files": str(len(hashes)), "files_sha256": list_digest(hashes)})
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
             EXPERIMENT, artifact_location=self.artifacts)
@@ -237,17 +176,7 @@ class Registry:
                 shutil.rmtree(target, ignore_errors=True)  # what an older tunesmith's interrupted download left
                 os.replace(partial, target)
             local = target
-        expected = json.loads((local / "files.json").read_text())
-        if _digest(expected) != version.tags.get("tunesmith.files_sha256"):
-            raise ModelError(f"registry: {name} version {version.version}: its file list {local / 'files.json'} does not "
-                             "match the sha256 recorded at registration; the stored copy was changed")
-        found = file_hashes(local / "model")
-        changed = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
-        if changed:
-            raise ModelError(f"registry: {name} version {version.version} in {local / 'model'} differs from what was "
-                             f"registered (changed, missing or added: {', '.join(changed[:5])}); registered versions are "
-                             "immutable, so register the new files as a new version")
-        return local / "model"
+        return check_copy(local, version.tags.get("tunesmith.files_sha256"), f"{name} version {version.version}")
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -274,17 +203,3 @@ class Registry:
         if parsed.scheme == "file" or (parsed.scheme == "" and uri.startswith("/")):
             return Path(unquote(parsed.path))
         return None
-
-
-def resolve_reference(ref: str, store: str | None = None) -> str:
-    """`registry:N@alias` / `registry:N:version` / `registry:N` -> the verified local folder, for
-    serve/chat/eval (a GGUF or ONNX version is refused: it runs in its own runtime); any other model
-    reference is returned as it is."""
-    if not ref.startswith(PREFIX):
-        return ref
-    folder = Registry(store).resolve(ref)
-    form = read_manifest(folder).get("format")
-    if form in ("gguf", "onnx"):
-        raise ConfigError(f"{ref} is {'an ONNX' if form == 'onnx' else 'a GGUF'} export: it runs in its own runtime (llama.cpp/Ollama, ONNX "
-                          "Runtime; docs/export.md); serve, chat and eval load transformers folders and tunesmith outputs")
-    return str(folder)

@@ -1,12 +1,13 @@
-"""The GPU check, prepared to run in one call on a lent GPU machine (issue 20 part 3).
+"""The GPU check, prepared to run in one call on a lent GPU machine: a developer script, not part
+of the installed package (it runs tunesmith's CLI as processes; tunesmith must be importable).
 
-    bash scripts/gpu_check.sh --tokenizer shared/gpu/tokenizer --out gpu_check     # on the GPU machine
-    python -m tunesmith.benchmark.gpu_check --tokenizer DIR --out DIR --only bench-135m,qlora
+    bash scripts/gpu_check.sh --out gpu_check                  # on the GPU machine (PYTHONPATH=src)
+    PYTHONPATH=src python scripts/gpu_check.py --tokenizer DIR --out DIR --only bench-135m,qlora
 
 GPU time is short and the lent machine has no network and no model weights, so the check builds
 random-initialised models of real shapes from configs (speed needs no trained weights): the
 SmolLM2-135M shape and a ~1B Llama shape, with the real SmolLM2 tokenizer (a folder carried with
-the working tree: `python -m tunesmith.benchmark.gpu_check --save-tokenizer DIR` writes it here).
+the working tree: `python scripts/gpu_check.py --save-tokenizer DIR` writes it here).
 Then, each step in its own process with its own time limit, so one failure costs only its step:
 
 - `bench-135m`, `bench-1b`: `tunesmith bench --precision bf16` baseline vs tunesmith defaults (both
@@ -22,8 +23,13 @@ Then, each step in its own process with its own time limit, so one failure costs
 - `vllm`: `tunesmith serve --engine vllm` on the 135M shape, waited for, asked one chat completion
   over HTTP, then stopped (`--vllm-probe`; needs vllm).
 
+The bench steps and `fsdp` are required: the check fails (exit 1) when one of them fails or does
+not run. The others need a package the machine may not have; without it they are skipped, and the
+summary names each with its reason, so a check with a package missing never reads as complete.
+
 Every result goes to OUT/gpu_check.json and one Markdown table, OUT/gpu_check.md, with the GPU's
-name, torch and CUDA versions; a step that failed keeps its exit code and the end of its log.
+name, torch and CUDA versions and the summary (passed, skipped, failed); a step that failed keeps
+its exit code and the end of its log.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class Step:
     argv: list[str]
     timeout: int
     needs: str | None = None  # a module that must be importable, else the step is skipped
+    required: bool = True  # False: the check may pass without this step (its package is optional)
     result_file: str | None = None  # a JSON file the step writes (tunesmith bench's bench.json)
     note: str = ""
 
@@ -64,6 +71,14 @@ class Outcome:
     seconds: float = 0.0
     detail: str = ""
     metrics: dict = field(default_factory=dict)
+    required: bool = True
+
+    @property
+    def ran(self) -> bool:
+        return self.status not in NOT_RUN
+
+
+NOT_RUN = ("skipped", "not implemented")
 
 
 def build_shape(tokenizer_dir: str | Path, out: str | Path, shape: str, seed: int = 0) -> Path:
@@ -121,18 +136,18 @@ def plan(out: Path, models: dict[str, Path], quick: bool = False) -> list[Step]:
     for name, (extra, needs) in runs.items():
         config = _train_config(out, name, small, data, "")
         overrides = [line.strip().replace(": ", "=") for line in _flatten(extra)]
-        steps.append(Step(name, exe + ["train", str(config), *overrides], 120, needs=needs))
+        steps.append(Step(name, exe + ["train", str(config), *overrides], 120, needs=needs, required=needs is None))
     # bitsandbytes NF4 safetensors for GPU serving (export/bnb.py): written, loaded back and compared
     steps.append(Step("export-bnb4", exe + ["export", str(small), "--out", str(out / "export-bnb4"), "--quant", "bnb4"],
-                      180, needs="bitsandbytes"))
+                      180, needs="bitsandbytes", required=False))
     # GPTQ and AWQ through llm-compressor on the GPU (export/calibrated.py; AWQ cannot run on a CPU), calibrated
     # on the check's own rows; llm-compressor pins transformers 5.15-5.17, so it runs where the two are carried
     for quant in ("gptq4", "awq4"):
         steps.append(Step(f"export-{quant}", exe + ["export", str(small), "--out", str(out / f"export-{quant}"),
                                                     "--quant", quant, "--calibration", str(data)], 240,
-                          needs="llmcompressor"))
-    steps.append(Step("vllm", [sys.executable, "-m", "tunesmith.benchmark.gpu_check", "--vllm-probe", str(small)], 300,
-                      needs="vllm"))
+                          needs="llmcompressor", required=False))
+    steps.append(Step("vllm", [sys.executable, str(Path(__file__).resolve()), "--vllm-probe", str(small)], 300,
+                      needs="vllm", required=False))
     return steps
 
 
@@ -153,24 +168,42 @@ def _flatten(yaml_text: str) -> list[str]:
 
 def run_step(step: Step, out: Path) -> Outcome:
     if not step.argv:
-        return Outcome(step.name, "not implemented", detail=step.note)
+        return Outcome(step.name, "not implemented", detail=step.note, required=step.required)
     if step.needs and importlib.util.find_spec(step.needs) is None:
-        return Outcome(step.name, "skipped", detail=f"`{step.needs}` is not installed (carry its wheel)")
+        return Outcome(step.name, "skipped", detail=f"`{step.needs}` is not installed (carry its wheel)",
+                       required=step.required)
     log = out / f"{step.name}.log"
     started = time.time()
     try:
         with log.open("w") as handle:
             code = subprocess.run(step.argv, stdout=handle, stderr=subprocess.STDOUT, timeout=step.timeout).returncode
     except subprocess.TimeoutExpired:
-        return Outcome(step.name, "timeout", time.time() - started, f"over {step.timeout} s; see {log.name}")
+        return Outcome(step.name, "timeout", time.time() - started, f"over {step.timeout} s; see {log.name}",
+                       required=step.required)
     seconds = time.time() - started
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
     if code != 0:
-        return Outcome(step.name, "failed", seconds, f"exit {code}: " + " | ".join(tail)[-400:])
+        return Outcome(step.name, "failed", seconds, f"exit {code}: " + " | ".join(tail)[-400:], required=step.required)
     metrics = {}
     if step.result_file and (out / step.result_file).is_file():
         metrics = json.loads((out / step.result_file).read_text())
-    return Outcome(step.name, "ok", seconds, metrics=metrics)
+    return Outcome(step.name, "ok", seconds, metrics=metrics, required=step.required)
+
+
+def summary(outcomes: list[Outcome]) -> tuple[str, int]:
+    """(the summary lines, the exit code): 0 only when no step failed and every required step ran and passed.
+    An optional step that did not run counts as skipped, with its reason; a required one as failed."""
+    passed = [o for o in outcomes if o.status == "ok"]
+    skipped = [o for o in outcomes if not o.ran and not o.required]
+    missing = [o for o in outcomes if not o.ran and o.required]
+    failed = [o for o in outcomes if o.ran and o.status != "ok"]
+    lines = [f"{len(passed)} passed, {len(skipped)} skipped, {len(failed) + len(missing)} failed "
+             f"(of {len(outcomes)} steps)"]
+    lines += [f"- failed: {o.name}: {o.status}, {o.detail or 'no detail'}" for o in failed]
+    lines += [f"- failed: {o.name}: a required step did not run ({o.status}: {o.detail or 'no reason given'})"
+              for o in missing]
+    lines += [f"- skipped: {o.name} (optional): {o.detail or o.status}" for o in skipped]
+    return "\n".join(lines), 0 if not failed and not missing else 1
 
 
 def device_info() -> dict:
@@ -201,7 +234,7 @@ def report(outcomes: list[Outcome], info: dict) -> str:
                                 and v.get("variant", name) != "baseline" else ""))
             figures = "; ".join(parts)
         lines.append(f"| {o.name} | {o.status} | {o.seconds:.0f} | {figures or '-'} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + summary(outcomes)[0] + "\n"
 
 
 def vllm_probe(model: str, port: int = 8011, timeout: float = 240.0) -> int:
@@ -281,9 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(outcome)
         (out / "gpu_check.json").write_text(json.dumps({"device": info, "steps": [o.__dict__ for o in outcomes]},
                                                        indent=2, default=str))
+    text, code = summary(outcomes)
+    (out / "gpu_check.json").write_text(json.dumps({"device": info, "steps": [o.__dict__ for o in outcomes],
+                                                    "summary": text, "exit_code": code}, indent=2, default=str))
     (out / "gpu_check.md").write_text(report(outcomes, info))
     print(report(outcomes, info))
-    return 0 if all(o.status in ("ok", "skipped", "not implemented") for o in outcomes) else 1
+    return code
 
 
 if __name__ == "__main__":
