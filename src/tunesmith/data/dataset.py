@@ -31,9 +31,10 @@ from tunesmith.config.schema import DataConfig
 from tunesmith.data import cache
 from tunesmith.data.augment import augment_all
 from tunesmith.data.clean import clean_conversations, clean_documents
-from tunesmith.data.formats import Rejects, load_conversations
+from tunesmith.data.formats import load_conversations
 from tunesmith.data.packing import LazyPacks, pack_rows
 from tunesmith.data.readers import data_files
+from tunesmith.data.rejects import Rejects
 from tunesmith.data.sources import mix, resolve_sources
 from tunesmith.data.splits import split_off
 from tunesmith.data.streaming import stream_tokenize
@@ -268,6 +269,14 @@ def without_rows(token_set: TokenizedSet, wheres: set[str]) -> TokenizedSet:
     return TokenizedSet(rows, token_set.fingerprint, token_set.rejects, token_set.from_cache)
 
 
+def _merged_rejects(sets: list[TokenizedSet], data: DataConfig) -> Rejects:
+    """The rows every one of `sets` left out, under the policy of `data`."""
+    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction)
+    for token_set in sets:
+        rejects = rejects.merge(token_set.rejects)
+    return rejects
+
+
 def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, cache_root: Path | None,
                   max_samples: int | None = None, weights: list[float] | None = None,
                   entries: list[str] | None = None) -> TokenizedSet:
@@ -290,14 +299,12 @@ def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, c
         return parts[0]
     if data.streaming:  # weights are refused with streaming: the sources one after the other
         rows = RowConcat([p.rows for p in parts])
-        rejects = Rejects(data.on_error == "skip", data.max_reject_fraction,
-                          [e for p in parts for e in p.rejects.entries], [d for p in parts for d in p.rejects.dropped])
+        rejects = _merged_rejects(parts, data)
         fp = hashlib.sha256("".join(p.fingerprint for p in parts).encode()).hexdigest()[:16]
         return TokenizedSet(rows, fp, rejects, all(p.from_cache for p in parts))
     tagged = mix([[(i, r) for r in p.rows] for i, p in enumerate(parts)], weights, seed)
     rows = [r for _, r in tagged]
-    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction,
-                      [e for p in parts for e in p.rejects.entries], [d for p in parts for d in p.rejects.dropped])
+    rejects = _merged_rejects(parts, data)
     fp = hashlib.sha256("".join(p.fingerprint for p in parts).encode() + repr(weights).encode()).hexdigest()[:16]
     counts = Counter(i for i, _ in tagged)
     log.info("data.%s mixed: %s", key, ", ".join(f"{s.name}: {counts[i]} of {len(parts[i].rows)} rows"
@@ -323,8 +330,7 @@ def with_replay(tokenizer, train: TokenizedSet, data: DataConfig, replay: list[s
     counts = Counter(i for i, _ in tagged)
     log.info("forgetting.replay: %d general rows (of %d) mixed into %d domain rows (%.1f%%)", counts[1],
              len(general.rows), counts[0], 100 * counts[1] / max(len(tagged), 1))
-    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction, train.rejects.entries + general.rejects.entries,
-                      train.rejects.dropped + general.rejects.dropped)
+    rejects = _merged_rejects([train, general], data)
     fp = hashlib.sha256(f"{train.fingerprint}+{general.fingerprint}@{ratio}".encode()).hexdigest()[:16]
     return TokenizedSet([r for _, r in tagged], fp, rejects, train.from_cache and general.from_cache)
 

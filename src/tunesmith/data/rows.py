@@ -26,7 +26,7 @@ from typing import Any
 
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.dataset import fingerprint
-from tunesmith.data.formats import Rejects, iter_converted
+from tunesmith.data.rejects import Rejects, iter_converted
 from tunesmith.data.preference import check_kto_labels, to_kto_row, to_pair, to_prompt_row
 from tunesmith.data.sources import mix, resolve_sources
 from tunesmith.data.splits import split_off
@@ -121,8 +121,7 @@ def load_rows(tokenizer, data: DataConfig, key: str, kind: RowKind, seed: int, t
         if kind.check_set:
             kind.check_set(rows, source.paths)
         parts.append(rows)
-        rejects.entries += own.entries
-        rejects.dropped += own.dropped
+        rejects = rejects.merge(own)
         truncated += cut
     rows = mix(parts, weights, seed)
     prints = [fingerprint(source.paths) for source in sources]  # each file hashed once
