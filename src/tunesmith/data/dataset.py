@@ -5,8 +5,9 @@
 `kind` is "chat" (sft: conversations with masked prompts) or "text" (pt: raw documents cut into
 blocks). Rows that are invalid follow `data.on_error` (fail, or skip into a rejects list);
 over-length rows follow `data.overlength`. With `data.val_split` and no validation files, a
-seeded part of the training rows is held out (`splits.py`). Entries of `data.train` may be registry names
-and are mixed by `data.weights` (see `sources.py`); `max_samples` applies to each source.
+seeded part of the training rows is held out (`splits.py`). Entries of `data.train` may be
+registry names and are mixed by `data.weights` (see `sources.py`); `max_samples` applies to each
+source.
 
 With `data.streaming`, each source is tokenised row by row into on-disk arrays (`streaming.py`,
 kept in the tokenised cache) and `TokenizedSet.rows` is a memory-mapped `RowArrays` sequence;

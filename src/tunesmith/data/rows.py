@@ -26,8 +26,8 @@ from typing import Any
 
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.dataset import fingerprint
-from tunesmith.data.rejects import Rejects, iter_converted
 from tunesmith.data.preference import check_kto_labels, to_kto_row, to_pair, to_prompt_row
+from tunesmith.data.rejects import Rejects, iter_converted
 from tunesmith.data.sources import mix, resolve_sources
 from tunesmith.data.splits import split_off
 from tunesmith.data.tokenize import render
