@@ -76,7 +76,7 @@ def test_prompts_template_and_verdict_parsing(tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": ""}, {"prompt": "Q", "reference": 3}])
     with pytest.raises(DataError) as caught:
         load_judge_prompts(str(bad))
-    assert f"{bad}:1: prompt: missing" in str(caught.value) and f"{bad}:2: reference:" in str(caught.value)
+    assert f"{bad}:1:prompt: missing" in str(caught.value) and f"{bad}:2:reference:" in str(caught.value)
     template = tmp_path / "t.txt"
     template.write_text("Q: {question} A: {answer_a}")
     with pytest.raises(ConfigError, match=r"eval.judge.template: .*t.txt.* lacks \{answer_b\}"):
@@ -188,7 +188,7 @@ def test_eval_cli_judges_an_output_against_its_base(position_a_judge, tiny_model
     capsys.readouterr()
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "ok"}, {"prompt": "  "}])
     assert main(["eval", "--model", str(tiny_model_dir), "--judge", str(tiny_model_dir), "--judge-prompts", str(bad)]) == 2
-    assert f"{bad}:2: prompt: missing" in capsys.readouterr().err
+    assert f"{bad}:2:prompt: missing" in capsys.readouterr().err
     # no baseline for a model that is not a tunesmith output: refused before any model is measured
 
     def measured(*_args, **_kwargs):

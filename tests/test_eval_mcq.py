@@ -49,8 +49,8 @@ def test_layouts_and_errors(tmp_path):
     with pytest.raises(DataError) as info:
         load_mcq(str(bad))
     text = str(info.value)
-    assert f"{bad}:2: answer: `E` is not one of A, B, C, D" in text and f"{bad}:3: question: empty" in text
-    assert f"{bad}:4: expected 6 columns, found 3" in text
+    assert f"{bad}:2:answer: `E` is not one of A, B, C, D" in text and f"{bad}:3:question: empty" in text
+    assert f"{bad}:4:row: expected 6 columns, found 3" in text
     with pytest.raises(DataError, match="neither a CSV file nor a benchmark folder"):
         load_mcq(str(tmp_path / "missing"))
 

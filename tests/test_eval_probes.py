@@ -37,12 +37,12 @@ def test_shipped_files_and_row_errors(tmp_path):
     bad = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "Q"}, {"id": "a", "prompt": ""}, {"id": 1, "prompt": "Q", "answers": [""]}])
     with pytest.raises(DataError) as info:
         load_consistency(str(bad))
-    assert f"{bad}:1: id: missing" in str(info.value) and f"{bad}:2: prompt:" in str(info.value)
-    assert f"{bad}:3: answers:" in str(info.value)
+    assert f"{bad}:1:id: missing" in str(info.value) and f"{bad}:2:prompt:" in str(info.value)
+    assert f"{bad}:3:answers:" in str(info.value)
     bad = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "x"}, {"kind": "long", "fill": "ab", "context_share": 2}])
     with pytest.raises(DataError) as info:
         load_probes(str(bad))
-    assert f"{bad}:1: kind: missing" in str(info.value) and f"{bad}:2: context_share:" in str(info.value)
+    assert f"{bad}:1:kind: missing" in str(info.value) and f"{bad}:2:context_share:" in str(info.value)
 
 
 def test_checks(tokenizer):

@@ -133,4 +133,4 @@ eval: {{generation: {gen}, mcq: {EXAMPLES / 'mcq' / 'test' / 'arithmetic_test.cs
     assert "<h2>Judge</h2>" in page and (out / "eval" / "fine_tuned" / "judge.jsonl").is_file()
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q"}])
     assert main(["train", str(config), f"eval.generation={bad}", "overwrite_output=true"]) == 2  # refused before training
-    assert f"{bad}:1: reference: missing" in capsys.readouterr().err
+    assert f"{bad}:1:reference: missing" in capsys.readouterr().err

@@ -87,8 +87,8 @@ def test_bad_rows_are_named_by_line(tmp_path):
         load_generation_rows(str(path))
     text = str(info.value)
     assert "4 invalid generation row(s)" in text
-    assert f"{path}:2: reference: missing" in text and f"{path}:4: messages: the prompt must end with a user turn" in text
-    assert f"{path}:5: prompt: missing or empty" in text and f"{path}:6: answers:" in text
+    assert f"{path}:2:reference: missing" in text and f"{path}:4:messages: the prompt must end with a user turn" in text
+    assert f"{path}:5:prompt: missing or empty" in text and f"{path}:6:answers:" in text
     good = load_generation_rows(str(write_jsonl(tmp_path / "ok.jsonl", [{"instruction": "I", "input": "x", "output": "O"},
         {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}])))
     assert good[0].references == ["O"] and good[0].messages == [{"role": "user", "content": "I\n\nx"}]  # alpaca

@@ -1,7 +1,7 @@
 """Templates and masking: training tokens equal apply_chat_template; only assistant turns train."""
 
 from tunesmith.data.formats import Conversation
-from tunesmith.data.formats import Rejects
+from tunesmith.data.rejects import Rejects
 from tunesmith.data.tokenize import IGNORE_INDEX, MaskOptions, tokenize_all, tokenize_conversation
 
 MULTI_TURN = [

@@ -234,7 +234,9 @@ def clean_sources(sources, options: CleanConfig, documents: bool, fmt: str = "au
 
     `documents`: raw-text rows (`stage: pt`); otherwise conversation rows of any format. A file
     with invalid rows raises one DataError listing them (file:line:field), as training would."""
-    from tunesmith.data.formats import collect_rows, conversation_converter, detect_format, rename_columns
+    from tunesmith.data.formats import conversation_converter, detect_format
+    from tunesmith.data.rejects import collect_rows
+    from tunesmith.data.turns import rename_columns
     from tunesmith.data.text import to_document
 
     rows: list[_Row] = []

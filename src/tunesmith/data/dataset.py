@@ -5,8 +5,9 @@
 `kind` is "chat" (sft: conversations with masked prompts) or "text" (pt: raw documents cut into
 blocks). Rows that are invalid follow `data.on_error` (fail, or skip into a rejects list);
 over-length rows follow `data.overlength`. With `data.val_split` and no validation files, a
-seeded fraction of the training rows is held out. Entries of `data.train` may be registry names
-and are mixed by `data.weights` (see `sources.py`); `max_samples` applies to each source.
+seeded part of the training rows is held out (`splits.py`). Entries of `data.train` may be
+registry names and are mixed by `data.weights` (see `sources.py`); `max_samples` applies to each
+source.
 
 With `data.streaming`, each source is tokenised row by row into on-disk arrays (`streaming.py`,
 kept in the tokenised cache) and `TokenizedSet.rows` is a memory-mapped `RowArrays` sequence;
@@ -19,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import shutil
 import tempfile
 from collections import Counter
@@ -32,10 +32,12 @@ from tunesmith.config.schema import DataConfig
 from tunesmith.data import cache
 from tunesmith.data.augment import augment_all
 from tunesmith.data.clean import clean_conversations, clean_documents
-from tunesmith.data.formats import Rejects, load_conversations
+from tunesmith.data.formats import load_conversations
 from tunesmith.data.packing import LazyPacks, pack_rows
 from tunesmith.data.readers import data_files
+from tunesmith.data.rejects import Rejects
 from tunesmith.data.sources import mix, resolve_sources
+from tunesmith.data.splits import split_off
 from tunesmith.data.streaming import stream_tokenize
 from tunesmith.data.text import load_documents, tokenize_documents
 from tunesmith.data.token_arrays import MemmapRows, RowArrays, RowConcat
@@ -260,36 +262,20 @@ def build_text_set(tokenizer, paths: list[str], data: DataConfig, max_samples: i
     return build_set(tokenizer, paths, data, max_samples, kind="text", cache_root=cache_root)
 
 
-def split_off(rows, fraction: float, seed: int):
-    """(train, held out): a seeded random `fraction` of the rows, at least one, held out (index
-    views of memory-mapped rows, lists otherwise; the same rows either way)."""
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    n = max(1, round(fraction * len(rows)))
-    if n >= len(rows):
-        raise DataError(f"data.val_split={fraction} leaves no training rows out of {len(rows)}")
-    if isinstance(rows, RowArrays):
-        held = np.zeros(len(rows), dtype=bool)
-        held[order[:n]] = True
-        return rows.subset(np.flatnonzero(~held)), rows.subset(np.flatnonzero(held))
-    held = set(order[:n])
-    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
-
-
-def apart(kept: list, held: list) -> tuple[list, list]:
-    """`data.weights` repeat a small source's rows (the same row objects) before a `val_split` is taken:
-    every repeat of a held-out row leaves training, and the held-out rows are counted once each."""
-    held = list({id(r): r for r in held}.values())
-    ids = {id(r) for r in held}
-    return [r for r in kept if id(r) not in ids], held
-
-
 def without_rows(token_set: TokenizedSet, wheres: set[str]) -> TokenizedSet:
     """`token_set` less every row from one of the locations `wheres` (augmented copies of held-out rows)."""
     keep = [i for i, where in enumerate(token_set.wheres()) if where not in wheres]
     rows = token_set.rows
     rows = rows.subset(keep) if isinstance(rows, RowArrays) else [rows[i] for i in keep]
     return TokenizedSet(rows, token_set.fingerprint, token_set.rejects, token_set.from_cache)
+
+
+def _merged_rejects(sets: list[TokenizedSet], data: DataConfig) -> Rejects:
+    """The rows every one of `sets` left out, under the policy of `data`."""
+    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction)
+    for token_set in sets:
+        rejects = rejects.merge(token_set.rejects)
+    return rejects
 
 
 def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, cache_root: Path | None,
@@ -314,14 +300,12 @@ def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, c
         return parts[0]
     if data.streaming:  # weights are refused with streaming: the sources one after the other
         rows = RowConcat([p.rows for p in parts])
-        rejects = Rejects(data.on_error == "skip", data.max_reject_fraction,
-                          [e for p in parts for e in p.rejects.entries], [d for p in parts for d in p.rejects.dropped])
+        rejects = _merged_rejects(parts, data)
         fp = hashlib.sha256("".join(p.fingerprint for p in parts).encode()).hexdigest()[:16]
         return TokenizedSet(rows, fp, rejects, all(p.from_cache for p in parts))
     tagged = mix([[(i, r) for r in p.rows] for i, p in enumerate(parts)], weights, seed)
     rows = [r for _, r in tagged]
-    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction,
-                      [e for p in parts for e in p.rejects.entries], [d for p in parts for d in p.rejects.dropped])
+    rejects = _merged_rejects(parts, data)
     fp = hashlib.sha256("".join(p.fingerprint for p in parts).encode() + repr(weights).encode()).hexdigest()[:16]
     counts = Counter(i for i, _ in tagged)
     log.info("data.%s mixed: %s", key, ", ".join(f"{s.name}: {counts[i]} of {len(parts[i].rows)} rows"
@@ -347,8 +331,7 @@ def with_replay(tokenizer, train: TokenizedSet, data: DataConfig, replay: list[s
     counts = Counter(i for i, _ in tagged)
     log.info("forgetting.replay: %d general rows (of %d) mixed into %d domain rows (%.1f%%)", counts[1],
              len(general.rows), counts[0], 100 * counts[1] / max(len(tagged), 1))
-    rejects = Rejects(data.on_error == "skip", data.max_reject_fraction, train.rejects.entries + general.rejects.entries,
-                      train.rejects.dropped + general.rejects.dropped)
+    rejects = _merged_rejects([train, general], data)
     fp = hashlib.sha256(f"{train.fingerprint}+{general.fingerprint}@{ratio}".encode()).hexdigest()[:16]
     return TokenizedSet([r for _, r in tagged], fp, rejects, train.from_cache and general.from_cache)
 
@@ -371,8 +354,6 @@ def build_splits(tokenizer, data: DataConfig, kind: str, seed: int, cache_root: 
         source = build_sources(tokenizer, plain, "train", kind, seed, cache_root, data.max_samples, data.weights) \
             if data.augment and kind == "chat" else train
         kept, held = split_off(source.rows, data.val_split, seed)
-        if data.weights:
-            kept, held = apart(kept, held)
         val = TokenizedSet(held, source.fingerprint + f"-split{data.val_split}", Rejects(), source.from_cache)
         if source is train:
             train = TokenizedSet(kept, train.fingerprint, train.rejects, train.from_cache)

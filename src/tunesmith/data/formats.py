@@ -28,8 +28,8 @@ An assistant turn may call tools (`tool_calls`, kept structured on the message);
 that follow are `tool` turns, never trained. See `tokenize.render` for templates without tool
 support.
 
-Every problem is collected as `file:line:field: reason`; `load_conversations` raises one
-`DataError` listing the first 20 with the total, so a user fixes a file in one pass.
+A converter raises `RowError` for a bad row; `load_conversations` collects every problem of every
+file (`rejects.collect_rows`), listed as `file:line:field: reason` (`row_errors.py`).
 """
 
 from __future__ import annotations
@@ -40,15 +40,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.readers import RawRow, iter_rows, read_rows
-from tunesmith.data.turns import (RowError, content_parts, rename_columns, tool_calls, tool_definitions, trained,
-                                 with_system)
-from tunesmith.errors import DataError
+from tunesmith.data.readers import RawRow
+from tunesmith.data.rejects import Rejects, collect_rows
+from tunesmith.data.row_errors import RowError
+from tunesmith.data.turns import content_parts, rename_columns, tool_calls, tool_definitions, trained, with_system
 
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
                   "function_call": "assistant", "observation": "tool", "tool": "tool"}
-MAX_REPORTED = 20
 
 
 @dataclass
@@ -293,90 +292,3 @@ def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str |
     """Read and validate every row of every file; raise one DataError listing the problems
     (or, with a skipping `rejects`, set the bad rows aside)."""
     return collect_rows(paths, conversation_converter(fmt, system, columns), "row", rejects)
-
-
-@dataclass
-class Rejects:
-    """Rows set aside instead of failing the run (`data.on_error: skip`), with their reasons.
-
-    `skip=False` (the default policy) turns every entry into an error. `check` fails when more
-    than `max_fraction` of the rows were rejected, so a broken file never trains silently.
-    """
-
-    skip: bool = False
-    max_fraction: float = 0.1
-    entries: list[dict[str, str]] = field(default_factory=list)
-    dropped: list[dict[str, str]] = field(default_factory=list)
-    # rows kept but cut to data.max_length (overlength: truncate): {where, tokens, lost_end}
-    truncated: list[dict] = field(default_factory=list)
-
-    def add(self, where: str, field_name: str, reason: str) -> None:
-        self.entries.append({"where": where, "field": field_name, "reason": reason})
-
-    def drop(self, where: str, reason: str) -> None:
-        """A valid row left out by policy (over-length with `drop`, nothing left to train)."""
-        self.dropped.append({"where": where, "reason": reason})
-
-    def truncate(self, where: str, tokens: int, lost_end: bool) -> None:
-        """A row kept but cut to max_length; `lost_end`: its last reply lost its end-of-turn token."""
-        self.truncated.append({"where": where, "tokens": tokens, "lost_end": lost_end})
-
-    def messages(self) -> list[str]:
-        return [f"{e['where']}:{e['field']}: {e['reason']}" for e in self.entries]
-
-    def check(self, kind: str, paths, kept: int) -> None:
-        total = kept + len(self.entries)
-        if not self.skip:
-            raise_row_errors(self.messages(), kind, paths, found=kept or bool(self.dropped))
-            return
-        if not kept and not self.dropped:
-            raise DataError(f"no valid {kind}s left in {', '.join(str(p) for p in paths)}: all {total} were "
-                            f"rejected; first reasons:\n  " + "\n  ".join(self.messages()[:MAX_REPORTED]))
-        if self.entries and len(self.entries) / total > self.max_fraction:
-            shown = "\n  ".join(self.messages()[:MAX_REPORTED])
-            raise DataError(f"{len(self.entries)} of {total} {kind}s ({100 * len(self.entries) / total:.1f}%) are invalid, "
-                            f"more than data.max_reject_fraction={self.max_fraction}; fix them or raise the limit:\n  {shown}")
-
-    def write(self, path: Path) -> None:
-        """rejects.jsonl: one line per rejected or dropped row, with its reason."""
-        import json
-
-        lines = [json.dumps({"kind": "rejected", **e}, ensure_ascii=False) for e in self.entries]
-        lines += [json.dumps({"kind": "dropped", **e}, ensure_ascii=False) for e in self.dropped]
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-
-
-def collect_rows(paths, convert: Callable[[RawRow], Any], kind: str, rejects: Rejects | None = None) -> list:
-    """`convert` every row of every file; a RowError becomes one `file:line:field: reason` entry.
-
-    Unreadable rows (bad JSON or UTF-8) are entries too. With the default policy every entry is
-    an error raised together at the end; with `Rejects(skip=True)` they are set aside.
-    """
-    rejects = rejects if rejects is not None else Rejects()
-    converted = list(iter_converted(paths, convert, rejects))
-    rejects.check(kind, paths, kept=len(converted))
-    return converted
-
-
-def iter_converted(paths, convert: Callable[[RawRow], Any], rejects: Rejects, stream: bool = False):
-    """Yield `convert(row)` for every good row; bad rows become `rejects` entries. With `stream`,
-    rows are read one at a time (`readers.iter_rows`) instead of file by file."""
-    for path in paths:
-        for raw in (iter_rows(path) if stream else read_rows(path)):
-            if raw.error:
-                rejects.add(raw.where, raw.error[0], raw.error[1])
-                continue
-            try:
-                yield convert(raw)
-            except RowError as exc:
-                rejects.add(raw.where, exc.field_name, exc.reason)
-
-
-def raise_row_errors(errors: list[str], kind: str, paths, found: int) -> None:
-    """One DataError for all problems (the first 20 shown, with the total), or for no rows at all."""
-    if errors:
-        shown = "\n  ".join(errors[:MAX_REPORTED])
-        more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-        raise DataError(f"{len(errors)} invalid {kind}(s); fix them and run again:\n  {shown}{more}")
-    if not found:
-        raise DataError(f"no rows found in {', '.join(str(p) for p in paths)}")

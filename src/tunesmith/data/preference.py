@@ -19,10 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data.formats import (ROLES, SHAREGPT_ROLES, RowError, alpaca_prompt, check_order, collect_rows,
-                                    from_messages, rename_columns, to_conversation)
+from tunesmith.data.formats import ROLES, SHAREGPT_ROLES, alpaca_prompt, check_order, from_messages, to_conversation
 from tunesmith.data.readers import RawRow
-from tunesmith.data.turns import content_parts, tool_definitions, trained, with_system
+from tunesmith.data.rejects import collect_rows
+from tunesmith.data.row_errors import RowError
+from tunesmith.data.turns import content_parts, rename_columns, tool_definitions, trained, with_system
 from tunesmith.errors import DataError
 
 

@@ -19,7 +19,7 @@ import json
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,25 +78,6 @@ def read_rows(path: str | Path) -> list[RawRow]:
     rows = []
     for file in data_files(path):
         rows.extend(_read_file(file))
-    return rows
-
-
-def parse_rows(path: str | Path, parse: Callable[[Any, str], Any], what: str, key: str, noun: str = "rows") -> list:
-    """Every row of the file(s) through `parse(data, where)`, which returns the parsed row or why it
-    is invalid ("field: reason"); one DataError lists each invalid row as file:line: field: reason
-    (`what`: the kind of row, `key`: the config key that named the file)."""
-    rows, errors = [], []
-    for raw in read_rows(path):
-        parsed = f"{raw.error[0]}: {raw.error[1]}" if raw.error else parse(raw.data, raw.where)
-        if isinstance(parsed, str):
-            errors.append(f"{raw.where}: {parsed}")
-        else:
-            rows.append(parsed)
-    if errors:
-        shown = "\n  ".join(errors[:20]) + (f"\n  ... {len(errors) - 20} more" if len(errors) > 20 else "")
-        raise DataError(f"{len(errors)} invalid {what}(s) in {key}:\n  {shown}")
-    if not rows:
-        raise DataError(f"{path}: no {noun} ({key})")
     return rows
 
 

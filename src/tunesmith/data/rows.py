@@ -11,7 +11,8 @@ The same data options as the tokenised stages (`data.dataset`), applied the same
   `drop` leaves the row out (counted), `error` makes it an invalid row, `truncate` lets the trainer
   cut it where the trainer can (TRL's DPO/KTO keep the start) and is an invalid row, with the reason,
   where it cannot (a reward model scores whole replies; a prompt is never cut);
-- `val_split` holds out a seeded fraction of the training rows when there are no validation files.
+- `val_split` holds out a seeded part of the training rows when there are no validation files
+  (`splits.py`, the rule the tokenised stages follow too).
 Options that have no meaning for such rows (packing, cleaning, augmentation, streaming, masking)
 are refused at config time by the stage record, never ignored.
 """
@@ -19,16 +20,16 @@ are refused at config time by the stage record, never ignored.
 from __future__ import annotations
 
 import hashlib
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from tunesmith.config.schema import DataConfig
-from tunesmith.data.dataset import apart, fingerprint
-from tunesmith.data.formats import Rejects, iter_converted
+from tunesmith.data.dataset import fingerprint
 from tunesmith.data.preference import check_kto_labels, to_kto_row, to_pair, to_prompt_row
+from tunesmith.data.rejects import Rejects, iter_converted
 from tunesmith.data.sources import mix, resolve_sources
+from tunesmith.data.splits import split_off
 from tunesmith.data.tokenize import render
 from tunesmith.errors import ConfigError, DataError
 
@@ -120,8 +121,7 @@ def load_rows(tokenizer, data: DataConfig, key: str, kind: RowKind, seed: int, t
         if kind.check_set:
             kind.check_set(rows, source.paths)
         parts.append(rows)
-        rejects.entries += own.entries
-        rejects.dropped += own.dropped
+        rejects = rejects.merge(own)
         truncated += cut
     rows = mix(parts, weights, seed)
     prints = [fingerprint(source.paths) for source in sources]  # each file hashed once
@@ -139,16 +139,7 @@ def load_row_splits(tokenizer, data: DataConfig, kind: RowKind, seed: int,
         return train, load_rows(tokenizer, data, "validation", kind, seed, trainer_truncates)
     if not data.val_split:
         return train, None
-    order = list(range(len(train.rows)))
-    random.Random(seed).shuffle(order)
-    n = max(1, round(data.val_split * len(order)))
-    if n >= len(order):
-        raise DataError(f"data.val_split={data.val_split} leaves no training rows out of {len(order)}")
-    held = set(order[:n])
-    kept = [r for i, r in enumerate(train.rows) if i not in held]
-    val = [r for i, r in enumerate(train.rows) if i in held]
-    if data.weights:
-        kept, val = apart(kept, val)
+    kept, val = split_off(train.rows, data.val_split, seed)
     if kind.check_set:
         kind.check_set(kept, data.train)
         kind.check_set(val, [f"data.val_split={data.val_split} of {', '.join(data.train)}"])

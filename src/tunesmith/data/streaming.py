@@ -18,7 +18,8 @@ from pathlib import Path
 from tunesmith.config.schema import DataConfig
 from tunesmith.data.augment import augment_conversation
 from tunesmith.data.clean import clean_conversations, clean_documents
-from tunesmith.data.formats import Rejects, conversation_converter, iter_converted
+from tunesmith.data.formats import conversation_converter
+from tunesmith.data.rejects import Rejects, iter_converted
 from tunesmith.data.text import to_document, tokenize_documents
 from tunesmith.data.token_arrays import TokenWriter
 from tunesmith.data.tokenize import MaskOptions, tokenize_all

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunesmith.data.formats import Rejects, RowError, collect_rows, rename_columns
+from tunesmith.data.rejects import Rejects, collect_rows
+from tunesmith.data.row_errors import RowError
+from tunesmith.data.turns import rename_columns
 from tunesmith.data.readers import RawRow
 from tunesmith.data.tokenize import TokenizedRow
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from tunesmith.data.formats import Conversation, Rejects
+from tunesmith.data.formats import Conversation
+from tunesmith.data.rejects import Rejects
 from tunesmith.errors import DataError
 
 IGNORE_INDEX = -100

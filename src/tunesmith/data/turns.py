@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tunesmith.data.row_errors import RowError
+
 
 def with_system(messages: list[dict[str, Any]], system: str | None) -> list[dict[str, Any]]:
     """`messages` with `system` as their first turn, unless they open with a system turn of their own
@@ -31,15 +33,6 @@ def with_system(messages: list[dict[str, Any]], system: str | None) -> list[dict
     if system and system.strip() and not (messages and messages[0].get("role") == "system"):
         return [{"role": "system", "content": system}, *messages]
     return list(messages)
-
-
-class RowError(Exception):
-    """One invalid row: the field (`messages[2].content`) and why; collected as `file:line:field: reason`."""
-
-    def __init__(self, field_name: str, reason: str):
-        super().__init__(f"{field_name}: {reason}")
-        self.field_name = field_name
-        self.reason = reason
 
 
 # LLaMA-Factory's tag names (dataset_info.json `tags`) -> our sharegpt turn keys and role names

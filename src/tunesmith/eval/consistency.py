@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tunesmith.data.readers import parse_rows
+from tunesmith.data.rejects import parse_rows
 from tunesmith.eval.generate import generate, render, valid_unicode
 from tunesmith.eval.qa import normalise
 

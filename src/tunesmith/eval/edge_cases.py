@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tunesmith.data.readers import parse_rows
+from tunesmith.data.rejects import parse_rows
 from tunesmith.eval.generate import Generated, generate, render, valid_unicode
 
 CHECKS = ("crash", "no_stop", "special_tokens")

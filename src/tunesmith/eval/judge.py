@@ -32,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith.data.readers import parse_rows
+from tunesmith.data.rejects import parse_rows
 from tunesmith.errors import ConfigError, ModelError
 
 CHOICES = ("A", "B", "tie")

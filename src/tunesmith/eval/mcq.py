@@ -27,6 +27,9 @@ from pathlib import Path
 
 import torch
 
+from tunesmith.data.readers import RawRow
+from tunesmith.data.rejects import Rejects, converted
+from tunesmith.data.row_errors import RowError, raise_row_errors
 from tunesmith.data.turns import with_system
 from tunesmith.errors import DataError
 from tunesmith.eval.textmetrics import is_chinese
@@ -75,24 +78,24 @@ def read_csv(path: Path, subject: str, need_answer: bool = True) -> list[Questio
         body, first_line = records, 1
     if len(letters) < 2:
         raise DataError(f"{path}:1: expected at least two option columns A, B (header {records[0]})")
-    questions, errors = [], []
-    for line, record in enumerate(body, start=first_line):
-        where = f"{path}:{line}"
-        if not any(cell.strip() for cell in record):
-            continue
-        used = [c for c in (q, a, *columns) if c is not None]
-        if len(record) <= max(used):
-            errors.append(f"{where}: expected {max(used) + 1} columns, found {len(record)}")
-            continue
+    width = max(c for c in (q, a, *columns) if c is not None) + 1
+
+    def to_question(raw: RawRow) -> Question:
+        record = raw.data
+        if len(record) < width:
+            raise RowError("row", f"expected {width} columns, found {len(record)}")
         answer = record[a].strip().upper() if a is not None else ""
         if not record[q].strip():
-            errors.append(f"{where}: question: empty")
-        elif need_answer and answer not in letters:
-            errors.append(f"{where}: answer: `{record[a]}` is not one of {', '.join(letters)}")
-        else:
-            questions.append(Question(subject, record[q].strip(), [record[c].strip() for c in columns], answer, where))
-    if errors:
-        raise DataError(f"{len(errors)} invalid multiple-choice row(s) in eval.mcq:\n  " + "\n  ".join(errors[:20]))
+            raise RowError("question", "empty")
+        if need_answer and answer not in letters:
+            raise RowError("answer", f"`{record[a]}` is not one of {', '.join(letters)}")
+        return Question(subject, record[q].strip(), [record[c].strip() for c in columns], answer, raw.where)
+
+    rows = [RawRow(str(path), line, record) for line, record in enumerate(body, start=first_line)
+            if any(cell.strip() for cell in record)]
+    rejects = Rejects()
+    questions = list(converted(rows, to_question, rejects))
+    raise_row_errors(rejects.messages(), "multiple-choice row", [path], found=True, source="eval.mcq")
     return questions
 
 

@@ -16,8 +16,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from tunesmith.data.readers import read_rows
-from tunesmith.errors import DataError
+from tunesmith.data.readers import RawRow
+from tunesmith.data.rejects import collect_rows
+from tunesmith.data.row_errors import RowError
 from tunesmith.eval.generate import chat_prompt, generate
 
 log = logging.getLogger(__name__)
@@ -40,36 +41,27 @@ def is_correct(reply: str, answers: list[str]) -> bool:
     return any(normalise(a) in reply for a in answers)
 
 
+def to_qa_item(raw: RawRow) -> QAItem:
+    row = raw.data
+    if not isinstance(row, dict):
+        raise RowError("row", "expected a JSON object")
+    question = row.get("question")
+    answers = row.get("answers", [row["answer"]] if "answer" in row else None)
+    if not isinstance(question, str) or not question.strip():
+        raise RowError("question", "missing or empty")
+    if isinstance(answers, str):
+        answers = [answers]
+    if not (isinstance(answers, list) and answers and all(isinstance(a, str) and a.strip() for a in answers)):
+        raise RowError("answers", "expected a non-empty list of non-empty strings")
+    task = row.get("task")
+    if task is not None and not (isinstance(task, str) and task.strip()):
+        raise RowError("task", "expected a non-empty string")
+    return QAItem(question, answers, raw.where, task)
+
+
 def load_qa(path: str) -> list[QAItem]:
-    items, errors = [], []
-    for raw in read_rows(path):
-        row = raw.data
-        if raw.error:
-            errors.append(f"{raw.where}:{raw.error[0]}: {raw.error[1]}")
-            continue
-        if not isinstance(row, dict):
-            errors.append(f"{raw.where}:row: expected a JSON object")
-            continue
-        question = row.get("question")
-        answers = row.get("answers", [row["answer"]] if "answer" in row else None)
-        if not isinstance(question, str) or not question.strip():
-            errors.append(f"{raw.where}:question: missing or empty")
-            continue
-        if isinstance(answers, str):
-            answers = [answers]
-        if not (isinstance(answers, list) and answers and all(isinstance(a, str) and a.strip() for a in answers)):
-            errors.append(f"{raw.where}:answers: expected a non-empty list of non-empty strings")
-            continue
-        task = row.get("task")
-        if task is not None and not (isinstance(task, str) and task.strip()):
-            errors.append(f"{raw.where}:task: expected a non-empty string")
-            continue
-        items.append(QAItem(question, answers, raw.where, task))
-    if errors:
-        raise DataError(f"{len(errors)} invalid QA row(s):\n  " + "\n  ".join(errors[:20]))
-    if not items:
-        raise DataError(f"{path}: no questions")
-    return items
+    """Every question of the file; one DataError lists each invalid row (file:line:field: reason)."""
+    return collect_rows([path], to_qa_item, "QA row", noun="questions")
 
 
 def qa_accuracy(model, tokenizer, path: str, system: str | None, max_new_tokens: int, batch_size: int) -> dict:

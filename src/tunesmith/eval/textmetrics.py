@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tunesmith.data.readers import parse_rows
+from tunesmith.data.rejects import parse_rows
 from tunesmith.eval.generate import generate, render, valid_unicode
 from tunesmith.eval.qa import normalise
 

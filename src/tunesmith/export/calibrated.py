@@ -114,7 +114,8 @@ def calibration_paths(source: Path, given: str | None) -> tuple[list[str], dict]
 
 def calibration_texts(tokenizer, paths: list[str], data: dict, seed: int = 0) -> list[str]:
     """Up to CALIBRATION_ROWS rows as the model sees them: chat rows through the chat template, text rows as they are."""
-    from tunesmith.data.formats import collect_rows, conversation_converter
+    from tunesmith.data.formats import conversation_converter
+    from tunesmith.data.rejects import collect_rows
 
     to_chat = conversation_converter(data.get("format", "auto"), data.get("system"), data.get("columns"))
 

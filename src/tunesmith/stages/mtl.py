@@ -25,7 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from tunesmith.config import TunesmithConfig
 from tunesmith.data import options
 from tunesmith.data.collate import TaskPaddingCollator
-from tunesmith.data.formats import raise_row_errors
+from tunesmith.data.row_errors import raise_row_errors
 from tunesmith.data.tokenize import IGNORE_INDEX
 from tunesmith.errors import ConfigError
 from tunesmith.eval.perplexity import validation_loss_by_task
