@@ -6,7 +6,7 @@ its trainer, `train_and_save(..., train, val)`."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -116,7 +116,7 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     Checkpoints carry a manifest written last; `training.resume` continues from one. A SIGTERM or
     SIGUSR1 saves a checkpoint and raises TrainingStopped (the folder stays .partial)."""
     data = data_record(train, val) if data is None else data
-    rejects = merged_rejects(train, val)
+    rejects = train.rejects.merge(val.rejects if val is not None else None)
     has_eval = trainer_evaluates and val is not None
     t = cfg.training
     configure_reporters(t.report_to, cfg.output_dir)
@@ -174,14 +174,6 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
 
 
 # --- the manifest's data entry, the same for every stage -------------------------------------------
-
-
-def merged_rejects(train, val):
-    """The rows the training and validation sets left out, together (rejects.jsonl lists both)."""
-    if val is None or not (val.rejects.entries or val.rejects.dropped):
-        return train.rejects
-    return replace(train.rejects, entries=train.rejects.entries + val.rejects.entries,
-                   dropped=train.rejects.dropped + val.rejects.dropped)
 
 
 def data_record(train, val, **extra) -> dict:
