@@ -28,10 +28,10 @@ from tunesmith.benchmark.machine import machine
 from tunesmith.eval.generate import stop_ids
 from tunesmith.eval.qa import is_correct, load_qa
 from tunesmith.export import export_model
-from tunesmith.export.check import chat_ids, llama_greedy, onnx_greedy, torch_greedy
+from tunesmith.export.compare import chat_ids, llama_greedy, onnx_greedy, torch_greedy
 from tunesmith.export.onnx import MODEL_FILE
 from tunesmith.export.onnx_runtime import OnnxDecoder
-from tunesmith.export.verify import qa_settings
+from tunesmith.export.qa import qa_settings
 from tunesmith.methods.load import load_for_inference
 
 

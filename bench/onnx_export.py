@@ -22,7 +22,7 @@ import torch
 
 from tunesmith.benchmark.machine import machine
 from tunesmith.export import export_model
-from tunesmith.export.check import PROMPTS, chat_ids, compare_onnx
+from tunesmith.export.compare import PROMPTS, chat_ids, compare_onnx
 from tunesmith.export.onnx import MODEL_FILE
 from tunesmith.export.onnx_runtime import OnnxDecoder
 from tunesmith.methods.load import load_for_inference

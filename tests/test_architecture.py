@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -205,24 +206,75 @@ def test_checking_a_config_changes_nothing_in_the_environment(tmp_path, tiny_mod
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
 
 
-LOWER_LAYERS = ("tunesmith.config", "tunesmith.errors", "tunesmith.layout", "tunesmith.data", "tunesmith.models",
-                "tunesmith.runtime", "tunesmith.methods")
+# docs/design.md's layers, bottom to top: a module imports only from its own layer or below.
+LAYERS = (
+    ("tunesmith", "tunesmith.errors", "tunesmith.layout", "tunesmith.config"),
+    ("tunesmith.models",),
+    ("tunesmith.data",),
+    ("tunesmith.runtime", "tunesmith.methods"),
+    ("tunesmith.eval", "tunesmith.export", "tunesmith.model_registry"),
+    ("tunesmith.stages",),
+    ("tunesmith.search", "tunesmith.benchmark", "tunesmith.serve"),
+    ("tunesmith.commands", "tunesmith.ui"),
+    ("tunesmith.cli", "tunesmith.__main__"),
+)
 
 
 def _within(module: str, packages: tuple[str, ...]) -> bool:
     return any(module == p or module.startswith(p + ".") for p in packages)
 
 
-def test_the_model_registry_sits_on_exports_layer():
-    """model_registry reads finished outputs (layout, config, models, runtime) and is asked by the
-    commands and serve; it never imports them, and nothing below it imports it."""
+def _layer(module: str) -> int | None:
+    for level, packages in enumerate(LAYERS):
+        if module in packages or any(p != "tunesmith" and module.startswith(p + ".") for p in packages):
+            return level
+    return None
+
+
+def test_every_module_imports_only_from_its_layer_or_below():
+    """The layer order of docs/design.md, on every import (lazy ones too), not only the absence of cycles."""
     mods = _modules()
-    own = {name for name in mods if _within(name, ("tunesmith.model_registry",))}
-    assert {"tunesmith.model_registry", "tunesmith.model_registry.store"} <= own
-    for name in own:
-        upward = {m for m in _imports(name, mods[name], mods)
-                  if m != "tunesmith" and not _within(m, LOWER_LAYERS + ("tunesmith.model_registry",))}
-        assert not upward, f"{name} imports {sorted(upward)}, above the model registry's layer"
-    for name, path in mods.items():
-        if _within(name, LOWER_LAYERS):
-            assert not (_imports(name, path, mods) & own), f"{name} imports the model registry, a layer above it"
+    unplaced = sorted(name for name in mods if _layer(name) is None)
+    assert not unplaced, f"modules in no layer (add their package to LAYERS and docs/design.md): {unplaced}"
+    upward = [f"{name} (layer {_layer(name)}) imports {target} (layer {_layer(target)})"
+              for name, path in mods.items() for target in sorted(_imports(name, path, mods))
+              if _layer(target) > _layer(name)]
+    assert not upward, "imports against the layer order:\n" + "\n".join(upward)
+
+
+def test_the_model_registry_and_the_evaluation_sit_below_the_stages():
+    """Two seams the layers hold: eval never reaches into stages (a stage's record is handed to it),
+    and model_registry is asked by the commands and serve, never the other way round."""
+    assert _layer("tunesmith.eval.run") < _layer("tunesmith.stages.registry")
+    assert _layer("tunesmith.model_registry.store") < _layer("tunesmith.serve.api") < _layer("tunesmith.cli")
+
+
+# Work-log references (issue numbers, stops, the mission map) belong in docs/benchmarks.md and the
+# issue tracker, not in the product's code and docs.
+WORK_LOG = re.compile(r"issue ?#?\d+|(?:^|[\s(])stops? \d+|mission map|\bwave \d", re.IGNORECASE)
+
+
+def test_no_work_log_references_in_source_or_docs():
+    root = PACKAGE.parents[1]
+    files = [*PACKAGE.rglob("*.py"), *root.glob("examples/**/*.yaml"), *root.glob("docs/*.md"), root / "README.md",
+             *root.glob("scripts/*")]
+    found = [f"{path.relative_to(root)}:{n}: {line.strip()[:100]}" for path in files
+             if path.is_file() and path.name != "benchmarks.md"  # figures keep their history there
+             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if WORK_LOG.search(line)]
+    assert len(files) > 100 and not found, "\n".join(found)
+
+
+def test_user_messages_follow_the_one_rule():
+    """docs/design.md, "Messages": below the commands, what a run tells its user is printed with the
+    `[tunesmith]` prefix (or to a stream it was handed); bare output (tables, JSON) is the commands' own."""
+    offenders = []
+    for name, path in _modules().items():
+        if _within(name, ("tunesmith.commands", "tunesmith.benchmark", "tunesmith.cli")):
+            continue
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                text = ast.get_source_segment(source, node) or ""
+                if "[tunesmith]" not in text and not any(k.arg == "file" for k in node.keywords):
+                    offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {text[:80]}")
+    assert not offenders, "\n".join(offenders)

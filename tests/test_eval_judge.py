@@ -194,7 +194,7 @@ def test_eval_cli_judges_an_output_against_its_base(position_a_judge, tiny_model
     def measured(*_args, **_kwargs):
         raise AssertionError("the model was measured before the judge's baseline was known")
 
-    monkeypatch.setattr("tunesmith.eval.evaluate_model", measured)
+    monkeypatch.setattr("tunesmith.eval.run.evaluate_model", measured)
     assert main(["eval", "--model", str(tiny_model_dir), "--judge", str(tiny_model_dir), "--judge-prompts",
                  str(prompts), "--output", str(tmp_path / "g" / "eval.json")]) == 2
     assert "eval.judge.baseline" in capsys.readouterr().err

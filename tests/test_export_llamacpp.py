@@ -11,7 +11,7 @@ import torch
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/setup.sh builds it)")
 
 from tunesmith.export import export_model  # noqa: E402
-from tunesmith.export.check import llama_greedy  # noqa: E402
+from tunesmith.export.compare import llama_greedy  # noqa: E402
 
 pytestmark = pytest.mark.slow  # the real embedded model, exported three times
 

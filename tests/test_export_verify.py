@@ -7,7 +7,7 @@ import pytest
 
 from tunesmith.errors import ModelError
 from tunesmith.export import export_model
-from tunesmith.export.check import chat_ids, torch_greedy
+from tunesmith.export.compare import chat_ids, torch_greedy
 from tunesmith.models.tiny import build_tiny_model
 
 

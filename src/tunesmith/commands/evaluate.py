@@ -52,7 +52,7 @@ def _config(args):
 
 
 def cmd_eval(args) -> int:
-    from tunesmith.eval import evaluate_model
+    from tunesmith.eval.run import evaluate_model
     from tunesmith.eval.report import compare_runs, write_report
     from tunesmith.eval.suites import check_suites, reach_suites, summary, write_details
     from tunesmith.stages.registry import get_stage

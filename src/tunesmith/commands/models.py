@@ -6,9 +6,6 @@ import json
 import os
 from pathlib import Path
 
-EXPORT_FORMATS = ("transformers", "gguf", "onnx")  # `tunesmith export --format` (the web page offers the same)
-# GGUF's; ONNX's; bitsandbytes; llm-compressor's (GPTQ, AWQ)
-EXPORT_QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "int8", "bnb4", "bnb8", "gptq4", "gptq8", "awq4")
 
 
 def cmd_chat(args) -> int:
@@ -143,6 +140,8 @@ def cmd_score(args) -> int:
 
 
 def register(verbs) -> None:
+    from tunesmith.export.formats import EXPORTERS, all_quants
+
     chat = verbs.add_parser("chat", help="Chat with a model in the terminal (streaming).")
     chat.add_argument("--model", default="default", help="An output folder, 'default', a model folder, a hub id or "
                       "registry:NAME@ALIAS / registry:NAME:VERSION.")
@@ -218,11 +217,11 @@ def register(verbs) -> None:
     export.add_argument("model", help="A finished output folder (or any model folder).")
     export.add_argument("--out", required=True, help="Folder to write (written as OUT.partial, then renamed).")
     export.add_argument("--merge", action="store_true", help="Fold LoRA-family adapters into a copy of the base weights.")
-    export.add_argument("--format", choices=EXPORT_FORMATS, default="transformers",
+    export.add_argument("--format", choices=tuple(EXPORTERS), default="transformers",
                         help="transformers: a safetensors folder; gguf: one GGUF file (llama.cpp, Ollama) with a "
                         "Modelfile; onnx: a decoder with its KV cache for ONNX Runtime. gguf and onnx merge adapters "
                         "and are checked against the model they came from.")
-    export.add_argument("--quant", choices=EXPORT_QUANTS,
+    export.add_argument("--quant", choices=all_quants(),
                         help="GGUF: f32, f16 (default), bf16, q8_0 (near-lossless at half the size), q4_0, q4_1; "
                         "ONNX: f32 (default), int8 (dynamic quantisation, about a quarter of the size, least accurate), "
                         "q8_0 or q4_0 (weight-only blocks of 32, as GGUF's); transformers: bnb4 (NF4) or bnb8 (LLM.int8()), "

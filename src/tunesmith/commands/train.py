@@ -11,7 +11,7 @@ from pathlib import Path
 def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] | None = None) -> int:
     """The train flow: pre-flight check, base measured, train (one process or a launched group),
     fine-tuned measured, eval_results.json and the before/after table. Returns an exit status."""
-    from tunesmith.eval import compare_table, evaluate_model
+    from tunesmith.eval.run import compare_table, evaluate_model
     from tunesmith.eval.general import forgetting_summary, forgetting_warnings
     from tunesmith.eval.report import write_report
     from tunesmith.eval.run import has_measures

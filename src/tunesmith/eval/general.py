@@ -81,7 +81,7 @@ def forgetting_summary(before: dict, after: dict) -> dict:
     return summary
 
 
-# in the order of what they kept on the demo (docs/benchmarks.md, issue 15)
+# in the order of what they kept on the demo (docs/benchmarks.md)
 REMEDIES = ("forgetting.replay: examples/data/general_replay.jsonl with forgetting.replay_answers: model (general "
             "prompts answered by the starting model itself, mixed into training at forgetting.replay_ratio; with "
             "training.neftune_alpha: 5 beside it, as in examples/knowledge_selfreplay.yaml)",

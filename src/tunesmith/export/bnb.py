@@ -8,7 +8,7 @@ onto the GPU with a `BitsAndBytesConfig` (bnb4: NF4 with double quantisation and
 dtype; bnb8: LLM.int8()) and `save_pretrained` writes the quantised weights with their
 `quantization_config`. The folder loads with `AutoModelForCausalLM.from_pretrained(folder)` on a
 GPU, and vLLM serves it with `--quantization bitsandbytes`. The export's check loads it back that
-way and compares it with the merged model (export/check.py: compare_transformers).
+way and compares it with the merged model (export/compare.py: compare_transformers).
 
 bitsandbytes' kernels are CUDA kernels, so on a machine without a CUDA GPU (or without the package)
 the export is refused before anything is written, naming the CPU formats that do the same job
@@ -24,7 +24,6 @@ from pathlib import Path
 
 from tunesmith.errors import ModelError
 
-QUANTS = ("bnb4", "bnb8")
 CPU_ALTERNATIVES = ("for a CPU runtime, export --format gguf --quant q8_0 or q4_0 (llama.cpp, Ollama) or --format onnx "
                     "--quant q8_0 or q4_0 (ONNX Runtime)")
 

@@ -10,7 +10,7 @@ output head (`gptq4`: 4-bit integer weights in groups, symmetric, GPTQ's error-c
 zero points), and writes the compressed-tensors format (`quantization_config.quant_method =
 compressed-tensors`), which vLLM serves as it is and transformers loads with the compressed-tensors
 package, on a GPU or a CPU. The export's check loads the folder back that way and compares it with
-the merged model; the after-export QA runs on it (export/verify.py).
+the merged model; the after-export QA runs on it (export/qa.py).
 
 Calibration rows are the output's own training data (its config's `data.train`, chat rows rendered
 with the model's chat template and the run's system prompt, or raw `text` rows), or `--calibration
@@ -36,7 +36,6 @@ from pathlib import Path
 
 from tunesmith.errors import ModelError
 
-QUANTS = ("gptq4", "gptq8", "awq4")
 CALIBRATION_ROWS = 256
 CALIBRATION_TOKENS = 512
 CHAT_KEYS = {"messages", "conversations", "instruction", "prompt"}  # a row with one of these is a chat row

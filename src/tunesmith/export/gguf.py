@@ -32,23 +32,26 @@ import torch
 
 from tunesmith.errors import ModelError
 
-QUANTS = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1")
 PROBE = ("Hello world!  \n\n 3.14 1234567 don't I'm 'll \t tabs\u00a0nbsp ñandú 维特拉诺 数字123 ,.;:!? "
          "<|im_start|>user\nHi<|im_end|> \U0001F600 a\u200bb CamelCase snake_case")
 PRE_TABLE = Path(__file__).with_name("gguf_pretokenizers.json")
 
 
-def _qtype(quant: str):
-    from gguf import GGMLQuantizationType as Q
+# --quant -> (ggml tensor type, llama.cpp file type) by name; the quants of export.formats' gguf record
+GGML_TYPES = {"f32": ("F32", "ALL_F32"), "f16": ("F16", "MOSTLY_F16"), "bf16": ("BF16", "MOSTLY_BF16"),
+              "q8_0": ("Q8_0", "MOSTLY_Q8_0"), "q4_0": ("Q4_0", "MOSTLY_Q4_0"), "q4_1": ("Q4_1", "MOSTLY_Q4_1")}
 
-    return {"f32": Q.F32, "f16": Q.F16, "bf16": Q.BF16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1}[quant]
+
+def _qtype(quant: str):
+    from gguf import GGMLQuantizationType
+
+    return GGMLQuantizationType[GGML_TYPES[quant][0]]
 
 
 def _file_type(quant: str):
-    from gguf import LlamaFileType as F
+    from gguf import LlamaFileType
 
-    return {"f32": F.ALL_F32, "f16": F.MOSTLY_F16, "bf16": F.MOSTLY_BF16, "q8_0": F.MOSTLY_Q8_0,
-            "q4_0": F.MOSTLY_Q4_0, "q4_1": F.MOSTLY_Q4_1}[quant]
+    return LlamaFileType[GGML_TYPES[quant][1]]
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -125,8 +128,8 @@ def write_gguf(model, tokenizer, path: Path, quant: str, name: str, pre: str | N
     """Write `model` (a merged transformers Llama) and its tokenizer to `path`; returns what was written."""
     import gguf
 
-    if quant not in QUANTS:
-        raise ModelError(f"--quant {quant}: choose one of {', '.join(QUANTS)}")
+    if quant not in GGML_TYPES:
+        raise ModelError(f"--quant {quant}: choose one of {', '.join(GGML_TYPES)}")
     config = model.config
     check_architecture(config)
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads

@@ -34,7 +34,6 @@ from torch import nn
 
 from tunesmith.errors import ModelError
 
-QUANTS = ("f32", "int8", "q8_0", "q4_0")
 FAMILIES = ("llama",)  # verified by tests/test_export_onnx.py; other decoders are refused by name
 MODEL_FILE = {"f32": "model.onnx", "int8": "model-int8.onnx", "q8_0": "model-q8_0.onnx", "q4_0": "model-q4_0.onnx"}
 BLOCK = 32  # weights per quantisation block of q8_0 / q4_0 (GGUF's block size)
@@ -70,13 +69,18 @@ class DecoderWithCache(nn.Module):
         return (out.logits, *present)
 
 
-def check_architecture(config) -> None:
-    """Refuse what this exporter does not cover (and a missing ONNX toolchain), before anything is written."""
+def check_toolchain() -> None:
+    """Refuse a missing ONNX toolchain before anything loads."""
     import importlib.util
 
     missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelError(f"--format onnx needs {', '.join(missing)}: pip install 'tunesmith[export]'")
+
+
+def check_architecture(config) -> None:
+    """Refuse what this exporter does not cover, before anything is written."""
+    check_toolchain()
     if config.model_type not in FAMILIES:
         raise ModelError(f"ONNX export supports the Llama family (model_type `llama`: Llama, SmolLM2, the embedded "
                          f"default); this model is `{config.model_type}`. Export it with --format transformers "
@@ -95,8 +99,8 @@ def write_onnx(model, path: Path, quant: str = "f32") -> dict:
     import onnx
     from torch.export import Dim
 
-    if quant not in QUANTS:
-        raise ModelError(f"--quant {quant}: ONNX export writes {', '.join(QUANTS)}")
+    if quant not in MODEL_FILE:
+        raise ModelError(f"--quant {quant}: ONNX export writes {', '.join(MODEL_FILE)}")
     check_architecture(model.config)
     layers, kv_heads, head_dim = cache_shape(model.config)
     folder = path.parent

@@ -13,7 +13,7 @@ A method never knows the stage; a stage never branches on the method. Each metho
 - `task_head`: whether the method trains and saves a new task head (a reward model's scalar `score`,
   see `models.reward.task_head`); a stage that adds one (rm) declares it, and the pre-flight check
   refuses a method that cannot (virtual tokens, mixtures of experts) before any model loads.
-Registered: every method of the mission map: full, freeze, lora, qlora (CUDA + bitsandbytes only),
+Registered: full, freeze, lora, qlora (CUDA + bitsandbytes only),
 prompt, ptuning, prefix, adapter (bottleneck adapters, `methods.bottleneck`), moe. A finished
 output is loaded back with its trained part by `methods.load`.
 """

@@ -25,7 +25,7 @@ _ONEDNN_BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", 
 # How much slower bf16 / fp16 autocast ran than fp32 on a CPU without native support: CPU seconds per
 # LoRA step of the embedded SmolLM2-135M (`python bench/precision_cpu.py --steps 1 --batch 2 --tokens 32
 # --threads 1`; fp32 0.93 s, bf16 17.9 s, fp16 20.2 s), see docs/benchmarks.md. The main demo showed the
-# same on such a CPU: 88-130 s per step with bf16 against 3-4 s with fp32 (issue 14).
+# same on such a CPU: 88-130 s per step with bf16 against 3-4 s with fp32 (docs/benchmarks.md).
 EMULATED_SLOWDOWN = {"bf16": "19x", "fp16": "22x"}
 EMULATED_MEASURED_ON = "AMD EPYC, AVX2 only, 2026-11-27"
 

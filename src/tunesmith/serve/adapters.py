@@ -1,4 +1,4 @@
-"""Hot adapters: add and remove LoRA outputs while the server runs (issue 17 part 5).
+"""Hot adapters: add and remove LoRA outputs while the server runs.
 
     tunesmith serve --adapter policy=out/policy --admin-key $ADMIN
     curl -H "Authorization: Bearer $ADMIN" localhost:8000/v1/adapters                          # list

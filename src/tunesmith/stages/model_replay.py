@@ -1,7 +1,7 @@
 """`forgetting.replay_answers: model`: general replay rows answered by the starting model itself.
 
 Replayed with written answers, general rows teach those answers: the general perplexity falls
-below the base model's and the replies drift toward our wording (issue 15's replay20 trial).
+below the base model's and the replies drift toward our wording (the replay20 trial in docs/benchmarks.md).
 Answered by the model about to be tuned, the same prompts instead hold it to what it already
 did (self-synthesised rehearsal): the replay loss starts near its floor and only grows where the
 fine-tune pulls the model away from its own behaviour.

@@ -57,11 +57,12 @@ def data_report(path: Path, model: str, stage: str, workdir: Path, scratch: Path
 
 
 def export_options() -> dict[str, tuple[str, ...]]:
-    """The choices of `tunesmith export` (--format, --quant): the command's own, so a new format
-    appears in the page without UI code."""
-    from tunesmith.commands.models import EXPORT_FORMATS, EXPORT_QUANTS
+    """The choices of `tunesmith export` (--format, --quant, and the quants each format takes): the
+    export records' own (export.formats.EXPORTERS), so a new format appears in the page without UI code."""
+    from tunesmith.export.formats import EXPORTERS, all_quants
 
-    return {"format": EXPORT_FORMATS, "quant": EXPORT_QUANTS}
+    return {"format": tuple(EXPORTERS), "quant": all_quants(),
+            "quants": {name: exporter.quants for name, exporter in EXPORTERS.items()}}
 
 
 def finished_outputs(folders: list[Path]) -> list[Path]:

@@ -23,7 +23,9 @@ def build(ctx, labels) -> None:
         merge = labels(gr.Checkbox(True, label=text("merge", "en")), "merge")
         fmt = labels(gr.Dropdown(list(options["format"]), value=options["format"][0], label=text("format", "en")),
                      "format")
-        quant = labels(gr.Dropdown([DEFAULT, *options["quant"]], value=DEFAULT, label=text("quant", "en")), "quant")
+        first = options["format"][0]
+        quant = labels(gr.Dropdown([DEFAULT, *options["quants"][first]], value=DEFAULT, label=text("quant", "en")),
+                       "quant")
         overwrite = labels(gr.Checkbox(False, label=text("overwrite", "en")), "overwrite")
         go = labels(gr.Button(text("export", "en"), variant="primary", elem_id="export-go"), "export", "value")
     log = labels(gr.Textbox(lines=8, label=text("export_log", "en"), elem_id="export-log"), "export_log")
@@ -81,3 +83,5 @@ def build(ctx, labels) -> None:
     model.focus(listed, None, model)
     model.change(suggested, model, out)
     go.click(export, [model, out, merge, fmt, quant, overwrite], log)
+    # each format offers the quants it takes (export.formats.EXPORTERS)
+    fmt.change(lambda name: gr.update(choices=[DEFAULT, *options["quants"][name]], value=DEFAULT), fmt, quant)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tunesmith.errors import ExportCheckFailed, ModelError
 from tunesmith.eval.qa import is_correct, load_qa
-from tunesmith.export.check import chat_ids, onnx_decoder, onnx_greedy, torch_greedy
+from tunesmith.export.compare import chat_ids, torch_greedy
 
 
 def qa_settings(source: Path, given: str | None) -> tuple[str | None, int]:
@@ -39,22 +39,6 @@ def qa_settings(source: Path, given: str | None) -> tuple[str | None, int]:
     return qa, int(section.get("max_new_tokens") or 48)
 
 
-def artifact_greedy(format: str, path: Path, model, tokenizer):
-    """greedy(ids, new_tokens) of the artifact in its own runtime."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    if format == "onnx":
-        return onnx_greedy(onnx_decoder(path), model, tokenizer)
-    if format == "gguf":
-        read = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-    else:
-        from tunesmith.export.bnb import load_kwargs
-
-        read = AutoModelForCausalLM.from_pretrained(path, **load_kwargs(path))
-    return torch_greedy(read.eval(), tokenizer)
-
-
 def qa_comparison(path: str, source, artifact, tokenizer, system: str | None, new_tokens: int) -> dict:
     items = load_qa(path)
     marks = []
@@ -69,11 +53,11 @@ def qa_comparison(path: str, source, artifact, tokenizer, system: str | None, ne
             "changed_questions": changed[:10]}
 
 
-def after_export(format: str, path: Path, loaded, check: dict, qa: str | None, new_tokens: int) -> dict:
-    """The comparison written into the manifest (`after_export`)."""
+def after_export(artifact, loaded, check: dict, qa: str | None, new_tokens: int) -> dict:
+    """The comparison written into the manifest (`after_export`); `artifact`: greedy(ids, new_tokens) of
+    the artifact in its own runtime (export.formats' `greedy`), needed when there is a QA file."""
     if qa:
         source = torch_greedy(loaded.model, loaded.tokenizer)
-        artifact = artifact_greedy(format, path, loaded.model, loaded.tokenizer)
         return {"measure": "qa_accuracy", **qa_comparison(qa, source, artifact, loaded.tokenizer, loaded.system,
                                                           new_tokens)}
     return {"measure": "greedy_agreement", "greedy_agreement": check["greedy_agreement"],
