@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tunesmith.config.section import Section
+from tunesmith.config.section import Section, paths_as_lists
 
 
 class CleanConfig(Section):
@@ -185,8 +185,4 @@ class DataConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _paths_as_lists(cls, values):
-        if isinstance(values, dict):
-            for key in ("train", "validation"):
-                if isinstance(values.get(key), str):
-                    values = {**values, key: [values[key]]}
-        return values
+        return paths_as_lists(values, ("train", "validation"))

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tunesmith.config.section import Section
+from tunesmith.config.section import Section, paths_as_lists
 
 
 class JudgeConfig(Section):
@@ -144,8 +144,4 @@ class ForgettingConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _paths_as_lists(cls, values):
-        if isinstance(values, dict):
-            for key in ("replay", "general_eval"):
-                if isinstance(values.get(key), str):
-                    values = {**values, key: [values[key]]}
-        return values
+        return paths_as_lists(values, ("replay", "general_eval"))
