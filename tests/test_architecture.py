@@ -14,7 +14,7 @@ import pytest
 from conftest import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.config import load_config
-from tunesmith.config.schema import METHODS, STAGES, DataConfig
+from tunesmith.config.schema import METHOD_NAMES, STAGE_NAMES, DataConfig
 from tunesmith.errors import ConfigError, DataError
 from tunesmith.stages.registry import STAGES as RECORDS
 from tunesmith.stages.registry import check_data_options, check_stage
@@ -98,13 +98,13 @@ def test_no_code_outside_stages_branches_on_a_stage_name():
             touches_stage = any(isinstance(s, ast.Attribute) and s.attr == "stage" for s in sides)
             literals = [c.value for s in sides for c in ([s] if isinstance(s, ast.Constant) else getattr(s, "elts", []))
                         if isinstance(c, ast.Constant) and isinstance(c.value, str)]
-            if (touches_stage and literals) or any(value in STAGES for value in literals):
+            if (touches_stage and literals) or any(value in STAGE_NAMES for value in literals):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(node)}")
     assert not offenders, "stage-name branching outside stages/:\n" + "\n".join(offenders)
 
 
 def test_every_stage_has_a_record_and_every_schema_stage_is_registered():
-    assert set(RECORDS) == set(STAGES)
+    assert set(RECORDS) == set(STAGE_NAMES)
     for name, record in RECORDS.items():
         assert record.name == name and record.data_kind in ("chat", "text", "rows")
         assert record.data_options <= set(DataConfig.model_fields), name
@@ -188,7 +188,7 @@ def test_max_samples_caps_every_row_stage(tmp_path, tiny_model_dir, stage):
 def test_methods_are_all_in_the_schema():
     from tunesmith.methods import REGISTRY
 
-    assert set(REGISTRY) == set(METHODS)
+    assert set(REGISTRY) == set(METHOD_NAMES)
 
 
 def test_checking_a_config_changes_nothing_in_the_environment(tmp_path, tiny_model_dir, facts_data, monkeypatch):

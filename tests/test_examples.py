@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from tunesmith.config import load_config
-from tunesmith.config.schema import METHODS, STAGES
+from tunesmith.config.schema import METHOD_NAMES, STAGE_NAMES
 from tunesmith.errors import ConfigError
 from tunesmith.stages.registry import check_stage, run_stage
 
@@ -50,8 +50,8 @@ def in_repository(monkeypatch, default_model_dir):
 
 def test_every_method_and_every_stage_has_an_example():
     configs = [load_config(path) for path in EXAMPLES]
-    assert set(METHODS) - {cfg.method for cfg in configs} == set()
-    assert set(STAGES) - {cfg.stage for cfg in configs} == set()
+    assert set(METHOD_NAMES) - {cfg.method for cfg in configs} == set()
+    assert set(STAGE_NAMES) - {cfg.stage for cfg in configs} == set()
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

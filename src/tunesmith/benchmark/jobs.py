@@ -57,7 +57,7 @@ def write_job(folder: Path, rows: int, val_rows: int, seed: int, min_tokens: int
 
 def token_facts(spec: dict) -> dict:
     """Real token lengths of the training rows as tunesmith tokenises them (the model's tokenizer)."""
-    from tunesmith.config.schema import DataConfig
+    from tunesmith.config.data import DataConfig
     from tunesmith.data.dataset import build_set
     from tunesmith.models.loader import load_tokenizer, resolve_model_path
 

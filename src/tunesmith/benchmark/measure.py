@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def _validation_rows(tokenizer, path: str, max_length: int):
-    from tunesmith.config.schema import DataConfig
+    from tunesmith.config.data import DataConfig
     from tunesmith.data.dataset import build_set
 
     return build_set(tokenizer, [path], DataConfig(max_length=max_length), cache_root=None).rows

@@ -95,7 +95,7 @@ def cmd_data_stats(args) -> int:
 
 
 def cmd_data_clean(args) -> int:
-    from tunesmith.config.schema import CleanConfig
+    from tunesmith.config.data import CleanConfig
     from tunesmith.data.clean import clean_sources
     from tunesmith.data.sources import resolve_sources
 
@@ -133,7 +133,7 @@ def cmd_data_preview(args) -> int:
 
 
 def register(verbs) -> None:
-    from tunesmith.config.schema import STAGES
+    from tunesmith.config.stages import STAGE_NAMES
 
     data = verbs.add_parser("data", help="Data tools: check, stats, preview, clean.")
     data_verbs = data.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
@@ -141,7 +141,7 @@ def register(verbs) -> None:
     def data_inputs(p):
         p.add_argument("inputs", nargs="+", metavar="CONFIG_OR_FILES",
                        help="A training YAML (its data section is used) or data files/folders.")
-        p.add_argument("--stage", default="sft", choices=list(STAGES),
+        p.add_argument("--stage", default="sft", choices=list(STAGE_NAMES),
                        help="Which stage the files are for (not with a YAML): how they are read and checked; mtl "
                             "also checks every row's task and counts rows per task.")
         p.add_argument("--format", default="auto", choices=["auto", "alpaca", "messages", "sharegpt", "multitask", "prompt_completion"])

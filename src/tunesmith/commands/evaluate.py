@@ -58,7 +58,7 @@ def cmd_eval(args) -> int:
     from tunesmith.stages.registry import get_stage
 
     if args.compare:
-        from tunesmith.config.schema import JudgeConfig
+        from tunesmith.config.evaluation import JudgeConfig
 
         judge = JudgeConfig(model=args.judge, template=args.judge_template) if args.judge else None
         html = compare_runs(args.compare, args.output or "eval-compare", judge)

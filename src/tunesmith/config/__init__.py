@@ -8,11 +8,13 @@ from tunesmith.config.loader import (
     load_config,
     validate_config,
 )
-from tunesmith.config.schema import METHODS, STAGES, TunesmithConfig
+from tunesmith.config.methods import METHOD_NAMES
+from tunesmith.config.schema import TunesmithConfig
+from tunesmith.config.stages import STAGE_NAMES
 
 __all__ = [
-    "METHODS",
-    "STAGES",
+    "METHOD_NAMES",
+    "STAGE_NAMES",
     "TunesmithConfig",
     "apply_overrides",
     "config_hash",

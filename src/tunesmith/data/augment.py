@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 
-from tunesmith.config.schema import AugmentConfig
+from tunesmith.config.data import AugmentConfig
 from tunesmith.data.clean import script_of
 from tunesmith.data.formats import Conversation
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tunesmith.config.schema import DataConfig
+from tunesmith.config.data import DataConfig
 from tunesmith.data import cache
 from tunesmith.data.augment import augment_all
 from tunesmith.data.clean import clean_conversations, clean_documents

@@ -7,7 +7,7 @@ says which set it reads; a stage may support fewer (mtl cannot pack rows of diff
 
 from __future__ import annotations
 
-from tunesmith.config.schema import DataConfig
+from tunesmith.config.data import DataConfig
 
 # Where the rows come from, how many, and what happens to bad or long ones: every kind of data.
 SOURCES = frozenset({"train", "validation", "registry", "weights", "columns", "max_samples", "val_split", "on_error",

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunesmith.config.schema import DataConfig
+from tunesmith.config.data import DataConfig
 from tunesmith.data.dataset import fingerprint
 from tunesmith.data.preference import check_kto_labels, to_kto_row, to_pair, to_prompt_row
 from tunesmith.data.rejects import Rejects, iter_converted

@@ -15,7 +15,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from tunesmith.config.schema import DataConfig
+from tunesmith.config.data import DataConfig
 from tunesmith.data.augment import augment_conversation
 from tunesmith.data.clean import clean_conversations, clean_documents
 from tunesmith.data.formats import conversation_converter

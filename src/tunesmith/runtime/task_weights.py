@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from tunesmith.config.schema import MtlConfig
+from tunesmith.config.stages import MtlConfig
 
 
 class FixedWeights:

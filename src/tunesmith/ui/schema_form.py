@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel
 
 from tunesmith.config.loader import validate_config
-from tunesmith.config.schema import METHOD_SECTIONS, STAGES, TunesmithConfig
+from tunesmith.config.schema import METHOD_SECTIONS, STAGE_NAMES, TunesmithConfig
 from tunesmith.errors import ConfigError
 
 ALWAYS = ("stage", "method", "output_dir")  # written even when equal to the default
@@ -117,7 +117,7 @@ def section_applies(section: str, stage: str, method: str) -> bool:
     """Whether a section belongs in a config of this stage and method (others would be refused)."""
     if section in METHOD_SECTIONS:
         return method in METHOD_SECTIONS[section]
-    if section in STAGES:
+    if section in STAGE_NAMES:
         return section == stage
     return True
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from tunesmith.config.schema import STAGES
+from tunesmith.config.stages import STAGE_NAMES
 from tunesmith.errors import TunesmithError
 from tunesmith.ui.i18n import text
 from tunesmith.ui.jobs import data_report
@@ -21,7 +21,7 @@ def build(ctx, labels) -> gr.Textbox:
             path = labels(gr.Textbox(label=text("data_path", "en"), elem_id="data-path"), "data_path")
             model = labels(gr.Textbox("default", label=text("tokenizer_model", "en"), elem_id="data-model"),
                            "tokenizer_model")
-            stage = labels(gr.Dropdown(list(STAGES), value="sft", label=text("data_stage", "en")), "data_stage")
+            stage = labels(gr.Dropdown(list(STAGE_NAMES), value="sft", label=text("data_stage", "en")), "data_stage")
             check = labels(gr.Button(text("check", "en"), variant="primary", elem_id="data-check"), "check", "value")
     result = labels(gr.Textbox(label=text("check_result", "en"), lines=8, elem_id="data-result"), "check_result")
     with gr.Row():
