@@ -127,7 +127,8 @@ def test_local_and_endpoint_judges(position_a_judge, tiny_model_dir):
 
     from test_serve import Server
     from tunesmith.methods.load import load_for_inference
-    from tunesmith.serve.api import ModelHost, create_app
+    from tunesmith.serve.api import create_app
+    from tunesmith.serve.host import ModelHost
 
     candidate, baseline = _replies(["Paris", "Red", "Eight"]), _replies(["Lyon", "Green", "Six"])
     judge = LocalJudge(str(position_a_judge))

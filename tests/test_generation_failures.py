@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from tunesmith.models.loader import LoadedModel
-from tunesmith.serve.api import ModelHost, create_app
+from tunesmith.serve.api import create_app
+from tunesmith.serve.host import ModelHost
 from tunesmith.serve.batcher import Batcher, Job, Sampling
 from tunesmith.serve.chat import chat_loop, prompt_tokens
 

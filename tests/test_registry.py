@@ -45,7 +45,8 @@ def test_register_alias_serve_by_alias_and_roll_back(store, capsys):
     from transformers import AutoModelForCausalLM
 
     from tunesmith.methods.load import load_for_inference
-    from tunesmith.serve.api import ModelHost, create_app
+    from tunesmith.serve.api import create_app
+    from tunesmith.serve.host import ModelHost
     from test_serve import Server
 
     registry = Registry()

@@ -16,7 +16,8 @@ from tunesmith.errors import ConfigError
 from tunesmith.models.lora_set import LoraSet
 from tunesmith.methods.load import load_for_inference
 from tunesmith.models.loader import load_causal_lm
-from tunesmith.serve.api import ModelHost, create_app, serve
+from tunesmith.serve.api import create_app, serve
+from tunesmith.serve.host import ModelHost
 
 from test_multi_adapter import train_adapter
 

@@ -12,7 +12,8 @@ import pytest
 from tunesmith.errors import ConfigError
 from tunesmith.methods.load import load_for_inference
 from tunesmith.serve.access import open_log
-from tunesmith.serve.api import ModelHost, create_app
+from tunesmith.serve.api import create_app
+from tunesmith.serve.host import ModelHost
 from tunesmith.serve.vllm_engine import vllm_command
 
 from test_serve import Server, post

@@ -7,7 +7,8 @@ import openai
 import pytest
 
 from tunesmith.methods.load import load_for_inference
-from tunesmith.serve.api import ModelHost, create_app
+from tunesmith.serve.api import create_app
+from tunesmith.serve.host import ModelHost
 
 from test_serve import Server, post
 

@@ -9,7 +9,8 @@ import pytest
 
 from tunesmith.cli import main
 from tunesmith.methods.load import load_for_inference
-from tunesmith.serve.api import ModelHost, create_app
+from tunesmith.serve.api import create_app
+from tunesmith.serve.host import ModelHost
 from tunesmith.serve.requests import ApiError
 from tunesmith.serve.tools import parse_reply, template_messages, tool_request
 

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from tunesmith.methods.load import load_for_inference
-from tunesmith.serve.api import ModelHost, ServerState, create_app
+from tunesmith.serve.api import create_app
+from tunesmith.serve.host import ModelHost, ServerState
 
 from test_serve import Server, _free_port, post
 

@@ -30,7 +30,8 @@ def cmd_chat(args) -> int:
 
 def cmd_serve(args) -> int:
     from tunesmith.errors import ConfigError
-    from tunesmith.serve.api import ModelHost, refuse_open_without_key, serve
+    from tunesmith.serve.api import refuse_open_without_key, serve
+    from tunesmith.serve.host import ModelHost
 
     api_key = args.api_key or os.environ.get("TUNESMITH_API_KEY") or None
     if args.adapter and args.model != "default":
