@@ -14,6 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+if [ -x .venv/bin/ruff ]; then .venv/bin/ruff check src tests scripts || exit 1; fi
 restricted=(-m trains)
 rest=()
 for ((i = 1; i <= $#; i++)); do
