@@ -4,6 +4,8 @@ and the run manifest, with how many lost their reply's end-of-turn token."""
 import json
 import logging
 
+import pytest
+
 from tunesmith.cli import main
 from tunesmith.config.schema import DataConfig
 from tunesmith.data import dataset
@@ -43,6 +45,7 @@ def test_data_check_reports_truncated_rows(tmp_path, default_model_dir, capsys):
         in capsys.readouterr().out
 
 
+@pytest.mark.trains
 def test_the_run_logs_and_records_truncated_rows(tmp_path, tiny_model_dir, caplog):
     path = write_jsonl(tmp_path / "a.jsonl", ROWS + [LONG_REPLY])
     out = tmp_path / "run"

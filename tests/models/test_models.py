@@ -12,6 +12,7 @@ from tunesmith.methods.load import load_for_inference
 from tunesmith.models.loader import resolve_model_path
 
 
+@pytest.mark.trains  # samples the embedded model
 def test_conversion_gives_a_plain_safetensors_folder(default_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -151,6 +151,7 @@ def test_a_partial_folder_is_cleared_only_when_a_run_wrote_it(tmp_path):
 
 # --- through the CLI: rerunning a stopped run continues it --------------------------------------------
 
+@pytest.mark.trains
 def test_rerunning_a_stopped_run_continues_from_its_checkpoint(tmp_path, tiny_model_dir, capsys):
     data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Q {i}?", "output": f"A {i}."} for i in range(8)])
     out = tmp_path / "run"
