@@ -12,7 +12,8 @@ from tunesmith.data import dataset
 from tunesmith.data.dataset import build_set
 from tunesmith.data.report import describe
 
-from helpers.files import write_config, write_jsonl
+from helpers.configs import tiny_run
+from helpers.files import write_jsonl
 
 ROWS = [{"instruction": f"Question {i}?", "output": f"Answer {i}."} for i in range(6)]
 LONG_REPLY = {"instruction": "Count.", "output": "one two three " * 40}
@@ -48,22 +49,8 @@ def test_data_check_reports_truncated_rows(tmp_path, default_model_dir, capsys):
 @pytest.mark.trains
 def test_the_run_logs_and_records_truncated_rows(tmp_path, tiny_model_dir, caplog):
     path = write_jsonl(tmp_path / "a.jsonl", ROWS + [LONG_REPLY])
-    out = tmp_path / "run"
-    config = write_config(tmp_path / "run.yaml", f"""\
-output_dir: {out}
-model:
-  name_or_path: {tiny_model_dir}
-data:
-  train: {path}
-  max_length: 64
-  cache: false
-training:
-  max_steps: 1
-  batch_size: 2
-  mixed_precision: "no"
-eval:
-  compare_base: false
-""")
+    config, out = tiny_run(tmp_path, tiny_model_dir, path, data={"cache": False},
+                           training={"max_steps": 1, "logging_steps": None})
     with caplog.at_level(logging.WARNING, logger="tunesmith"):
         assert main(["train", str(config)]) == 0
     assert any("1 row(s) of" in r.message and "were truncated to data.max_length=64" in r.message

@@ -32,7 +32,8 @@ def tiny_run(tmp_path: Path, model, train, name: str = "run", compare_base: bool
             config[key] = {k: v for k, v in merged.items() if v is not None}
         else:
             config[key] = value
-    return write_config(tmp_path / f"{name}.yaml", yaml.safe_dump(config, sort_keys=False)), out
+    first = {k: config.pop(k) for k in ("stage", "method") if k in config}  # read first, as in the examples
+    return write_config(tmp_path / f"{name}.yaml", yaml.safe_dump({**first, **config}, sort_keys=False)), out
 
 
 def method_config(tmp_path, tiny_model_dir, data, method, section="", name=None, epochs=8) -> tuple[Path, Path]:

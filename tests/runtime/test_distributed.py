@@ -9,7 +9,8 @@ from safetensors.torch import load_file
 
 from tunesmith.cli import main
 
-from helpers.files import write_config, write_jsonl
+from helpers.configs import tiny_run
+from helpers.files import write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -21,27 +22,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tiny_model
     data = write_jsonl(tmp_path / "train.jsonl", rows)
     outs = {}
     for nproc, batch in ((1, 8), (2, 4)):
-        out = tmp_path / f"p{nproc}"
-        config = write_config(tmp_path / f"p{nproc}.yaml", f"""\
-stage: sft
-method: full
-output_dir: {out}
-model:
-  name_or_path: {tiny_model_dir}
-data:
-  train: {data}
-  max_length: 64
-training:
-  max_steps: 3
-  batch_size: {batch}
-  nproc: {nproc}
-  learning_rate: 0.001
-  logging_steps: 1
-  mixed_precision: "no"
-  group_by_length: false
-eval:
-  compare_base: false
-""")
+        config, out = tiny_run(tmp_path, tiny_model_dir, data, name=f"p{nproc}", stage="sft", method="full",
+                               training={"max_steps": 3, "batch_size": batch, "nproc": nproc, "learning_rate": 0.001,
+                                         "group_by_length": False})
         assert main(["train", str(config)]) == 0, capsys.readouterr()
         outs[nproc] = out
     printed = capsys.readouterr().out

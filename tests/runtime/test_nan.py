@@ -10,6 +10,7 @@ from transformers import TrainerControl, TrainerState, get_cosine_schedule_with_
 from tunesmith.cli import main
 from tunesmith.runtime.nan_guard import NonFiniteGuard, NonFiniteLoss
 
+from helpers.configs import tiny_run
 from helpers.files import write_config
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
@@ -62,25 +63,9 @@ def test_error_names_the_step_and_parameter():
 
 
 def test_a_diverging_run_stops_with_the_step_named(tmp_path, tiny_model_dir, facts_data, capsys):
-    out = tmp_path / "out"
-    config = write_config(tmp_path / "c.yaml", f"""\
-stage: sft
-method: full
-output_dir: {out}
-model:
-  name_or_path: {tiny_model_dir}
-data:
-  train: {facts_data['train']}
-  max_length: 64
-training:
-  max_steps: 8
-  batch_size: 4
-  learning_rate: 1.0e+30
-  max_grad_norm: 1.0e+30
-  mixed_precision: "no"
-eval:
-  compare_base: false
-""")
+    config, out = tiny_run(tmp_path, tiny_model_dir, facts_data["train"], name="out", stage="sft", method="full",
+                           training={"max_steps": 8, "batch_size": 4, "learning_rate": 1.0e+30, "max_grad_norm": 1.0e+30,
+                                     "logging_steps": None})
     assert main(["train", str(config)]) == 2
     err = capsys.readouterr().err
     assert "non-finite gradient at optimiser step" in err and "training.nan=skip" in err
@@ -89,23 +74,9 @@ eval:
 
 def _four_logged_steps(tmp_path, out, tiny_model_dir, facts_data, report: str):
     """A 4-step LoRA run on the facts data that logs every step to `report`."""
-    return write_config(tmp_path / f"{report}.yaml", f"""\
-stage: sft
-method: lora
-output_dir: {out}
-model:
-  name_or_path: {tiny_model_dir}
-data:
-  train: {facts_data['train']}
-  max_length: 64
-training:
-  max_steps: 4
-  batch_size: 4
-  logging_steps: 1
-  report_to: [{report}]
-eval:
-  compare_base: false
-""")
+    config, _ = tiny_run(tmp_path, tiny_model_dir, facts_data["train"], name=report, output_dir=str(out), stage="sft",
+                         method="lora", training={"batch_size": 4, "report_to": [report], "mixed_precision": None})
+    return config
 
 
 def test_tensorboard_logging(tmp_path, tiny_model_dir, facts_data):

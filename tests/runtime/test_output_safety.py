@@ -11,6 +11,7 @@ from tunesmith.errors import ConfigError, OutputError
 from tunesmith.runtime.checkpoints import checkpoints, choose_resume, write_manifest
 from tunesmith.runtime.outputs import OutputFolder
 
+from helpers.configs import tiny_run
 from helpers.files import write_config, write_jsonl
 from helpers.training import stop_when
 
@@ -154,23 +155,8 @@ def test_a_partial_folder_is_cleared_only_when_a_run_wrote_it(tmp_path):
 @pytest.mark.trains
 def test_rerunning_a_stopped_run_continues_from_its_checkpoint(tmp_path, tiny_model_dir, capsys):
     data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Q {i}?", "output": f"A {i}."} for i in range(8)])
-    out = tmp_path / "run"
-    config = write_config(tmp_path / "run.yaml", f"""\
-output_dir: {out}
-model:
-  name_or_path: {tiny_model_dir}
-data:
-  train: {data}
-  max_length: 96
-  cache: false
-training:
-  max_steps: 6
-  batch_size: 2
-  logging_steps: 1
-  mixed_precision: "no"
-eval:
-  compare_base: false
-""")
+    config, out = tiny_run(tmp_path, tiny_model_dir, data, data={"max_length": 96, "cache": False},
+                           training={"max_steps": 6})
     partial = out.with_name("run.partial")
     stop_when(out, 2)
     assert main(["train", str(config)]) == 3
