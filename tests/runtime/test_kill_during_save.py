@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 from tunesmith.cli import main
 from tunesmith.runtime.checkpoints import MANIFEST, checkpoints, newest_valid
 
-from helpers.files import write_config, write_jsonl
+from helpers.configs import tiny_run
+from helpers.files import write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -83,19 +84,10 @@ def _config(tmp_path, name, tiny_model_dir):
     rows = [{"instruction": f"Question number {i}?" + " more" * (i % 5), "output": f"Answer {i}." + " yes" * (i % 3)}
             for i in range(18)]
     data = write_jsonl(tmp_path / "train.jsonl", rows)
-    out = tmp_path / name
-    config = write_config(tmp_path / f"{name}.yaml", f"""\
-stage: sft
-method: lora
-output_dir: {out}
-model: {{name_or_path: {tiny_model_dir}}}
-data: {{train: {data}, max_length: 64, cache: false}}
-lora: {{r: 4, alpha: 8, dropout: 0.1}}
-training: {{max_steps: 8, batch_size: 2, gradient_accumulation: 2, learning_rate: 0.005, logging_steps: 1,
-           mixed_precision: "no", group_by_length: false, seed: 3}}
-eval: {{compare_base: false}}
-""")
-    return config, out
+    return tiny_run(tmp_path, tiny_model_dir, data, name=name, stage="sft", method="lora", data={"cache": False},
+                    lora={"r": 4, "alpha": 8, "dropout": 0.1},
+                    training={"max_steps": 8, "gradient_accumulation": 2, "learning_rate": 0.005, "group_by_length": False,
+                              "seed": 3})
 
 
 def _losses(out):
