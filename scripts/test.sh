@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install and run the whole test suite (CPU, offline; slow-marked tests included), in two passes:
+# Install and run the whole test suite (CPU, offline; slow-marked tests included), in two passes
+# (after `ruff check`, where .venv has ruff):
 #   1. every test, on this CPU as it is;
 #   2. the tests that train or sample (marked `trains`) again, with the CPU restricted to AVX2
 #      (ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2): what a user with an AVX2-only CPU gets
