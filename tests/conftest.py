@@ -6,8 +6,6 @@ is reused for tiny Llama models (2 layers, hidden 64) that train in seconds on a
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,8 @@ import pytest
 from tunesmith.models.default import default_model_path
 from tunesmith.models.tiny import build_tiny_model
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.data import HELD_OUT, QUESTIONS, preference_pairs
+from helpers.files import write_config, write_jsonl
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,11 +52,6 @@ def tiny_model_dir(default_model_dir, tmp_path_factory) -> Path:
     return build_tiny_model(default_model_dir, tmp_path_factory.mktemp("tiny") / "model", initializer_range=0.3)
 
 
-# The RL tests' task: "Is item N ready?" answered "yes" or "no"; GRPO and PPO reward one answer.
-QUESTIONS = [f"Is item {i} ready?" for i in range(8)]
-HELD_OUT = [f"Is item {i} ready?" for i in (20, 21, 22, 23)]
-
-
 @pytest.fixture(scope="session")
 def coin(tiny_model_dir, tmp_path_factory):
     """A tiny policy that answers "yes" or "no" at random (SFT on both answers to every question), and
@@ -84,11 +78,6 @@ training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler
     return folder / "model", target
 
 
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
 @pytest.fixture()
 def facts_data(tmp_path) -> dict[str, Path]:
     """A small alpaca train/validation set and a QA file."""
@@ -106,34 +95,9 @@ def facts_data(tmp_path) -> dict[str, Path]:
     }
 
 
-def write_config(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def assert_only_last_layer_trained(out: Path, base: Path) -> None:
-    """A `method: freeze` (trainable_layers 1, a 2-layer model) output: the first decoder layer and the
-    (tied) embeddings are bit-identical to the base's, the last layer changed."""
-    import torch
-    from safetensors.torch import load_file
-
-    trained, original = load_file(str(out / "model.safetensors")), load_file(str(base / "model.safetensors"))
-    frozen = [k for k in original if k.startswith("model.layers.0.")] + ["model.embed_tokens.weight"]
-    assert len(frozen) > 1 and all(torch.equal(trained[k], original[k]) for k in frozen), \
-        [k for k in frozen if not torch.equal(trained[k], original[k])]
-    last = [k for k in original if k.startswith("model.layers.1.")]
-    assert any(not torch.equal(trained[k], original[k]) for k in last)
-
-
-# The browser tests (UI, eval report): the distribution's Chromium driven by playwright, never a
-# downloaded browser; without the network flags Chromium keeps trying hosts this machine cannot reach.
-CHROMIUM = os.environ.get("TUNESMITH_CHROMIUM", "/usr/bin/chromium")
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def skip_without_chromium() -> None:
-    """Skip the calling test module (at import) when the distribution's Chromium is missing."""
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM} (scripts/setup.sh installs the distribution's package)",
-                    allow_module_level=True)
+@pytest.fixture()
+def dpo_data(tmp_path) -> tuple[Path, Path]:
+    """Preference train/validation files: the polite answer chosen over the rude one."""
+    train = preference_pairs([f"Question number {i}: how do I do task {i}?" for i in range(12)])
+    val = preference_pairs(["Can you explain photosynthesis?", "What is a prime number?", "How do tides work?"])
+    return write_jsonl(tmp_path / "train.jsonl", train), write_jsonl(tmp_path / "val.jsonl", val)

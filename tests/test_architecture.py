@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_config, write_jsonl
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.config import load_config
 from tunesmith.config.schema import METHOD_NAMES, STAGE_NAMES, DataConfig

@@ -3,7 +3,7 @@
 Prompts are rendered with the tokenizer's chat template, sorted by token length and left-padded
 into batches of up to `batch_size` prompts of similar length (none shorter than half the batch's
 longest, so one long prompt does not make a batch of short ones pad to its length); the replies
-come back in the input order. Greedy batched replies equal one-at-a-time ones (tests/test_eval_generation.py).
+come back in the input order. Greedy batched replies equal one-at-a-time ones (tests/eval/test_eval_generate.py).
 A progress bar (tqdm, on a terminal) counts the rows.
 """
 

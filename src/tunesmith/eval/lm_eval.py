@@ -11,7 +11,7 @@ The model already loaded for evaluation (a base, a full output, a LoRA output wi
 merged) is wrapped in lm-eval's `HFLM` with its tokenizer and run by `lm_eval.simple_evaluate`;
 nothing is loaded twice. A local task YAML reads its data with `dataset_path: json` (or `csv`) and
 `dataset_kwargs: {data_files: ...}`: datasets' packaged builders read the files without the hub
-(tests/test_eval_lm_eval.py runs with the hub switched off). A relative `data_files` path is resolved
+(tests/eval/test_eval_lm_eval.py runs with the hub switched off). A relative `data_files` path is resolved
 against the YAML's folder (lm-eval alone would resolve it against the working directory). Set
 `HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1` in the environment to make any task that would download
 fail at once; lm-eval's own tasks (MMLU, HellaSwag ...) need their datasets in the HF cache.

@@ -34,7 +34,7 @@ from torch import nn
 
 from tunesmith.errors import ModelError
 
-FAMILIES = ("llama",)  # verified by tests/test_export_onnx.py; other decoders are refused by name
+FAMILIES = ("llama",)  # verified by tests/export/test_export_onnx.py; other decoders are refused by name
 MODEL_FILE = {"f32": "model.onnx", "int8": "model-int8.onnx", "q8_0": "model-q8_0.onnx", "q4_0": "model-q4_0.onnx"}
 BLOCK = 32  # weights per quantisation block of q8_0 / q4_0 (GGUF's block size)
 _PROTOBUF_LIMIT = 2 * 1024**3  # one ONNX protobuf file holds at most 2 GB: larger weights go beside it

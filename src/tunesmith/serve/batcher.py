@@ -11,7 +11,7 @@ length); otherwise every running request gets its next token from one forward pa
 cancelled requests leave the batch at once (their rows of the cache are dropped, and cache columns
 no row uses any more are cut). Position ids come from each row's attention mask, so a request's
 tokens see the same positions and the same keys as when it runs alone: greedy results equal
-`model.generate` on the request alone (tests/test_serve_batching.py).
+`model.generate` on the request alone (tests/serve/test_serve_batching.py).
 
 Each request keeps its own sampling options (temperature, top_p, seed through its own
 torch.Generator, presence/frequency penalties, logprobs). Several LoRA adapters of one base share a
