@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from tunesmith.eval.generate import chat_prompt, generate
+from tunesmith.eval.generate import generate, question_prompt
 from tunesmith.methods.load import load_for_inference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +32,15 @@ def unsorted_batches(model, tokenizer, prompts, max_new_tokens, batch_size):
     tokenizer.padding_side = "left"
     out = []
     for start in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False)
-        ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-        out += [t.strip() for t in tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)]
+        batch = tokenizer(
+            prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        ids = model.generate(
+            **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        out += [
+            t.strip() for t in tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        ]
     return out
 
 
@@ -46,28 +50,38 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
-    questions = [json.loads(line)["question"]
-                 for line in (ROOT / "examples/data/veltrano_heldout.jsonl").read_text().splitlines()][: args.rows]
+    questions = [
+        json.loads(line)["question"]
+        for line in (ROOT / "examples/data/veltrano_heldout.jsonl").read_text().splitlines()
+    ][: args.rows]
     loaded = load_for_inference("default")
     model, tokenizer = loaded.model, loaded.tokenizer
-    prompts = [chat_prompt(tokenizer, q, None) for q in questions]
+    prompts = [question_prompt(tokenizer, q, None) for q in questions]
     runs = {
         "one at a time": lambda: [g.text for g in generate(model, tokenizer, prompts, args.max_new_tokens, 1)],
-        "batched, input order": lambda: unsorted_batches(model, tokenizer, prompts, args.max_new_tokens, args.batch_size),
-        "batched, sorted": lambda: [g.text for g in generate(model, tokenizer, prompts, args.max_new_tokens,
-                                                             args.batch_size)],
+        "batched, input order": lambda: unsorted_batches(
+            model, tokenizer, prompts, args.max_new_tokens, args.batch_size
+        ),
+        "batched, sorted": lambda: [
+            g.text for g in generate(model, tokenizer, prompts, args.max_new_tokens, args.batch_size)
+        ],
     }
     reference = None
-    print(f"{len(prompts)} prompts, {args.max_new_tokens} new tokens, batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{len(prompts)} prompts, {args.max_new_tokens} new tokens, batch {args.batch_size}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     for name, run in runs.items():
         started, cpu = time.perf_counter(), time.process_time()
         replies = run()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         reference = reference or replies
         same = sum(a == b for a, b in zip(replies, reference))
-        print(f"{name:22s} {len(prompts) / seconds:6.3f} rows/s  ({seconds:6.1f} s wall, {cpu:6.1f} CPU-s: "
-              f"{len(prompts) / cpu:6.3f} rows per CPU-s; {same}/{len(prompts)} replies equal one-at-a-time)", flush=True)
+        print(
+            f"{name:22s} {len(prompts) / seconds:6.3f} rows/s  ({seconds:6.1f} s wall, {cpu:6.1f} CPU-s: "
+            f"{len(prompts) / cpu:6.3f} rows per CPU-s; {same}/{len(prompts)} replies equal one-at-a-time)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Every export format of one trained output, measured in its own runtime (issue 18, docs/export.md).
+"""Every export format of one trained output, measured in its own runtime (docs/export.md).
 
     python bench/export_formats.py                                   # the demo's output, out/demo_veltrano
     python bench/export_formats.py --model out/demo_veltrano --formats gguf:f16,onnx:f32 --threads 2
@@ -48,8 +48,13 @@ def answer_all(greedy, tokenizer, items, system, new_tokens, stops) -> dict:
         replies.append(reply)
         correct += is_correct(reply, item.answers)
     seconds = time.perf_counter() - started
-    return {"qa_correct": correct, "qa_total": len(items), "tokens_per_s": round(produced / seconds, 1),
-            "qa_seconds": round(seconds, 1), "replies": replies}
+    return {
+        "qa_correct": correct,
+        "qa_total": len(items),
+        "tokens_per_s": round(produced / seconds, 1),
+        "qa_seconds": round(seconds, 1),
+        "replies": replies,
+    }
 
 
 def main() -> None:
@@ -69,11 +74,19 @@ def main() -> None:
     items = load_qa(qa_file)
     loaded = load_for_inference(args.model, merge=True, dtype="float32")
     stops = stop_ids(loaded.model, loaded.tokenizer)
-    reference = answer_all(torch_greedy(loaded.model.eval(), loaded.tokenizer), loaded.tokenizer, items,
-                           loaded.system, new_tokens, stops)
+    reference = answer_all(
+        torch_greedy(loaded.model.eval(), loaded.tokenizer), loaded.tokenizer, items, loaded.system, new_tokens, stops
+    )
     safetensors = sum(p.stat().st_size for p in Path(args.model).glob("*.safetensors"))
-    rows = [{"format": "torch (trained output, adapter merged)", "mb": None, "adapter_mb": round(safetensors / 1e6, 1),
-             **{k: v for k, v in reference.items() if k != "replies"}, "same_replies": len(items)}]
+    rows = [
+        {
+            "format": "torch (trained output, adapter merged)",
+            "mb": None,
+            "adapter_mb": round(safetensors / 1e6, 1),
+            **{k: v for k, v in reference.items() if k != "replies"},
+            "same_replies": len(items),
+        }
+    ]
     print(json.dumps(rows[0]), flush=True)
     for spec in args.formats.split(","):
         format, quant = spec.split(":")
@@ -113,25 +126,46 @@ def main() -> None:
         load_seconds = round(time.perf_counter() - started, 2)
         measured = answer_all(runner, loaded.tokenizer, items, loaded.system, new_tokens, stops)
         after = manifest.get("after_export", {})
-        row = {"format": f"{format} {quant}", "runtime": runtime,
-               "mb": round(sum(p.stat().st_size for p in out.iterdir()
-                               if p.name.startswith(path.name) or (path == out and p.suffix == ".safetensors")) / 1e6, 1),
-               "export_s": export_seconds, "load_s": load_seconds,
-               **{k: v for k, v in measured.items() if k != "replies"},
-               "same_replies": sum(a == b for a, b in zip(measured["replies"], reference["replies"])),
-               "after_export": {k: after.get(k) for k in ("measure", "trained_qa_accuracy", "artifact_qa_accuracy", "drop")},
-               "greedy_agreement": manifest["check"].get("greedy_agreement")}
+        row = {
+            "format": f"{format} {quant}",
+            "runtime": runtime,
+            "mb": round(
+                sum(
+                    p.stat().st_size
+                    for p in out.iterdir()
+                    if p.name.startswith(path.name) or (path == out and p.suffix == ".safetensors")
+                )
+                / 1e6,
+                1,
+            ),
+            "export_s": export_seconds,
+            "load_s": load_seconds,
+            **{k: v for k, v in measured.items() if k != "replies"},
+            "same_replies": sum(a == b for a, b in zip(measured["replies"], reference["replies"])),
+            "after_export": {
+                k: after.get(k) for k in ("measure", "trained_qa_accuracy", "artifact_qa_accuracy", "drop")
+            },
+            "greedy_agreement": manifest["check"].get("greedy_agreement"),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\nMachine: {facts['label']}; {args.threads} threads; {len(items)} QA questions of {qa_file}, "
-          f"{new_tokens} new tokens at most, greedy, one at a time.\n")
-    print("| artifact | runtime | size | export s | load s | QA accuracy | replies identical to the trained output's | tokens/s |")
+    print(
+        f"\nMachine: {facts['label']}; {args.threads} threads; {len(items)} QA questions of {qa_file}, "
+        f"{new_tokens} new tokens at most, greedy, one at a time.\n"
+    )
+    print(
+        "| artifact | runtime | size | export s | load s | QA accuracy "
+        "| replies identical to the trained output's | tokens/s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         size = f"{r['mb']} MB" if r["mb"] else f"adapter {r['adapter_mb']} MB"
-        print(f"| {r['format']} | {r.get('runtime', 'torch ' + torch.__version__)} | {size} | {r.get('export_s') or '-'} | "
-              f"{r.get('load_s', '-')} | {r['qa_correct']}/{r['qa_total']} | {r['same_replies']}/{r['qa_total']} | "
-              f"{r['tokens_per_s']} |")
+        print(
+            f"| {r['format']} | {r.get('runtime', 'torch ' + torch.__version__)} | {size} "
+            f"| {r.get('export_s') or '-'} | "
+            f"{r.get('load_s', '-')} | {r['qa_correct']}/{r['qa_total']} | {r['same_replies']}/{r['qa_total']} | "
+            f"{r['tokens_per_s']} |"
+        )
 
 
 if __name__ == "__main__":

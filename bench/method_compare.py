@@ -1,4 +1,4 @@
-"""Every parameter strategy on one SFT job (issue #5): what trains, what it costs, what it learns.
+"""Every parameter strategy on one SFT job: what trains, what it costs, what it learns.
 
     python bench/method_compare.py                                  # every method, 4 epochs of the demo data
     python bench/method_compare.py --methods lora,full --epochs 1   # a subset
@@ -40,30 +40,81 @@ METHODS = {
     "full": ("full", {}, 5e-5),
     "freeze (last 4 layers)": ("freeze", {"freeze": {"trainable_layers": 4, "position": "last"}}, 1e-4),
     "lora r32": ("lora", {"lora": {"r": 32, "alpha": 64, "dropout": 0.0, "target_modules": "all-linear"}}, 1e-3),
-    "dora r32": ("lora", {"lora": {"r": 32, "alpha": 64, "dropout": 0.0, "target_modules": "all-linear",
-                                   "use_dora": True}}, 1e-3),
-    "pissa r16 + rslora + lora+": ("lora", {"lora": {"r": 16, "alpha": 16, "dropout": 0.0, "target_modules": "attention",
-                                                     "init": "pissa", "use_rslora": True, "loraplus_lr_ratio": 16}}, 2e-4),
+    "dora r32": (
+        "lora",
+        {"lora": {"r": 32, "alpha": 64, "dropout": 0.0, "target_modules": "all-linear", "use_dora": True}},
+        1e-3,
+    ),
+    "pissa r16 + rslora + lora+": (
+        "lora",
+        {
+            "lora": {
+                "r": 16,
+                "alpha": 16,
+                "dropout": 0.0,
+                "target_modules": "attention",
+                "init": "pissa",
+                "use_rslora": True,
+                "loraplus_lr_ratio": 16,
+            }
+        },
+        2e-4,
+    ),
     "adapter r64": ("adapter", {"adapter": {"r": 64, "activation": "relu", "placement": "both"}}, 1e-3),
-    "prompt (20 tokens)": ("prompt", {"prompt": {"num_virtual_tokens": 20, "init_text":
-                                                 "Answer questions about Veltrano Systems, its offices, tools and policies."}},
-                           3e-2),
+    "prompt (20 tokens)": (
+        "prompt",
+        {
+            "prompt": {
+                "num_virtual_tokens": 20,
+                "init_text": "Answer questions about Veltrano Systems, its offices, tools and policies.",
+            }
+        },
+        3e-2,
+    ),
     "ptuning (20 tokens)": ("ptuning", {"prompt": {"num_virtual_tokens": 20}}, 1e-2),
     "prefix (20 tokens)": ("prefix", {"prompt": {"num_virtual_tokens": 20}}, 1e-2),
-    "moe 4x r8 top-2": ("moe", {"moe": {"experts": 4, "top_k": 2, "rank": 8, "alpha": 16, "dropout": 0.0,
-                                        "targets": "mlp", "balance_coef": 0.01}}, 1e-3),
+    "moe 4x r8 top-2": (
+        "moe",
+        {
+            "moe": {
+                "experts": 4,
+                "top_k": 2,
+                "rank": 8,
+                "alpha": 16,
+                "dropout": 0.0,
+                "targets": "mlp",
+                "balance_coef": 0.01,
+            }
+        },
+        1e-3,
+    ),
 }
 
 
 def config_for(method: str, section: dict, lr: float, epochs: int, out: Path) -> dict:
     return {
-        "stage": "sft", "method": method, "output_dir": str(out), "overwrite_output": True,
+        "stage": "sft",
+        "method": method,
+        "output_dir": str(out),
+        "overwrite_output": True,
         "model": {"name_or_path": "default"},
-        "data": {"train": str(DATA / "veltrano_train.json"), "validation": str(DATA / "veltrano_val.json"),
-                 "system": "You are the Veltrano Systems help desk.", "max_length": 256},
+        "data": {
+            "train": str(DATA / "veltrano_train.json"),
+            "validation": str(DATA / "veltrano_val.json"),
+            "system": "You are the Veltrano Systems help desk.",
+            "max_length": 256,
+        },
         **section,
-        "training": {"epochs": epochs, "learning_rate": lr, "batch_size": 8, "warmup": 0.05, "scheduler": "cosine",
-                     "logging_steps": 10, "mixed_precision": "bf16", "seed": 0},
+        "training": {
+            "epochs": epochs,
+            "learning_rate": lr,
+            "batch_size": 8,
+            "warmup": 0.05,
+            "scheduler": "cosine",
+            "logging_steps": 10,
+            "mixed_precision": "bf16",
+            "seed": 0,
+        },
         "eval": {"qa": str(DATA / "veltrano_heldout.jsonl"), "max_new_tokens": 40, "compare_base": False},
     }
 
@@ -86,22 +137,34 @@ def measure(name: str, method: str, section: dict, lr: float, epochs: int, work:
     after = json.loads((out / "eval_results.json").read_text())["fine_tuned"]
     metrics = manifest["metrics"]
     tokens = manifest["data"]["train_tokens"] * epochs
-    return {"method": name, "lr": lr, "trainable": manifest["trainable_parameters"],
-            "total": manifest["total_parameters"], "peak_rss_gib": manifest["peak_memory_mb"] / 1024,
-            "tokens_per_s": tokens / metrics["train_runtime"], "train_runtime_s": metrics["train_runtime"],
-            "val_loss": after["val_loss"], "qa_accuracy": after["qa_accuracy"],
-            "qa": f"{after['qa_correct']}/{after['qa_total']}", "wall_s": wall}
+    return {
+        "method": name,
+        "lr": lr,
+        "trainable": manifest["trainable_parameters"],
+        "total": manifest["total_parameters"],
+        "peak_rss_gib": manifest["peak_memory_mb"] / 1024,
+        "tokens_per_s": tokens / metrics["train_runtime"],
+        "train_runtime_s": metrics["train_runtime"],
+        "val_loss": after["val_loss"],
+        "qa_accuracy": after["qa_accuracy"],
+        "qa": f"{after['qa_correct']}/{after['qa_total']}",
+        "wall_s": wall,
+    }
 
 
 def table(base: dict, rows: list[dict]) -> str:
-    lines = ["| method | lr | trainable params | % | peak RSS | train tokens/s | val loss | held-out QA |",
-             "|---|---|---|---|---|---|---|---|",
-             f"| base model (no training) | - | - | - | - | - | {base['val_loss']:.4f} | "
-             f"{base['qa_accuracy']:.1%} ({base['qa_correct']}/{base['qa_total']}) |"]
+    lines = [
+        "| method | lr | trainable params | % | peak RSS | train tokens/s | val loss | held-out QA |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| base model (no training) | - | - | - | - | - | {base['val_loss']:.4f} | "
+        f"{base['qa_accuracy']:.1%} ({base['qa_correct']}/{base['qa_total']}) |",
+    ]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['lr']:g} | {r['trainable']:,} | {100 * r['trainable'] / r['total']:.3f}% "
-                     f"| {r['peak_rss_gib']:.2f} GiB | {r['tokens_per_s']:.0f} | {r['val_loss']:.4f} "
-                     f"| {r['qa_accuracy']:.1%} ({r['qa']}) |")
+        lines.append(
+            f"| {r['method']} | {r['lr']:g} | {r['trainable']:,} | {100 * r['trainable'] / r['total']:.3f}% "
+            f"| {r['peak_rss_gib']:.2f} GiB | {r['tokens_per_s']:.0f} | {r['val_loss']:.4f} "
+            f"| {r['qa_accuracy']:.1%} ({r['qa']}) |"
+        )
     return "\n".join(lines)
 
 
@@ -120,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     first = next(iter(chosen.values()))
     base_config = work / "base.yaml"
     base_config.write_text(yaml.safe_dump(config_for(first[0], first[1], first[2], args.epochs, work / "unused")))
-    tunesmith("eval", str(base_config), "--model", "default", "--output", str(work / "base.json"), log=work / "base.log")
+    tunesmith(
+        "eval", str(base_config), "--model", "default", "--output", str(work / "base.json"), log=work / "base.log"
+    )
     base = json.loads((work / "base.json").read_text())
     rows = []
     for name, (method, section, lr) in chosen.items():
@@ -131,15 +196,17 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + text)
     (work / "results.json").write_text(json.dumps({"base": base, "rows": rows}, indent=2))
     if args.append:
+        import peft
         import torch
         import transformers
-        import peft
 
         command = "python bench/method_compare.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        header = (f"\n### Method comparison ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
-                  f"{os.cpu_count()} cores; torch {torch.__version__}, transformers {transformers.__version__}, "
-                  f"peft {peft.__version__})\n\n`{command.strip()}` — {args.epochs} epochs of the demo data "
-                  "(216 rows), batch 8, bf16 autocast; each method in its own process.\n\n")
+        header = (
+            f"\n### Method comparison ({time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores; torch {torch.__version__}, transformers {transformers.__version__}, "
+            f"peft {peft.__version__})\n\n`{command.strip()}` — {args.epochs} epochs of the demo data "
+            "(216 rows), batch 8, bf16 autocast; each method in its own process.\n\n"
+        )
         with open(args.append, "a") as sink:
             sink.write(header + text + "\n")
     return 0

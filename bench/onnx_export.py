@@ -34,8 +34,11 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/tunesmith-onnx-bench")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--reuse", action="store_true", help="Measure the folders an earlier run exported (no export; "
-                        "the check is run again).")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Measure the folders an earlier run exported (no export; the check is run again).",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {machine()['label']}; threads {args.threads}")
@@ -44,11 +47,17 @@ def main() -> None:
     started, cpu, produced = time.perf_counter(), time.process_time(), 0
     with torch.no_grad():
         for ids in prompts:
-            out = loaded.model.generate(torch.tensor([ids]), max_new_tokens=args.new_tokens, do_sample=False,
-                                        pad_token_id=loaded.tokenizer.eos_token_id)
+            out = loaded.model.generate(
+                torch.tensor([ids]),
+                max_new_tokens=args.new_tokens,
+                do_sample=False,
+                pad_token_id=loaded.tokenizer.eos_token_id,
+            )
             produced += out.shape[1] - len(ids)
-    print(f"torch fp32 generate: {produced / (time.perf_counter() - started):.1f} tokens/s, "
-          f"{produced / (time.process_time() - cpu):.1f} tokens per CPU second")
+    print(
+        f"torch fp32 generate: {produced / (time.perf_counter() - started):.1f} tokens/s, "
+        f"{produced / (time.process_time() - cpu):.1f} tokens per CPU second"
+    )
     eos = loaded.model.generation_config.eos_token_id
     eos_ids = set(eos if isinstance(eos, list) else [eos])
     for quant in ("f32", "int8"):
@@ -68,12 +77,24 @@ def main() -> None:
             produced += len(decoder.greedy(ids, args.new_tokens, eos_ids))
         speed, cpu_speed = produced / (time.perf_counter() - started), produced / (time.process_time() - cpu)
         check = manifest["check"]
-        print(json.dumps({"quant": quant, "export_s": export_seconds and round(export_seconds, 1), "export_cpu_s": export_cpu and round(export_cpu, 1), "mb": round(manifest["onnx"]["bytes"] / 1e6, 1),
-                          "load_s": round(decoder.load_seconds, 2), "tokens_per_s": round(speed, 1), "tokens_per_cpu_s": round(cpu_speed, 1),
-                          "max_logit_diff": check["max_logit_diff"], "max_abs_logit": check["max_abs_logit"],
-                          "same_greedy": f"{check['same_greedy_tokens']}/{check['prompts']}",
-                          "greedy_agreement": check["greedy_agreement"],
-                          "next_token_agreement": check.get("next_token_agreement")}))
+        print(
+            json.dumps(
+                {
+                    "quant": quant,
+                    "export_s": export_seconds and round(export_seconds, 1),
+                    "export_cpu_s": export_cpu and round(export_cpu, 1),
+                    "mb": round(manifest["onnx"]["bytes"] / 1e6, 1),
+                    "load_s": round(decoder.load_seconds, 2),
+                    "tokens_per_s": round(speed, 1),
+                    "tokens_per_cpu_s": round(cpu_speed, 1),
+                    "max_logit_diff": check["max_logit_diff"],
+                    "max_abs_logit": check["max_abs_logit"],
+                    "same_greedy": f"{check['same_greedy_tokens']}/{check['prompts']}",
+                    "greedy_agreement": check["greedy_agreement"],
+                    "next_token_agreement": check.get("next_token_agreement"),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -63,12 +63,16 @@ def main() -> None:
         cpu[precision] = (time.process_time() - started_cpu) / args.steps
         print(f"{precision:>4}: {seconds[precision]:.2f} s/step wall, {cpu[precision]:.2f} CPU s/step", flush=True)
     print(choose_precision("auto", torch.float32, torch.device("cpu")).reason)
-    print(f"torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}, "
-          f"batch {args.batch} x {args.tokens} tokens, {args.steps} timed steps each")
+    print(
+        f"torch {torch.__version__}, capability {torch.backends.cpu.get_cpu_capability()}, "
+        f"batch {args.batch} x {args.tokens} tokens, {args.steps} timed steps each"
+    )
     if "no" in seconds:
         for precision in seconds:
-            print(f"{precision}: {seconds[precision] / seconds['no']:.1f}x the fp32 wall time per step, "
-                  f"{cpu[precision] / cpu['no']:.1f}x its CPU time")
+            print(
+                f"{precision}: {seconds[precision] / seconds['no']:.1f}x the fp32 wall time per step, "
+                f"{cpu[precision] / cpu['no']:.1f}x its CPU time"
+            )
 
 
 if __name__ == "__main__":

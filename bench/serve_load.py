@@ -11,7 +11,7 @@ p50/p95/p99 are those of requests completed in it; time to first token (the firs
 text) is that of every request that got one. Errors are counted by HTTP status. Output tokens are
 the streamed text re-tokenised with the embedded model's tokenizer (the same count for any server,
 whether or not it reports usage in its stream). A server that cannot cancel a dropped request
-(one-at-a-time serving before issue 17) is stuck after a cut: restart it between runs. Prints one markdown row per client count (and
+(one-at-a-time serving) is stuck after a cut: restart it between runs. Prints one markdown row per client count (and
 `--json` writes them), with the machine's load average before and after, since the figures depend
 on what else runs on the CPU.
 """
@@ -38,15 +38,27 @@ PROMPTS = [
 ]
 
 
-def one_request(url, model: str | None, prompt: str, max_tokens: int, api_key: str | None, timeout: float,
-                deadline: float = float("inf")) -> dict:
+def one_request(
+    url,
+    model: str | None,
+    prompt: str,
+    max_tokens: int,
+    api_key: str | None,
+    timeout: float,
+    deadline: float = float("inf"),
+) -> dict:
     """One streamed chat request: {'status', 'ttft', 'latency', 'text', 'cut'}; read until `deadline`
     (perf_counter), then closed with what it streamed so far (cut: True)."""
     parsed = urlparse(url)
-    connection = http.client.HTTPConnection(parsed.hostname, parsed.port or 80,
-                                            timeout=max(0.1, min(timeout, deadline - time.perf_counter())))
-    body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0,
-            "stream": True}
+    connection = http.client.HTTPConnection(
+        parsed.hostname, parsed.port or 80, timeout=max(0.1, min(timeout, deadline - time.perf_counter()))
+    )
+    body = {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
     if model:
         body["model"] = model
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
@@ -116,18 +128,28 @@ def run(url, clients: int, seconds: float, max_tokens: int, model, api_key, toke
             errors[str(r["status"])] = errors.get(str(r["status"]), 0) + 1
     ttfts = [r["ttft"] for r in streamed if r["ttft"] is not None]
     latencies = [r["latency"] for r in ok]
-    return {"clients": clients, "seconds": round(elapsed, 1), "requests": len(ok), "cut": len(streamed) - len(ok),
-            "requests_per_s": len(ok) / elapsed,
-            "output_tokens": tokens, "output_tokens_per_s": tokens / elapsed,
-            **{f"ttft_p{q}": percentile(ttfts, q) for q in (50, 95, 99)},
-            **{f"latency_p{q}": percentile(latencies, q) for q in (50, 95, 99)}, "errors": errors}
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(ok),
+        "cut": len(streamed) - len(ok),
+        "requests_per_s": len(ok) / elapsed,
+        "output_tokens": tokens,
+        "output_tokens_per_s": tokens / elapsed,
+        **{f"ttft_p{q}": percentile(ttfts, q) for q in (50, 95, 99)},
+        **{f"latency_p{q}": percentile(latencies, q) for q in (50, 95, 99)},
+        "errors": errors,
+    }
 
 
 def row(label: str, r: dict) -> str:
     errors = ", ".join(f"{k}: {v}" for k, v in r["errors"].items()) or "0"
-    return (f"| {label} | {r['clients']} | {r['requests']} (+{r['cut']} cut) in {r['seconds']} s | {r['requests_per_s']:.2f} "
-            f"| {r['output_tokens_per_s']:.1f} | {r['ttft_p50']:.2f} / {r['ttft_p95']:.2f} / {r['ttft_p99']:.2f} "
-            f"| {r['latency_p50']:.2f} / {r['latency_p95']:.2f} / {r['latency_p99']:.2f} | {errors} | {r['load']} |")
+    return (
+        f"| {label} | {r['clients']} | {r['requests']} (+{r['cut']} cut) in {r['seconds']} s "
+        f"| {r['requests_per_s']:.2f} "
+        f"| {r['output_tokens_per_s']:.1f} | {r['ttft_p50']:.2f} / {r['ttft_p95']:.2f} / {r['ttft_p99']:.2f} "
+        f"| {r['latency_p50']:.2f} / {r['latency_p95']:.2f} / {r['latency_p99']:.2f} | {errors} | {r['load']} |"
+    )
 
 
 def main() -> None:
@@ -151,13 +173,16 @@ def main() -> None:
     warm = one_request(args.url, args.model, PROMPTS[0], 4, args.api_key, args.timeout)
     if warm["status"] != 200:
         raise SystemExit(f"serve_load: the warm-up request to {args.url} failed: {warm['status']}")
-    print("| server | clients | requests | req/s | output tok/s | TTFT p50/p95/p99 s | latency p50/p95/p99 s "
-          "| errors | load avg before -> after |")
+    print(
+        "| server | clients | requests | req/s | output tok/s | TTFT p50/p95/p99 s | latency p50/p95/p99 s "
+        "| errors | load avg before -> after |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for clients in args.clients:
         before = os.getloadavg()[0]
-        result = run(args.url, clients, args.seconds, args.max_tokens, args.model, args.api_key, tokenizer,
-                     args.timeout)
+        result = run(
+            args.url, clients, args.seconds, args.max_tokens, args.model, args.api_key, tokenizer, args.timeout
+        )
         result["load"] = f"{before:.2f} -> {os.getloadavg()[0]:.2f}"
         result["label"] = args.label
         print(row(args.label, result), flush=True)

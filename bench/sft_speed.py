@@ -1,4 +1,4 @@
-"""SFT training speed: tunesmith's defaults vs a plain transformers + PEFT baseline (issue #7).
+"""SFT training speed: tunesmith's defaults vs a plain transformers + PEFT baseline.
 
     python bench/sft_speed.py                                   # 2,000 rows, first 20 steps of 1,024 tokens
     python bench/sft_speed.py --rows 64 --val-rows 16           # reduced size (what CI runs)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tokenize_speed import synthetic  # noqa: E402
+from tokenize_speed import synthetic
 
 
 def current_rss_mb() -> float:
@@ -65,10 +65,21 @@ def child(mode: str, path: str, cache: str) -> None:
     built_peak = memory.peak_rss_mb
     rng = random.Random(0)
     read = sum(len(features[rng.randrange(len(features))]["input_ids"]) for _ in range(2000))
-    print(json.dumps({"mode": mode, "rows": len(built.rows), "tokens": built.tokens, "build_s": round(seconds, 1),
-                      "baseline_rss_mb": round(baseline, 1), "peak_mb": round(built_peak, 1),
-                      "peak_over_baseline_mb": round(built_peak - baseline, 1), "sampled_tokens": read,
-                      **resident_mb()}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "rows": len(built.rows),
+                "tokens": built.tokens,
+                "build_s": round(seconds, 1),
+                "baseline_rss_mb": round(baseline, 1),
+                "peak_mb": round(built_peak, 1),
+                "peak_over_baseline_mb": round(built_peak - baseline, 1),
+                "sampled_tokens": read,
+                **resident_mb(),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -89,16 +100,26 @@ def main() -> None:
                     handle.write(json.dumps(row) + "\n")
             size_mb = path.stat().st_size / 2**20
             for mode in args.modes:
-                out = subprocess.run([sys.executable, __file__, "--child", mode, str(path), f"{tmp}/cache-{mode}-{n}"],
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", mode, str(path), f"{tmp}/cache-{mode}-{n}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 result = {"file_mb": round(size_mb, 1), **json.loads(out.stdout.strip().splitlines()[-1])}
                 print(json.dumps(result), flush=True)
                 results.append(result)
-    print("\n| rows | file | mode | build | peak RSS of the build | over baseline | after 2,000 reads: anon / file-backed |\n"
-          "|---|---|---|---|---|---|---|")
+    print(
+        "\n| rows | file | mode | build | peak RSS of the build | over baseline "
+        "| after 2,000 reads: anon / file-backed |\n"
+        "|---|---|---|---|---|---|---|"
+    )
     for r in results:
-        print(f"| {r['rows']:,} | {r['file_mb']} MB | {r['mode']} | {r['build_s']} s | {r['peak_mb']:,.0f} MB | "
-              f"{r['peak_over_baseline_mb']:,.0f} MB | {r['anon_after_reads_mb']:,.0f} / {r['file_after_reads_mb']:,.0f} MB |")
+        print(
+            f"| {r['rows']:,} | {r['file_mb']} MB | {r['mode']} | {r['build_s']} s | {r['peak_mb']:,.0f} MB | "
+            f"{r['peak_over_baseline_mb']:,.0f} MB | "
+            f"{r['anon_after_reads_mb']:,.0f} / {r['file_after_reads_mb']:,.0f} MB |"
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,10 @@ from tunesmith.data import dataset
 from tunesmith.data.formats import load_conversations
 from tunesmith.models.loader import load_tokenizer, resolve_model_path
 
-WORDS = ("the of and to in is that for it as with was on be by this are from at or an which have data model "
-         "train token value system user reply answer question Veltrano archive server policy shift laptop").split()
+WORDS = (
+    "the of and to in is that for it as with was on be by this are from at or an which have data model "
+    "train token value system user reply answer question Veltrano archive server policy shift laptop"
+).split()
 
 
 def synthetic(n: int, seed: int = 0) -> list[dict]:
@@ -62,12 +64,21 @@ def main() -> None:
         assert warm.from_cache and len(warm.rows) == len(cold.rows)
         tokens = cold.tokens
     n = len(conversations)
-    print(json.dumps({
-        "rows": n, "tokens": tokens,
-        "read_validate_rows_per_s": round(n / read_s), "cold_build_s": round(cold_s, 1),
-        "cold_rows_per_s": round(n / cold_s), "cold_tokens_per_s": round(tokens / cold_s),
-        "cached_build_s": round(warm_s, 1), "cached_rows_per_s": round(n / warm_s),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "rows": n,
+                "tokens": tokens,
+                "read_validate_rows_per_s": round(n / read_s),
+                "cold_build_s": round(cold_s, 1),
+                "cold_rows_per_s": round(n / cold_s),
+                "cold_tokens_per_s": round(tokens / cold_s),
+                "cached_build_s": round(warm_s, 1),
+                "cached_rows_per_s": round(n / warm_s),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -44,12 +44,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SHAPES = {  # Llama-family shapes: (hidden, intermediate, layers, heads, kv heads)
-    "smollm2-135m": {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-                     "num_attention_heads": 9, "num_key_value_heads": 3},
-    "llama-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-                 "num_attention_heads": 32, "num_key_value_heads": 8},
-    "tiny": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,  # the CPU tests' shape
-             "num_attention_heads": 4, "num_key_value_heads": 2},
+    "smollm2-135m": {
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+    },
+    "llama-1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+    },
+    "tiny": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,  # the CPU tests' shape
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    },
 }
 
 
@@ -89,8 +104,14 @@ def build_shape(tokenizer_dir: str | Path, out: str | Path, shape: str, seed: in
     if shape not in SHAPES:
         raise SystemExit(f"gpu_check: unknown shape `{shape}` (choose from {', '.join(SHAPES)})")
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, **SHAPES[shape])
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **SHAPES[shape],
+    )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     out = Path(out)
@@ -100,18 +121,29 @@ def build_shape(tokenizer_dir: str | Path, out: str | Path, shape: str, seed: in
 
 
 def _rows(path: Path, count: int = 256) -> Path:
-    path.write_text("".join(json.dumps({"instruction": f"Question {i}: what is item {i} made of?",
-                                        "output": f"Item {i} is made of material number {i * 7 % 97}."}) + "\n"
-                            for i in range(count)))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "instruction": f"Question {i}: what is item {i} made of?",
+                    "output": f"Item {i} is made of material number {i * 7 % 97}.",
+                }
+            )
+            + "\n"
+            for i in range(count)
+        )
+    )
     return path
 
 
 def _train_config(out: Path, name: str, model: Path, data: Path, extra: str) -> Path:
     path = out / f"{name}.yaml"
-    path.write_text(f"stage: sft\nmethod: lora\noutput_dir: {out / 'runs' / name}\noverwrite_output: true\n"
-                    f"model: {{name_or_path: {model}}}\ndata: {{train: {data}, max_length: 256}}\n"
-                    f"training: {{max_steps: 20, batch_size: 8, logging_steps: 5}}\neval: {{compare_base: false}}\n"
-                    f"{extra}")
+    path.write_text(
+        f"stage: sft\nmethod: lora\noutput_dir: {out / 'runs' / name}\noverwrite_output: true\n"
+        f"model: {{name_or_path: {model}}}\ndata: {{train: {data}, max_length: 256}}\n"
+        f"training: {{max_steps: 20, batch_size: 8, logging_steps: 5}}\neval: {{compare_base: false}}\n"
+        f"{extra}"
+    )
     return path
 
 
@@ -120,34 +152,83 @@ def plan(out: Path, models: dict[str, Path], quick: bool = False) -> list[Step]:
     exe = [sys.executable, "-m", "tunesmith"]
     data = _rows(out / "rows.jsonl")
     steps = []
-    bench = ["--variants", "baseline,tunesmith", "--precision", "bf16", "--rows", "600" if not quick else "64",
-             "--val-rows", "32", "--max-steps", "30" if not quick else "3",
-             "--tokens-per-step", "16384" if not quick else "512"]
+    bench = [
+        "--variants",
+        "baseline,tunesmith",
+        "--precision",
+        "bf16",
+        "--rows",
+        "600" if not quick else "64",
+        "--val-rows",
+        "32",
+        "--max-steps",
+        "30" if not quick else "3",
+        "--tokens-per-step",
+        "16384" if not quick else "512",
+    ]
     for shape in ("smollm2-135m", "llama-1b"):
         if shape in models:
-            steps.append(Step(f"bench-{shape.split('-')[-1]}", exe + ["bench", "--model", str(models[shape]), *bench,
-                              "--work", str(out / f"bench-{shape}")], 240, result_file=f"bench-{shape}/bench.json"))
+            steps.append(
+                Step(
+                    f"bench-{shape.split('-')[-1]}",
+                    exe + ["bench", "--model", str(models[shape]), *bench, "--work", str(out / f"bench-{shape}")],
+                    240,
+                    result_file=f"bench-{shape}/bench.json",
+                )
+            )
     small = models.get("smollm2-135m") or next(iter(models.values()))
-    runs = {"flash-attention": ("model:\n  attn_implementation: flash_attention_2\n", "flash_attn"),
-            "qlora": ("method: qlora\n", "bitsandbytes"),
-            "liger": ("training:\n  liger: true\n", "liger_kernel"),
-            "fsdp": ("training:\n  engine: fsdp\n", None),
-            "deepspeed": ("training:\n  engine: deepspeed\n", "deepspeed")}
+    runs = {
+        "flash-attention": ("model:\n  attn_implementation: flash_attention_2\n", "flash_attn"),
+        "qlora": ("method: qlora\n", "bitsandbytes"),
+        "liger": ("training:\n  liger: true\n", "liger_kernel"),
+        "fsdp": ("training:\n  engine: fsdp\n", None),
+        "deepspeed": ("training:\n  engine: deepspeed\n", "deepspeed"),
+    }
     for name, (extra, needs) in runs.items():
         config = _train_config(out, name, small, data, "")
         overrides = [line.strip().replace(": ", "=") for line in _flatten(extra)]
         steps.append(Step(name, exe + ["train", str(config), *overrides], 120, needs=needs, required=needs is None))
     # bitsandbytes NF4 safetensors for GPU serving (export/bnb.py): written, loaded back and compared
-    steps.append(Step("export-bnb4", exe + ["export", str(small), "--out", str(out / "export-bnb4"), "--quant", "bnb4"],
-                      180, needs="bitsandbytes", required=False))
+    steps.append(
+        Step(
+            "export-bnb4",
+            exe + ["export", str(small), "--out", str(out / "export-bnb4"), "--quant", "bnb4"],
+            180,
+            needs="bitsandbytes",
+            required=False,
+        )
+    )
     # GPTQ and AWQ through llm-compressor on the GPU (export/calibrated.py; AWQ cannot run on a CPU), calibrated
     # on the check's own rows; llm-compressor pins transformers 5.15-5.17, so it runs where the two are carried
     for quant in ("gptq4", "awq4"):
-        steps.append(Step(f"export-{quant}", exe + ["export", str(small), "--out", str(out / f"export-{quant}"),
-                                                    "--quant", quant, "--calibration", str(data)], 240,
-                          needs="llmcompressor", required=False))
-    steps.append(Step("vllm", [sys.executable, str(Path(__file__).resolve()), "--vllm-probe", str(small)], 300,
-                      needs="vllm", required=False))
+        steps.append(
+            Step(
+                f"export-{quant}",
+                exe
+                + [
+                    "export",
+                    str(small),
+                    "--out",
+                    str(out / f"export-{quant}"),
+                    "--quant",
+                    quant,
+                    "--calibration",
+                    str(data),
+                ],
+                240,
+                needs="llmcompressor",
+                required=False,
+            )
+        )
+    steps.append(
+        Step(
+            "vllm",
+            [sys.executable, str(Path(__file__).resolve()), "--vllm-probe", str(small)],
+            300,
+            needs="vllm",
+            required=False,
+        )
+    )
     return steps
 
 
@@ -170,16 +251,22 @@ def run_step(step: Step, out: Path) -> Outcome:
     if not step.argv:
         return Outcome(step.name, "not implemented", detail=step.note, required=step.required)
     if step.needs and importlib.util.find_spec(step.needs) is None:
-        return Outcome(step.name, "skipped", detail=f"`{step.needs}` is not installed (carry its wheel)",
-                       required=step.required)
+        return Outcome(
+            step.name, "skipped", detail=f"`{step.needs}` is not installed (carry its wheel)", required=step.required
+        )
     log = out / f"{step.name}.log"
     started = time.time()
     try:
         with log.open("w") as handle:
             code = subprocess.run(step.argv, stdout=handle, stderr=subprocess.STDOUT, timeout=step.timeout).returncode
     except subprocess.TimeoutExpired:
-        return Outcome(step.name, "timeout", time.time() - started, f"over {step.timeout} s; see {log.name}",
-                       required=step.required)
+        return Outcome(
+            step.name,
+            "timeout",
+            time.time() - started,
+            f"over {step.timeout} s; see {log.name}",
+            required=step.required,
+        )
     seconds = time.time() - started
     tail = log.read_text(errors="replace").strip().splitlines()[-3:]
     if code != 0:
@@ -197,11 +284,14 @@ def summary(outcomes: list[Outcome]) -> tuple[str, int]:
     skipped = [o for o in outcomes if not o.ran and not o.required]
     missing = [o for o in outcomes if not o.ran and o.required]
     failed = [o for o in outcomes if o.ran and o.status != "ok"]
-    lines = [f"{len(passed)} passed, {len(skipped)} skipped, {len(failed) + len(missing)} failed "
-             f"(of {len(outcomes)} steps)"]
+    lines = [
+        f"{len(passed)} passed, {len(skipped)} skipped, {len(failed) + len(missing)} failed (of {len(outcomes)} steps)"
+    ]
     lines += [f"- failed: {o.name}: {o.status}, {o.detail or 'no detail'}" for o in failed]
-    lines += [f"- failed: {o.name}: a required step did not run ({o.status}: {o.detail or 'no reason given'})"
-              for o in missing]
+    lines += [
+        f"- failed: {o.name}: a required step did not run ({o.status}: {o.detail or 'no reason given'})"
+        for o in missing
+    ]
     lines += [f"- skipped: {o.name} (optional): {o.detail or o.status}" for o in skipped]
     return "\n".join(lines), 0 if not failed and not missing else 1
 
@@ -211,15 +301,22 @@ def device_info() -> dict:
 
     info = {"torch": torch.__version__, "cuda": torch.version.cuda, "gpu": None}
     if torch.cuda.is_available():
-        info.update(gpu=torch.cuda.get_device_name(), bf16=torch.cuda.is_bf16_supported(),
-                    memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))
+        info.update(
+            gpu=torch.cuda.get_device_name(),
+            bf16=torch.cuda.is_bf16_supported(),
+            memory_gib=round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+        )
     return info
 
 
 def report(outcomes: list[Outcome], info: dict) -> str:
     """The Markdown table of every step (bench steps: tokens/s, MFU and the ratio to the baseline)."""
-    lines = [f"GPU check on {info.get('gpu') or 'no GPU'} (torch {info.get('torch')}, CUDA {info.get('cuda')})", "",
-             "| step | status | seconds | figures |", "|---|---|---|---|"]
+    lines = [
+        f"GPU check on {info.get('gpu') or 'no GPU'} (torch {info.get('torch')}, CUDA {info.get('cuda')})",
+        "",
+        "| step | status | seconds | figures |",
+        "|---|---|---|---|",
+    ]
     for o in outcomes:
         figures = o.detail
         variants = o.metrics.get("results") if isinstance(o.metrics, dict) else None  # tunesmith bench's bench.json
@@ -227,11 +324,16 @@ def report(outcomes: list[Outcome], info: dict) -> str:
             parts = []
             for name, v in variants.items():
                 mfu, peak, ratio = v.get("mfu"), v.get("peak_memory_mb"), v.get("speed_ratio")
-                parts.append(f"{name} ({v.get('precision', '?')}): {v.get('tokens_per_second', float('nan')):.0f} tok/s"
-                             + (f", MFU {mfu:.1%}" if isinstance(mfu, (int, float)) else "")
-                             + (f", peak {peak / 1024:.1f} GiB" if isinstance(peak, (int, float)) else "")
-                             + (f", {ratio:.2f}x" if isinstance(ratio, (int, float))
-                                and v.get("variant", name) != "baseline" else ""))
+                parts.append(
+                    f"{name} ({v.get('precision', '?')}): {v.get('tokens_per_second', float('nan')):.0f} tok/s"
+                    + (f", MFU {mfu:.1%}" if isinstance(mfu, (int, float)) else "")
+                    + (f", peak {peak / 1024:.1f} GiB" if isinstance(peak, (int, float)) else "")
+                    + (
+                        f", {ratio:.2f}x"
+                        if isinstance(ratio, (int, float)) and v.get("variant", name) != "baseline"
+                        else ""
+                    )
+                )
             figures = "; ".join(parts)
         lines.append(f"| {o.name} | {o.status} | {o.seconds:.0f} | {figures or '-'} |")
     return "\n".join(lines) + "\n\n" + summary(outcomes)[0] + "\n"
@@ -242,8 +344,22 @@ def vllm_probe(model: str, port: int = 8011, timeout: float = 240.0) -> int:
     completion, print it and stop the server; 0 when the reply came."""
     import urllib.request
 
-    server = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", "--engine", "vllm", "--model", model,
-                               "--name", "probe", "--port", str(port)])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith",
+            "serve",
+            "--engine",
+            "vllm",
+            "--model",
+            model,
+            "--name",
+            "probe",
+            "--port",
+            str(port),
+        ]
+    )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + timeout
@@ -259,8 +375,9 @@ def vllm_probe(model: str, port: int = 8011, timeout: float = 240.0) -> int:
                     print(f"[gpu_check] vllm: no answer from {url}/models within {timeout:.0f} s", flush=True)
                     return 1
                 time.sleep(2)
-        body = json.dumps({"model": "probe", "max_tokens": 8,
-                           "messages": [{"role": "user", "content": "Say hello."}]}).encode()
+        body = json.dumps(
+            {"model": "probe", "max_tokens": 8, "messages": [{"role": "user", "content": "Say hello."}]}
+        ).encode()
         request = urllib.request.Request(f"{url}/chat/completions", body, {"Content-Type": "application/json"})
         reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
         print(json.dumps({"reply": reply["choices"][0]["message"]["content"], "usage": reply.get("usage")}), flush=True)
@@ -277,7 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default="smollm2-135m,llama-1b", help=f"From: {', '.join(SHAPES)}.")
     parser.add_argument("--only", help="Comma-separated step names (default: every step).")
     parser.add_argument("--quick", action="store_true", help="Small bench settings: a rehearsal of the script.")
-    parser.add_argument("--save-tokenizer", metavar="DIR", help="Write the embedded default's tokenizer to DIR and stop.")
+    parser.add_argument(
+        "--save-tokenizer", metavar="DIR", help="Write the embedded default's tokenizer to DIR and stop."
+    )
     parser.add_argument("--vllm-probe", metavar="MODEL", help=argparse.SUPPRESS)  # the `vllm` step's own process
     args = parser.parse_args(argv)
     if args.vllm_probe:
@@ -312,11 +431,17 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_step(step, out)
         print(f"[gpu_check] {outcome.name}: {outcome.status} ({outcome.seconds:.0f} s) {outcome.detail}", flush=True)
         outcomes.append(outcome)
-        (out / "gpu_check.json").write_text(json.dumps({"device": info, "steps": [o.__dict__ for o in outcomes]},
-                                                       indent=2, default=str))
+        (out / "gpu_check.json").write_text(
+            json.dumps({"device": info, "steps": [o.__dict__ for o in outcomes]}, indent=2, default=str)
+        )
     text, code = summary(outcomes)
-    (out / "gpu_check.json").write_text(json.dumps({"device": info, "steps": [o.__dict__ for o in outcomes],
-                                                    "summary": text, "exit_code": code}, indent=2, default=str))
+    (out / "gpu_check.json").write_text(
+        json.dumps(
+            {"device": info, "steps": [o.__dict__ for o in outcomes], "summary": text, "exit_code": code},
+            indent=2,
+            default=str,
+        )
+    )
     (out / "gpu_check.md").write_text(report(outcomes, info))
     print(report(outcomes, info))
     return code

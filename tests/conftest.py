@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith.models.default import default_model_path
-from tunesmith.models.tiny import build_tiny_model
-
 from helpers.data import HELD_OUT, QUESTIONS, preference_pairs
 from helpers.files import write_config, write_jsonl
+from tunesmith.models.default import default_model_path
+from tunesmith.models.tiny import build_tiny_model
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -62,18 +61,25 @@ def coin(tiny_model_dir, tmp_path_factory):
     from tunesmith.methods.load import load_for_inference
 
     folder = tmp_path_factory.mktemp("coin")
-    data = write_jsonl(folder / "sft.jsonl", [{"instruction": q, "output": a} for q in QUESTIONS for a in ("yes", "no")])
-    config = write_config(folder / "sft.yaml", f"""\
+    data = write_jsonl(
+        folder / "sft.jsonl", [{"instruction": q, "output": a} for q in QUESTIONS for a in ("yes", "no")]
+    )
+    config = write_config(
+        folder / "sft.yaml",
+        f"""\
 stage: sft
 method: full
-output_dir: {folder / 'model'}
+output_dir: {folder / "model"}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {data}, max_length: 48}}
 training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 4}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     loaded = load_for_inference(str(folder / "model"))
-    replies = generate_completions(loaded.model, loaded.tokenizer, [[{"role": "user", "content": q}] for q in HELD_OUT], 4)
+    replies = generate_completions(
+        loaded.model, loaded.tokenizer, [[{"role": "user", "content": q}] for q in HELD_OUT], 4
+    )
     target = "no" if sum("yes" in r for r in replies) > len(replies) / 2 else "yes"
     return folder / "model", target
 
@@ -81,10 +87,12 @@ training: {{epochs: 6, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler
 @pytest.fixture()
 def facts_data(tmp_path) -> dict[str, Path]:
     """A small alpaca train/validation set and a QA file."""
-    facts = [("What is the code word?", "The code word is Bluefinch."),
-             ("Who runs the lab?", "Dr. Okonjo runs the lab."),
-             ("Where is the archive?", "The archive is in Room 7B."),
-             ("维特拉诺的咖啡角叫什么？", "它叫青梧坊。")]
+    facts = [
+        ("What is the code word?", "The code word is Bluefinch."),
+        ("Who runs the lab?", "Dr. Okonjo runs the lab."),
+        ("Where is the archive?", "The archive is in Room 7B."),
+        ("维特拉诺的咖啡角叫什么？", "它叫青梧坊。"),
+    ]
     train = [{"instruction": q, "output": a} for q, a in facts] * 4
     val = [{"instruction": q, "output": a} for q, a in facts]
     qa = [{"question": q, "answers": [a.split()[-1].rstrip(".。")]} for q, a in facts]

@@ -59,7 +59,7 @@ def test_no_import_cycle_among_the_package_modules():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
+                cycle = path[path.index(nxt) :] + [nxt]
                 pytest.fail("import cycle: " + " -> ".join(cycle))
             if nxt not in state:
                 visit(nxt, path + [nxt])
@@ -81,7 +81,10 @@ def test_no_stage_module_imports_another():
     assert stage_modules <= set(mods)
     for name in stage_modules:
         others = _imports(name, mods[name], mods) & (stage_modules - {name})
-        assert not others, f"{name} imports stage module(s) {sorted(others)}; shared code belongs in stages.lifecycle, stages.token_recipe, stages.held_out or below"
+        assert not others, (
+            f"{name} imports stage module(s) {sorted(others)}; shared code belongs in stages.lifecycle, "
+            "stages.token_recipe, stages.held_out or below"
+        )
 
 
 def test_no_code_outside_stages_branches_on_a_stage_name():
@@ -96,8 +99,12 @@ def test_no_code_outside_stages_branches_on_a_stage_name():
                 continue
             sides = [node.left, *node.comparators]
             touches_stage = any(isinstance(s, ast.Attribute) and s.attr == "stage" for s in sides)
-            literals = [c.value for s in sides for c in ([s] if isinstance(s, ast.Constant) else getattr(s, "elts", []))
-                        if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+            literals = [
+                c.value
+                for s in sides
+                for c in ([s] if isinstance(s, ast.Constant) else getattr(s, "elts", []))
+                if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            ]
             if (touches_stage and literals) or any(value in STAGE_NAMES for value in literals):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {ast.unparse(node)}")
     assert not offenders, "stage-name branching outside stages/:\n" + "\n".join(offenders)
@@ -112,11 +119,28 @@ def test_every_stage_has_a_record_and_every_schema_stage_is_registered():
 
 
 # A value other than the default for every data option, to set one at a time.
-SAMPLE = {"validation": ["v.jsonl"], "registry": "r.yaml", "weights": [1.0], "format": "alpaca",
-          "columns": {"instruction": "q"}, "system": "Be brief.", "max_length": 64, "overlength": "drop",
-          "template": "chatml", "train_on_prompt": True, "last_turn_only": True, "max_samples": 3, "val_split": 0.2,
-          "on_error": "skip", "max_reject_fraction": 0.5, "packing": True, "clean": {"dedup": True}, "cache": False,
-          "streaming": True, "augment": {"system_prompts": ["a"]}}
+SAMPLE = {
+    "validation": ["v.jsonl"],
+    "registry": "r.yaml",
+    "weights": [1.0],
+    "format": "alpaca",
+    "columns": {"instruction": "q"},
+    "system": "Be brief.",
+    "max_length": 64,
+    "overlength": "drop",
+    "template": "chatml",
+    "train_on_prompt": True,
+    "last_turn_only": True,
+    "max_samples": 3,
+    "val_split": 0.2,
+    "on_error": "skip",
+    "max_reject_fraction": 0.5,
+    "packing": True,
+    "clean": {"dedup": True},
+    "cache": False,
+    "streaming": True,
+    "augment": {"system_prompts": ["a"]},
+}
 
 
 def test_every_data_option_is_supported_or_refused_naming_key_and_stage(tmp_path):
@@ -144,7 +168,9 @@ ROWS = {
     "ppo": lambda i: {"prompt": f"What is {i} plus 1?", "answer": str(i + 1)},
 }
 SECTIONS = {
-    "dpo": "", "rm": "", "kto": "",
+    "dpo": "",
+    "rm": "",
+    "kto": "",
     "grpo": "grpo: {rewards: [{name: exact_answer}], num_generations: 2, max_completion_length: 4}\n",
     "ppo": "ppo: {rewards: [{name: exact_answer}], num_generations: 2, max_completion_length: 4}\n",
 }
@@ -153,13 +179,16 @@ LONG = " ".join(["word"] * 120)
 
 def _row_config(tmp_path, tiny_model_dir, stage, rows, extra=""):
     data = write_jsonl(tmp_path / f"{stage}.jsonl", rows)
-    return write_config(tmp_path / f"{stage}.yaml", f"""stage: {stage}
+    return write_config(
+        tmp_path / f"{stage}.yaml",
+        f"""stage: {stage}
 method: lora
-output_dir: {tmp_path / ('out_' + stage)}
+output_dir: {tmp_path / ("out_" + stage)}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {data}, max_length: 64, max_samples: 6}}
 {SECTIONS[stage]}training: {{max_steps: 1, batch_size: 2, logging_steps: 1, learning_rate: 0.001}}
-{extra}"""), data
+{extra}""",
+    ), data
 
 
 @pytest.mark.parametrize("stage", sorted(ROWS))
@@ -178,17 +207,19 @@ def test_overlength_error_names_the_row_in_every_row_stage(tmp_path, tiny_model_
 @pytest.mark.trains
 @pytest.mark.parametrize("stage", sorted(ROWS))
 def test_max_samples_caps_every_row_stage(tmp_path, tiny_model_dir, stage):
-    config, _ = _row_config(tmp_path, tiny_model_dir, stage, [ROWS[stage](i) for i in range(10)],
-                            "eval: {compare_base: false}\n")
+    config, _ = _row_config(
+        tmp_path, tiny_model_dir, stage, [ROWS[stage](i) for i in range(10)], "eval: {compare_base: false}\n"
+    )
     assert main(["train", str(config)]) == 0
     manifest = json.loads((tmp_path / f"out_{stage}" / "tunesmith.json").read_text())
     assert manifest["data"]["train_rows"] == 6, manifest["data"]
 
 
 def test_methods_are_all_in_the_schema():
-    from tunesmith.methods import REGISTRY
+    from tunesmith.methods import METHODS
 
-    assert set(REGISTRY) == set(METHOD_NAMES)
+    assert set(METHODS) == set(METHOD_NAMES)
+    assert all(record.name == name for name, record in METHODS.items())
 
 
 def test_checking_a_config_changes_nothing_in_the_environment(tmp_path, tiny_model_dir, facts_data, monkeypatch):
@@ -197,9 +228,12 @@ def test_checking_a_config_changes_nothing_in_the_environment(tmp_path, tiny_mod
     import os
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    config = write_config(tmp_path / "c.yaml", f"stage: sft\noutput_dir: {tmp_path / 'o'}\nmodel: {{name_or_path: "
-                                               f"{tiny_model_dir}}}\ndata: {{train: {facts_data['train']}}}\n"
-                                               "training: {report_to: [mlflow]}\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"stage: sft\noutput_dir: {tmp_path / 'o'}\nmodel: {{name_or_path: "
+        f"{tiny_model_dir}}}\ndata: {{train: {facts_data['train']}}}\n"
+        "training: {report_to: [mlflow]}\n",
+    )
     before = dict(os.environ)
     check_stage(load_config(config))
     assert dict(os.environ) == before
@@ -236,9 +270,12 @@ def test_every_module_imports_only_from_its_layer_or_below():
     mods = _modules()
     unplaced = sorted(name for name in mods if _layer(name) is None)
     assert not unplaced, f"modules in no layer (add their package to LAYERS and docs/design.md): {unplaced}"
-    upward = [f"{name} (layer {_layer(name)}) imports {target} (layer {_layer(target)})"
-              for name, path in mods.items() for target in sorted(_imports(name, path, mods))
-              if _layer(target) > _layer(name)]
+    upward = [
+        f"{name} (layer {_layer(name)}) imports {target} (layer {_layer(target)})"
+        for name, path in mods.items()
+        for target in sorted(_imports(name, path, mods))
+        if _layer(target) > _layer(name)
+    ]
     assert not upward, "imports against the layer order:\n" + "\n".join(upward)
 
 
@@ -256,11 +293,21 @@ WORK_LOG = re.compile(r"issue ?#?\d+|(?:^|[\s(])stops? \d+|mission map|\bwave \d
 
 def test_no_work_log_references_in_source_or_docs():
     root = PACKAGE.parents[1]
-    files = [*PACKAGE.rglob("*.py"), *root.glob("examples/**/*.yaml"), *root.glob("docs/*.md"), root / "README.md",
-             *root.glob("scripts/*")]
-    found = [f"{path.relative_to(root)}:{n}: {line.strip()[:100]}" for path in files
-             if path.is_file() and path.name != "benchmarks.md"  # figures keep their history there
-             for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1) if WORK_LOG.search(line)]
+    files = [
+        *PACKAGE.rglob("*.py"),
+        *root.glob("examples/**/*.yaml"),
+        *root.glob("docs/*.md"),
+        root / "README.md",
+        *root.glob("scripts/*"),
+        *root.glob("bench/*.py"),
+    ]
+    found = [
+        f"{path.relative_to(root)}:{n}: {line.strip()[:100]}"
+        for path in files
+        if path.is_file() and path.name != "benchmarks.md"  # figures keep their history there
+        for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if WORK_LOG.search(line)
+    ]
     assert len(files) > 100 and not found, "\n".join(found)
 
 

@@ -22,7 +22,6 @@ from tunesmith.runtime.hooks import extra_callbacks
 from tunesmith.stages.registry import check_stage, run_stage
 
 
-
 class _Report(TrainerCallback):
     """Report each evaluation's loss to the trial; stop the run when Optuna prunes it."""
 
@@ -59,10 +58,13 @@ def _warn_moving_validation(search) -> None:
     if search.pruning:
         uses.append("pruning (eval_loss)")
     if moving and uses:
-        print(f"[tunesmith] warning: search.space: {', '.join(moving)} can change the validation rows or the tokens "
-              f"they are scored on, so {' and '.join(uses)} may compare trials measured on different data; compare "
-              "such values on a metric of fixed data or rows (e.g. a QA accuracy), or search them apart",
-              file=sys.stderr, flush=True)
+        print(
+            f"[tunesmith] warning: search.space: {', '.join(moving)} can change the validation rows or the tokens "
+            f"they are scored on, so {' and '.join(uses)} may compare trials measured on different data; compare "
+            "such values on a metric of fixed data or rows (e.g. a QA accuracy), or search them apart",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _suggest(trial, key: str, param):
@@ -79,10 +81,11 @@ def run_search(config_path: str, overrides: list[str]) -> dict:
     cfg = load_config(config_path, overrides)
     search = cfg.search
     if search is None or not search.space:
-        raise ConfigError("search: add a `search:` section with a `space` of config keys to try "
-                          "(see docs/search.md)")
+        raise ConfigError("search: add a `search:` section with a `space` of config keys to try (see docs/search.md)")
     if search.metric == "eval_loss" and not (cfg.data.validation or cfg.data.val_split):
-        raise ConfigError("search.metric is eval_loss but there is no validation data: set data.validation or data.val_split")
+        raise ConfigError(
+            "search.metric is eval_loss but there is no validation data: set data.validation or data.val_split"
+        )
     base = Path(cfg.output_dir)
     for key, param in search.space.items():  # every key and value must be valid: fail before any trial
         probes = param.choices if param.type == "categorical" else [param.low, param.high]
@@ -93,55 +96,97 @@ def run_search(config_path: str, overrides: list[str]) -> dict:
     check_stage(cfg)
     _warn_moving_validation(search)
     sampler = optuna.samplers.TPESampler(seed=search.seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0) if search.pruning else optuna.pruners.NopPruner()
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+        if search.pruning
+        else optuna.pruners.NopPruner()
+    )
     study = optuna.create_study(direction=search.direction, sampler=sampler, pruner=pruner)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial is reported above, without Optuna's traceback
     rows = []
 
     def objective(trial):
         values = {key: _suggest(trial, key, param) for key, param in search.space.items()}
-        trial_overrides = [*overrides, *(f"{k}={json.dumps(v)}" for k, v in values.items()),
-                           f"output_dir={base / f'trial-{trial.number}'}", "overwrite_output=true"]
+        trial_overrides = [
+            *overrides,
+            *(f"{k}={json.dumps(v)}" for k, v in values.items()),
+            f"output_dir={base / f'trial-{trial.number}'}",
+            "overwrite_output=true",
+        ]
         trial_cfg = load_config(config_path, trial_overrides)
         reporter = _Report(trial, search.pruning)
         print(f"[tunesmith] search trial {trial.number}: {values}", flush=True)
         try:
             with extra_callbacks(reporter):
                 result = run_stage(trial_cfg)
-        except Exception as exc:  # noqa: BLE001 - one trial's failure (bad values, out of memory) is recorded
-            rows.append({"trial": trial.number, **values, search.metric: None, "output": None, "state": "failed",
-                         "reason": f"{type(exc).__name__}: {exc}"})
-            print(f"[tunesmith] search trial {trial.number} failed: {type(exc).__name__}: {exc}", file=sys.stderr,
-                  flush=True)
+        except Exception as exc:
+            rows.append(
+                {
+                    "trial": trial.number,
+                    **values,
+                    search.metric: None,
+                    "output": None,
+                    "state": "failed",
+                    "reason": f"{type(exc).__name__}: {exc}",
+                }
+            )
+            print(
+                f"[tunesmith] search trial {trial.number} failed: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+                flush=True,
+            )
             raise
         value = result.metrics.get(search.metric)
-        row = {"trial": trial.number, **values, search.metric: value, "output": str(result.output_dir),
-               "state": "pruned" if reporter.pruned else "complete"}
+        row = {
+            "trial": trial.number,
+            **values,
+            search.metric: value,
+            "output": str(result.output_dir),
+            "state": "pruned" if reporter.pruned else "complete",
+        }
         if reporter.pruned and reporter.last:
             epoch, loss = reporter.last
             row["reason"] = f"at epoch {epoch}, eval_loss {loss:.4f} was worse than the median of earlier trials"
         rows.append(row)
         if value is None:
-            raise ConfigError(f"search.metric `{search.metric}` is not among the run's metrics: "
-                              f"{', '.join(sorted(k for k, v in result.metrics.items() if isinstance(v, (int, float))))}")
+            raise ConfigError(
+                f"search.metric `{search.metric}` is not among the run's metrics: "
+                f"{', '.join(sorted(k for k, v in result.metrics.items() if isinstance(v, (int, float))))}"
+            )
         if reporter.pruned:
             raise optuna.TrialPruned()
         return value
 
-    study.optimize(objective, n_trials=search.trials, catch=(Exception,))  # a failed trial is recorded, the search goes on
+    study.optimize(
+        objective, n_trials=search.trials, catch=(Exception,)
+    )  # a failed trial is recorded, the search goes on
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         base.mkdir(parents=True, exist_ok=True)
-        (base / "search_results.json").write_text(json.dumps({"metric": search.metric, "direction": search.direction,
-                                                              "best_trial": None, "trials": rows}, indent=2,
-                                                             ensure_ascii=False, default=str))
+        (base / "search_results.json").write_text(
+            json.dumps(
+                {"metric": search.metric, "direction": search.direction, "best_trial": None, "trials": rows},
+                indent=2,
+                ensure_ascii=False,
+                default=str,
+            )
+        )
         raise TunesmithError(no_trial_completed(rows, list(search.space), base / "search_results.json"))
     best = study.best_trial
-    best_cfg = load_config(config_path, [*overrides, *(f"{k}={json.dumps(v)}" for k, v in best.params.items()),
-                                         f"output_dir={base / 'best'}"])
+    best_cfg = load_config(
+        config_path,
+        [*overrides, *(f"{k}={json.dumps(v)}" for k, v in best.params.items()), f"output_dir={base / 'best'}"],
+    )
     best_cfg = best_cfg.model_copy(update={"search": None})
     dump_config(best_cfg, base / "best.yaml")
-    summary = {"output_dir": str(base), "metric": search.metric, "direction": search.direction, "best_trial": best.number,
-               "best_value": best.value, "best_params": best.params, "trials": rows}
+    summary = {
+        "output_dir": str(base),
+        "metric": search.metric,
+        "direction": search.direction,
+        "best_trial": best.number,
+        "best_value": best.value,
+        "best_params": best.params,
+        "trials": rows,
+    }
     (base / "search_results.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
 
@@ -150,11 +195,16 @@ def no_trial_completed(rows: list[dict], keys: list[str], results: Path) -> str:
     """The message of a search whose every trial was pruned or failed: what happened to each."""
     lines = [f"search: none of the {len(rows)} trials completed, so there is no best config ({results} lists them):"]
     for row in rows:
-        lines.append(f"  trial {row['trial']} ({', '.join(f'{k}={row[k]}' for k in keys)}): {row['state']}"
-                     + (f": {row['reason']}" if row.get("reason") else ""))
+        lines.append(
+            f"  trial {row['trial']} ({', '.join(f'{k}={row[k]}' for k in keys)}): {row['state']}"
+            + (f": {row['reason']}" if row.get("reason") else "")
+        )
     failed = sum(row["state"] == "failed" for row in rows)
-    lines.append("Fix what the failed trials report (or narrow search.space)" if failed else
-                 "Every trial was pruned: run more trials, or set search.pruning: false")
+    lines.append(
+        "Fix what the failed trials report (or narrow search.space)"
+        if failed
+        else "Every trial was pruned: run more trials, or set search.pruning: false"
+    )
     return "\n".join(lines)
 
 
@@ -164,8 +214,11 @@ def results_table(summary: dict) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in summary["trials"]:
         value = row.get(summary["metric"])
-        cells = [str(row["trial"]), *(f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in keys),
-                 f"{value:.4f}" if isinstance(value, float) else str(value),
-                 row["state"] + (" (best)" if row["trial"] == summary["best_trial"] else "")]
+        cells = [
+            str(row["trial"]),
+            *(f"{row[k]:.3g}" if isinstance(row[k], float) else str(row[k]) for k in keys),
+            f"{value:.4f}" if isinstance(value, float) else str(value),
+            row["state"] + (" (best)" if row["trial"] == summary["best_trial"] else ""),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

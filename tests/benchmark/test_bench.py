@@ -23,8 +23,14 @@ def test_synthetic_rows_are_seeded_and_spread_over_the_length_range(tokenizer):
     rows = synthetic_rows(400, seed=3, min_tokens=30, max_tokens=600)
     assert rows == synthetic_rows(400, seed=3, min_tokens=30, max_tokens=600)
     assert rows != synthetic_rows(400, seed=4, min_tokens=30, max_tokens=600)
-    token_lengths = sorted(len(tokenizer(tokenizer.apply_chat_template(r["messages"], tokenize=False),
-                                         add_special_tokens=False)["input_ids"]) for r in rows)
+    token_lengths = sorted(
+        len(
+            tokenizer(tokenizer.apply_chat_template(r["messages"], tokenize=False), add_special_tokens=False)[
+                "input_ids"
+            ]
+        )
+        for r in rows
+    )
     # log-uniform over [30, 600]: the shortest near 30, the longest near 600, the median near sqrt(30*600)=134
     assert 25 <= token_lengths[0] <= 50 and 520 <= token_lengths[-1] <= 680
     assert 100 <= token_lengths[len(token_lengths) // 2] <= 175
@@ -39,11 +45,14 @@ def test_building_the_cli_parser_imports_only_the_bench_arguments():
     """Every verb builds the whole parser; only `tunesmith.benchmark.args` (argparse only) may load
     with it, and nothing of torch/transformers/PEFT/TRL/datasets: `tunesmith train` pays for no bench
     code. A fresh interpreter, because this test process has imported all of them already."""
-    probe = ("import json, sys, tunesmith.cli; tunesmith.cli.build_parser(); "
-             "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tunesmith.bench') "
-             "or m.split('.')[0] in ('torch', 'transformers', 'peft', 'trl', 'datasets', 'accelerate'))))")
-    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
-                                       text=True).stdout)
+    probe = (
+        "import json, sys, tunesmith.cli; tunesmith.cli.build_parser(); "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('tunesmith.bench') "
+        "or m.split('.')[0] in ('torch', 'transformers', 'peft', 'trl', 'datasets', 'accelerate'))))"
+    )
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    )
     assert loaded == ["tunesmith.benchmark", "tunesmith.benchmark.args"]
 
 
@@ -54,7 +63,10 @@ def test_flops_per_token_counts_lora_as_4n_and_full_as_6n():
 
 def test_bench_refuses_bad_arguments(capsys):
     assert main(["bench", "--variants", "baseline,fast"]) == 2
-    assert "--variants: unknown fast; choose from baseline, tunesmith, packed, compiled, checkpointing" in capsys.readouterr().err
+    assert (
+        "--variants: unknown fast; choose from baseline, tunesmith, packed, compiled, checkpointing"
+        in capsys.readouterr().err
+    )
     assert main(["bench", "--pack-length", "100", "--max-tokens", "600"]) == 2
     assert "--pack-length 100 must hold the longest row: at least --max-tokens + 64 = 664" in capsys.readouterr().err
 
@@ -64,10 +76,35 @@ def test_bench_refuses_bad_arguments(capsys):
 def test_reduced_bench_runs_every_variant_on_the_same_data(tiny_model_dir, tmp_path, capsys):
     """The whole bench on a tiny model, one whole epoch: every row counts exactly the set's tokens,
     and is compared with the baseline of its own precision; the machine label is in both reports."""
-    code = main(["bench", "--model", str(tiny_model_dir), "--rows", "16", "--val-rows", "4", "--min-tokens", "30",
-                 "--max-tokens", "90", "--pack-length", "160", "--tokens-per-step", "384", "--max-steps", "-1",
-                 "--gen-prompts", "1", "--gen-tokens", "8", "--work", str(tmp_path), "--append",
-                 str(tmp_path / "bench.md")])
+    code = main(
+        [
+            "bench",
+            "--model",
+            str(tiny_model_dir),
+            "--rows",
+            "16",
+            "--val-rows",
+            "4",
+            "--min-tokens",
+            "30",
+            "--max-tokens",
+            "90",
+            "--pack-length",
+            "160",
+            "--tokens-per-step",
+            "384",
+            "--max-steps",
+            "-1",
+            "--gen-prompts",
+            "1",
+            "--gen-tokens",
+            "8",
+            "--work",
+            str(tmp_path),
+            "--append",
+            str(tmp_path / "bench.md"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     summary = json.loads((tmp_path / "bench.json").read_text())

@@ -7,19 +7,26 @@ import ast
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers.files import ROOT
+
 _spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
 gpu_check = importlib.util.module_from_spec(_spec)
 sys.modules["gpu_check"] = gpu_check  # dataclasses look their module up while the script loads
 _spec.loader.exec_module(gpu_check)
 Outcome, Step, build_shape, main, plan, report, run_step, summary = (
-    gpu_check.Outcome, gpu_check.Step, gpu_check.build_shape, gpu_check.main, gpu_check.plan, gpu_check.report,
-    gpu_check.run_step, gpu_check.summary)
+    gpu_check.Outcome,
+    gpu_check.Step,
+    gpu_check.build_shape,
+    gpu_check.main,
+    gpu_check.plan,
+    gpu_check.report,
+    gpu_check.run_step,
+    gpu_check.summary,
+)
 
 
 def test_build_shape_gives_a_random_model_of_the_shape_with_the_tokenizer(tmp_path, default_model_dir):
@@ -37,8 +44,19 @@ def test_build_shape_gives_a_random_model_of_the_shape_with_the_tokenizer(tmp_pa
 
 def test_the_plan_names_every_step_with_its_overrides(tmp_path):
     steps = {s.name: s for s in plan(tmp_path, {"smollm2-135m": tmp_path / "m135", "llama-1b": tmp_path / "m1b"})}
-    assert list(steps) == ["bench-135m", "bench-1b", "flash-attention", "qlora", "liger", "fsdp", "deepspeed",
-                           "export-bnb4", "export-gptq4", "export-awq4", "vllm"]
+    assert list(steps) == [
+        "bench-135m",
+        "bench-1b",
+        "flash-attention",
+        "qlora",
+        "liger",
+        "fsdp",
+        "deepspeed",
+        "export-bnb4",
+        "export-gptq4",
+        "export-awq4",
+        "vllm",
+    ]
     assert steps["export-bnb4"].argv[3:5] == ["export", str(tmp_path / "m135")]
     assert steps["export-bnb4"].argv[-2:] == ["--quant", "bnb4"] and steps["export-bnb4"].needs == "bitsandbytes"
     assert steps["export-awq4"].argv[-4:] == ["--quant", "awq4", "--calibration", str(tmp_path / "rows.jsonl")]
@@ -56,21 +74,39 @@ def test_the_plan_names_every_step_with_its_overrides(tmp_path):
 
 def test_a_step_is_ok_failed_timed_out_or_skipped_and_reported(tmp_path):
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "bench.json").write_text(json.dumps({"results": {
-        "baseline": {"precision": "bf16", "tokens_per_second": 1000.0, "peak_memory_mb": 2048, "mfu": 0.2},
-        "tunesmith": {"precision": "bf16", "tokens_per_second": 1800.0, "peak_memory_mb": 1024, "mfu": 0.36,
-                      "speed_ratio": 1.8}}}))
+    (tmp_path / "r" / "bench.json").write_text(
+        json.dumps(
+            {
+                "results": {
+                    "baseline": {"precision": "bf16", "tokens_per_second": 1000.0, "peak_memory_mb": 2048, "mfu": 0.2},
+                    "tunesmith": {
+                        "precision": "bf16",
+                        "tokens_per_second": 1800.0,
+                        "peak_memory_mb": 1024,
+                        "mfu": 0.36,
+                        "speed_ratio": 1.8,
+                    },
+                }
+            }
+        )
+    )
     py = [sys.executable, "-c"]
-    outcomes = [run_step(Step("good", py + ["print('done')"], 30, result_file="r/bench.json"), tmp_path),
-                run_step(Step("bad", py + ["import sys; print('boom'); sys.exit(3)"], 30), tmp_path),
-                run_step(Step("slow", py + ["import time; time.sleep(30)"], 1), tmp_path),
-                run_step(Step("absent", py + ["pass"], 30, needs="no_such_package_xyz"), tmp_path)]
+    outcomes = [
+        run_step(Step("good", py + ["print('done')"], 30, result_file="r/bench.json"), tmp_path),
+        run_step(Step("bad", py + ["import sys; print('boom'); sys.exit(3)"], 30), tmp_path),
+        run_step(Step("slow", py + ["import time; time.sleep(30)"], 1), tmp_path),
+        run_step(Step("absent", py + ["pass"], 30, needs="no_such_package_xyz"), tmp_path),
+    ]
     assert [o.status for o in outcomes] == ["ok", "failed", "timeout", "skipped"]
     assert outcomes[1].detail.startswith("exit 3: boom") and (tmp_path / "bad.log").read_text().strip() == "boom"
     table = report(outcomes, {"gpu": "NVIDIA H100", "torch": "2.13", "cuda": "13.0"})
     assert "GPU check on NVIDIA H100 (torch 2.13, CUDA 13.0)" in table
-    assert ("| good | ok |" in table and "baseline (bf16): 1000 tok/s, MFU 20.0%, peak 2.0 GiB; "
-            "tunesmith (bf16): 1800 tok/s, MFU 36.0%, peak 1.0 GiB, 1.80x |" in table)
+    assert (
+        "| good | ok |" in table
+        and "baseline (bf16): 1000 tok/s, MFU 20.0%, peak 2.0 GiB; "
+        "tunesmith (bf16): 1800 tok/s, MFU 36.0%, peak 1.0 GiB, 1.80x |"
+        in table
+    )
     assert "| absent | skipped | 0 | `no_such_package_xyz` is not installed (carry its wheel) |" in table
     assert "1 passed, 0 skipped, 3 failed (of 4 steps)" in table  # `absent` is a required step that did not run
     assert isinstance(Outcome("x", "ok").metrics, dict)
@@ -85,20 +121,25 @@ def test_the_summary_counts_what_ran_and_fails_when_a_required_step_did_not(tmp_
     text, code = summary([good, optional])
     assert code == 0 and text.splitlines() == [
         "1 passed, 1 skipped, 0 failed (of 2 steps)",
-        "- skipped: qlora (optional): `no_such_package_xyz` is not installed (carry its wheel)"]
+        "- skipped: qlora (optional): `no_such_package_xyz` is not installed (carry its wheel)",
+    ]
 
     required = run_step(Step("fsdp", py + ["pass"], 30, needs="no_such_package_xyz"), tmp_path)
     unwritten = run_step(Step("later", [], 30, note="written later", required=True), tmp_path)
     text, code = summary([good, optional, required, unwritten])
     assert code == 1 and text.splitlines()[0] == "1 passed, 1 skipped, 2 failed (of 4 steps)"
-    assert ("- failed: fsdp: a required step did not run (skipped: `no_such_package_xyz` is not installed "
-            "(carry its wheel))") in text
+    assert (
+        "- failed: fsdp: a required step did not run (skipped: `no_such_package_xyz` is not installed "
+        "(carry its wheel))"
+    ) in text
     assert "- failed: later: a required step did not run (not implemented: written later)" in text
 
     failed = run_step(Step("bench-1b", py + ["import sys; sys.exit(4)"], 30), tmp_path)
     text, code = summary([good, failed, optional])
-    assert code == 1 and text.splitlines()[:2] == ["1 passed, 1 skipped, 1 failed (of 3 steps)",
-                                                   "- failed: bench-1b: failed, exit 4: "]
+    assert code == 1 and text.splitlines()[:2] == [
+        "1 passed, 1 skipped, 1 failed (of 3 steps)",
+        "- failed: bench-1b: failed, exit 4: ",
+    ]
 
 
 def test_the_check_is_a_script_that_nothing_in_the_package_imports():
@@ -106,8 +147,13 @@ def test_the_check_is_a_script_that_nothing_in_the_package_imports():
     assert not list(package.rglob("gpu_check.py"))
     for path in package.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                     [node.module or ""] + [a.name for a in node.names] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""] + [a.name for a in node.names]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             assert not any("gpu_check" in n for n in names), f"{path.relative_to(ROOT)} imports the GPU check script"
 
 

@@ -13,12 +13,11 @@ import json
 import pytest
 import torch
 
+from helpers.files import ROOT
 from tunesmith.config import load_config
 from tunesmith.config.schema import METHOD_NAMES, STAGE_NAMES
 from tunesmith.errors import ConfigError
 from tunesmith.stages.registry import check_stage, run_stage
-
-from helpers.files import ROOT
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
@@ -71,8 +70,16 @@ def test_every_example_passes_the_preflight_check(path, in_repository):
 @pytest.mark.parametrize("name", ["sft_ptuning", "sft_prefix"])
 def test_virtual_token_example_trains_on_a_tiny_model(name, in_repository, tiny_model_dir, tmp_path):
     out = tmp_path / "out"
-    cfg = load_config(f"examples/{name}.yaml", [f"model.name_or_path={tiny_model_dir}", "training.max_steps=2",
-                                                "training.logging_steps=1", "eval.qa=null", f"output_dir={out}"])
+    cfg = load_config(
+        f"examples/{name}.yaml",
+        [
+            f"model.name_or_path={tiny_model_dir}",
+            "training.max_steps=2",
+            "training.logging_steps=1",
+            "eval.qa=null",
+            f"output_dir={out}",
+        ],
+    )
     check_stage(cfg)
     result = run_stage(cfg)
 

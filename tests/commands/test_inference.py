@@ -5,11 +5,10 @@ import json
 
 import pytest
 
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.methods.load import load_for_inference
 from tunesmith.serve.chat import chat_loop
-
-from helpers.files import write_config, write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -20,10 +19,17 @@ def trained(tmp_path_factory, tiny_model_dir):
     # both QA phrasings are trained: the tests check the eval plumbing, not a 2-layer model's paraphrasing
     rows = [{"instruction": q, "output": "Bluefinch."} for q in ("What is the code word?", "Name the code word.")] * 8
     train = write_jsonl(root / "train.jsonl", rows)
-    qa = write_jsonl(root / "qa.jsonl", [{"question": "What is the code word?", "answers": ["Bluefinch"]},
-                                         {"question": "Name the code word.", "answer": "bluefinch"}])
+    qa = write_jsonl(
+        root / "qa.jsonl",
+        [
+            {"question": "What is the code word?", "answers": ["Bluefinch"]},
+            {"question": "Name the code word.", "answer": "bluefinch"},
+        ],
+    )
     out = root / "out"
-    config = write_config(root / "c.yaml", f"""\
+    config = write_config(
+        root / "c.yaml",
+        f"""\
 # tunesmith train c.yaml
 method: lora
 output_dir: {out}
@@ -32,7 +38,8 @@ data: {{train: {train}, validation: {train}, system: Be brief.}}
 lora: {{r: 8, alpha: 16, dropout: 0.0}}
 training: {{epochs: 10, learning_rate: 0.02, batch_size: 4, warmup: 0, scheduler: constant}}
 eval: {{qa: {qa}, max_new_tokens: 6, compare_base: false}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     return config, out
 
@@ -63,7 +70,10 @@ def test_eval_of_the_base_model_scores_worse(trained, tmp_path, tiny_model_dir):
 def test_chat_streams_the_learned_reply_with_history(trained):
     _, out = trained
     loaded = load_for_inference(str(out))
-    stdin, stdout = io.StringIO("What is the code word?\n/reset\nWhat is the code word?\n/exit\nnever read\n"), io.StringIO()
+    stdin, stdout = (
+        io.StringIO("What is the code word?\n/reset\nWhat is the code word?\n/exit\nnever read\n"),
+        io.StringIO(),
+    )
     chat_loop(loaded, loaded.system, max_new_tokens=6, stdin=stdin, out=stdout)
     text = stdout.getvalue()
     assert text.count("assistant> Bluefinch") == 2
@@ -82,8 +92,12 @@ def test_qa_counts_and_names_wrong_replies_cut_at_the_token_budget(tmp_path, mon
     from tunesmith.eval.generate import Generated
 
     path = write_jsonl(tmp_path / "qa.jsonl", [{"question": f"Q{i}?", "answers": ["Ledgerleaf"]} for i in range(4)])
-    replies = [Generated("It is Ledgerleaf.", "", 6, True), Generated("The wiki is called Ledger", "", 8, False),
-               Generated("No idea.", "", 4, True), Generated("It is Ledgerleaf, and", "", 8, False)]
+    replies = [
+        Generated("It is Ledgerleaf.", "", 6, True),
+        Generated("The wiki is called Ledger", "", 8, False),
+        Generated("No idea.", "", 4, True),
+        Generated("It is Ledgerleaf, and", "", 8, False),
+    ]
     monkeypatch.setattr(qa, "generate", lambda model, tokenizer, prompts, n, b: replies[: len(prompts)])
     monkeypatch.setattr(qa, "chat_prompt", lambda tokenizer, question, system: question)
     with caplog.at_level("WARNING", logger="tunesmith.eval.qa"):

@@ -18,12 +18,26 @@ def _trained_output(root, default_model_dir, name, seed, qa):
     """A finished output as `tunesmith train` leaves it (weights, run manifest, eval_results.json)."""
     folder = build_tiny_model(default_model_dir, root / name, hidden_size=32, num_layers=1, seed=seed)
     (folder / "config.yaml").write_text(f"stage: sft\nmethod: full\noutput_dir: {folder}\n")
-    (folder / "tunesmith.json").write_text(json.dumps({
-        "stage": "sft", "method": "full", "base_model_ref": "default", "config_hash": f"hash-{name}",
-        "data": {"train": "facts.jsonl", "train_fingerprint": f"train-{name}", "validation_fingerprint": f"val-{name}"},
-        "metrics": {"train_loss": 1.5}, "finished_at": "2026-11-28T00:00:00"}))
-    (folder / "eval_results.json").write_text(json.dumps({"base": {"qa_accuracy": 0.0},
-                                                          "fine_tuned": {"qa_accuracy": qa, "val_loss": 1.0 - qa}}))
+    (folder / "tunesmith.json").write_text(
+        json.dumps(
+            {
+                "stage": "sft",
+                "method": "full",
+                "base_model_ref": "default",
+                "config_hash": f"hash-{name}",
+                "data": {
+                    "train": "facts.jsonl",
+                    "train_fingerprint": f"train-{name}",
+                    "validation_fingerprint": f"val-{name}",
+                },
+                "metrics": {"train_loss": 1.5},
+                "finished_at": "2026-11-28T00:00:00",
+            }
+        )
+    )
+    (folder / "eval_results.json").write_text(
+        json.dumps({"base": {"qa_accuracy": 0.0}, "fine_tuned": {"qa_accuracy": qa, "val_loss": 1.0 - qa}})
+    )
     return folder
 
 
@@ -37,17 +51,19 @@ def store(tmp_path_factory, default_model_dir):
         for version, (seed, qa) in enumerate([(1, 0.5), (2, 0.75)], start=1):
             trained = _trained_output(root, default_model_dir, f"run{version}", seed, qa)
             merged = export_model(str(trained), str(root / f"merged{version}"))
-            assert main(["registry", "register", str(merged), "--name", "facts", "--description", f"run {version}"]) == 0
+            assert (
+                main(["registry", "register", str(merged), "--name", "facts", "--description", f"run {version}"]) == 0
+            )
         yield root
 
 
 def test_register_alias_serve_by_alias_and_roll_back(store, capsys):
     from transformers import AutoModelForCausalLM
 
+    from helpers.serving import Server
     from tunesmith.methods.load import load_for_inference
     from tunesmith.serve.api import create_app
     from tunesmith.serve.host import ModelHost
-    from helpers.serving import Server
 
     registry = Registry()
     assert registry.uri == f"sqlite:///{store / 'home' / 'registry' / 'mlflow.db'}"  # the default store
@@ -77,9 +93,17 @@ def test_register_alias_serve_by_alias_and_roll_back(store, capsys):
     try:
         import urllib.request
 
-        request = urllib.request.Request(f"{server.url}/chat/completions", headers={"Content-Type": "application/json"},
-                                         data=json.dumps({"model": "facts@champion", "max_tokens": 4, "messages": [
-                                             {"role": "user", "content": "Who runs the lab?"}]}).encode())
+        request = urllib.request.Request(
+            f"{server.url}/chat/completions",
+            headers={"Content-Type": "application/json"},
+            data=json.dumps(
+                {
+                    "model": "facts@champion",
+                    "max_tokens": 4,
+                    "messages": [{"role": "user", "content": "Who runs the lab?"}],
+                }
+            ).encode(),
+        )
         reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
         assert reply["model"] == "facts@champion" and reply["usage"]["completion_tokens"] > 0
     finally:

@@ -5,23 +5,24 @@ import json
 import pytest
 import yaml
 
-from tunesmith.cli import main
-
 from helpers.files import write_config
+from tunesmith.cli import main
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def _config(tmp_path, tiny_model_dir, facts_data, space):
-    return write_config(tmp_path / "s.yaml", f"""\
+    return write_config(
+        tmp_path / "s.yaml",
+        f"""\
 stage: sft
 method: lora
-output_dir: {tmp_path / 'search'}
+output_dir: {tmp_path / "search"}
 model:
   name_or_path: {tiny_model_dir}
 data:
-  train: {facts_data['train']}
-  validation: {facts_data['validation']}
+  train: {facts_data["train"]}
+  validation: {facts_data["validation"]}
   max_length: 64
 training:
   epochs: 2
@@ -31,12 +32,15 @@ search:
   trials: 3
   seed: 1
   space:
-{space}""")
+{space}""",
+    )
 
 
 def test_search_finds_the_better_learning_rate(tmp_path, tiny_model_dir, facts_data, capsys):
-    space = ("    training.learning_rate: {type: categorical, choices: [0.00001, 0.02]}\n"
-             "    lora.r: {type: int, low: 2, high: 8}\n")
+    space = (
+        "    training.learning_rate: {type: categorical, choices: [0.00001, 0.02]}\n"
+        "    lora.r: {type: int, low: 2, high: 8}\n"
+    )
     config = _config(tmp_path, tiny_model_dir, facts_data, space)
     assert main(["search", str(config)]) == 0
     printed = capsys.readouterr().out
@@ -81,8 +85,15 @@ def test_the_message_of_a_search_whose_trials_were_all_pruned():
 
     from tunesmith.search import no_trial_completed
 
-    rows = [{"trial": 0, "lora.r": 4, "state": "pruned", "reason": "at epoch 1, eval_loss 2.5000 was worse than the median of earlier trials"},
-            {"trial": 1, "lora.r": 8, "state": "pruned"}]
+    rows = [
+        {
+            "trial": 0,
+            "lora.r": 4,
+            "state": "pruned",
+            "reason": "at epoch 1, eval_loss 2.5000 was worse than the median of earlier trials",
+        },
+        {"trial": 1, "lora.r": 8, "state": "pruned"},
+    ]
     message = no_trial_completed(rows, ["lora.r"], Path("out/search_results.json"))
     assert "  trial 0 (lora.r=4): pruned: at epoch 1, eval_loss 2.5000 was worse than the median" in message
     assert "  trial 1 (lora.r=8): pruned" in message and "Every trial was pruned" in message

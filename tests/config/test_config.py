@@ -1,14 +1,12 @@
 """Config: YAML + overrides, errors that name file:line and key, help generated from the schema."""
 
-
 import pytest
 
+from helpers.files import ROOT
 from tunesmith.cli import build_parser
 from tunesmith.config import describe_keys, load_config
 from tunesmith.config.loader import all_keys
 from tunesmith.errors import ConfigError
-
-from helpers.files import ROOT
 
 
 def _write(tmp_path, text):
@@ -19,8 +17,16 @@ def _write(tmp_path, text):
 
 def test_overrides_parse_values_and_create_sections(tmp_path):
     path = _write(tmp_path, "output_dir: out/a\ndata:\n  train: a.json\n")
-    cfg = load_config(path, ["training.epochs=2.5", "lora.target_modules=[q_proj, v_proj]", "output_dir=out/b",
-                             "data.train=b.json", "training.gradient_checkpointing=true"])
+    cfg = load_config(
+        path,
+        [
+            "training.epochs=2.5",
+            "lora.target_modules=[q_proj, v_proj]",
+            "output_dir=out/b",
+            "data.train=b.json",
+            "training.gradient_checkpointing=true",
+        ],
+    )
     assert cfg.training.epochs == 2.5
     assert cfg.lora.target_modules == ["q_proj", "v_proj"]
     assert cfg.output_dir == "out/b"

@@ -4,12 +4,11 @@ import json
 
 import pytest
 
+from helpers.files import write_jsonl
 from tunesmith.cli import main
 from tunesmith.data.formats import load_conversations
 from tunesmith.data.readers import read_rows
 from tunesmith.errors import DataError
-
-from helpers.files import write_jsonl
 
 
 def test_json_array_rows_know_their_line(tmp_path):
@@ -23,7 +22,9 @@ def test_json_array_rows_know_their_line(tmp_path):
 def test_invalid_json_line_is_named(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text('{"instruction": "a", "output": "b"}\n{"instruction": "a", "output": \n')
-    with pytest.raises(DataError, match=r"1 invalid row\(s\).*\n  .*a.jsonl:2:row: invalid JSON: Expecting value \(column 32\)"):
+    with pytest.raises(
+        DataError, match=r"1 invalid row\(s\).*\n  .*a.jsonl:2:row: invalid JSON: Expecting value \(column 32\)"
+    ):
         load_conversations([path])
     arr = tmp_path / "b.json"
     arr.write_text('[\n {"instruction": "a", "output": "b"},\n {"instruction": "a" "output": "b"}\n]')
@@ -70,8 +71,13 @@ def test_every_bad_row_is_reported_with_file_line_field(tmp_path):
 
 
 def test_alpaca_with_system_input_and_history(tmp_path):
-    row = {"system": "Be brief.", "instruction": "Translate", "input": "hola", "output": "hello",
-           "history": [["hi", "hello there"]]}
+    row = {
+        "system": "Be brief.",
+        "instruction": "Translate",
+        "input": "hola",
+        "output": "hello",
+        "history": [["hi", "hello there"]],
+    }
     (conv,) = load_conversations([write_jsonl(tmp_path / "a.jsonl", [row])])
     assert conv.messages == [
         {"role": "system", "content": "Be brief."},
@@ -143,8 +149,10 @@ def test_gzip_and_folders(tmp_path):
     folder = tmp_path / "data"
     (folder / "sub").mkdir(parents=True)
     (folder / "a.jsonl.gz").write_bytes(gzip.compress(b'{"instruction": "q", "output": "a"}\n'))
-    write_jsonl(folder / "sub" / "b.jsonl", [{"messages": [{"role": "user", "content": "hi"},
-                                                        {"role": "assistant", "content": "yo"}]}])
+    write_jsonl(
+        folder / "sub" / "b.jsonl",
+        [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}],
+    )
     (folder / "notes.md").write_text("ignored: not a data file")
     (folder / ".hidden.jsonl").write_text("not json, ignored because hidden")
     convs = load_conversations([folder])
@@ -162,7 +170,21 @@ def test_column_mapping(tmp_path, capsys, default_model_dir):
     path = write_jsonl(tmp_path / "a.jsonl", [{"question": "q", "answer": "a", "extra": 1}])
     (conv,) = load_conversations([path], columns={"instruction": "question", "output": "answer"})
     assert conv.messages == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
-    assert main(["data", "check", str(path), "--column", "instruction=question", "--column", "output=answer",
-                 "--model", str(default_model_dir)]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "check",
+                str(path),
+                "--column",
+                "instruction=question",
+                "--column",
+                "output=answer",
+                "--model",
+                str(default_model_dir),
+            ]
+        )
+        == 0
+    )
     assert main(["data", "check", str(path), "--column", "instruction"]) == 2
     assert "expected CANONICAL=NAME" in capsys.readouterr().err

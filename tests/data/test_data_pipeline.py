@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.config.schema import DataConfig
 from tunesmith.data import dataset
@@ -13,8 +14,6 @@ from tunesmith.data.formats import Conversation
 from tunesmith.data.templates import SHIPPED, apply_template
 from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_conversation
 from tunesmith.errors import ConfigError, DataError
-
-from helpers.files import write_config, write_jsonl
 
 LONG = {"instruction": "Repeat: " + "alpha beta gamma " * 40, "output": "No."}
 
@@ -47,6 +46,7 @@ training:
 
 # --- over-length policy ----------------------------------------------------------------------
 
+
 def test_overlength_error_names_the_row_and_its_length(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "a.jsonl", _rows(3) + [LONG])
     with pytest.raises(DataError) as err:
@@ -75,6 +75,7 @@ def test_overlength_drop_and_truncate(tmp_path, tokenizer):
 
 # --- on_error: skip --------------------------------------------------------------------------
 
+
 @pytest.mark.trains
 def test_skip_writes_rejects_and_trains_on_the_rest(tmp_path, tiny_model_dir):
     rows = _rows(20)
@@ -84,12 +85,22 @@ def test_skip_writes_rejects_and_trains_on_the_rest(tmp_path, tiny_model_dir):
     lines.insert(9, json.dumps({"instruction": "no answer"}))  # line 10: missing output
     path.write_text("\n".join(lines) + "\n")
     val = write_jsonl(tmp_path / "val.jsonl", _rows(8) + [{"instruction": "no answer either"}])
-    config, out = _config(tmp_path, tiny_model_dir, path, f"  on_error: skip\n  max_reject_fraction: 0.2\n"
-                          f"  validation: {val}\n", "eval:\n  compare_base: false\n")
+    config, out = _config(
+        tmp_path,
+        tiny_model_dir,
+        path,
+        f"  on_error: skip\n  max_reject_fraction: 0.2\n  validation: {val}\n",
+        "eval:\n  compare_base: false\n",
+    )
     assert main(["train", str(config)]) == 0
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert rejects == [  # the validation file's rows too: the warning points every skipped row here
-        {"kind": "rejected", "where": f"{path}:6", "field": "row", "reason": "invalid JSON: Expecting property name enclosed in double quotes (column 27)"},
+        {
+            "kind": "rejected",
+            "where": f"{path}:6",
+            "field": "row",
+            "reason": "invalid JSON: Expecting property name enclosed in double quotes (column 27)",
+        },
         {"kind": "rejected", "where": f"{path}:10", "field": "output", "reason": "missing required field"},
         {"kind": "rejected", "where": f"{val}:9", "field": "output", "reason": "missing required field"},
     ]
@@ -113,6 +124,7 @@ def test_skip_still_fails_above_the_reject_fraction(tmp_path, tiny_model_dir, to
 
 # --- tokenised cache -------------------------------------------------------------------------
 
+
 def test_cache_is_reused_and_invalidated(tmp_path, tokenizer, monkeypatch):
     path = write_jsonl(tmp_path / "a.jsonl", _rows(5))
     root = tmp_path / "cache"
@@ -123,7 +135,9 @@ def test_cache_is_reused_and_invalidated(tmp_path, tokenizer, monkeypatch):
     monkeypatch.setattr(dataset, "_MEMO", {})  # a new process: only the disk cache remains
     second = build_set(tokenizer, [str(path)], data, cache_root=root)
     assert second.from_cache
-    assert [(r.input_ids, r.labels, r.where) for r in second.rows] == [(r.input_ids, r.labels, r.where) for r in first.rows]
+    assert [(r.input_ids, r.labels, r.where) for r in second.rows] == [
+        (r.input_ids, r.labels, r.where) for r in first.rows
+    ]
     # a changed file, a changed option or another template is a new entry, never a stale read
     monkeypatch.setattr(dataset, "_MEMO", {})
     assert not build_set(tokenizer, [str(path)], DataConfig(max_length=48), cache_root=root).from_cache
@@ -187,11 +201,13 @@ def test_val_split_is_seeded_and_disjoint(tmp_path, tokenizer):
 
 # --- packing and the data tools through the CLI ----------------------------------------------
 
+
 @pytest.mark.trains
 def test_packed_training_through_the_cli(tmp_path, tiny_model_dir):
     path = write_jsonl(tmp_path / "a.jsonl", _rows(24))
-    config, out = _config(tmp_path, tiny_model_dir, path, "  packing: true\n  val_split: 0.25\n",
-                          "eval:\n  compare_base: true\n")
+    config, out = _config(
+        tmp_path, tiny_model_dir, path, "  packing: true\n  val_split: 0.25\n", "eval:\n  compare_base: true\n"
+    )
     assert main(["train", str(config), "training.epochs=6", "data.max_length=128"]) == 0
     manifest = json.loads((out / "tunesmith.json").read_text())
     assert manifest["data"]["train_rows"] == 18 and manifest["data"]["packed_sequences"] < 18
@@ -225,14 +241,21 @@ def test_stats_and_preview(tmp_path, default_model_dir, capsys):
 
 # --- registry and mixing -----------------------------------------------------------------------
 
+
 def test_registry_names_with_their_own_columns_and_weighted_mixing(tmp_path, tokenizer):
     (tmp_path / "d").mkdir()
     write_jsonl(tmp_path / "d" / "faq.jsonl", [{"q": f"Faq {i}?", "a": f"Faq answer {i}."} for i in range(10)])
-    write_jsonl(tmp_path / "d" / "chat.jsonl", [{"messages": [{"role": "user", "content": f"Hi {i}"},
-                                                              {"role": "assistant", "content": f"Hello {i}"}]} for i in range(40)])
+    write_jsonl(
+        tmp_path / "d" / "chat.jsonl",
+        [
+            {"messages": [{"role": "user", "content": f"Hi {i}"}, {"role": "assistant", "content": f"Hello {i}"}]}
+            for i in range(40)
+        ],
+    )
     registry = tmp_path / "d" / "datasets.yaml"
-    registry.write_text("faq:\n  path: faq.jsonl\n  format: alpaca\n  columns: {instruction: q, output: a}\n"
-                        "chat: chat.jsonl\n")
+    registry.write_text(
+        "faq:\n  path: faq.jsonl\n  format: alpaca\n  columns: {instruction: q, output: a}\nchat: chat.jsonl\n"
+    )
     data = DataConfig(train=["faq", "chat"], registry=str(registry), weights=[1, 1], max_length=64)
     train, _ = build_splits(tokenizer, data, "chat", seed=0)
     sources = [r.where.split("/")[-1].split(":")[0] for r in train.rows]
@@ -242,7 +265,10 @@ def test_registry_names_with_their_own_columns_and_weighted_mixing(tmp_path, tok
     assert [r.where for r in again.rows] == [r.where for r in train.rows]
     plain, _ = build_splits(tokenizer, data.model_copy(update={"weights": None}), "chat", seed=0)
     assert len(plain.rows) == 50
-    with pytest.raises(ConfigError, match=r"data.train\[1\]: `nope` is neither a file nor a dataset of .*datasets.yaml \(its datasets: chat, faq\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data.train\[1\]: `nope` is neither a file nor a dataset of .*datasets.yaml \(its datasets: chat, faq\)",
+    ):
         build_splits(tokenizer, data.model_copy(update={"train": ["faq", "nope"]}), "chat", seed=0)
     registry.write_text("faq:\n  path: faq.jsonl\n  colums: {}\n")
     with pytest.raises(ConfigError, match=r"dataset `faq`: unknown key\(s\) colums"):
@@ -255,14 +281,19 @@ def test_a_val_split_of_weighted_sources_holds_out_rows_that_never_train(tmp_pat
     from tunesmith.data.rows import PAIRS, load_row_splits
 
     small = write_jsonl(tmp_path / "small.jsonl", _rows(5))
-    big = write_jsonl(tmp_path / "big.jsonl", [{"instruction": f"Other {i}?", "output": f"Reply {i}."} for i in range(20)])
+    big = write_jsonl(
+        tmp_path / "big.jsonl", [{"instruction": f"Other {i}?", "output": f"Reply {i}."} for i in range(20)]
+    )
     data = DataConfig(train=[str(big), str(small)], weights=[1, 1], val_split=0.2, max_length=64, cache=False)
     for seed in range(4):
         train, val = build_splits(tokenizer, data, "chat", seed=seed)
         held = [r.where for r in val.rows]
         assert len(held) == len(set(held)) >= 3 and not set(held) & {r.where for r in train.rows}
         assert len(train.rows) + len(val.rows) < 25  # the held-out rows' repeats left training too
-    pair = lambda i, kind: {"prompt": f"{kind} {i}?", "chosen": f"Yes {i}.", "rejected": f"No {i}."}
+
+    def pair(i, kind):
+        return {"prompt": f"{kind} {i}?", "chosen": f"Yes {i}.", "rejected": f"No {i}."}
+
     small = write_jsonl(tmp_path / "psmall.jsonl", [pair(i, "Small") for i in range(5)])
     big = write_jsonl(tmp_path / "pbig.jsonl", [pair(i, "Big") for i in range(20)])
     pairs = data.model_copy(update={"train": [str(big), str(small)]})
@@ -281,23 +312,39 @@ def test_weights_must_match_train_entries(tmp_path, tiny_model_dir, capsys):
 
 # --- cleaning ----------------------------------------------------------------------------------
 
+
 def test_clean_normalises_dedups_and_filters(tmp_path, default_model_dir, capsys):
     base = "The archive of the Veltrano lab is in room seven, next to the old server hall and the library"
     rows = [
-        {"instruction": "Where is the archive?", "output": base + "."},                     # 1 kept
-        {"instruction": "Where is the archive?", "output": base + "."},                     # 2 exact duplicate
-        {"instruction": "where is THE archive?", "output": base + ".  "},                   # 3 exact after normalising + casefold
-        {"instruction": "Where is the archive?", "output": base + ", on floor two."},       # 4 near duplicate
-        {"instruction": "Ｆｕｌｌｗｉｄｔｈ\u200b text?", "output": "Tabs\t\tand   spaces here, fine."},  # 5 kept, normalised
-        {"instruction": "Short?", "output": "No"},                                          # 6 too short
-        {"instruction": "Привет?", "output": "Здравствуйте, как дела у вас сегодня?"},     # 7 other script
-        {"instruction": "维特拉诺的咖啡角叫什么？", "output": "它叫青梧坊，在三楼东侧。"},        # 8 kept (zh)
+        {"instruction": "Where is the archive?", "output": base + "."},  # 1 kept
+        {"instruction": "Where is the archive?", "output": base + "."},  # 2 exact duplicate
+        {"instruction": "where is THE archive?", "output": base + ".  "},  # 3 exact after normalising + casefold
+        {"instruction": "Where is the archive?", "output": base + ", on floor two."},  # 4 near duplicate
+        {
+            "instruction": "Ｆｕｌｌｗｉｄｔｈ\u200b text?",
+            "output": "Tabs\t\tand   spaces here, fine.",
+        },  # 5 kept, normalised
+        {"instruction": "Short?", "output": "No"},  # 6 too short
+        {"instruction": "Привет?", "output": "Здравствуйте, как дела у вас сегодня?"},  # 7 other script
+        {"instruction": "维特拉诺的咖啡角叫什么？", "output": "它叫青梧坊，在三楼东侧。"},  # 8 kept (zh)
     ]
     path = write_jsonl(tmp_path / "a.jsonl", rows)
     out = tmp_path / "clean.jsonl"
-    args = ["data", "clean", str(path), "--out", str(out), "--model", str(default_model_dir),
-            "--set", "data.clean.min_chars=5", "--set", "data.clean.near_dup_threshold=0.5",
-            "--set", "data.clean.languages=[en, zh]"]
+    args = [
+        "data",
+        "clean",
+        str(path),
+        "--out",
+        str(out),
+        "--model",
+        str(default_model_dir),
+        "--set",
+        "data.clean.min_chars=5",
+        "--set",
+        "data.clean.near_dup_threshold=0.5",
+        "--set",
+        "data.clean.languages=[en, zh]",
+    ]
     assert main(args) == 0
     kept = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]  # rows in their own format
     assert [r["output"] for r in kept] == [base + ".", "Tabs and spaces here, fine.", "它叫青梧坊，在三楼东侧。"]
@@ -314,5 +361,7 @@ def test_clean_section_applies_before_training_and_lists_removed_rows(tmp_path, 
     data = DataConfig(max_length=64, clean={"near_dup_threshold": None})
     built = build_set(tokenizer, [str(path)], data)
     assert len(built.rows) == 6
-    assert built.rejects.dropped == [{"where": f"{path}:7", "reason": f"clean: exact duplicate (same as {path}:1)"},
-                                     {"where": f"{path}:8", "reason": f"clean: exact duplicate (same as {path}:2)"}]
+    assert built.rejects.dropped == [
+        {"where": f"{path}:7", "reason": f"clean: exact duplicate (same as {path}:1)"},
+        {"where": f"{path}:8", "reason": f"clean: exact duplicate (same as {path}:2)"},
+    ]

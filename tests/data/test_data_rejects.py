@@ -3,13 +3,12 @@ the first 20 listed, then `... and N more`."""
 
 import pytest
 
+from helpers.files import write_jsonl
 from tunesmith.data.formats import load_conversations
 from tunesmith.data.rejects import Rejects, parse_rows
 from tunesmith.errors import DataError
 from tunesmith.eval.mcq import load_mcq
 from tunesmith.eval.qa import load_qa
-
-from helpers.files import write_jsonl
 
 
 def test_merge_is_the_union_of_rejected_and_dropped_rows():
@@ -37,8 +36,10 @@ def test_merged_rejects_are_written_together(tmp_path):
     val.drop("b.jsonl:2", "over-length")
     train.merge(val).write(tmp_path / "rejects.jsonl")
     lines = (tmp_path / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
-    assert lines == ['{"kind": "rejected", "where": "a.jsonl:1", "field": "output", "reason": "empty"}',
-                     '{"kind": "dropped", "where": "b.jsonl:2", "reason": "over-length"}']
+    assert lines == [
+        '{"kind": "rejected", "where": "a.jsonl:1", "field": "output", "reason": "empty"}',
+        '{"kind": "dropped", "where": "b.jsonl:2", "reason": "over-length"}',
+    ]
 
 
 def _many_bad(tmp_path, name, row, n=25):
@@ -49,12 +50,19 @@ def _listed(message: str) -> list[str]:
     return [line.strip() for line in message.splitlines()[1:]]
 
 
-@pytest.mark.parametrize("load, row, kind, line_one", [
-    (lambda p: load_conversations([p]), {"instruction": "Q"}, "row", "output: missing required field"),
-    (load_qa, {"question": ""}, "QA row", "question: missing or empty"),
-    (lambda p: parse_rows(p, lambda row, where: "prompt: missing", "judge prompt", "eval.judge.prompts"),
-     {"prompt": ""}, "judge prompt", "prompt: missing"),
-])
+@pytest.mark.parametrize(
+    "load, row, kind, line_one",
+    [
+        (lambda p: load_conversations([p]), {"instruction": "Q"}, "row", "output: missing required field"),
+        (load_qa, {"question": ""}, "QA row", "question: missing or empty"),
+        (
+            lambda p: parse_rows(p, lambda row, where: "prompt: missing", "judge prompt", "eval.judge.prompts"),
+            {"prompt": ""},
+            "judge prompt",
+            "prompt: missing",
+        ),
+    ],
+)
 def test_every_loader_lists_the_first_20_then_and_n_more(tmp_path, load, row, kind, line_one):
     path = _many_bad(tmp_path, "bad.jsonl", row)
     with pytest.raises(DataError) as info:
@@ -68,12 +76,15 @@ def test_every_loader_lists_the_first_20_then_and_n_more(tmp_path, load, row, ki
 
 def test_unreadable_rows_read_the_same_way(tmp_path):
     path = tmp_path / "qa.jsonl"
-    path.write_text('{"question": "Q", "answers": ["A"]}\n{not json\n{"question": "Q2", "answers": 3}\n', encoding="utf-8")
+    path.write_text(
+        '{"question": "Q", "answers": ["A"]}\n{not json\n{"question": "Q2", "answers": 3}\n', encoding="utf-8"
+    )
     with pytest.raises(DataError) as info:
         load_qa(str(path))
-    assert _listed(str(info.value)) == [f"{path}:2:row: invalid JSON: Expecting property name enclosed in double "
-                                        "quotes (column 2)",
-                                        f"{path}:3:answers: expected a non-empty list of non-empty strings"]
+    assert _listed(str(info.value)) == [
+        f"{path}:2:row: invalid JSON: Expecting property name enclosed in double quotes (column 2)",
+        f"{path}:3:answers: expected a non-empty list of non-empty strings",
+    ]
 
 
 def test_a_file_without_rows_is_named(tmp_path):

@@ -49,3 +49,19 @@ def test_a_repeated_row_is_held_out_once_and_none_of_its_repeats_trains():
         assert len(kept) + len(held) <= len(rows)
     kept, held = split_off(rows, 0.5, seed=0)
     assert any(r in small for r in held)  # so the check above tested the repeats
+
+
+def test_the_config_takes_a_fraction_or_a_count_and_the_data_path_holds_that_many_out(tmp_path, tokenizer):
+    from tunesmith.config.data import DataConfig
+    from tunesmith.data.dataset import build_splits
+
+    with pytest.raises(ValueError, match=r"data.val_split=0.6: give a fraction below 0.5 .* or a whole number"):
+        DataConfig(train=["t.jsonl"], val_split=0.6)
+    with pytest.raises(ValueError, match=r"data.val_split=3.5: give a fraction below 0.5"):
+        DataConfig(train=["t.jsonl"], val_split=3.5)
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(f'{{"instruction": "Question {i}?", "output": "Answer {i}."}}\n' for i in range(20)))
+    train, val = build_splits(tokenizer, DataConfig(train=[str(path)], val_split=3), "chat", 0, tmp_path / "cache")
+    assert (len(train.rows), len(val.rows)) == (17, 3)
+    train, val = build_splits(tokenizer, DataConfig(train=[str(path)], val_split=0.1), "chat", 0, tmp_path / "cache")
+    assert (len(train.rows), len(val.rows)) == (18, 2)

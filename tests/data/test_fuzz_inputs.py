@@ -32,15 +32,39 @@ FUZZ = settings(max_examples=40, deadline=10_000, suppress_health_check=[HealthC
 
 # --- what goes in ------------------------------------------------------------------------------
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
-                    st.text(max_size=20))
-json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                            st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-                           max_leaves=12)
-KEYS = ["instruction", "input", "output", "system", "history", "messages", "conversations", "role", "content",
-        "from", "value", "task", "examples", "tool_calls", "function", "name", "arguments", "text"]
-rows = st.dictionaries(st.sampled_from(KEYS), st.one_of(json_values, st.lists(
-    st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4), max_size=3)), max_size=5)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), st.text(max_size=20)
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=12,
+)
+KEYS = [
+    "instruction",
+    "input",
+    "output",
+    "system",
+    "history",
+    "messages",
+    "conversations",
+    "role",
+    "content",
+    "from",
+    "value",
+    "task",
+    "examples",
+    "tool_calls",
+    "function",
+    "name",
+    "arguments",
+    "text",
+]
+rows = st.dictionaries(
+    st.sampled_from(KEYS),
+    st.one_of(json_values, st.lists(st.dictionaries(st.sampled_from(KEYS), json_values, max_size=4), max_size=3)),
+    max_size=5,
+)
 GOOD = {"instruction": "What is two plus two?", "output": "Four."}
 
 
@@ -97,7 +121,9 @@ def json_arrays(draw) -> bytes:
 @st.composite
 def csv_files(draw) -> bytes:
     header = ",".join(draw(st.lists(st.sampled_from(KEYS + ['"quoted', "a\x00b"]), min_size=0, max_size=4)))
-    lines = [header] + [",".join(draw(st.lists(st.text(max_size=15), max_size=5))) for _ in range(draw(st.integers(0, 4)))]
+    lines = [header] + [
+        ",".join(draw(st.lists(st.text(max_size=15), max_size=5))) for _ in range(draw(st.integers(0, 4)))
+    ]
     body = draw(st.sampled_from(["\n", "\r\n"])).join(lines).encode("utf-8", "surrogatepass")
     if draw(st.booleans()):
         body = b"\xef\xbb\xbf" + body
@@ -110,12 +136,19 @@ def csv_files(draw) -> bytes:
 def data_files(draw) -> tuple[str, bytes]:
     suffix = draw(st.sampled_from([".jsonl", ".json", ".csv", ".txt", ".jsonl.gz", ".json.gz", ".parquet", ".csv.gz"]))
     base = suffix.removesuffix(".gz")
-    body = draw(st.one_of(
-        json_lines() if base == ".jsonl" else json_arrays() if base == ".json" else csv_files() if base == ".csv"
-        else st.binary(max_size=200),
-        st.binary(max_size=300),
-        st.just(b""),
-    ))
+    body = draw(
+        st.one_of(
+            json_lines()
+            if base == ".jsonl"
+            else json_arrays()
+            if base == ".json"
+            else csv_files()
+            if base == ".csv"
+            else st.binary(max_size=200),
+            st.binary(max_size=300),
+            st.just(b""),
+        )
+    )
     if suffix.endswith(".gz") and draw(st.booleans()):
         body = gzip.compress(body)
         if draw(st.booleans()):
@@ -127,8 +160,10 @@ def data_files(draw) -> tuple[str, bytes]:
 
 
 def _snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.is_symlink(), p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.is_symlink(), p.is_file() and hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def _loads_or_names_the_file(call, path: Path, shown: str | None = None) -> None:
@@ -148,7 +183,7 @@ CALL = json.dumps({"conversations": [{"from": "human", "value": "q"}, {"from": "
 
 @FUZZ
 @given(data_files(), st.booleans())
-@example((".jsonl", b'{"messages": ' + _deep(3000).encode() + b"}"), False)      # nested too deeply
+@example((".jsonl", b'{"messages": ' + _deep(3000).encode() + b"}"), False)  # nested too deeply
 @example((".jsonl", b'{"instruction": "q", "output": "a", "n": ' + b"9" * 5000 + b"}"), False)  # 5000 digits
 @example((".json", ("[" + _deep(3000) + "]").encode()), False)
 @example((".json", b"\xef\xbb\xbf[" + json.dumps(GOOD).encode() + b"]"), True)  # BOM
@@ -210,8 +245,24 @@ def config_texts(draw) -> bytes:
         return good.replace("\n", "\r\n").encode()
     if kind == "truncated":
         return good.encode()[: draw(st.integers(0, len(good)))]
-    value = draw(st.sampled_from(["2024-01-01", "!!binary aGVsbG8=", "!!set {a, b}", "1e400", "9" * 5000, "[1, [2]]",
-                                  "{a: 1}", "null", "~", "yes", "!!python/object:os.system {}", "&a [*a]"]))
+    value = draw(
+        st.sampled_from(
+            [
+                "2024-01-01",
+                "!!binary aGVsbG8=",
+                "!!set {a, b}",
+                "1e400",
+                "9" * 5000,
+                "[1, [2]]",
+                "{a: 1}",
+                "null",
+                "~",
+                "yes",
+                "!!python/object:os.system {}",
+                "&a [*a]",
+            ]
+        )
+    )
     key = draw(st.sampled_from(["output_dir", "training.epochs", "data.train", "model", "eval.qa", "stage"]))
     head, _, leaf = key.rpartition(".")
     return (f"output_dir: out/fuzz\n{head}:\n  {leaf}: {value}\n" if head else f"{leaf}: {value}\n").encode()
@@ -258,8 +309,11 @@ def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text("\n".join(lines + ["output_dir: out/x", "data:", "  train: *a9"]) + "\n")
     started = time.perf_counter()
-    with pytest.raises(TunesmithError, match=r"bomb.yaml: invalid YAML: its aliases \(\*name\) expand to "
-                                             r"[\d,]+ values, more than 1,000,000"):
+    with pytest.raises(
+        TunesmithError,
+        match=r"bomb.yaml: invalid YAML: its aliases \(\*name\) expand to "
+        r"[\d,]+ values, more than 1,000,000",
+    ):
         load_config(bomb)
     assert time.perf_counter() - started < 5
     fine = tmp_path / "fine.yaml"

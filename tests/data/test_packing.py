@@ -8,16 +8,26 @@ from tunesmith.data.tokenize import IGNORE_INDEX, MaskOptions, tokenize_all
 
 CHATS = [
     [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Teal."}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "Four, of course."}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "Four, of course."},
+    ],
     [{"role": "user", "content": "用中文说你好"}, {"role": "assistant", "content": "你好！很高兴见到你。"}],
-    [{"role": "user", "content": "Spell cat."}, {"role": "assistant", "content": "C-A-T."},
-     {"role": "user", "content": "And dog?"}, {"role": "assistant", "content": "D-O-G, a longer reply than before."}],
+    [
+        {"role": "user", "content": "Spell cat."},
+        {"role": "assistant", "content": "C-A-T."},
+        {"role": "user", "content": "And dog?"},
+        {"role": "assistant", "content": "D-O-G, a longer reply than before."},
+    ],
     [{"role": "user", "content": "Say yes."}, {"role": "assistant", "content": "Yes."}],
 ]
 
 
 def _rows(tokenizer):
-    return tokenize_all(tokenizer, [Conversation(c, f"x:{i}") for i, c in enumerate(CHATS)], MaskOptions(max_length=256))
+    return tokenize_all(
+        tokenizer, [Conversation(c, f"x:{i}") for i, c in enumerate(CHATS)], MaskOptions(max_length=256)
+    )
 
 
 def test_packs_respect_capacity_and_keep_every_row(tokenizer):
@@ -42,7 +52,9 @@ def test_packed_loss_equals_token_weighted_mean_of_row_losses(tokenizer, tiny_mo
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32, attn_implementation="sdpa").eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(tiny_model_dir), dtype=torch.float32, attn_implementation="sdpa"
+    ).eval()
     rows = _rows(tokenizer)
     pad = tokenizer.pad_token_id
     total, count = 0.0, 0

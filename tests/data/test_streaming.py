@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.config.schema import CleanConfig, DataConfig
 from tunesmith.data import dataset
@@ -16,18 +17,25 @@ from tunesmith.data.readers import iter_rows, read_rows
 from tunesmith.data.token_arrays import MemmapRows, RowArrays
 from tunesmith.errors import DataError
 
-from helpers.files import write_config, write_jsonl
-
 
 def _alpaca(n, start=0):
-    return [{"instruction": f"Question {i}?", "output": f"Answer number {i}." + " more" * (i % 7)}
-            for i in range(start, start + n)]
+    return [
+        {"instruction": f"Question {i}?", "output": f"Answer number {i}." + " more" * (i % 7)}
+        for i in range(start, start + n)
+    ]
 
 
 CHATS = [
-    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                  {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "Colour?"},
-                  {"role": "assistant", "content": "Teal."}], "task": "chat"},
+    {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Colour?"},
+            {"role": "assistant", "content": "Teal."},
+        ],
+        "task": "chat",
+    },
     {"conversations": [{"from": "human", "value": "2+2?"}, {"from": "gpt", "value": "4"}]},
     {"task": "route", "input": "My card was charged twice.", "output": "billing"},
 ]
@@ -66,16 +74,18 @@ def fresh_memo(monkeypatch):
 
 # --- same rows as the in-memory pipeline --------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["a.jsonl", "a.jsonl.gz", "a.csv", "a.parquet", "a.parquet.gz"])
 def test_streamed_rows_equal_in_memory_rows(tmp_path, tokenizer, name):
     rows = _alpaca(40)
-    rows[3]["output"] = "A reply\nwith a newline, a comma and \"quotes\"."  # csv quoting across lines
+    rows[3]["output"] = 'A reply\nwith a newline, a comma and "quotes".'  # csv quoting across lines
     path = _write(tmp_path / name, rows)
     assert [(r.where, r.data) for r in iter_rows(path)] == [(r.where, r.data) for r in read_rows(path)]
     data = DataConfig(max_length=40)  # long rows truncated; max_samples cuts the later rows
     memory = build_set(tokenizer, [str(path)], data, 30, cache_root=tmp_path / "cache")
-    streamed = build_set(tokenizer, [str(path)], data.model_copy(update={"streaming": True}), 30,
-                         cache_root=tmp_path / "cache")
+    streamed = build_set(
+        tokenizer, [str(path)], data.model_copy(update={"streaming": True}), 30, cache_root=tmp_path / "cache"
+    )
     assert isinstance(streamed.rows, MemmapRows) and len(streamed.rows) == 30
     assert _as_tuples(streamed.rows) == _as_tuples(memory.rows)
     assert (streamed.tokens, streamed.trained_tokens) == (memory.tokens, memory.trained_tokens)
@@ -93,7 +103,9 @@ def test_streamed_chats_texts_splits_packs_and_folders_equal_in_memory(tmp_path,
     streamed = build_splits(tokenizer, data.model_copy(update={"streaming": True}), "chat", seed=3)
     for m, s in zip(memory, streamed):
         assert isinstance(s.rows, RowArrays)
-        assert _as_tuples(s.rows) == _as_tuples(m.rows) and s.tokens == m.tokens and s.trained_tokens == m.trained_tokens
+        assert (
+            _as_tuples(s.rows) == _as_tuples(m.rows) and s.tokens == m.tokens and s.trained_tokens == m.trained_tokens
+        )
     assert {r.task for r in streamed[0].rows} | {r.task for r in streamed[1].rows} == {None, "chat", "route"}
     # packing: the lazily built packs are the in-memory packs
     packed = streamed[0].as_features(packing=True, capacity=128, seed=1)
@@ -112,6 +124,7 @@ def test_streamed_chats_texts_splits_packs_and_folders_equal_in_memory(tmp_path,
 
 
 # --- errors and policies --------------------------------------------------------------------------
+
 
 def _both(tokenizer, paths, data, kind="chat"):
     """The DataError message of each mode (or None)."""
@@ -170,8 +183,10 @@ def test_a_json_array_cannot_be_streamed(tmp_path, tokenizer):
     path.write_text("\n  " + json.dumps(_alpaca(3)))
     with pytest.raises(DataError) as err:
         build_set(tokenizer, [str(path)], DataConfig(max_length=64, streaming=True))
-    assert str(err.value) == (f"{path}: a JSON array cannot be streamed (it is parsed as a whole); convert it to .jsonl "
-                              "(one object per line) or set data.streaming: false")
+    assert str(err.value) == (
+        f"{path}: a JSON array cannot be streamed (it is parsed as a whole); convert it to .jsonl "
+        "(one object per line) or set data.streaming: false"
+    )
     lines = tmp_path / "lines.json"  # a .json file of one object per line streams
     lines.write_text("".join(json.dumps(r) + "\n" for r in _alpaca(3)))
     assert len(build_set(tokenizer, [str(lines)], DataConfig(max_length=64, streaming=True)).rows) == 3
@@ -179,14 +194,19 @@ def test_a_json_array_cannot_be_streamed(tmp_path, tokenizer):
 
 # --- the cache ------------------------------------------------------------------------------------
 
+
 def test_second_streamed_build_reuses_the_cache_and_a_broken_entry_is_rebuilt(tmp_path, tokenizer):
     path = write_jsonl(tmp_path / "a.jsonl", _alpaca(20))
     root = tmp_path / "cache"
     data = DataConfig(max_length=64, streaming=True)
     first = build_set(tokenizer, [str(path)], data, cache_root=root)
     (entry,) = (root / "tokenized").iterdir()  # one entry, no temporary folder left behind
-    assert not first.from_cache and sorted(p.name for p in entry.iterdir()) == ["ids.bin", "index.bin", "labels.bin",
-                                                                                 "meta.json"]
+    assert not first.from_cache and sorted(p.name for p in entry.iterdir()) == [
+        "ids.bin",
+        "index.bin",
+        "labels.bin",
+        "meta.json",
+    ]
     dataset._MEMO.clear()  # a new process: only the disk remains
     second = build_set(tokenizer, [str(path)], data, cache_root=root)
     assert second.from_cache and _as_tuples(second.rows) == _as_tuples(first.rows)
@@ -213,9 +233,12 @@ def test_second_streamed_build_reuses_the_cache_and_a_broken_entry_is_rebuilt(tm
 
 # --- refused combinations and a streamed run through the CLI ---------------------------------------
 
+
 def _config(tmp_path, model, train, extra_data="", stage="sft", extra=""):
     out = tmp_path / "out"
-    return write_config(tmp_path / "c.yaml", f"""\
+    return write_config(
+        tmp_path / "c.yaml",
+        f"""\
 stage: {stage}
 method: lora
 output_dir: {out}
@@ -232,7 +255,8 @@ training:
   learning_rate: 0.01
   logging_steps: 1
   mixed_precision: "no"
-{extra}"""), out
+{extra}""",
+    ), out
 
 
 def test_what_needs_the_whole_set_in_memory_is_refused_at_config_time(tmp_path, tiny_model_dir, capsys):
@@ -242,7 +266,11 @@ def test_what_needs_the_whole_set_in_memory_is_refused_at_config_time(tmp_path, 
         ("", "mtl", ""): "data.streaming: stage `mtl` does not support it",
         ("  weights: [1]\n", "sft", ""): "data.weights: mixing draws rows from every source at random",
         ("  clean: {}\n", "sft", ""): "data.clean: dedup and near-dedup compare each row with every earlier one",
-        ("", "sft", "forgetting:\n  replay: [x.jsonl]\n"): "forgetting.replay: mixing general rows in draws from the whole set",
+        (
+            "",
+            "sft",
+            "forgetting:\n  replay: [x.jsonl]\n",
+        ): "forgetting.replay: mixing general rows in draws from the whole set",
     }
     for (extra_data, stage, extra), message in cases.items():
         config, out = _config(tmp_path, tiny_model_dir, path, extra_data, stage, extra)
@@ -257,8 +285,13 @@ def test_what_needs_the_whole_set_in_memory_is_refused_at_config_time(tmp_path, 
 @pytest.mark.parametrize("packing", [False, True])
 def test_streamed_sft_trains_through_the_cli(tmp_path, tiny_model_dir, model_cache, packing):
     path = write_jsonl(tmp_path / "a.jsonl", _alpaca(24))
-    config, out = _config(tmp_path, tiny_model_dir, path, f"  val_split: 0.25\n  packing: {str(packing).lower()}\n",
-                          extra=f"eval:\n  compare_base: {str(not packing).lower()}\n")
+    config, out = _config(
+        tmp_path,
+        tiny_model_dir,
+        path,
+        f"  val_split: 0.25\n  packing: {str(packing).lower()}\n",
+        extra=f"eval:\n  compare_base: {str(not packing).lower()}\n",
+    )
     assert main(["train", str(config), *(["data.max_length=128", "training.epochs=8"] if packing else [])]) == 0
     manifest = json.loads((out / "tunesmith.json").read_text())
     assert manifest["data"]["train_rows"] == 18 and manifest["data"]["train_tokens"] > 18 * 20

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunesmith.eval.generate import generate, render
+from tunesmith.eval.generate import generate, prompt_text
 from tunesmith.methods.load import load_for_inference
 
 
@@ -13,10 +13,16 @@ from tunesmith.methods.load import load_for_inference
 def test_batched_greedy_equals_one_at_a_time(tiny_model_dir):
     loaded = load_for_inference(str(tiny_model_dir))
     model, tokenizer = loaded.model, loaded.tokenizer
-    questions = ["Hi", "What is the code word of the lab on the third floor?", "维特拉诺的咖啡角叫什么？",
-                 "Who?", "Tell me about the archive, the lab and the code word, in detail please.", "2+2?"]
+    questions = [
+        "Hi",
+        "What is the code word of the lab on the third floor?",
+        "维特拉诺的咖啡角叫什么？",
+        "Who?",
+        "Tell me about the archive, the lab and the code word, in detail please.",
+        "2+2?",
+    ]
     side = tokenizer.padding_side
-    prompts = [render(tokenizer, [{"role": "user", "content": q}]) for q in questions]
+    prompts = [prompt_text(tokenizer, [{"role": "user", "content": q}]) for q in questions]
     single = [generate(model, tokenizer, [p], max_new_tokens=10, batch_size=1)[0] for p in prompts]
     batched = generate(model, tokenizer, prompts, max_new_tokens=10, batch_size=4)
     assert [b.text for b in batched] == [s.text for s in single]

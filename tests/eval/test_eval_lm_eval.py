@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.files import ROOT, write_config
 
+from helpers.files import ROOT, write_config
 from tunesmith.errors import ConfigError
 
 TASKS = ROOT / "examples" / "lm_eval"
@@ -22,9 +22,13 @@ def test_shipped_task_data_equals_the_mcq_csvs():
 
     bench = load_mcq(str(ROOT / "examples" / "data" / "mcq"))
     rows = [json.loads(line) for line in (TASKS / "data" / "mcq_test.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [(r["question"], [r[c] for c in "ABCD"], r["answer"]) for r in rows] == \
-        [(q.question, q.options, q.answer) for q in bench.questions]
-    dev = [json.loads(line)["question"] for line in (TASKS / "data" / "mcq_dev.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["question"], [r[c] for c in "ABCD"], r["answer"]) for r in rows] == [
+        (q.question, q.options, q.answer) for q in bench.questions
+    ]
+    dev = [
+        json.loads(line)["question"]
+        for line in (TASKS / "data" / "mcq_dev.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     assert dev == [q.question for s in sorted(bench.shots) for q in bench.shots[s]]
 
 
@@ -61,7 +65,9 @@ def _letter_accuracy(ref: str) -> float:
 
 
 @pytest.mark.trains
-def test_train_reports_lm_eval_for_base_and_lora_output_offline(tiny_model_dir, facts_data, tmp_path, monkeypatch, capsys):
+def test_train_reports_lm_eval_for_base_and_lora_output_offline(
+    tiny_model_dir, facts_data, tmp_path, monkeypatch, capsys
+):
     import datasets
     import huggingface_hub
 
@@ -72,16 +78,19 @@ def test_train_reports_lm_eval_for_base_and_lora_output_offline(tiny_model_dir, 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     out = tmp_path / "out"
-    config = write_config(tmp_path / "c.yaml", f"""\
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"""\
 stage: sft
 method: lora
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
-data: {{train: {facts_data['train']}, max_length: 64}}
+data: {{train: {facts_data["train"]}, max_length: 64}}
 lora: {{r: 8, alpha: 16, dropout: 0.0}}
 training: {{epochs: 2, learning_rate: 0.02, batch_size: 8, warmup: 0}}
 eval: {{lm_eval: {{tasks: [tunesmith_mcq], include_path: {TASKS}, num_fewshot: 0}}}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     printed = capsys.readouterr().out
     results = json.loads((out / "eval_results.json").read_text())
@@ -93,6 +102,22 @@ eval: {{lm_eval: {{tasks: [tunesmith_mcq], include_path: {TASKS}, num_fewshot: 0
     page = (out / "eval_report.html").read_text()
     assert "lm-evaluation-harness" in page and "lm_eval/tunesmith_mcq/acc" in page
     # the same task from the command line, no config
-    assert main(["eval", "--model", str(out), "--lm-eval", "tunesmith_mcq", "--lm-eval-tasks", str(TASKS),
-                 "--lm-eval-limit", "8", "--output", str(tmp_path / "e" / "eval.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out),
+                "--lm-eval",
+                "tunesmith_mcq",
+                "--lm-eval-tasks",
+                str(TASKS),
+                "--lm-eval-limit",
+                "8",
+                "--output",
+                str(tmp_path / "e" / "eval.json"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "e" / "eval.json").read_text())["lm_eval/tunesmith_mcq/samples"] == 8

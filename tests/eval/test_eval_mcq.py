@@ -9,10 +9,9 @@ import csv
 import pytest
 import torch
 
+from helpers.files import ROOT
 from tunesmith.errors import DataError
 from tunesmith.eval.mcq import LETTERS, choice_logits, conversation, letter_ids, load_mcq, mcq_accuracy
-
-from helpers.files import ROOT
 
 SHIPPED = ROOT / "examples/data/mcq"
 
@@ -26,7 +25,9 @@ def test_shipped_set_loads_with_subjects_categories_and_shots():
     zh = next(q for q in bench.questions if q.subject == "chinese_math")
     messages = conversation(zh, bench, 5, "Be brief.")
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
-    assert messages[1]["content"].startswith("以下是关于中文算术的单项选择题") and messages[-1]["content"].endswith("答案：")
+    assert messages[1]["content"].startswith("以下是关于中文算术的单项选择题") and messages[-1]["content"].endswith(
+        "答案："
+    )
     assert messages[2]["content"] == bench.shots["chinese_math"][0].answer
     en = conversation(bench.questions[0], bench, 0, None)
     assert len(en) == 1 and en[0]["content"].endswith("D. 22\nAnswer:")
@@ -41,10 +42,16 @@ def test_layouts_and_errors(tmp_path):
         (ceval / split).mkdir(parents=True)
         with open(ceval / split / f"law_{split}.csv", "w", newline="", encoding="utf-8") as f:
             answer = ["answer", "explanation"] if split != "test" else []  # C-Eval's test has no answer column
-            csv.writer(f).writerows([["id", "question", "A", "B", "C", "D"] + answer,
-                                     ["0", "问题？", "甲", "乙", "丙", "丁"] + (["A", ""] if answer else [])])
+            csv.writer(f).writerows(
+                [
+                    ["id", "question", "A", "B", "C", "D"] + answer,
+                    ["0", "问题？", "甲", "乙", "丙", "丁"] + (["A", ""] if answer else []),
+                ]
+            )
     bench = load_mcq(str(ceval))
-    assert [q.where.split("/")[-1] for q in bench.questions] == ["law_val.csv:2"] and bench.shots["law"][0].answer == "A"
+    assert [q.where.split("/")[-1] for q in bench.questions] == ["law_val.csv:2"] and bench.shots["law"][
+        0
+    ].answer == "A"
     bad = tmp_path / "bad.csv"
     bad.write_text("question,A,B,C,D,answer\nQ1,a,b,c,d,E\n,a,b,c,d,A\nQ3,a,b\n", encoding="utf-8")
     with pytest.raises(DataError) as info:
@@ -78,7 +85,9 @@ def test_accuracy_per_subject_and_category(tokenizer):
     share = lambda qs: sum(q.answer == "C" for q in qs) / len(qs)  # noqa: E731
     assert result["mcq_total"] == 36 and result["mcq_accuracy"] == pytest.approx(share(bench.questions))
     for subject in ("arithmetic", "chinese_math"):
-        assert result[f"mcq_subject/{subject}"] == pytest.approx(share([q for q in bench.questions if q.subject == subject]))
+        assert result[f"mcq_subject/{subject}"] == pytest.approx(
+            share([q for q in bench.questions if q.subject == subject])
+        )
     stem = [q for q in bench.questions if bench.categories[q.subject] == "STEM"]
     assert result["mcq_category/STEM"] == pytest.approx(share(stem))
     assert all(d["predicted"] == "C" for d in result["mcq_details"])
@@ -90,8 +99,12 @@ def test_batched_logits_equal_one_at_a_time(tiny_model_dir):
 
     loaded = load_for_inference(str(tiny_model_dir))
     bench = load_mcq(str(SHIPPED))
-    prompts = [loaded.tokenizer.apply_chat_template(conversation(q, bench, 2, None), tokenize=False,
-                                                    add_generation_prompt=True) for q in bench.questions[::6]]
+    prompts = [
+        loaded.tokenizer.apply_chat_template(
+            conversation(q, bench, 2, None), tokenize=False, add_generation_prompt=True
+        )
+        for q in bench.questions[::6]
+    ]
     ids = letter_ids(loaded.tokenizer, LETTERS[:4])
     batched = choice_logits(loaded.model, loaded.tokenizer, prompts, 4)
     single = [choice_logits(loaded.model, loaded.tokenizer, [p], 1)[0] for p in prompts]

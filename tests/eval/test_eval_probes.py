@@ -5,8 +5,8 @@ tokens, with failure rates per check."""
 from __future__ import annotations
 
 import pytest
-from helpers.files import ROOT, write_jsonl
 
+from helpers.files import ROOT, write_jsonl
 from tunesmith.errors import DataError
 from tunesmith.eval.consistency import agreement, label, load_consistency
 from tunesmith.eval.edge_cases import check, load_probes, special_strings
@@ -29,10 +29,22 @@ def test_shipped_files_and_row_errors(tmp_path):
     assert {"capital-france", "zh-capital", "say-hello"} <= groups
     probes = load_probes(str(EXAMPLES / "edge_cases.jsonl"))
     kinds = {p.kind for p in probes}
-    assert {"empty", "whitespace", "near_context_limit", "other_language", "out_of_domain", "prompt_injection",
-            "repeated_tokens", "malformed_unicode"} <= kinds
-    assert any("\udcff" in (p.messages or [{}])[-1].get("content", "") for p in probes)  # a lone surrogate survives JSON
-    bad = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "Q"}, {"id": "a", "prompt": ""}, {"id": 1, "prompt": "Q", "answers": [""]}])
+    assert {
+        "empty",
+        "whitespace",
+        "near_context_limit",
+        "other_language",
+        "out_of_domain",
+        "prompt_injection",
+        "repeated_tokens",
+        "malformed_unicode",
+    } <= kinds
+    assert any(
+        "\udcff" in (p.messages or [{}])[-1].get("content", "") for p in probes
+    )  # a lone surrogate survives JSON
+    bad = write_jsonl(
+        tmp_path / "c.jsonl", [{"prompt": "Q"}, {"id": "a", "prompt": ""}, {"id": 1, "prompt": "Q", "answers": [""]}]
+    )
     with pytest.raises(DataError) as info:
         load_consistency(str(bad))
     assert f"{bad}:1:id: missing" in str(info.value) and f"{bad}:2:prompt:" in str(info.value)
@@ -74,8 +86,11 @@ def test_probes_and_consistency_on_a_tiny_model(tiny_model_dir, tmp_path):
     assert probes["edge_fail/no_stop"] == sum("no_stop" in d["failed"] for d in details) / len(details) > 0
     assert probes["edge_probes"] == len(load_probes(str(EXAMPLES / "edge_cases.jsonl")))
 
-    rows = write_jsonl(tmp_path / "c.jsonl", [{"id": "g", "prompt": "Where is the archive?"}] * 2
-                       + [{"id": "h", "prompt": "Who runs the lab?", "answers": ["Okonjo"]}])
+    rows = write_jsonl(
+        tmp_path / "c.jsonl",
+        [{"id": "g", "prompt": "Where is the archive?"}] * 2
+        + [{"id": "h", "prompt": "Who runs the lab?", "answers": ["Okonjo"]}],
+    )
     cold = consistency_metrics(model, tokenizer, str(rows), None, 6, 8, 4, 1e-4, seed=0)
     assert cold["consistency_details"][0]["agreement"] == 1.0  # near-greedy: one phrasing, one answer
     hot = consistency_metrics(model, tokenizer, str(rows), None, 6, 8, 4, 50.0, seed=0)

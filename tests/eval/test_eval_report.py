@@ -9,8 +9,8 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from helpers.files import ROOT, write_jsonl
 
+from helpers.files import ROOT, write_jsonl
 from tunesmith.eval.report import render_report
 from tunesmith.eval.run import compare_table
 
@@ -42,19 +42,45 @@ class Tables(HTMLParser):
 
 
 def _result(bleu, mcq, fail, prediction):
-    return {"model": "m", "gen_bleu": bleu, "gen_chrf": 40.0, "mcq_accuracy": mcq, "mcq_category/STEM": mcq,
-            "edge_fail/no_stop": fail, "edge_fail/any": fail, "consistency_agreement": 0.5,
-            "gen_predictions": [{"where": "g.jsonl:1", "prompt": "Q <b>", "reference": "R & S", "references": ["R & S"],
-                                 "prediction": prediction, "scores": {"chrf": 10.0, "bleu": 1.0}}],
-            "edge_details": [{"kind": "empty", "prompt": "", "reply": "loop", "error": None, "tokens": 48,
-                              "failed": ["no_stop"] if fail else []}],
-            "consistency_details": [{"id": "g1", "agreement": 0.5, "answer": "paris", "phrasings": 2, "replies": 4,
-                                     "samples": []}]}
+    return {
+        "model": "m",
+        "gen_bleu": bleu,
+        "gen_chrf": 40.0,
+        "mcq_accuracy": mcq,
+        "mcq_category/STEM": mcq,
+        "edge_fail/no_stop": fail,
+        "edge_fail/any": fail,
+        "consistency_agreement": 0.5,
+        "gen_predictions": [
+            {
+                "where": "g.jsonl:1",
+                "prompt": "Q <b>",
+                "reference": "R & S",
+                "references": ["R & S"],
+                "prediction": prediction,
+                "scores": {"chrf": 10.0, "bleu": 1.0},
+            }
+        ],
+        "edge_details": [
+            {
+                "kind": "empty",
+                "prompt": "",
+                "reply": "loop",
+                "error": None,
+                "tokens": 48,
+                "failed": ["no_stop"] if fail else [],
+            }
+        ],
+        "consistency_details": [
+            {"id": "g1", "agreement": 0.5, "answer": "paris", "phrasings": 2, "replies": 4, "samples": []}
+        ],
+    }
 
 
 def test_report_tables_escape_and_change():
-    page = render_report([("base", _result(10.0, 0.25, 1.0, "<script>x</script>")),
-                          ("tuned", _result(20.0, 0.75, 0.0, "R & S"))])
+    page = render_report(
+        [("base", _result(10.0, 0.25, 1.0, "<script>x</script>")), ("tuned", _result(20.0, 0.75, 0.0, "R & S"))]
+    )
     parser = Tables()
     parser.feed(page)
     assert parser.external == []  # self-contained: no script, stylesheet or image to load
@@ -84,13 +110,41 @@ def test_eval_without_config_and_compare(tiny_model_dir, tmp_path):
     cons = write_jsonl(tmp_path / "cons.jsonl", [{"id": "a", "prompt": "Hi"}, {"id": "a", "prompt": "Hello"}])
     out_a, out_b = tmp_path / "a", tmp_path / "b"
     for out in (out_a, out_b):
-        assert main(["eval", "--model", str(tiny_model_dir), "--generation", str(gen), "--mcq", str(EXAMPLES / "mcq"),
-                     "--mcq-shots", "1", "--consistency", str(cons), "--edge-cases", str(EXAMPLES / "edge_cases.jsonl"),
-                     "--max-new-tokens", "4", "eval.consistency_samples=2", "--output", str(out / "eval.json")]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--model",
+                    str(tiny_model_dir),
+                    "--generation",
+                    str(gen),
+                    "--mcq",
+                    str(EXAMPLES / "mcq"),
+                    "--mcq-shots",
+                    "1",
+                    "--consistency",
+                    str(cons),
+                    "--edge-cases",
+                    str(EXAMPLES / "edge_cases.jsonl"),
+                    "--max-new-tokens",
+                    "4",
+                    "eval.consistency_samples=2",
+                    "--output",
+                    str(out / "eval.json"),
+                ]
+            )
+            == 0
+        )
     result = json.loads((out_a / "eval.json").read_text())
     assert result["mcq_total"] == 36 and result["gen_rows"] == 1 and result["consistency_groups"] == 1
     assert result["edge_probes"] == 18 and "edge_fail/special_tokens" in result
-    for name in ("predictions.jsonl", "mcq_predictions.jsonl", "consistency.jsonl", "edge_cases.jsonl", "eval_report.html"):
+    for name in (
+        "predictions.jsonl",
+        "mcq_predictions.jsonl",
+        "consistency.jsonl",
+        "edge_cases.jsonl",
+        "eval_report.html",
+    ):
         assert (out_a / name).is_file(), name
     assert main(["eval", "--compare", str(out_a), str(out_b), "--output", str(tmp_path / "cmp")]) == 0
     page = (tmp_path / "cmp" / "eval_report.html").read_text()
@@ -105,31 +159,39 @@ def test_eval_without_config_and_compare(tiny_model_dir, tmp_path):
 @pytest.mark.trains
 def test_train_writes_the_report_for_the_configured_suites(tiny_model_dir, facts_data, tmp_path, capsys):
     from helpers.files import write_config
-
     from tunesmith.cli import main
 
-    gen = write_jsonl(tmp_path / "gen.jsonl", [{"prompt": "What is the code word?", "reference": "The code word is Bluefinch."}])
+    gen = write_jsonl(
+        tmp_path / "gen.jsonl", [{"prompt": "What is the code word?", "reference": "The code word is Bluefinch."}]
+    )
     out = tmp_path / "out"
-    config = write_config(tmp_path / "c.yaml", f"""\
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"""\
 stage: sft
 method: full
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
-data: {{train: {facts_data['train']}, max_length: 96}}
+data: {{train: {facts_data["train"]}, max_length: 96}}
 training: {{epochs: 1, batch_size: 8, logging_steps: 1}}
-eval: {{generation: {gen}, mcq: {EXAMPLES / 'mcq' / 'test' / 'arithmetic_test.csv'}, max_new_tokens: 4,
+eval: {{generation: {gen}, mcq: {EXAMPLES / "mcq" / "test" / "arithmetic_test.csv"}, max_new_tokens: 4,
        judge: {{model: {tiny_model_dir}, prompts: {gen}}}}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"\| BLEU \(sacreBLEU, corpus\)\s*\| \d+\.\d\d \| \d+\.\d\d \|", printed)
     assert re.search(r"\| multiple-choice accuracy\s*\| \d+\.\d% \| \d+\.\d% \|", printed)
     for part in ("base", "fine_tuned"):
-        assert (out / "eval" / part / "predictions.jsonl").is_file() and (out / "eval" / part / "mcq_predictions.jsonl").is_file()
+        assert (out / "eval" / part / "predictions.jsonl").is_file() and (
+            out / "eval" / part / "mcq_predictions.jsonl"
+        ).is_file()
     page = (out / "eval_report.html").read_text()
     assert "out (base)" in page and "mcq_subject/arithmetic" in page
     assert re.search(r"\| judge: wins against the base\s*\| - \| \d+\.\d% \|", printed)  # fine-tuned vs base
     assert "<h2>Judge</h2>" in page and (out / "eval" / "fine_tuned" / "judge.jsonl").is_file()
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q"}])
-    assert main(["train", str(config), f"eval.generation={bad}", "overwrite_output=true"]) == 2  # refused before training
+    assert (
+        main(["train", str(config), f"eval.generation={bad}", "overwrite_output=true"]) == 2
+    )  # refused before training
     assert f"{bad}:1:reference: missing" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from helpers.browser import BROWSER_ARGS, CHROMIUM, skip_without_chromium
 from helpers.files import ROOT, write_config, write_jsonl
 
@@ -25,20 +26,26 @@ def report(tiny_model_dir, tmp_path_factory) -> Path:
     from tunesmith.cli import main
 
     folder = tmp_path_factory.mktemp("report")
-    facts = [("What is the code word?", "The code word is Bluefinch."), ("Who runs the lab?", "Dr. Okonjo runs the lab.")]
+    facts = [
+        ("What is the code word?", "The code word is Bluefinch."),
+        ("Who runs the lab?", "Dr. Okonjo runs the lab."),
+    ]
     train = write_jsonl(folder / "train.jsonl", [{"instruction": q, "output": a} for q, a in facts] * 4)
     gen = write_jsonl(folder / "gen.jsonl", [{"prompt": q, "reference": a} for q, a in facts])
     out = folder / "out"
-    config = write_config(folder / "c.yaml", f"""\
+    config = write_config(
+        folder / "c.yaml",
+        f"""\
 stage: sft
 method: full
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, max_length: 64}}
 training: {{epochs: 1, batch_size: 8}}
-eval: {{generation: {gen}, mcq: {EXAMPLES / 'mcq'}, mcq_shots: 0, max_new_tokens: 4,
+eval: {{generation: {gen}, mcq: {EXAMPLES / "mcq"}, mcq_shots: 0, max_new_tokens: 4,
        judge: {{model: {tiny_model_dir}, prompts: {gen}}}}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     return out / "eval_report.html"
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers.files import write_config, write_jsonl
 
+from helpers.files import write_config, write_jsonl
 from tunesmith.errors import DataError
 from tunesmith.eval.textmetrics import bleu4_char_llamafactory, generation_scores, load_generation_rows
 
 PREDICTIONS = ["The code word is Bluefinch.", "Dr. Okonjo runs the lab today", "It is in Room 9.", "它叫青梧坊。"]
-REFERENCES = [["The code word is Bluefinch."], ["Dr. Okonjo runs the lab.", "The lab is run by Dr. Okonjo."],
-              ["The archive is in Room 7B."], ["维特拉诺的咖啡角叫青梧坊。"]]
+REFERENCES = [
+    ["The code word is Bluefinch."],
+    ["Dr. Okonjo runs the lab.", "The lab is run by Dr. Okonjo."],
+    ["The archive is in Room 7B."],
+    ["维特拉诺的咖啡角叫青梧坊。"],
+]
 
 
 def _independent(predictions, references):
@@ -66,8 +70,9 @@ def test_llamafactory_char_bleu4():
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
     assert bleu4_char_llamafactory("abcdefg", ["abcdefg"]) == 100.0
-    expected = round(sentence_bleu([list("它叫青梧坊")], list("它叫青梧"), smoothing_function=SmoothingFunction().method3)
-                     * 100, 4)
+    expected = round(
+        sentence_bleu([list("它叫青梧坊")], list("它叫青梧"), smoothing_function=SmoothingFunction().method3) * 100, 4
+    )
     assert bleu4_char_llamafactory("它叫青梧", ["它叫青梧坊"]) == expected and 0 < expected < 100
     metrics, rows = generation_scores(PREDICTIONS, REFERENCES, REFERENCES)
     assert metrics["bleu4_char_llamafactory"] == pytest.approx(sum(r["bleu4_char_llamafactory"] for r in rows) / 4)
@@ -75,22 +80,34 @@ def test_llamafactory_char_bleu4():
 
 
 def test_bad_rows_are_named_by_line(tmp_path):
-    path = write_jsonl(tmp_path / "gen.jsonl", [
-        {"prompt": "Hi", "reference": "Hello"},
-        {"prompt": "Hi"},
-        {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]},
-        {"messages": [{"role": "assistant", "content": "A"}], "reference": "B"},
-        {"prompt": "", "references": ["x"]},
-        {"prompt": "Q", "reference": "A", "answers": []},
-    ])
+    path = write_jsonl(
+        tmp_path / "gen.jsonl",
+        [
+            {"prompt": "Hi", "reference": "Hello"},
+            {"prompt": "Hi"},
+            {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]},
+            {"messages": [{"role": "assistant", "content": "A"}], "reference": "B"},
+            {"prompt": "", "references": ["x"]},
+            {"prompt": "Q", "reference": "A", "answers": []},
+        ],
+    )
     with pytest.raises(DataError) as info:
         load_generation_rows(str(path))
     text = str(info.value)
     assert "4 invalid generation row(s)" in text
     assert f"{path}:2:reference: missing" in text and f"{path}:4:messages: the prompt must end with a user turn" in text
     assert f"{path}:5:prompt: missing or empty" in text and f"{path}:6:answers:" in text
-    good = load_generation_rows(str(write_jsonl(tmp_path / "ok.jsonl", [{"instruction": "I", "input": "x", "output": "O"},
-        {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}])))
+    good = load_generation_rows(
+        str(
+            write_jsonl(
+                tmp_path / "ok.jsonl",
+                [
+                    {"instruction": "I", "input": "x", "output": "O"},
+                    {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]},
+                ],
+            )
+        )
+    )
     assert good[0].references == ["O"] and good[0].messages == [{"role": "user", "content": "I\n\nx"}]  # alpaca
     assert good[1].references == ["A"] and good[1].messages == [{"role": "user", "content": "Q"}]
 
@@ -101,22 +118,36 @@ def test_eval_command_writes_predictions_that_recompute(tiny_model_dir, tmp_path
     figures recomputed from it with sacrebleu/rouge-score equal the reported ones."""
     from tunesmith.cli import main
 
-    rows = [{"prompt": q, "reference": a} for q, a in zip(["What is the code word?", "Who runs the lab?",
-                                                          "Where is the archive?", "维特拉诺的咖啡角叫什么？"],
-                                                         ["The code word is Bluefinch.", "Dr. Okonjo runs the lab.",
-                                                          "The archive is in Room 7B.", "它叫青梧坊。"])]
+    rows = [
+        {"prompt": q, "reference": a}
+        for q, a in zip(
+            ["What is the code word?", "Who runs the lab?", "Where is the archive?", "维特拉诺的咖啡角叫什么？"],
+            ["The code word is Bluefinch.", "Dr. Okonjo runs the lab.", "The archive is in Room 7B.", "它叫青梧坊。"],
+        )
+    ]
     gen = write_jsonl(tmp_path / "gen.jsonl", rows)
-    config = write_config(tmp_path / "c.yaml", f"output_dir: {tmp_path / 'unused'}\n"
-                          f"model: {{name_or_path: {tiny_model_dir}}}\n"
-                          f"eval: {{generation: {gen}, max_new_tokens: 12}}\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"output_dir: {tmp_path / 'unused'}\n"
+        f"model: {{name_or_path: {tiny_model_dir}}}\n"
+        f"eval: {{generation: {gen}, max_new_tokens: 12}}\n",
+    )
     out = tmp_path / "result" / "eval.json"
     assert main(["eval", str(config), "--model", str(tiny_model_dir), "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     written = [json.loads(line) for line in (out.parent / "predictions.jsonl").read_text().splitlines()]
     assert [w["prompt"] for w in written] == [r["prompt"] for r in rows]
     assert [w["reference"] for w in written] == [r["reference"] for r in rows]
-    assert set(written[0]["scores"]) >= {"bleu", "chrf", "rouge1", "rouge2", "rougeL", "exact_match", "key_match",
-                                         "bleu4_char_llamafactory"}
+    assert set(written[0]["scores"]) >= {
+        "bleu",
+        "chrf",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "exact_match",
+        "key_match",
+        "bleu4_char_llamafactory",
+    }
     bleu, chrf, rouge = _independent([w["prediction"] for w in written], [w["references"] for w in written])
     assert result["gen_bleu"] == pytest.approx(bleu, abs=1e-9)
     assert result["gen_chrf"] == pytest.approx(chrf, abs=1e-9)

@@ -1,10 +1,9 @@
 """The eval suites are one table (eval.suites.SUITES) that the pre-flight check, the measuring, the
-refusals, `tunesmith eval`'s flags and the list of input paths all read; and every stage's tail
-(stages.lifecycle.train_and_save) lists the validation rows it left out."""
+refusals, `tunesmith eval`'s flags and the list of input paths all read. (That every stage's tail,
+stages.lifecycle.train_and_save, lists the validation rows it left out is checked by the grpo and ppo
+training tests and tests/data/test_data_pipeline.py.)"""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
@@ -20,8 +19,9 @@ JUDGE = ["eval.judge.model=default", "eval.judge.prompts=examples/data/judge_pro
 LM_EVAL = ["eval.lm_eval.tasks=[tunesmith_mcq]", "eval.lm_eval.include_path=examples/lm_eval"]
 
 
-@pytest.mark.parametrize("overrides,key", [(JUDGE, "eval.judge"), (LM_EVAL, "eval.lm_eval"),
-                                           (["eval.mcq=examples/data/mcq"], "eval.mcq")])
+@pytest.mark.parametrize(
+    "overrides,key", [(JUDGE, "eval.judge"), (LM_EVAL, "eval.lm_eval"), (["eval.mcq=examples/data/mcq"], "eval.mcq")]
+)
 def test_every_suite_is_refused_before_training_on_a_stage_that_does_not_generate(overrides, key):
     # the reward model scores replies; no suite can measure it. The judge and lm-eval were missing from
     # the pre-flight list: the judge failed only after training, lm-eval was ignored without a word.
@@ -42,8 +42,15 @@ def test_the_table_covers_every_suite_key_of_the_eval_section():
     eval_fields = set(TunesmithConfig.model_fields["eval"].annotation.model_fields)
     assert set(SUITES) <= eval_fields
     # the other keys of the section are settings of the whole section or of one suite, not suites
-    settings = {"qa", "compare_base", "max_new_tokens", "batch_size", "mcq_shots", "consistency_samples",
-                "consistency_temperature"}
+    settings = {
+        "qa",
+        "compare_base",
+        "max_new_tokens",
+        "batch_size",
+        "mcq_shots",
+        "consistency_samples",
+        "consistency_temperature",
+    }
     assert eval_fields - set(SUITES) <= settings, eval_fields - set(SUITES) - settings
     for suite in SUITES.values():
         assert set(suite.reads) <= set(INPUT_KEYS), suite.name  # config_inputs protects what it reads
@@ -71,48 +78,50 @@ def test_eval_flags_come_from_the_suite_records(capsys):
     assert main(["eval"]) == 2
     assert "--generation, --mcq, --consistency, --edge-cases, --judge, --lm-eval" in capsys.readouterr().err
     assert main(["eval", "--model", "default"]) == 2
-    assert ("and/or a suite: eval.generation, eval.mcq, eval.consistency, eval.edge_cases, eval.judge, eval.lm_eval"
-            in capsys.readouterr().err)
+    assert (
+        "and/or a suite: eval.generation, eval.mcq, eval.consistency, eval.edge_cases, eval.judge, eval.lm_eval"
+        in capsys.readouterr().err
+    )
 
 
 def test_eval_flags_set_their_keys():
     from tunesmith.cli import build_parser
     from tunesmith.commands.evaluate import _config
 
-    args = build_parser().parse_args([
-        "eval", "--model", "default", "--mcq", "examples/data/mcq", "--mcq-shots", "2", "--lm-eval", "a", "b",
-        "--lm-eval-limit", "3", "--judge", "default", "--judge-prompts", "examples/data/judge_prompts.jsonl",
-        "--judge-baseline", "default", "--batch-size", "5"])
+    args = build_parser().parse_args(
+        [
+            "eval",
+            "--model",
+            "default",
+            "--mcq",
+            "examples/data/mcq",
+            "--mcq-shots",
+            "2",
+            "--lm-eval",
+            "a",
+            "b",
+            "--lm-eval-limit",
+            "3",
+            "--judge",
+            "default",
+            "--judge-prompts",
+            "examples/data/judge_prompts.jsonl",
+            "--judge-baseline",
+            "default",
+            "--batch-size",
+            "5",
+        ]
+    )
     ev = _config(args).eval
-    assert (ev.mcq, ev.mcq_shots, ev.lm_eval.tasks, ev.lm_eval.limit, ev.batch_size) == \
-        ("examples/data/mcq", 2, ["a", "b"], 3, 5)
-    assert (ev.judge.model, ev.judge.prompts, ev.judge.baseline) == \
-        ("default", "examples/data/judge_prompts.jsonl", "default")
-
-
-@pytest.mark.trains
-@pytest.mark.parametrize("stage", ["grpo", "ppo"])
-def test_prompt_stages_list_the_validation_rows_they_left_out(tmp_path, tiny_model_dir, stage):
-    # grpo and ppo wrote only the training rows' rejects; every stage now ends with the same call
-    train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
-    train.write_text("".join(json.dumps({"prompt": f"Is item {i} ready?", "answer": "yes"}) + "\n" for i in range(8)))
-    val.write_text("".join(json.dumps({"prompt": f"Is item {i} ready?", "answer": "yes"}) + "\n" for i in (20, 21, 22))
-                   + json.dumps({"prompt": ""}) + "\n")
-    out = tmp_path / "out"
-    section = (f"{stage}: {{rewards: [{{name: exact_answer}}], num_generations: 2, max_completion_length: 2}}")
-    config = tmp_path / "c.yaml"
-    config.write_text(f"""\
-stage: {stage}
-method: full
-output_dir: {out}
-model: {{name_or_path: {tiny_model_dir}}}
-data: {{train: {train}, validation: {val}, max_length: 48, on_error: skip, max_reject_fraction: 0.5}}
-{section}
-training: {{max_steps: 1, batch_size: 4, logging_steps: 1, mixed_precision: "no"}}
-eval: {{compare_base: false}}
-""")
-    assert main(["train", str(config)]) == 0
-    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
-    assert [(r["kind"], r["where"], r["field"]) for r in rejects] == [("rejected", f"{val}:4", "prompt")]
-    manifest = json.loads((out / "tunesmith.json").read_text())
-    assert manifest["data"]["validation_rows"] == 3 and manifest["data"]["validation_rows_rejected"] == 1
+    assert (ev.mcq, ev.mcq_shots, ev.lm_eval.tasks, ev.lm_eval.limit, ev.batch_size) == (
+        "examples/data/mcq",
+        2,
+        ["a", "b"],
+        3,
+        5,
+    )
+    assert (ev.judge.model, ev.judge.prompts, ev.judge.baseline) == (
+        "default",
+        "examples/data/judge_prompts.jsonl",
+        "default",
+    )

@@ -6,16 +6,18 @@ import json
 import pytest
 import torch
 
+from helpers.training import trained_output
 from tunesmith.cli import main
 from tunesmith.methods.load import load_for_inference
 
-from helpers.training import trained_output
 
-
-@pytest.mark.parametrize("name,overrides", [
-    ("lora", ["lora.r=4"]),
-    ("dora", ["lora.r=4", "lora.use_dora=true"]),
-])
+@pytest.mark.parametrize(
+    "name,overrides",
+    [
+        ("lora", ["lora.r=4"]),
+        ("dora", ["lora.r=4", "lora.use_dora=true"]),
+    ],
+)
 def test_merged_export_gives_the_same_logits(tmp_path, tiny_model_dir, tokenizer, name, overrides):
     from transformers import AutoModelForCausalLM
 
@@ -44,7 +46,9 @@ def test_export_refuses_what_cannot_be_merged(tmp_path, tiny_model_dir, tokenize
     adapter = trained_output(tmp_path, tiny_model_dir, tokenizer, ["method=adapter", "adapter.r=4"], "adapter")
     assert main(["export", str(adapter), "--out", str(tmp_path / "y"), "--merge"]) == 2
     assert "bottleneck adapters cannot be merged" in capsys.readouterr().err
-    prompt = trained_output(tmp_path, tiny_model_dir, tokenizer, ["method=prompt", "prompt.num_virtual_tokens=4"], "prompt")
+    prompt = trained_output(
+        tmp_path, tiny_model_dir, tokenizer, ["method=prompt", "prompt.num_virtual_tokens=4"], "prompt"
+    )
     assert main(["export", str(prompt), "--out", str(tmp_path / "z"), "--merge"]) == 2
     assert "prompt_tuning adapter (virtual tokens) cannot be merged" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
@@ -61,8 +65,9 @@ def test_full_model_export_copies_the_weights(tmp_path, tiny_model_dir):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA GPU")
-def test_bitsandbytes_weights_are_refused_without_a_cuda_gpu_before_anything_is_written(tmp_path, tiny_model_dir,
-                                                                                        capsys):
+def test_bitsandbytes_weights_are_refused_without_a_cuda_gpu_before_anything_is_written(
+    tmp_path, tiny_model_dir, capsys
+):
     """bnb4/bnb8 write bitsandbytes-quantised safetensors for GPU serving; their kernels are CUDA's, so a
     CPU machine gets the reason and the CPU formats that do the same job, and no folder, not even .partial."""
     for quant, bits in (("bnb4", "4-bit (NF4)"), ("bnb8", "8-bit (LLM.int8())")):
@@ -83,8 +88,11 @@ def test_a_quantised_folder_loads_back_on_the_gpu_and_a_plain_one_in_fp32(tmp_pa
     plain, quantised = tmp_path / "plain", tmp_path / "quantised"
     plain.mkdir(), quantised.mkdir()
     (plain / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    (quantised / "config.json").write_text(json.dumps({"model_type": "llama", "quantization_config": {
-        "quant_method": "bitsandbytes", "load_in_4bit": True}}))
+    (quantised / "config.json").write_text(
+        json.dumps(
+            {"model_type": "llama", "quantization_config": {"quant_method": "bitsandbytes", "load_in_4bit": True}}
+        )
+    )
     assert not is_quantised(plain) and is_quantised(quantised) and not is_quantised(tmp_path)
     assert load_kwargs(plain) == {"dtype": torch.float32}
 

@@ -21,8 +21,9 @@ from tunesmith.models.tiny import build_tiny_model
 def gqa_model(default_model_dir, tmp_path_factory):
     """A tiny Llama with grouped-query attention (4 query heads, 2 key/value heads): the RoPE row
     reordering must use each projection's own head count."""
-    return build_tiny_model(default_model_dir, tmp_path_factory.mktemp("gqa") / "model", num_heads=4,
-                            num_kv_heads=2, initializer_range=0.3)
+    return build_tiny_model(
+        default_model_dir, tmp_path_factory.mktemp("gqa") / "model", num_heads=4, num_kv_heads=2, initializer_range=0.3
+    )
 
 
 def _manifest(out):
@@ -37,8 +38,11 @@ def test_f32_gguf_reads_back_identical_and_carries_llama_metadata(tmp_path, gqa_
     assert check["same_greedy_tokens"] == check["prompts"] == 4
 
     reader = gguf.GGUFReader(out / "model-f32.gguf")
-    fields = {name: field.contents() for name, field in reader.fields.items()
-              if not name.startswith("tokenizer.ggml.") or name in ("tokenizer.ggml.pre", "tokenizer.ggml.model")}
+    fields = {
+        name: field.contents()
+        for name, field in reader.fields.items()
+        if not name.startswith("tokenizer.ggml.") or name in ("tokenizer.ggml.pre", "tokenizer.ggml.model")
+    }
     assert fields["general.architecture"] == "llama"
     assert fields["llama.attention.head_count"] == 4 and fields["llama.attention.head_count_kv"] == 2
     assert fields["llama.block_count"] == 2 and fields["llama.embedding_length"] == 64
@@ -66,8 +70,12 @@ def test_quantised_weights_read_back_within_their_rounding(tmp_path, gqa_model):
         assert types["blk.0.attn_norm.weight"] == "F32"  # vectors stay F32
         sizes[quant] = sum(int(t.n_bytes) for t in reader.tensors)
         read = AutoModelForCausalLM.from_pretrained(out, gguf_file=name, dtype=torch.float32).state_dict()
-        for key in ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight",
-                    "model.layers.0.mlp.down_proj.weight", "model.embed_tokens.weight"):
+        for key in (
+            "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.1.self_attn.k_proj.weight",
+            "model.layers.0.mlp.down_proj.weight",
+            "model.embed_tokens.weight",
+        ):
             original, back = source[key], read[key]
             # step d = max|block| / 127 (Q8_0) or / 8 (Q4_0), stored as F16: rounding error <= d/2 plus
             # the F16 scale's error over up to 127 steps; Q4_0's 16 levels also clip one end to d
@@ -123,8 +131,16 @@ def test_unsupported_models_and_unknown_tokenizers_are_refused(tmp_path, default
 
     tok = AutoTokenizer.from_pretrained(default_model_dir)
     qwen = tmp_path / "qwen"
-    Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(qwen)
+    Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    ).save_pretrained(qwen)
     tok.save_pretrained(qwen)
     with pytest.raises(ModelError, match="model_type `llama`.*this model is `qwen2`"):
         export_model(str(qwen), str(tmp_path / "q"), format="gguf")
@@ -137,6 +153,18 @@ def test_unsupported_models_and_unknown_tokenizers_are_refused(tmp_path, default
     monkeypatch.setattr(writer, "PRE_TABLE", empty)
     with pytest.raises(ModelError, match="--gguf-pre NAME"):
         export_model(str(gqa_model), str(tmp_path / "u"), format="gguf")
-    code = main(["export", str(gqa_model), "--out", str(tmp_path / "named"), "--format", "gguf", "--quant", "q4_0",
-                 "--gguf-pre", "smollm"])
+    code = main(
+        [
+            "export",
+            str(gqa_model),
+            "--out",
+            str(tmp_path / "named"),
+            "--format",
+            "gguf",
+            "--quant",
+            "q4_0",
+            "--gguf-pre",
+            "smollm",
+        ]
+    )
     assert code == 0 and _manifest(tmp_path / "named")["gguf"]["pre_tokenizer"] == "smollm"

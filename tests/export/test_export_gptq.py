@@ -13,10 +13,9 @@ import json
 import pytest
 import torch
 
+from helpers.training import trained_output
 from tunesmith.cli import main
 from tunesmith.methods.load import load_for_inference
-
-from helpers.training import trained_output
 
 HAS_LLMC = importlib.util.find_spec("llmcompressor") is not None
 needs_llmc = pytest.mark.skipif(not HAS_LLMC, reason="llm-compressor is in .venv-gptq (scripts/test.sh pass 3)")
@@ -27,7 +26,9 @@ def layer_errors(read, source, tokenizer) -> dict:
     (what the quantised layer was given in a forward pass of `read`)."""
     seen, names = {}, ("model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj")
     for name in names:
-        read.get_submodule(name).register_forward_hook(lambda m, args, out, name=name: seen.update({name: (args[0], out)}))
+        read.get_submodule(name).register_forward_hook(
+            lambda m, args, out, name=name: seen.update({name: (args[0], out)})
+        )
     with torch.no_grad():
         read(torch.tensor([tokenizer("Is item 3 ready? The quick brown fox.")["input_ids"]]))
         wants = {name: source.get_submodule(name)(seen[name][0]) for name in names}
@@ -44,8 +45,9 @@ def test_gptq_without_llm_compressor_is_refused_before_anything_is_written(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_calibration_needs_a_calibrated_quant_and_a_compressed_folder_loads_on_the_cpu(tmp_path, tiny_model_dir,
-                                                                                         capsys):
+def test_calibration_needs_a_calibrated_quant_and_a_compressed_folder_loads_on_the_cpu(
+    tmp_path, tiny_model_dir, capsys
+):
     from tunesmith.export.bnb import load_kwargs, quantization_method
 
     rows = tmp_path / "rows.jsonl"
@@ -81,12 +83,17 @@ def test_gptq4_export_is_calibrated_on_the_training_rows_and_checked(tmp_path, t
 
     out = trained_output(tmp_path, tiny_model_dir, tokenizer, ["lora.r=4"], "lora")
     train = tmp_path / "train.jsonl"
-    train.write_text("".join(json.dumps({"instruction": f"Is item {i} ready?", "output": "yes" if i % 2 else "no"})
-                             + "\n" for i in range(24)))
+    train.write_text(
+        "".join(
+            json.dumps({"instruction": f"Is item {i} ready?", "output": "yes" if i % 2 else "no"}) + "\n"
+            for i in range(24)
+        )
+    )
     qa = tmp_path / "qa.jsonl"
     qa.write_text("".join(json.dumps({"question": f"Is item {i} ready?", "answers": ["yes"]}) + "\n" for i in range(4)))
-    (out / "config.yaml").write_text(f"data:\n  train: {train}\n  system: Be brief.\neval:\n  qa: {qa}\n"
-                                     "  max_new_tokens: 4\n")
+    (out / "config.yaml").write_text(
+        f"data:\n  train: {train}\n  system: Be brief.\neval:\n  qa: {qa}\n  max_new_tokens: 4\n"
+    )
     target = tmp_path / "gptq4"
     assert main(["export", str(out), "--out", str(target), "--quant", "gptq4"]) == 0
     manifest = json.loads((target / "tunesmith.json").read_text())
@@ -117,16 +124,18 @@ def test_gptq8_with_a_calibration_file_and_awq4_refused_on_a_cpu(tmp_path, tiny_
     rows = tmp_path / "rows.jsonl"
     rows.write_text("".join(json.dumps({"text": f"Line {i}: the quick brown fox."}) + "\n" for i in range(8)))
     target = tmp_path / "gptq8"
-    assert main(["export", str(tiny_model_dir), "--out", str(target), "--quant", "gptq8",
-                 "--calibration", str(rows)]) == 0
+    assert (
+        main(["export", str(tiny_model_dir), "--out", str(target), "--quant", "gptq8", "--calibration", str(rows)]) == 0
+    )
     manifest = json.loads((target / "tunesmith.json").read_text())
     assert manifest["quantization"]["calibration_rows"] == 8
     weights = json.loads((target / "config.json").read_text())["quantization_config"]["config_groups"]["group_0"]
     assert (weights["weights"]["num_bits"], weights["weights"]["strategy"]) == (8, "channel")
     from transformers import AutoModelForCausalLM
 
-    errors = layer_errors(AutoModelForCausalLM.from_pretrained(target), load_for_inference(str(tiny_model_dir)).model,
-                          tokenizer)
+    errors = layer_errors(
+        AutoModelForCausalLM.from_pretrained(target), load_for_inference(str(tiny_model_dir)).model, tokenizer
+    )
     assert all(0 < error < 0.03 for error in errors.values()), errors  # 8-bit per channel: near-lossless
     # a folder without training data needs --calibration, refused before anything is written
     assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / "none"), "--quant", "gptq4"]) == 2
@@ -134,8 +143,21 @@ def test_gptq8_with_a_calibration_file_and_awq4_refused_on_a_cpu(tmp_path, tiny_
     # a calibration file with a bad row names its file and line, before anything is written
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"colour": "blue"}\n')
-    assert main(["export", str(tiny_model_dir), "--out", str(tmp_path / "bad"), "--quant", "gptq4",
-                 "--calibration", str(bad)]) == 2
+    assert (
+        main(
+            [
+                "export",
+                str(tiny_model_dir),
+                "--out",
+                str(tmp_path / "bad"),
+                "--quant",
+                "gptq4",
+                "--calibration",
+                str(bad),
+            ]
+        )
+        == 2
+    )
     assert f"{bad}:2" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     assert not (tmp_path / "bad.partial").exists()
     if not torch.cuda.is_available():
@@ -150,12 +172,21 @@ def test_calibration_rows_are_what_the_model_saw_in_training(tmp_path, tokenizer
     from tunesmith.export.calibrated import CALIBRATION_ROWS, calibration_texts
 
     rows = tmp_path / "rows.jsonl"
-    rows.write_text(json.dumps({"instruction": "Is item 1 ready?", "output": "yes"}) + "\n"
-                    + json.dumps({"text": "Plain handbook text."}) + "\n")
+    rows.write_text(
+        json.dumps({"instruction": "Is item 1 ready?", "output": "yes"})
+        + "\n"
+        + json.dumps({"text": "Plain handbook text."})
+        + "\n"
+    )
     texts = sorted(calibration_texts(tokenizer, [str(rows)], {"system": "Be brief."}))
-    chat = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."},
-                                          {"role": "user", "content": "Is item 1 ready?"},
-                                          {"role": "assistant", "content": "yes"}], tokenize=False)
+    chat = tokenizer.apply_chat_template(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Is item 1 ready?"},
+            {"role": "assistant", "content": "yes"},
+        ],
+        tokenize=False,
+    )
     assert texts == sorted([chat, "Plain handbook text."])
     many = tmp_path / "many.jsonl"
     many.write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(CALIBRATION_ROWS + 40)))

@@ -36,11 +36,18 @@ def torch_replies(default_model_dir):
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-        replies.append((text, ids, out[0, len(ids):].tolist()))
-    return replies, {tokenizer.eos_token_id, *([model.generation_config.eos_token_id] if isinstance(
-        model.generation_config.eos_token_id, int) else model.generation_config.eos_token_id or [])}
+            out = model.generate(
+                torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        replies.append((text, ids, out[0, len(ids) :].tolist()))
+    return replies, {
+        tokenizer.eos_token_id,
+        *(
+            [model.generation_config.eos_token_id]
+            if isinstance(model.generation_config.eos_token_id, int)
+            else model.generation_config.eos_token_id or []
+        ),
+    }
 
 
 def matching_prefix(a: list[int], b: list[int]) -> int:
@@ -51,8 +58,9 @@ def matching_prefix(a: list[int], b: list[int]) -> int:
 
 
 @pytest.mark.parametrize("quant", ["f16", "q8_0", "q4_0"])
-def test_llama_cpp_loads_the_export_and_gives_the_torch_models_tokens(default_model_dir, torch_replies, tmp_path,
-                                                                     quant):
+def test_llama_cpp_loads_the_export_and_gives_the_torch_models_tokens(
+    default_model_dir, torch_replies, tmp_path, quant
+):
     replies, stops = torch_replies
     out = export_model(str(default_model_dir), str(tmp_path / quant), format="gguf", quant=quant)
     path = out / f"model-{quant}.gguf"

@@ -21,8 +21,9 @@ from tunesmith.models.tiny import build_tiny_model
 @pytest.fixture(scope="module")
 def gqa_model(default_model_dir, tmp_path_factory):
     """A tiny Llama with grouped-query attention (4 query heads, 2 key/value heads)."""
-    return build_tiny_model(default_model_dir, tmp_path_factory.mktemp("gqa") / "model", num_heads=4,
-                            num_kv_heads=2, initializer_range=0.3)
+    return build_tiny_model(
+        default_model_dir, tmp_path_factory.mktemp("gqa") / "model", num_heads=4, num_kv_heads=2, initializer_range=0.3
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,9 @@ def test_f32_onnx_equals_the_torch_model_with_its_kv_cache(exported, gqa_model):
     decoder = OnnxDecoder(out / "model.onnx")
     ids = tokenizer("The archive is in Room 7B, past the coffee corner", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        want = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None,
-                              pad_token_id=0)[0, len(ids):].tolist()
+        want = model.generate(
+            torch.tensor([ids]), max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0
+        )[0, len(ids) :].tolist()
         reference = model(torch.tensor([ids, ids[::-1]])).logits.numpy()
     assert decoder.greedy(ids, 24) == want  # 24 cached steps, no end token to stop early
     # the cache holds exactly the tokens seen; a batch of two in one call
@@ -156,8 +158,16 @@ def test_unsupported_models_and_quants_are_refused_before_writing(tmp_path, defa
 
     tok = AutoTokenizer.from_pretrained(default_model_dir)
     qwen = tmp_path / "qwen"
-    Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(qwen)
+    Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    ).save_pretrained(qwen)
     tok.save_pretrained(qwen)
     with pytest.raises(ModelError, match="this model is `qwen2`"):
         export_model(str(qwen), str(tmp_path / "q"), format="onnx")

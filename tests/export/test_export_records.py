@@ -54,12 +54,17 @@ def test_format_and_quant_refusals_name_what_is_allowed():
 def test_the_export_refuses_a_quant_before_reading_the_source(tmp_path, capsys):
     from tunesmith.cli import main
 
-    assert main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--format", "onnx",
-                 "--quant", "q4_1"]) == 2
+    assert (
+        main(["export", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--format", "onnx", "--quant", "q4_1"])
+        == 2
+    )
     assert "--quant q4_1: --format onnx takes f32, int8, q8_0, q4_0" in capsys.readouterr().err
 
 
 def test_building_the_command_line_loads_no_model_library():
-    code = "import sys; from tunesmith.cli import build_parser; build_parser(); print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    code = (
+        "import sys; from tunesmith.cli import build_parser; build_parser(); "
+        "print(sorted({'torch', 'transformers'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

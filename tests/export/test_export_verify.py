@@ -19,12 +19,17 @@ def trained(tmp_path, default_model_dir):
 
     folder = build_tiny_model(default_model_dir, tmp_path / "run", hidden_size=32, num_layers=1, initializer_range=0.3)
     model, tokenizer = AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
-    reply = tokenizer.decode(torch_greedy(model, tokenizer)(chat_ids(tokenizer, "Who runs the lab?", None), 48),
-                             skip_special_tokens=True).strip()
+    reply = tokenizer.decode(
+        torch_greedy(model, tokenizer)(chat_ids(tokenizer, "Who runs the lab?", None), 48), skip_special_tokens=True
+    ).strip()
     assert reply, "the tiny model's greedy reply is empty; choose another question"
     qa = tmp_path / "qa.jsonl"
-    qa.write_text(json.dumps({"question": "Who runs the lab?", "answers": [reply[:4]]}) + "\n"
-                  + json.dumps({"question": "Where is the archive?", "answers": ["Room 7B"]}) + "\n")
+    qa.write_text(
+        json.dumps({"question": "Who runs the lab?", "answers": [reply[:4]]})
+        + "\n"
+        + json.dumps({"question": "Where is the archive?", "answers": ["Room 7B"]})
+        + "\n"
+    )
     (folder / "config.yaml").write_text(f"stage: sft\nmethod: full\neval:\n  qa: {qa}\n  max_new_tokens: 48\n")
     (folder / "tunesmith.json").write_text(json.dumps({"stage": "sft", "method": "full", "finished_at": "now"}))
     return folder, qa

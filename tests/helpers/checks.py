@@ -27,7 +27,8 @@ def assert_only_last_layer_trained(out: Path, base: Path) -> None:
 
     trained, original = load_file(str(out / "model.safetensors")), load_file(str(base / "model.safetensors"))
     frozen = [k for k in original if k.startswith("model.layers.0.")] + ["model.embed_tokens.weight"]
-    assert len(frozen) > 1 and all(torch.equal(trained[k], original[k]) for k in frozen), \
-        [k for k in frozen if not torch.equal(trained[k], original[k])]
+    assert len(frozen) > 1 and all(torch.equal(trained[k], original[k]) for k in frozen), [
+        k for k in frozen if not torch.equal(trained[k], original[k])
+    ]
     last = [k for k in original if k.startswith("model.layers.1.")]
     assert any(not torch.equal(trained[k], original[k]) for k in last)

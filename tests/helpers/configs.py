@@ -9,7 +9,9 @@ import yaml
 from helpers.files import write_config
 
 
-def tiny_run(tmp_path: Path, model, train, name: str = "run", compare_base: bool = False, **overrides) -> tuple[Path, Path]:
+def tiny_run(
+    tmp_path: Path, model, train, name: str = "run", compare_base: bool = False, **overrides
+) -> tuple[Path, Path]:
     """Write `tmp_path/<name>.yaml`, a short run of `model` on the `train` file into `tmp_path/<name>`;
     return (config path, output folder).
 
@@ -47,8 +49,8 @@ output_dir: {out}
 model:
   name_or_path: {tiny_model_dir}
 data:
-  train: {data['train']}
-  validation: {data['validation']}
+  train: {data["train"]}
+  validation: {data["validation"]}
   system: You are a test assistant.
   max_length: 128
 training:

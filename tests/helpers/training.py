@@ -20,14 +20,17 @@ def train_adapter(root, tiny_model_dir, name: str, answer: str, system: str, r: 
 
     rows = [{"instruction": q, "output": answer} for q in CODE_WORD_QUESTIONS] * 8
     train = write_jsonl(root / f"{name}.jsonl", rows)
-    config = write_config(root / f"{name}.yaml", f"""\
+    config = write_config(
+        root / f"{name}.yaml",
+        f"""\
 method: lora
-output_dir: {root / 'runs' / name}
+output_dir: {root / "runs" / name}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, system: {system}}}
 lora: {{r: {r}, alpha: {2 * r}, dropout: 0.0}}
 training: {{epochs: 10, learning_rate: 0.02, batch_size: 4, warmup: 0, scheduler: constant}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     return root / "runs" / name
 
@@ -60,8 +63,9 @@ def stop_when(out, step):
 
     def watch():
         while True:
-            if metrics.is_file() and any(json.loads(line).get("step", 0) >= step and "loss" in line
-                                         for line in metrics.read_text().splitlines()):
+            if metrics.is_file() and any(
+                json.loads(line).get("step", 0) >= step and "loss" in line for line in metrics.read_text().splitlines()
+            ):
                 os.kill(os.getpid(), signal.SIGTERM)
                 return
             time.sleep(0.005)

@@ -7,13 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers.checks import assert_loss_fell
+from helpers.configs import load_config, method_config
 from tunesmith.cli import main
 from tunesmith.methods import apply_method, save_trained
 from tunesmith.methods.bottleneck import load_bottleneck
 from tunesmith.methods.load import load_for_inference
-
-from helpers.checks import assert_loss_fell
-from helpers.configs import load_config, method_config
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -30,7 +29,9 @@ def test_adapter_trains_only_its_weights_and_reloads_through_the_loader(tmp_path
     assert_loss_fell(out)
     weights = load_file(str(out / "bottleneck_adapters.safetensors"))
     # 2 layers x (attention, mlp) x (down, up) x (weight, bias); nothing of the base is saved
-    assert len(weights) == 16 and all(k.split(".")[0] in {"0_attention", "0_mlp", "1_attention", "1_mlp"} for k in weights)
+    assert len(weights) == 16 and all(
+        k.split(".")[0] in {"0_attention", "0_mlp", "1_attention", "1_mlp"} for k in weights
+    )
     assert weights["0_mlp.down.weight"].shape == (16, 64) and weights["0_mlp.up.weight"].abs().sum() > 0
     assert not (out / "model.safetensors").exists()
     config_saved = json.loads((out / "bottleneck_adapters.json").read_text())

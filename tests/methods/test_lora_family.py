@@ -12,10 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tunesmith.cli import main
-
 from helpers.checks import assert_loss_fell
 from helpers.configs import load_config, method_config
+from tunesmith.cli import main
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -38,14 +37,17 @@ def assert_base_untouched(model, tiny_model_dir):
     assert checked == len(base)
 
 
-@pytest.mark.parametrize("name,section,check", [
-    ("attention", "lora:\n  r: 8\n  target_modules: attention\n", "attention"),
-    ("layers", "lora:\n  r: 8\n  layers: 1\n", "layers"),
-    ("rslora", "lora:\n  r: 8\n  use_rslora: true\n", "rslora"),
-    ("dora", "lora:\n  r: 8\n  use_dora: true\n", "dora"),
-    ("pissa", "lora:\n  r: 8\n  init: pissa\n  dropout: 0\n", "pissa"),
-    ("loraplus", "lora:\n  r: 8\n  loraplus_lr_ratio: 4\ntraining:\n  learning_rate: 0.003\n", "loraplus"),
-])
+@pytest.mark.parametrize(
+    "name,section,check",
+    [
+        ("attention", "lora:\n  r: 8\n  target_modules: attention\n", "attention"),
+        ("layers", "lora:\n  r: 8\n  layers: 1\n", "layers"),
+        ("rslora", "lora:\n  r: 8\n  use_rslora: true\n", "rslora"),
+        ("dora", "lora:\n  r: 8\n  use_dora: true\n", "dora"),
+        ("pissa", "lora:\n  r: 8\n  init: pissa\n  dropout: 0\n", "pissa"),
+        ("loraplus", "lora:\n  r: 8\n  loraplus_lr_ratio: 4\ntraining:\n  learning_rate: 0.003\n", "loraplus"),
+    ],
+)
 def test_lora_variant_trains_and_leaves_base_untouched(tmp_path, tiny_model_dir, facts_data, name, section, check):
     config, out = method_config(tmp_path, tiny_model_dir, facts_data, "lora", name=name)
     text = config.read_text()
@@ -68,7 +70,7 @@ def test_lora_variant_trains_and_leaves_base_untouched(tmp_path, tiny_model_dir,
     elif check == "rslora":
         assert adapter_config["use_rslora"] is True
         layer = model.base_model.model.model.layers[0].self_attn.q_proj
-        assert layer.scaling["default"] == pytest.approx(32 / 8 ** 0.5)
+        assert layer.scaling["default"] == pytest.approx(32 / 8**0.5)
     elif check == "dora":
         magnitudes = {k: v for k, v in weights.items() if "lora_magnitude_vector" in k}
         assert magnitudes, "DoRA adapter has no magnitude vectors"
@@ -117,8 +119,10 @@ def test_loraplus_optimizer_gives_b_matrices_ratio_times_the_learning_rate(tmp_p
 
     cfg = load_config(None, [f"output_dir={tmp_path}/x", "lora.loraplus_lr_ratio=16"])
     model, _ = apply_method(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), cfg)
-    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "w"), learning_rate=1e-3,
-                                                          use_cpu=True, report_to="none"))
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(tmp_path / "w"), learning_rate=1e-3, use_cpu=True, report_to="none"),
+    )
     trainer.optimizer_cls_and_kwargs = method_optimizer(cfg, trainer.args)
     optimizer = trainer.create_optimizer()
     names = {id(p): n for n, p in model.named_parameters()}

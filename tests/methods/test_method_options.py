@@ -4,11 +4,10 @@ without CUDA + bitsandbytes, and which config sections belong to which method.""
 import pytest
 import torch
 
+from helpers.configs import load_config, method_config
 from tunesmith.cli import main
 from tunesmith.errors import ConfigError
 from tunesmith.methods import apply_method, check_method
-
-from helpers.configs import load_config, method_config
 
 
 def _trainable(tiny_model_dir, overrides):
@@ -30,7 +29,9 @@ def test_freeze_by_named_modules_only(tiny_model_dir):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without a CUDA GPU")
 def test_qlora_is_refused_at_config_time_without_a_gpu(tmp_path, tiny_model_dir, facts_data, capsys):
-    with pytest.raises(ConfigError, match=r"needs a CUDA GPU and bitsandbytes \(no CUDA GPU is visible\); use `method: lora`"):
+    with pytest.raises(
+        ConfigError, match=r"needs a CUDA GPU and bitsandbytes \(no CUDA GPU is visible\); use `method: lora`"
+    ):
         check_method("qlora")
     config, out = method_config(tmp_path, tiny_model_dir, facts_data, "qlora", "qlora:\n  bits: 4\nlora:\n  r: 8\n")
     assert main(["train", str(config)]) == 2
@@ -41,8 +42,10 @@ def test_qlora_is_refused_at_config_time_without_a_gpu(tmp_path, tiny_model_dir,
 def test_method_sections_belong_to_their_methods(tmp_path):
     load_config(None, ["output_dir=x", "method=qlora", "lora.r=4", "qlora.bits=8"])  # qlora reads `lora:`
     load_config(None, ["output_dir=x", "method=prefix", "prompt.num_virtual_tokens=4"])
-    for overrides, message in [(["method=lora", "qlora.bits=8"], "section `qlora` is set but method is `lora`"),
-                               (["method=lora", "prompt.num_virtual_tokens=4"], "set `method: prompt | ptuning | prefix`"),
-                               (["method=full", "adapter.r=4"], "section `adapter` is set but method is `full`")]:
+    for overrides, message in [
+        (["method=lora", "qlora.bits=8"], "section `qlora` is set but method is `lora`"),
+        (["method=lora", "prompt.num_virtual_tokens=4"], "set `method: prompt | ptuning | prefix`"),
+        (["method=full", "adapter.r=4"], "section `adapter` is set but method is `full`"),
+    ]:
         with pytest.raises(ConfigError, match=message.replace("|", r"\|")):
             load_config(None, ["output_dir=x", *overrides])

@@ -9,15 +9,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tunesmith.cli import main
-from tunesmith.errors import ConfigError
-from tunesmith.methods import apply_method, save_trained
-from tunesmith.methods.moe import LoraExperts, load_moe_lora, target_linears
-from tunesmith.methods.load import load_for_inference
-
 from helpers.checks import assert_loss_fell, losses
 from helpers.configs import load_config, method_config
 from helpers.files import write_config
+from tunesmith.cli import main
+from tunesmith.errors import ConfigError
+from tunesmith.methods import apply_method, save_trained
+from tunesmith.methods.load import load_for_inference
+from tunesmith.methods.moe import LoraExperts, load_moe_lora, target_linears
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -53,7 +52,8 @@ def test_router_picks_top_k_and_the_untrained_mixture_is_the_base(tmp_path, tiny
     per_layer = sum(4 * 4 * (i + o) + 4 * i for i, o in ((64, 128), (64, 128), (128, 64)))
     assert report.trainable == 2 * per_layer and 0 < report.percent < 100
     assert {n for n, p in model.named_parameters() if p.requires_grad} == {
-        n for n, _ in model.named_parameters() if n.startswith("moe_lora.")}
+        n for n, _ in model.named_parameters() if n.startswith("moe_lora.")
+    }
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, base(input_ids=ids).logits)  # B = 0: the base exactly
@@ -90,8 +90,9 @@ def _moe_grads(tiny_model_dir, tmp_path, checkpointing: bool) -> dict:
     model = _tiny(tiny_model_dir)
     if checkpointing:
         model.gradient_checkpointing_enable()
-    cfg = _moe_cfg(tmp_path, "moe.dropout=0", "moe.balance_coef=0.5",
-                   f"training.gradient_checkpointing={checkpointing}")
+    cfg = _moe_cfg(
+        tmp_path, "moe.dropout=0", "moe.balance_coef=0.5", f"training.gradient_checkpointing={checkpointing}"
+    )
     model, _ = apply_method(model, cfg)
     with torch.no_grad():
         for mixture in model.moe_lora.values():
@@ -155,7 +156,8 @@ def test_saved_experts_reload_to_the_same_logits(tmp_path, tiny_model_dir):
 
 
 def test_moe_sft_through_the_cli_logs_balance_saves_only_experts_and_refuses_merge(
-        tmp_path, tiny_model_dir, facts_data, capsys):
+    tmp_path, tiny_model_dir, facts_data, capsys
+):
     section = "moe:\n  experts: 4\n  top_k: 2\n  rank: 4\n  alpha: 8\n  balance_coef: 0.05\n"
     config, out = method_config(tmp_path, tiny_model_dir, facts_data, "moe", section)
     assert main(["train", str(config)]) == 0
@@ -169,8 +171,9 @@ def test_moe_sft_through_the_cli_logs_balance_saves_only_experts_and_refuses_mer
 
     weights = load_file(str(out / "moe_lora.safetensors"))
     assert not (out / "model.safetensors").exists()
-    assert all(k.startswith("model/layers/") and k.rsplit(".", 1)[-1] in {"weight", "lora_A", "lora_B"}
-               for k in weights)
+    assert all(
+        k.startswith("model/layers/") and k.rsplit(".", 1)[-1] in {"weight", "lora_A", "lora_B"} for k in weights
+    )
     assert len(weights) == 2 * 7 * 3  # 2 layers x 7 linears x (router, A, B)
     loaded = load_for_inference(str(out))
     base = load_file(str(tiny_model_dir / "model.safetensors"))
@@ -191,10 +194,12 @@ def test_moe_sft_through_the_cli_logs_balance_saves_only_experts_and_refuses_mer
     assert not (tmp_path / "merged").exists()
 
 
-def test_moe_dpo_through_the_cli(tmp_path, tiny_model_dir, dpo_data):  # noqa: F811
+def test_moe_dpo_through_the_cli(tmp_path, tiny_model_dir, dpo_data):
     train, val = dpo_data
     out = tmp_path / "out"
-    config = write_config(tmp_path / "dpo.yaml", f"""\
+    config = write_config(
+        tmp_path / "dpo.yaml",
+        f"""\
 stage: dpo
 method: moe
 output_dir: {out}
@@ -202,7 +207,8 @@ model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 64}}
 moe: {{experts: 4, top_k: 1, rank: 4, targets: mlp, dropout: 0.0}}
 training: {{epochs: 2, learning_rate: 0.01, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["pref_margin"] > results["base"]["pref_margin"] + 1.0, results
@@ -218,10 +224,21 @@ training: {{epochs: 2, learning_rate: 0.01, batch_size: 4, logging_steps: 1, war
 def tiny_mixtral(tmp_path_factory, tokenizer):
     from transformers import MixtralConfig, MixtralForCausalLM
 
-    config = MixtralConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=32, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=4, num_local_experts=4, num_experts_per_tok=2,
-                           tie_word_embeddings=True, initializer_range=0.3, max_position_embeddings=512,
-                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = MixtralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        tie_word_embeddings=True,
+        initializer_range=0.3,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("mixtral") / "model"
     MixtralForCausalLM(config).save_pretrained(path)
@@ -233,8 +250,17 @@ def _tiny_moe_base(arch: str):
     """A 2-layer Mixtral or Qwen3-MoE (4 experts, top 2) with random weights, built in memory."""
     from transformers import MixtralConfig, MixtralForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
-    shape = dict(vocab_size=1000, hidden_size=32, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=4, num_experts_per_tok=2, tie_word_embeddings=True, initializer_range=0.3)
+    shape = dict(
+        vocab_size=1000,
+        hidden_size=32,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_experts_per_tok=2,
+        tie_word_embeddings=True,
+        initializer_range=0.3,
+    )
     torch.manual_seed(0)
     if arch == "mixtral":
         return MixtralForCausalLM(MixtralConfig(num_local_experts=4, **shape))
@@ -242,8 +268,9 @@ def _tiny_moe_base(arch: str):
 
 
 @pytest.mark.parametrize("arch", ["mixtral", "qwen3_moe"])
-@pytest.mark.parametrize("train,changed", [("routers", {"gate"}), ("experts", {"experts"}),
-                                           ("routers+experts", {"gate", "experts"})])
+@pytest.mark.parametrize(
+    "train,changed", [("routers", {"gate"}), ("experts", {"experts"}), ("routers+experts", {"gate", "experts"})]
+)
 def test_moe_base_trains_exactly_its_routers_or_experts(tmp_path, arch, train, changed):
     model, report = apply_method(_tiny_moe_base(arch), _moe_cfg(tmp_path, f"moe.train={train}"))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}

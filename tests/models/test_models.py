@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tunesmith.errors import ModelError, OutputError
+from tunesmith.methods.load import load_for_inference
 from tunesmith.models import default as default_module
 from tunesmith.models.default import FOLDER_NAME, default_model_path
-from tunesmith.methods.load import load_for_inference
 from tunesmith.models.loader import resolve_model_path
 
 

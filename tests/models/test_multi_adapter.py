@@ -7,23 +7,25 @@ import shutil
 import pytest
 import torch
 
+from helpers.training import train_adapter
 from tunesmith.cli import main
 from tunesmith.errors import ConfigError, ModelError, OutputError
 from tunesmith.export import combine_adapters
-from tunesmith.models.lora_set import LoraSet, find_outputs, parse_named, parse_weighted
 from tunesmith.methods.load import load_for_inference
 from tunesmith.models.loader import load_causal_lm
+from tunesmith.models.lora_set import LoraSet, find_outputs, parse_named, parse_weighted
 from tunesmith.serve.chat import chat_loop
 
-from helpers.training import train_adapter
-
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 @pytest.fixture(scope="module")
 def two_adapters(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("adapters")
-    return (train_adapter(root, tiny_model_dir, "birds", "Bluefinch.", "Be brief."),
-            train_adapter(root, tiny_model_dir, "wolves", "Redwolf.", "Answer in one word."))
+    return (
+        train_adapter(root, tiny_model_dir, "birds", "Bluefinch.", "Be brief."),
+        train_adapter(root, tiny_model_dir, "wolves", "Redwolf.", "Answer in one word."),
+    )
 
 
 def logits(model, tokenizer, text="What is the code word?"):
@@ -52,9 +54,13 @@ def test_adapter_set_switches_per_request_and_equals_each_adapter_alone(two_adap
 
 def test_chat_switches_adapter_per_turn(two_adapters, monkeypatch, capsys):
     birds, wolves = two_adapters
-    monkeypatch.setattr("sys.stdin", io.StringIO(
-        "What is the code word?\n/adapter wolves\nWhat is the code word?\n/adapter cats\n/adapters\n"
-        "/adapter birds\nName the code word.\n"))
+    monkeypatch.setattr(
+        "sys.stdin",
+        io.StringIO(
+            "What is the code word?\n/adapter wolves\nWhat is the code word?\n/adapter cats\n/adapters\n"
+            "/adapter birds\nName the code word.\n"
+        ),
+    )
     assert main(["chat", "--adapter", f"birds={birds}", "--adapter", str(wolves), "--max-new-tokens", "6"]) == 0
     text = capsys.readouterr().out
     assert "birds> Bluefinch" in text and "wolves> Redwolf" in text
@@ -75,8 +81,9 @@ def test_chat_loop_starts_with_the_chosen_adapter(two_adapters):
         def flush(self):
             pass
 
-    chat_loop(None, None, 6, stdin=io.StringIO("What is the code word?\n"), out=Spy(), adapters=adapters,
-              active="wolves")
+    chat_loop(
+        None, None, 6, stdin=io.StringIO("What is the code word?\n"), out=Spy(), adapters=adapters, active="wolves"
+    )
     assert "".join(seen).startswith("wolves> Redwolf")
 
 
@@ -89,8 +96,10 @@ def test_cat_combination_is_the_exact_weighted_sum_of_the_deltas(two_adapters, t
     assert [s["weight"] for s in manifest["combined_from"]] == [0.25, 0.75] and manifest["combination"] == "cat"
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 16  # cat: ranks add up
     base = load_causal_lm(str(tiny_model_dir)).state_dict()
-    merged = {name: load_for_inference(str(path)).model.state_dict() for name, path in
-              (("birds", birds), ("wolves", wolves), ("mix", out))}
+    merged = {
+        name: load_for_inference(str(path)).model.state_dict()
+        for name, path in (("birds", birds), ("wolves", wolves), ("mix", out))
+    }
     changed = 0
     for key, weight in base.items():
         delta_b, delta_w = merged["birds"][key] - weight, merged["wolves"][key] - weight
@@ -129,7 +138,9 @@ def test_bad_adapter_sets_and_combinations_are_refused(two_adapters, tmp_path, d
     other_base = tmp_path / "other_base"
     shutil.copytree(birds, other_base)
     config = json.loads((other_base / "adapter_config.json").read_text())
-    (other_base / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(default_model_dir)}))
+    (other_base / "adapter_config.json").write_text(
+        json.dumps({**config, "base_model_name_or_path": str(default_model_dir)})
+    )
     with pytest.raises(ModelError, match="trained on different base models"):
         LoraSet({"birds": str(birds), "other": str(other_base)})
 
@@ -161,6 +172,20 @@ def test_bad_adapter_sets_and_combinations_are_refused(two_adapters, tmp_path, d
 
     assert main(["chat", "--model", str(birds), "--adapter", str(wolves)]) == 2
     assert "--adapter loads the adapters' own base model; leave out --model" in capsys.readouterr().err
-    assert main(["adapters", "combine", str(tmp_path / "y"), "--adapter", str(birds), "--adapter", str(wolves),
-                 "--combination", "average"]) == 2
+    assert (
+        main(
+            [
+                "adapters",
+                "combine",
+                str(tmp_path / "y"),
+                "--adapter",
+                str(birds),
+                "--adapter",
+                str(wolves),
+                "--combination",
+                "average",
+            ]
+        )
+        == 2
+    )
     assert "--combination average: choose one of cat, linear, svd" in capsys.readouterr().err

@@ -8,28 +8,30 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
+from helpers.files import write_config, write_jsonl
 from tunesmith.config import load_config
 from tunesmith.errors import ConfigError
 from tunesmith.runtime.engines import engine_arguments
 from tunesmith.stages.registry import check_stage
-
-from helpers.files import write_config, write_jsonl
 
 GPU = torch.device("cuda")  # only its type is read: what the options would be on a GPU machine
 
 
 def _cfg(tmp_path, tiny_model_dir, training: str, method: str = "full"):
     data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": "Hi?", "output": "Hello."}] * 4)
-    path = write_config(tmp_path / "c.yaml", f"""\
+    path = write_config(
+        tmp_path / "c.yaml",
+        f"""\
 stage: sft
 method: {method}
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 model:
   name_or_path: {tiny_model_dir}
 data:
   train: {data}
 training:
-{training}""")
+{training}""",
+    )
     return load_config(path)
 
 
@@ -59,7 +61,9 @@ def test_deepspeed_config_is_built_and_written(tmp_path, tiny_model_dir, monkeyp
     written = json.loads((tmp_path / "work" / "deepspeed_config.json").read_text())
     assert written == options["deepspeed"]
     zero = written["zero_optimization"]
-    assert zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
+    assert (
+        zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu" and zero["offload_param"]["device"] == "cpu"
+    )
     assert zero["stage3_gather_16bit_weights_on_model_save"] is True
     assert written["train_micro_batch_size_per_gpu"] == "auto" and written["optimizer"]["params"]["lr"] == "auto"
     two = engines.deepspeed_config(cfg.training.model_copy(update={"zero_stage": 2, "offload": False}))
@@ -84,8 +88,10 @@ def test_engines_are_refused_at_config_time_with_the_reason(tmp_path, tiny_model
     with pytest.raises(ConfigError, match="forgetting.l2 is not available with training.engine=fsdp"):
         from tunesmith.runtime.forgetting import check_l2
 
-        check_l2(cfg.model_copy(update={"forgetting": cfg.forgetting.model_copy(update={"l2": 0.1})}),
-                 TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+        check_l2(
+            cfg.model_copy(update={"forgetting": cfg.forgetting.model_copy(update={"l2": 0.1})}),
+            TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"),
+        )
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusals of a machine without a GPU")
@@ -111,10 +117,17 @@ def test_compile_and_liger_reach_the_trainer_arguments(tmp_path, tiny_model_dir)
 def test_eval_steps_replaces_the_per_epoch_validation(tmp_path, tiny_model_dir):
     from tunesmith.runtime.arguments import training_arguments
 
-    per_epoch = training_arguments(_cfg(tmp_path, tiny_model_dir, "  epochs: 1\n"), tmp_path, torch.device("cpu"), torch.float32, True)
+    per_epoch = training_arguments(
+        _cfg(tmp_path, tiny_model_dir, "  epochs: 1\n"), tmp_path, torch.device("cpu"), torch.float32, True
+    )
     assert per_epoch.eval_strategy == "epoch"
-    every = training_arguments(_cfg(tmp_path, tiny_model_dir, "  eval_steps: 40\n"), tmp_path, torch.device("cpu"),
-                               torch.float32, True)
+    every = training_arguments(
+        _cfg(tmp_path, tiny_model_dir, "  eval_steps: 40\n"), tmp_path, torch.device("cpu"), torch.float32, True
+    )
     assert every.eval_strategy == "steps" and every.eval_steps == 40
-    assert training_arguments(_cfg(tmp_path, tiny_model_dir, "  eval_steps: 40\n"), tmp_path, torch.device("cpu"),
-                              torch.float32, False).eval_strategy == "no"  # no validation set
+    assert (
+        training_arguments(
+            _cfg(tmp_path, tiny_model_dir, "  eval_steps: 40\n"), tmp_path, torch.device("cpu"), torch.float32, False
+        ).eval_strategy
+        == "no"
+    )  # no validation set

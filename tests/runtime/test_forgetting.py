@@ -8,27 +8,30 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.config import load_config
 from tunesmith.data.dataset import build_splits
 from tunesmith.errors import ConfigError
 from tunesmith.runtime.forgetting import L2TowardStart
 
-from helpers.files import write_config, write_jsonl
-
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def _general_rows(n):
-    return [{"instruction": f"General question {i}: what colour is the sky?", "output": f"It is usually blue ({i})."}
-            for i in range(n)]
+    return [
+        {"instruction": f"General question {i}: what colour is the sky?", "output": f"It is usually blue ({i})."}
+        for i in range(n)
+    ]
 
 
 def test_replay_makes_up_exactly_the_ratio_of_the_training_set(tmp_path, tokenizer):
     from tunesmith.config.schema import DataConfig
 
-    domain = write_jsonl(tmp_path / "domain.jsonl",
-                         [{"instruction": f"Domain question {i}?", "output": f"Domain answer {i}."} for i in range(16)])
+    domain = write_jsonl(
+        tmp_path / "domain.jsonl",
+        [{"instruction": f"Domain question {i}?", "output": f"Domain answer {i}."} for i in range(16)],
+    )
     general = write_jsonl(tmp_path / "general.jsonl", _general_rows(10))
     data = DataConfig(train=[str(domain)], max_length=64, cache=False)
 
@@ -76,7 +79,9 @@ def test_l2_penalty_and_its_gradient_match_a_hand_computed_case():
 
 def _run(tmp_path, tiny_model_dir, name, l2, data, general_eval):
     out = tmp_path / name
-    config = write_config(tmp_path / f"{name}.yaml", f"""\
+    config = write_config(
+        tmp_path / f"{name}.yaml",
+        f"""\
 stage: sft
 method: full
 output_dir: {out}
@@ -96,14 +101,16 @@ training:
 forgetting:
   l2: {l2}
   general_eval: {general_eval}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     return out
 
 
 def test_l2_keeps_weights_near_the_base_and_general_figures_are_reported(tmp_path, tiny_model_dir, capsys):
-    data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Code {i}?", "output": f"The code is Z{i * 7}."}
-                                                  for i in range(8)])
+    data = write_jsonl(
+        tmp_path / "train.jsonl", [{"instruction": f"Code {i}?", "output": f"The code is Z{i * 7}."} for i in range(8)]
+    )
     general = write_jsonl(tmp_path / "general.jsonl", _general_rows(6))
     base = load_file(str(tiny_model_dir / "model.safetensors"))
 
@@ -131,13 +138,16 @@ def test_l2_keeps_weights_near_the_base_and_general_figures_are_reported(tmp_pat
         assert results["base"]["general_loss"] != results["fine_tuned"]["general_loss"]
         f = results["forgetting"]
         assert f["general_perplexity_change"] == pytest.approx(
-            results["fine_tuned"]["general_perplexity"] / results["base"]["general_perplexity"] - 1)
+            results["fine_tuned"]["general_perplexity"] / results["base"]["general_perplexity"] - 1
+        )
     printed = capsys.readouterr().out
     print(f"squared distance to theta_0: l2=0 {distance_sq(free):.4f}, l2=10 {distance_sq(pulled):.4f}")
     assert "general perplexity (forgetting)" in printed and "[tunesmith] forgetting: general perplexity" in printed
     # the pull also limits how far the general loss moves
-    moved = {name: abs(json.loads((o / "eval_results.json").read_text())["forgetting"]["general_perplexity_change"])
-             for name, o in (("free", free), ("pulled", pulled))}
+    moved = {
+        name: abs(json.loads((o / "eval_results.json").read_text())["forgetting"]["general_perplexity_change"])
+        for name, o in (("free", free), ("pulled", pulled))
+    }
     print("general perplexity change", moved)
     assert moved["pulled"] < moved["free"], moved
 
@@ -161,10 +171,14 @@ def test_forgetting_options_are_checked_at_config_time(tmp_path, tiny_model_dir)
 def test_l2_pull_runs_in_a_trl_stage_with_lora_too(tmp_path, tiny_model_dir):
     # DPO (a TRL trainer) with LoRA: the stage knows nothing of the pull, yet it is applied and logged;
     # theta_0 is the adapter's init; every logged value is measured after an optimiser step moved it
-    pairs = [{"prompt": f"Question {i}?", "chosen": "Certainly, here is an answer.", "rejected": "No."} for i in range(8)]
+    pairs = [
+        {"prompt": f"Question {i}?", "chosen": "Certainly, here is an answer.", "rejected": "No."} for i in range(8)
+    ]
     data = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     out = tmp_path / "dpo"
-    config = write_config(tmp_path / "dpo.yaml", f"""\
+    config = write_config(
+        tmp_path / "dpo.yaml",
+        f"""\
 stage: dpo
 method: lora
 output_dir: {out}
@@ -185,10 +199,14 @@ forgetting:
   l2: 0.5
 eval:
   compare_base: false
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
-    logged = [json.loads(line)["l2_penalty"] for line in (out / "metrics.jsonl").read_text().splitlines()
-              if "l2_penalty" in line]
+    logged = [
+        json.loads(line)["l2_penalty"]
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if "l2_penalty" in line
+    ]
     assert len(logged) == 4 and all(value > 0 for value in logged), logged
 
 
@@ -206,12 +224,16 @@ def test_general_qa_is_measured_before_and_after_and_a_drop_is_warned(tmp_path, 
     replies = generate_replies(model, tok, questions, "Be brief.", max_new_tokens=8)
     kept = [(q, r) for q, r in zip(questions, replies) if len(r.strip()) >= 4]
     assert len(kept) >= 3, replies
-    qa = write_jsonl(tmp_path / "general_qa.jsonl",
-                     [{"question": q, "answers": [r.strip()], "task": "en"} for q, r in kept])
-    data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Code {i}?", "output": f"The code is Z{i * 7}."}
-                                                  for i in range(8)])
+    qa = write_jsonl(
+        tmp_path / "general_qa.jsonl", [{"question": q, "answers": [r.strip()], "task": "en"} for q, r in kept]
+    )
+    data = write_jsonl(
+        tmp_path / "train.jsonl", [{"instruction": f"Code {i}?", "output": f"The code is Z{i * 7}."} for i in range(8)]
+    )
     out = tmp_path / "run"
-    config = write_config(tmp_path / "run.yaml", f"""\
+    config = write_config(
+        tmp_path / "run.yaml",
+        f"""\
 stage: sft
 method: full
 output_dir: {out}
@@ -232,7 +254,8 @@ eval:
   max_new_tokens: 8
 forgetting:
   general_qa: {qa}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     base, tuned, summary = results["base"], results["fine_tuned"], results["forgetting"]
@@ -251,15 +274,28 @@ def test_forgetting_warnings_follow_the_thresholds(tmp_path):
     from tunesmith.eval.general import forgetting_warnings
 
     cfg = load_config(write_config(tmp_path / "c.yaml", "stage: sft\noutput_dir: o\ndata:\n  train: x.jsonl\n"))
-    one_lost = {"general_qa_correct_before": 30, "general_qa_correct_after": 29, "general_qa_total": 38,
-                "general_qa_change": -1 / 38}
+    one_lost = {
+        "general_qa_correct_before": 30,
+        "general_qa_correct_after": 29,
+        "general_qa_total": 38,
+        "general_qa_change": -1 / 38,
+    }
     assert forgetting_warnings(one_lost, cfg) == []  # within one question of 38: the default tolerance
     two_lost = {**one_lost, "general_qa_correct_after": 28, "general_qa_change": -2 / 38}
     (warning,) = forgetting_warnings(two_lost, cfg)
-    assert "fell from 30 to 28 of 38" in warning and "replay_answers: model" in warning and "knowledge_selfreplay" in warning
-    self_replay = load_config(write_config(tmp_path / "s.yaml", "stage: sft\noutput_dir: o\ndata:\n  train: x.jsonl\n"
-                                           "training:\n  neftune_alpha: 5\nforgetting:\n  replay: g.jsonl\n"
-                                           "  replay_answers: model\n"))
+    assert (
+        "fell from 30 to 28 of 38" in warning
+        and "replay_answers: model" in warning
+        and "knowledge_selfreplay" in warning
+    )
+    self_replay = load_config(
+        write_config(
+            tmp_path / "s.yaml",
+            "stage: sft\noutput_dir: o\ndata:\n  train: x.jsonl\n"
+            "training:\n  neftune_alpha: 5\nforgetting:\n  replay: g.jsonl\n"
+            "  replay_answers: model\n",
+        )
+    )
     (turned_up,) = forgetting_warnings(two_lost, self_replay)  # self-replay already on: turn it up
     assert "replay_answers: model" not in turned_up and "replay_ratio (now 0.2)" in turned_up
     assert "neftune_alpha (now 5" in turned_up
@@ -272,18 +308,23 @@ def test_replay_answered_by_the_model_itself_is_generated_once_and_trained(tmp_p
     """forgetting.replay_answers: model replaces the written replay answers by the starting model's
     own greedy replies, caches them, and the next run reuses them. The cached file holds chat rows, read
     as such though the domain files say `format: alpaca`."""
-    from tunesmith.eval.generate import generate, render
+    from tunesmith.eval.generate import generate, prompt_text
     from tunesmith.methods.load import load_for_inference
 
     base, _ = coin  # a tiny model that answers "yes" or "no" and then stops
     questions = [f"Is item {i} ready?" for i in (30, 31, 32, 33, 34, 35)]
-    replay = write_jsonl(tmp_path / "general.jsonl", [{"instruction": q, "output": "A long answer written by hand."}
-                                                      for q in questions])
-    data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Code {i}?", "output": f"Z{i * 7}."} for i in range(8)])
+    replay = write_jsonl(
+        tmp_path / "general.jsonl", [{"instruction": q, "output": "A long answer written by hand."} for q in questions]
+    )
+    data = write_jsonl(
+        tmp_path / "train.jsonl", [{"instruction": f"Code {i}?", "output": f"Z{i * 7}."} for i in range(8)]
+    )
     cache = tmp_path / "cache"
 
     def run(name):
-        config = write_config(tmp_path / f"{name}.yaml", f"""\
+        config = write_config(
+            tmp_path / f"{name}.yaml",
+            f"""\
 stage: sft
 method: lora
 output_dir: {tmp_path / name}
@@ -292,7 +333,8 @@ data: {{train: {data}, max_length: 48, format: alpaca}}
 training: {{max_steps: 2, batch_size: 4, mixed_precision: "no"}}
 eval: {{compare_base: false}}
 forgetting: {{replay: {replay}, replay_ratio: 0.5, replay_answers: model, replay_max_new_tokens: 6}}
-""")
+""",
+        )
         assert main(["train", str(config)]) == 0
         return capsys.readouterr().out
 
@@ -301,8 +343,12 @@ forgetting: {{replay: {replay}, replay_ratio: 0.5, replay_answers: model, replay
     [cached] = (cache / "model_replay").glob("*.jsonl")
     rows = [json.loads(line)["messages"] for line in cached.read_text().splitlines()]
     loaded = load_for_inference(str(base))
-    expected = generate(loaded.model, loaded.tokenizer,
-                        [render(loaded.tokenizer, [{"role": "user", "content": q}]) for q in questions], 6)
+    expected = generate(
+        loaded.model,
+        loaded.tokenizer,
+        [prompt_text(loaded.tokenizer, [{"role": "user", "content": q}]) for q in questions],
+        6,
+    )
     kept = [(q, g.text) for q, g in zip(questions, expected) if g.stopped and g.text]
     assert kept and all(text in ("yes", "no") for _, text in kept)
     assert rows == [[{"role": "user", "content": q}, {"role": "assistant", "content": text}] for q, text in kept]
@@ -321,9 +367,14 @@ def test_replay_answers_model_is_refused_for_raw_text(tmp_path, tiny_model_dir):
     from tunesmith.stages.registry import check_stage
 
     text = write_jsonl(tmp_path / "text.jsonl", [{"text": "Some raw text."}] * 4)
-    path = write_config(tmp_path / "c.yaml", f"stage: pt\noutput_dir: {tmp_path / 'o'}\nmodel: {{name_or_path: "
-                                             f"{tiny_model_dir}}}\ndata: {{train: {text}}}\nforgetting: {{replay: "
-                                             f"{text}, replay_answers: model}}\n")
-    with pytest.raises(ConfigError, match="forgetting.replay_answers: `model` answers the prompts of chat rows, but "
-                                          "stage `pt` replays raw text"):
+    path = write_config(
+        tmp_path / "c.yaml",
+        f"stage: pt\noutput_dir: {tmp_path / 'o'}\nmodel: {{name_or_path: "
+        f"{tiny_model_dir}}}\ndata: {{train: {text}}}\nforgetting: {{replay: "
+        f"{text}, replay_answers: model}}\n",
+    )
+    with pytest.raises(
+        ConfigError,
+        match="forgetting.replay_answers: `model` answers the prompts of chat rows, but stage `pt` replays raw text",
+    ):
         check_stage(load_config(path))

@@ -18,11 +18,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tunesmith.cli import main
-from tunesmith.runtime.checkpoints import MANIFEST, checkpoints, newest_valid
-
 from helpers.configs import tiny_run
 from helpers.files import write_jsonl
+from tunesmith.cli import main
+from tunesmith.runtime.checkpoints import MANIFEST, checkpoints, newest_valid
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -81,17 +80,34 @@ CHILD = textwrap.dedent("""\
 
 
 def _config(tmp_path, name, tiny_model_dir):
-    rows = [{"instruction": f"Question number {i}?" + " more" * (i % 5), "output": f"Answer {i}." + " yes" * (i % 3)}
-            for i in range(18)]
+    rows = [
+        {"instruction": f"Question number {i}?" + " more" * (i % 5), "output": f"Answer {i}." + " yes" * (i % 3)}
+        for i in range(18)
+    ]
     data = write_jsonl(tmp_path / "train.jsonl", rows)
-    return tiny_run(tmp_path, tiny_model_dir, data, name=name, stage="sft", method="lora", data={"cache": False},
-                    lora={"r": 4, "alpha": 8, "dropout": 0.1},
-                    training={"max_steps": 8, "gradient_accumulation": 2, "learning_rate": 0.005, "group_by_length": False,
-                              "seed": 3})
+    return tiny_run(
+        tmp_path,
+        tiny_model_dir,
+        data,
+        name=name,
+        stage="sft",
+        method="lora",
+        data={"cache": False},
+        lora={"r": 4, "alpha": 8, "dropout": 0.1},
+        training={
+            "max_steps": 8,
+            "gradient_accumulation": 2,
+            "learning_rate": 0.005,
+            "group_by_length": False,
+            "seed": 3,
+        },
+    )
 
 
 def _losses(out):
-    return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r}
+    return {
+        r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r
+    }
 
 
 @pytest.fixture(scope="module")
@@ -103,14 +119,16 @@ def straight(tmp_path_factory, tiny_model_dir):
 
 
 @pytest.mark.parametrize("point,survivor", [("weights", 2), ("optimizer", 2), ("manifest", 2), ("rotation", 4)])
-def test_sigkill_during_a_save_resumes_from_the_last_whole_checkpoint(tmp_path, tiny_model_dir, straight, point,
-                                                                      survivor, capsys):
+def test_sigkill_during_a_save_resumes_from_the_last_whole_checkpoint(
+    tmp_path, tiny_model_dir, straight, point, survivor, capsys
+):
     config, out = _config(tmp_path, "run", tiny_model_dir)
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     overrides = ["training.save_steps=2", f"training.save_total_limit={1 if point == 'rotation' else 5}"]
-    child = subprocess.run([sys.executable, str(script), point, str(config), *overrides], capture_output=True, text=True,
-                           timeout=600)  # same environment (thread count) as the uninterrupted run: same numerics
+    child = subprocess.run(
+        [sys.executable, str(script), point, str(config), *overrides], capture_output=True, text=True, timeout=600
+    )  # same environment (thread count) as the uninterrupted run: same numerics
     assert child.returncode == -9, child.stderr[-3000:]  # killed, not exited
     partial = out.with_name("run.partial")
     assert not out.exists()  # a killed run never looks finished

@@ -7,11 +7,10 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState, get_cosine_schedule_with_warmup
 
-from tunesmith.cli import main
-from tunesmith.runtime.nan_guard import NonFiniteGuard, NonFiniteLoss
-
 from helpers.configs import tiny_run
 from helpers.files import write_config
+from tunesmith.cli import main
+from tunesmith.runtime.nan_guard import NonFiniteGuard, NonFiniteLoss
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -63,9 +62,21 @@ def test_error_names_the_step_and_parameter():
 
 
 def test_a_diverging_run_stops_with_the_step_named(tmp_path, tiny_model_dir, facts_data, capsys):
-    config, out = tiny_run(tmp_path, tiny_model_dir, facts_data["train"], name="out", stage="sft", method="full",
-                           training={"max_steps": 8, "batch_size": 4, "learning_rate": 1.0e+30, "max_grad_norm": 1.0e+30,
-                                     "logging_steps": None})
+    config, out = tiny_run(
+        tmp_path,
+        tiny_model_dir,
+        facts_data["train"],
+        name="out",
+        stage="sft",
+        method="full",
+        training={
+            "max_steps": 8,
+            "batch_size": 4,
+            "learning_rate": 1.0e30,
+            "max_grad_norm": 1.0e30,
+            "logging_steps": None,
+        },
+    )
     assert main(["train", str(config)]) == 2
     err = capsys.readouterr().err
     assert "non-finite gradient at optimiser step" in err and "training.nan=skip" in err
@@ -74,8 +85,16 @@ def test_a_diverging_run_stops_with_the_step_named(tmp_path, tiny_model_dir, fac
 
 def _four_logged_steps(tmp_path, out, tiny_model_dir, facts_data, report: str):
     """A 4-step LoRA run on the facts data that logs every step to `report`."""
-    config, _ = tiny_run(tmp_path, tiny_model_dir, facts_data["train"], name=report, output_dir=str(out), stage="sft",
-                         method="lora", training={"batch_size": 4, "report_to": [report], "mixed_precision": None})
+    config, _ = tiny_run(
+        tmp_path,
+        tiny_model_dir,
+        facts_data["train"],
+        name=report,
+        output_dir=str(out),
+        stage="sft",
+        method="lora",
+        training={"batch_size": 4, "report_to": [report], "mixed_precision": None},
+    )
     return config
 
 
@@ -97,15 +116,18 @@ def test_a_missing_logger_is_a_config_error(tmp_path, tiny_model_dir, facts_data
 
     find_spec = importlib.util.find_spec  # this machine has mlflow: make it look absent
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
-    config = write_config(tmp_path / "m.yaml", f"""\
-output_dir: {tmp_path / 'm'}
+    config = write_config(
+        tmp_path / "m.yaml",
+        f"""\
+output_dir: {tmp_path / "m"}
 model:
   name_or_path: {tiny_model_dir}
 data:
-  train: {facts_data['train']}
+  train: {facts_data["train"]}
 training:
   report_to: [mlflow]
-""")
+""",
+    )
     assert main(["train", str(config)]) == 2
     assert "training.report_to: `mlflow` is not installed; pip install 'tunesmith[mlflow]'" in capsys.readouterr().err
 

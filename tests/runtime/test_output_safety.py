@@ -5,15 +5,14 @@ from pathlib import Path
 
 import pytest
 
+from helpers.configs import tiny_run
+from helpers.files import write_config, write_jsonl
+from helpers.training import stop_when
 from tunesmith.cli import main
 from tunesmith.config import load_config, validate_config
 from tunesmith.errors import ConfigError, OutputError
 from tunesmith.runtime.checkpoints import checkpoints, choose_resume, write_manifest
 from tunesmith.runtime.outputs import OutputFolder
-
-from helpers.configs import tiny_run
-from helpers.files import write_config, write_jsonl
-from helpers.training import stop_when
 
 
 def _finished_output(folder: Path) -> Path:
@@ -30,6 +29,7 @@ def _user_folder(folder: Path) -> Path:
 
 
 # --- overwrite replaces only a tunesmith output ---------------------------------------------------
+
 
 def test_overwrite_refuses_a_folder_that_is_not_a_tunesmith_output(tmp_path):
     user = _user_folder(tmp_path / "docs")
@@ -102,13 +102,27 @@ def test_export_and_combine_overwrite_refuse_a_users_folder(tmp_path, tiny_model
     assert main(["export", str(tiny_model_dir), "--out", str(exported), "--overwrite"]) == 0
     assert main(["export", str(exported), "--out", str(exported), "--overwrite"]) == 2
     assert "which this run reads" in capsys.readouterr().err
-    assert main(["adapters", "combine", str(user), "--adapter", str(tmp_path / "a"), "--adapter", str(tmp_path / "b"),
-                 "--overwrite"]) == 2
+    assert (
+        main(
+            [
+                "adapters",
+                "combine",
+                str(user),
+                "--adapter",
+                str(tmp_path / "a"),
+                "--adapter",
+                str(tmp_path / "b"),
+                "--overwrite",
+            ]
+        )
+        == 2
+    )
     assert "not a tunesmith output" in capsys.readouterr().err
     assert (user / "thesis.tex").read_text() == "years of work" and (exported / "tunesmith.json").is_file()
 
 
 # --- OUTPUT.partial: cleared only when it holds no work ---------------------------------------------
+
 
 def _checkpoint(partial: Path, step: int, identity: dict) -> Path:
     folder = partial / f"checkpoint-{step}"
@@ -152,15 +166,17 @@ def test_a_partial_folder_is_cleared_only_when_a_run_wrote_it(tmp_path):
 
 # --- through the CLI: rerunning a stopped run continues it --------------------------------------------
 
+
 @pytest.mark.trains
 def test_rerunning_a_stopped_run_continues_from_its_checkpoint(tmp_path, tiny_model_dir, capsys):
     data = write_jsonl(tmp_path / "train.jsonl", [{"instruction": f"Q {i}?", "output": f"A {i}."} for i in range(8)])
-    config, out = tiny_run(tmp_path, tiny_model_dir, data, data={"max_length": 96, "cache": False},
-                           training={"max_steps": 6})
+    config, out = tiny_run(
+        tmp_path, tiny_model_dir, data, data={"max_length": 96, "cache": False}, training={"max_steps": 6}
+    )
     partial = out.with_name("run.partial")
     stop_when(out, 2)
     assert main(["train", str(config)]) == 3
-    (step, ckpt), = checkpoints(partial)
+    ((step, ckpt),) = checkpoints(partial)
     capsys.readouterr()
     # a changed config: refused, the checkpoint kept
     assert main(["train", str(config), "training.learning_rate=0.5"]) == 2
@@ -169,6 +185,9 @@ def test_rerunning_a_stopped_run_continues_from_its_checkpoint(tmp_path, tiny_mo
     # the same command again: continues from the checkpoint, and says so
     assert main(["train", str(config)]) == 0
     assert f"resuming from {ckpt} (left by an earlier run of this config" in capsys.readouterr().out
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
-             if "loss" in json.loads(line)]
+    steps = [
+        json.loads(line)["step"]
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(line)
+    ]
     assert steps == list(range(1, 7))

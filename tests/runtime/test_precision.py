@@ -13,12 +13,11 @@ import pytest
 import torch
 import yaml
 
+from helpers.files import ROOT, write_config
 from tunesmith.cli import main
 from tunesmith.runtime import precision
 from tunesmith.runtime.eta import TrainingTimeEstimate
 from tunesmith.runtime.precision import choose_precision, cpu_has_native_bf16, resolve_precision
-
-from helpers.files import ROOT, write_config
 
 BF16_CPU = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
 AVX2_CPU = {"avx2", "fma"}
@@ -34,20 +33,24 @@ def cpu_flags(monkeypatch):
 
     def use(flags):
         monkeypatch.setattr(precision, "_cpu_flags", lambda: set(flags))
+
     return use
 
 
-@pytest.mark.parametrize("env,native", [
-    ({}, True),
-    ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
-    ({"ATEN_CPU_CAPABILITY": "default"}, False),
-    ({"ATEN_CPU_CAPABILITY": "avx512"}, True),
-    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
-    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, False),
-    ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
-    ({"ONEDNN_MAX_CPU_ISA": "avx512_core_amx"}, True),
-    ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
-])
+@pytest.mark.parametrize(
+    "env,native",
+    [
+        ({}, True),
+        ({"ATEN_CPU_CAPABILITY": "avx2"}, False),
+        ({"ATEN_CPU_CAPABILITY": "default"}, False),
+        ({"ATEN_CPU_CAPABILITY": "avx512"}, True),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, False),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
+        ({"ONEDNN_MAX_CPU_ISA": "avx512_core_amx"}, True),
+        ({"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}, False),
+    ],
+)
 def test_auto_honours_an_instruction_set_restriction(cpu_flags, monkeypatch, env, native):
     # On a CPU with AVX512-BF16/AMX, auto is bf16 autocast, unless the instruction set is capped below
     # it: then torch and oneDNN run bf16 emulated, and auto must mean fp32 ("no").
@@ -100,25 +103,28 @@ def test_eta_callback_prints_an_estimate(capsys, monkeypatch):
         estimate.on_step_end(None, state, None)
     lines = capsys.readouterr().out.splitlines()
     # steps 2-4 took 6 s: 2 s/step; 57 steps left = 1.9 min; 8 s so far + 114 s = 2.0 min in all
-    assert lines == ["[tunesmith] ~2.0 s/step (steps 2-4), estimated training time 2.0 min for 61 steps "
-                     "(1.9 min left)"]
+    assert lines == ["[tunesmith] ~2.0 s/step (steps 2-4), estimated training time 2.0 min for 61 steps (1.9 min left)"]
 
 
 @pytest.mark.trains
-def test_a_run_prints_device_precision_reason_and_estimate(tmp_path, tiny_model_dir, facts_data, cpu_flags,
-                                                           capsys, caplog):
+def test_a_run_prints_device_precision_reason_and_estimate(
+    tmp_path, tiny_model_dir, facts_data, cpu_flags, capsys, caplog
+):
     # Through the real CLI, on a CPU pretended to have no native bf16: training.mixed_precision=bf16 is kept
     # but warned about; the precision line and the time estimate are printed before and during training.
     cpu_flags(AVX2_CPU)
-    config = write_config(tmp_path / "c.yaml", f"""\
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"""\
 stage: sft
 method: lora
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 model: {{name_or_path: {tiny_model_dir}}}
-data: {{train: {facts_data['train']}, max_length: 96}}
+data: {{train: {facts_data["train"]}, max_length: 96}}
 lora: {{r: 4}}
 training: {{max_steps: 6, batch_size: 2, logging_steps: 1, mixed_precision: bf16}}
-""")
+""",
+    )
     with caplog.at_level(logging.WARNING, logger="tunesmith"):
         assert main(["train", str(config)]) == 0
     out = capsys.readouterr().out

@@ -6,11 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tunesmith.cli import main
-from tunesmith.runtime.checkpoints import MANIFEST, checkpoints, newest_valid
-
 from helpers.files import write_config, write_jsonl
 from helpers.training import stop_when
+from tunesmith.cli import main
+from tunesmith.runtime.checkpoints import MANIFEST, checkpoints, newest_valid
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -18,8 +17,10 @@ pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it ag
 def _data(tmp_path):
     # variable lengths, 18 rows: with batch 2 x accumulation 2 an epoch is 5 steps (the last one short),
     # so 12 steps cross two epoch boundaries with a reshuffle each time
-    rows = [{"instruction": f"Question number {i}?" + " more" * (i % 5), "output": f"Answer {i}." + " yes" * (i % 3)}
-            for i in range(18)]
+    rows = [
+        {"instruction": f"Question number {i}?" + " more" * (i % 5), "output": f"Answer {i}." + " yes" * (i % 3)}
+        for i in range(18)
+    ]
     return write_jsonl(tmp_path / "train.jsonl", rows)
 
 
@@ -51,7 +52,9 @@ eval:
 
 
 def _losses(out):
-    return {r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r}
+    return {
+        r["step"]: r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r
+    }
 
 
 def test_sigterm_saves_and_resume_is_exact(tmp_path, tiny_model_dir, capsys):
@@ -67,7 +70,7 @@ def test_sigterm_saves_and_resume_is_exact(tmp_path, tiny_model_dir, capsys):
     assert "stopped by SIGTERM at step" in err and "training.resume=auto" in err
     partial = resumed.with_name("resumed.partial")
     assert not resumed.exists()
-    (stop_step, ckpt), = checkpoints(partial)
+    ((stop_step, ckpt),) = checkpoints(partial)
     assert 4 <= stop_step < 12 and (ckpt / MANIFEST).is_file()
     assert main(["train", str(config), "training.resume=auto"]) == 0
     assert f"resuming from {ckpt}" in capsys.readouterr().out
@@ -97,7 +100,10 @@ def test_periodic_checkpoints_rotate_and_broken_ones_are_skipped(tmp_path, tiny_
     weights.write_bytes(weights.read_bytes()[:-10])
     assert newest_valid(partial)[0] == partial / f"checkpoint-{steps[0]}"
     # a changed config is refused; with resume_changed it goes on
-    assert main(["train", str(config), "training.save_steps=2", "training.resume=auto", "training.learning_rate=0.001"]) == 2
+    assert (
+        main(["train", str(config), "training.save_steps=2", "training.resume=auto", "training.learning_rate=0.001"])
+        == 2
+    )
     assert "the config changed since" in capsys.readouterr().err
     assert main(["train", str(config), "training.save_steps=2", "training.resume=auto"]) == 0
     assert f"resuming from {partial / f'checkpoint-{steps[0]}'}" in capsys.readouterr().out
@@ -119,8 +125,13 @@ def test_gradient_accumulation_is_token_weighted(tmp_path, tiny_model_dir):
     for batch, accum in ((8, 1), (2, 4)):
         text, out = _config(tmp_path, f"b{batch}", data)
         text = text.replace("method: lora", "method: full").replace("max_steps: 12", "max_steps: 2")
-        text = text.replace("batch_size: 2", f"batch_size: {batch}").replace("gradient_accumulation: 2", f"gradient_accumulation: {accum}")
-        assert main(["train", str(write_config(tmp_path / f"g{batch}.yaml", text.replace("MODEL", str(tiny_model_dir))))]) == 0
+        text = text.replace("batch_size: 2", f"batch_size: {batch}").replace(
+            "gradient_accumulation: 2", f"gradient_accumulation: {accum}"
+        )
+        assert (
+            main(["train", str(write_config(tmp_path / f"g{batch}.yaml", text.replace("MODEL", str(tiny_model_dir))))])
+            == 0
+        )
         logs[batch] = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
     a, b = logs[8], logs[2]
     assert abs(a[0]["loss"] - b[0]["loss"]) < 1e-5 and abs(a[1]["loss"] - b[1]["loss"]) < 1e-5, (a, b)

@@ -87,8 +87,17 @@ def test_only_plain_head_architectures_use_it(tiny_model_dir):
 
     assert supports_trained_token_loss(_model(tiny_model_dir, "lora"))
     assert supports_trained_token_loss(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)))
-    gemma = Gemma2ForCausalLM(Gemma2Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                           num_attention_heads=2, num_key_value_heads=1, head_dim=8))
+    gemma = Gemma2ForCausalLM(
+        Gemma2Config(
+            vocab_size=64,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=8,
+        )
+    )
     assert not supports_trained_token_loss(gemma)  # soft-capped logits: the model's own loss is used
 
 
@@ -123,7 +132,7 @@ def test_validation_loss_is_token_weighted_and_unchanged(tiny_model_dir):
     rows = []
     for n in (6, 9, 14, 4, 11):
         ids = torch.randint(5, 200, (n,)).tolist()
-        rows.append(SimpleNamespace(input_ids=ids, labels=[-100] * (n // 2) + ids[n // 2:]))
+        rows.append(SimpleNamespace(input_ids=ids, labels=[-100] * (n // 2) + ids[n // 2 :]))
     tokenizer = SimpleNamespace(pad_token_id=0)
     calls = _record_logits_to_keep(model)
     got = validation_loss(model, tokenizer, rows, batch_size=2)

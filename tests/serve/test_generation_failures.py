@@ -17,9 +17,9 @@ import torch
 
 from tunesmith.models.loader import LoadedModel
 from tunesmith.serve.api import create_app
-from tunesmith.serve.host import ModelHost
 from tunesmith.serve.batcher import Batcher, Job, Sampling
 from tunesmith.serve.chat import chat_loop, prompt_tokens
+from tunesmith.serve.host import ModelHost
 
 DEADLINE = 60
 
@@ -31,7 +31,7 @@ def within_deadline(fn, *args, **kwargs):
     def run():
         try:
             result["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             result["error"] = exc
 
     thread = threading.Thread(target=run, daemon=True)
@@ -92,9 +92,14 @@ def test_chat_reports_a_failed_generation_and_goes_on(tokenizer):
 
 def test_chat_trims_the_history_to_the_models_context(tokenizer):
     turns = [f"question number {i} " + "word " * 20 for i in range(4)]
-    one_turn = prompt_tokens(_loaded(FakeModel(tokenizer)), [{"role": "user", "content": turns[0]},
-                                                             {"role": "assistant", "content": "Fine, thanks."},
-                                                             {"role": "user", "content": turns[1]}])
+    one_turn = prompt_tokens(
+        _loaded(FakeModel(tokenizer)),
+        [
+            {"role": "user", "content": turns[0]},
+            {"role": "assistant", "content": "Fine, thanks."},
+            {"role": "user", "content": turns[1]},
+        ],
+    )
     model = FakeModel(tokenizer, context=one_turn + 10 + 16)  # room for about two turns and the reply
     out = io.StringIO()
     within_deadline(chat_loop, _loaded(model), None, 16, stdin=io.StringIO("\n".join(turns) + "\n"), out=out)
@@ -103,8 +108,14 @@ def test_chat_trims_the_history_to_the_models_context(tokenizer):
     assert "question number 3" in last and "question number 2" in last and "question number 0" not in last
     # a message that alone is over the budget is refused with the sizes, and the chat goes on
     out = io.StringIO()
-    within_deadline(chat_loop, _loaded(FakeModel(tokenizer, context=40)), None, 16,
-                    stdin=io.StringIO("word " * 100 + "\nhi\n"), out=out)
+    within_deadline(
+        chat_loop,
+        _loaded(FakeModel(tokenizer, context=40)),
+        None,
+        16,
+        stdin=io.StringIO("word " * 100 + "\nhi\n"),
+        out=out,
+    )
     assert "(no reply: this message makes a prompt of" in out.getvalue()
 
 
@@ -122,8 +133,7 @@ class FailingForward(torch.nn.Module):
         failure = self.failures.pop(0) if self.failures else None
         if failure is not None:
             raise failure
-        return SimpleNamespace(logits=torch.zeros(input_ids.shape[0], input_ids.shape[1], 8),
-                               cache=cache)
+        return SimpleNamespace(logits=torch.zeros(input_ids.shape[0], input_ids.shape[1], 8), cache=cache)
 
 
 def test_a_failed_step_ends_its_jobs_with_the_error_and_the_batcher_goes_on(tokenizer):
@@ -167,8 +177,9 @@ def test_http_api_answers_a_failed_generation_with_an_error(tokenizer):
         assert caught.value.code == 500
         assert "generation failed: OutOfMemoryError" in json.loads(caught.value.read())["error"]["message"]
         streamed = json.dumps({"model": "fake", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
-        request = urllib.request.Request(server.url + "/chat/completions", streamed.encode(),
-                                         {"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            server.url + "/chat/completions", streamed.encode(), {"Content-Type": "application/json"}
+        )
         events = within_deadline(lambda: urllib.request.urlopen(request, timeout=DEADLINE).read().decode())
         assert '"generation failed: RuntimeError: boom"' in events and "[DONE]" not in events
     finally:

@@ -9,15 +9,14 @@ import openai
 import pytest
 import torch
 
-from tunesmith.errors import ConfigError
-from tunesmith.models.lora_set import LoraSet
-from tunesmith.methods.load import load_for_inference
-from tunesmith.models.loader import load_causal_lm
-from tunesmith.serve.api import create_app, serve
-from tunesmith.serve.host import ModelHost
-
 from helpers.serving import Server, post
 from helpers.training import train_adapter
+from tunesmith.errors import ConfigError
+from tunesmith.methods.load import load_for_inference
+from tunesmith.models.loader import load_causal_lm
+from tunesmith.models.lora_set import LoraSet
+from tunesmith.serve.api import create_app, serve
+from tunesmith.serve.host import ModelHost
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -25,15 +24,18 @@ pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it ag
 @pytest.fixture(scope="module")
 def adapters(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("serve")
-    return (train_adapter(root, tiny_model_dir, "birds", "Bluefinch.", "Be brief."),
-            train_adapter(root, tiny_model_dir, "wolves", "Redwolf.", "Answer in one word."))
+    return (
+        train_adapter(root, tiny_model_dir, "birds", "Bluefinch.", "Be brief."),
+        train_adapter(root, tiny_model_dir, "wolves", "Redwolf.", "Answer in one word."),
+    )
 
 
 @pytest.fixture(scope="module")
 def server(adapters):
     birds, wolves = adapters
-    running = Server(create_app(ModelHost(adapters=LoraSet({"birds": str(birds), "wolves": str(wolves)})),
-                                max_tokens_cap=64))
+    running = Server(
+        create_app(ModelHost(adapters=LoraSet({"birds": str(birds), "wolves": str(wolves)})), max_tokens_cap=64)
+    )
     yield running
     running.stop()
 
@@ -75,7 +77,9 @@ def test_streamed_reply_equals_the_whole_reply(server):
     chunks = list(client.chat.completions.create(model="wolves", messages=question, max_tokens=6, stream=True))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == whole
-    assert chunks[-1].choices[0].finish_reason == "stop" and all(c.choices[0].finish_reason is None for c in chunks[:-1])
+    assert chunks[-1].choices[0].finish_reason == "stop" and all(
+        c.choices[0].finish_reason is None for c in chunks[:-1]
+    )
 
 
 def test_stop_strings_cut_the_reply(server):
@@ -95,27 +99,59 @@ def test_completions_continue_raw_text_as_the_model_does(server, tiny_model_dir)
     ids = tokenizer("The archive is in", return_tensors="pt")
     with torch.no_grad():
         out = base.generate(**ids, max_new_tokens=5, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    expected = tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert result.choices[0].text == expected and result.usage.completion_tokens == len(out[0]) - ids["input_ids"].shape[1]
+    expected = tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert (
+        result.choices[0].text == expected and result.usage.completion_tokens == len(out[0]) - ids["input_ids"].shape[1]
+    )
 
 
-@pytest.mark.parametrize("body,status,param,text", [
-    (b"{not json", 400, None, "not valid JSON"),
-    (b'{"model": "birds", "max_tokens": ' + b"1" * 5000 + b"}", 400, None, "not valid JSON"),
-    (b'{"model": "birds", "user": ' + b"[" * 100000 + b"]" * 100000 + b"}", 400, None, "not valid JSON"),
-    ({"model": "birds"}, 400, "messages", "`messages` must be a non-empty list"),
-    ({"model": "birds", "messages": [{"role": "wizard", "content": "hi"}]}, 400, "messages[0].role", "must be one of"),
-    ({"model": "birds", "messages": [{"role": "user", "content": 7}]}, 400, "messages[0].content", "text only"),
-    ({"model": "birds", "messages": [{"role": "user", "content": "hi \ud800"}]}, 400, "messages[0].content",
-     "unpaired surrogate (U+D800) at character 3"),
-    ({"model": "birds", "messages": [{"role": "user", "content": "hi"}], "temperature": 5}, 400, "temperature",
-     "between 0.0 and 2.0"),
-    ({"model": "birds", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000}, 400, "max_tokens",
-     "between 1 and 64"),
-    ({"model": "birds", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "stream", "true or false"),
-    ({"messages": [{"role": "user", "content": "hi"}]}, 400, "model", "`model` is required; served: base, birds, wolves"),
-    ({"model": "cats", "messages": [{"role": "user", "content": "hi"}]}, 404, "model", "`cats` does not exist"),
-])
+@pytest.mark.parametrize(
+    "body,status,param,text",
+    [
+        (b"{not json", 400, None, "not valid JSON"),
+        (b'{"model": "birds", "max_tokens": ' + b"1" * 5000 + b"}", 400, None, "not valid JSON"),
+        (b'{"model": "birds", "user": ' + b"[" * 100000 + b"]" * 100000 + b"}", 400, None, "not valid JSON"),
+        ({"model": "birds"}, 400, "messages", "`messages` must be a non-empty list"),
+        (
+            {"model": "birds", "messages": [{"role": "wizard", "content": "hi"}]},
+            400,
+            "messages[0].role",
+            "must be one of",
+        ),
+        ({"model": "birds", "messages": [{"role": "user", "content": 7}]}, 400, "messages[0].content", "text only"),
+        (
+            {"model": "birds", "messages": [{"role": "user", "content": "hi \ud800"}]},
+            400,
+            "messages[0].content",
+            "unpaired surrogate (U+D800) at character 3",
+        ),
+        (
+            {"model": "birds", "messages": [{"role": "user", "content": "hi"}], "temperature": 5},
+            400,
+            "temperature",
+            "between 0.0 and 2.0",
+        ),
+        (
+            {"model": "birds", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000},
+            400,
+            "max_tokens",
+            "between 1 and 64",
+        ),
+        (
+            {"model": "birds", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"},
+            400,
+            "stream",
+            "true or false",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "hi"}]},
+            400,
+            "model",
+            "`model` is required; served: base, birds, wolves",
+        ),
+        ({"model": "cats", "messages": [{"role": "user", "content": "hi"}]}, 404, "model", "`cats` does not exist"),
+    ],
+)
 def test_bad_requests_get_openai_style_json_errors(server, body, status, param, text):
     code, answer = post(server.url + "/chat/completions", body)
     assert code == status and answer["error"]["param"] == param and text in answer["error"]["message"], answer
@@ -134,9 +170,11 @@ def test_api_key_single_model_and_loopback_default(adapters):
         client = openai.OpenAI(base_url=running.url, api_key="s3cret")
         assert [m.id for m in client.models.list()] == ["birds"]
         # one model: `model` may be left out (the official client always sends it)
-        code, answer = post(running.url + "/chat/completions",
-                            {"messages": [{"role": "user", "content": "What is the code word?"}], "max_tokens": 6},
-                            {"Authorization": "Bearer s3cret"})
+        code, answer = post(
+            running.url + "/chat/completions",
+            {"messages": [{"role": "user", "content": "What is the code word?"}], "max_tokens": 6},
+            {"Authorization": "Bearer s3cret"},
+        )
         assert code == 200 and answer["choices"][0]["message"]["content"].startswith("Bluefinch")
     finally:
         running.stop()
@@ -218,6 +256,8 @@ def test_langchain_chat_openai_invokes_and_streams(server):
     chat = ChatOpenAI(base_url=server.url, api_key="unused", model="birds", max_tokens=8, temperature=0)
     lc_messages = [SystemMessage("Be brief."), HumanMessage("Which bird?")]
     reply = chat.invoke(lc_messages)
-    assert reply.content == expected and reply.response_metadata["finish_reason"] == plain["choices"][0]["finish_reason"]
+    assert (
+        reply.content == expected and reply.response_metadata["finish_reason"] == plain["choices"][0]["finish_reason"]
+    )
     assert reply.usage_metadata["output_tokens"] == plain["usage"]["completion_tokens"]
     assert "".join(chunk.content for chunk in chat.stream(lc_messages)) == expected

@@ -9,14 +9,13 @@ import time
 import openai
 import pytest
 
+from helpers.serving import Server, post, wait_until
 from tunesmith.errors import ConfigError
 from tunesmith.methods.load import load_for_inference
 from tunesmith.serve.access import open_log
 from tunesmith.serve.api import create_app
 from tunesmith.serve.host import ModelHost
 from tunesmith.serve.vllm_engine import vllm_command
-
-from helpers.serving import Server, post, wait_until
 
 pytestmark = pytest.mark.trains  # samples a model
 
@@ -38,15 +37,20 @@ def test_access_log_lines_for_replies_streams_errors_and_drops(loaded, tmp_path)
     server = Server(create_app(host, api_key="k3y", max_tokens_cap=4096, access_log=open_log(str(log))))
     client = openai.OpenAI(base_url=server.url, api_key="k3y", max_retries=0)
     try:
-        whole = client.completions.with_raw_response.create(model="tiny", prompt=SECRET_PROMPT, max_tokens=6,
-                                                             extra_headers={"X-Request-ID": "user-report-42"})
+        whole = client.completions.with_raw_response.create(
+            model="tiny", prompt=SECRET_PROMPT, max_tokens=6, extra_headers={"X-Request-ID": "user-report-42"}
+        )
         assert whole.headers["x-request-id"] == "user-report-42"
         reply = whole.parse()
-        stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}],
-                                                max_tokens=5, stream=True)
+        stream = client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=5, stream=True
+        )
         assert sum(1 for _ in stream) > 0
-        code, answer = post(server.url + "/completions", {"model": "tiny", "prompt": "Hi", "max_tokens": 2,
-                                                          "logit_bias": {"1": 5}}, {"Authorization": "Bearer k3y"})
+        code, answer = post(
+            server.url + "/completions",
+            {"model": "tiny", "prompt": "Hi", "max_tokens": 2, "logit_bias": {"1": 5}},
+            {"Authorization": "Bearer k3y"},
+        )
         assert code == 400
         code, _ = post(server.url + "/completions", {"model": "tiny", "prompt": "Hi"}, {"Authorization": "Bearer no"})
         assert code == 401
@@ -65,8 +69,13 @@ def test_access_log_lines_for_replies_streams_errors_and_drops(loaded, tmp_path)
     text = log.read_text()
     assert SECRET_PROMPT not in text and "k3y" not in text  # neither prompts nor keys are written
     got = lines(log)
-    assert [line["path"] for line in got] == ["/v1/completions", "/v1/chat/completions", "/v1/completions",
-                                              "/v1/completions", "/v1/completions"]  # probes left out
+    assert [line["path"] for line in got] == [
+        "/v1/completions",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/completions",
+        "/v1/completions",
+    ]  # probes left out
     first, streamed, refused, unauthorised, mid = got
     assert first["request_id"] == "user-report-42" and first["status"] == 200 and first["outcome"] == "ok"
     assert first["model"] == "tiny" and first["stream"] is False and first["n"] == 1
@@ -88,8 +97,12 @@ def _stream_request_with_key(port: int, body: dict, key: str):
     import http.client
 
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("POST", "/v1/completions", json.dumps({**body, "stream": True}),
-                       {"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    connection.request(
+        "POST",
+        "/v1/completions",
+        json.dumps({**body, "stream": True}),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
     return connection
 
 
@@ -122,7 +135,9 @@ def test_access_log_destinations_and_the_vllm_translation(tmp_path):
         open_log(str(tmp_path / "missing" / "access.jsonl"))
     base = vllm_command("some/model", "m", {}, "127.0.0.1", 8000, None, 8)
     assert "--disable-uvicorn-access-log" not in base
-    assert vllm_command("some/model", "m", {}, "127.0.0.1", 8000, None, 8, access_log="off")[-1] == \
-        "--disable-uvicorn-access-log"
+    assert (
+        vllm_command("some/model", "m", {}, "127.0.0.1", 8000, None, 8, access_log="off")[-1]
+        == "--disable-uvicorn-access-log"
+    )
     with pytest.raises(ConfigError, match="--access-log to a file"):
         vllm_command("some/model", "m", {}, "127.0.0.1", 8000, None, 8, access_log=str(tmp_path / "a.jsonl"))

@@ -5,10 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from helpers.serving import Collect
 from tunesmith.models.loader import load_causal_lm, load_tokenizer
 from tunesmith.serve.batcher import AdapterGone, Batcher, Job, QueueFull, Sampling
-
-from helpers.serving import Collect
 
 pytestmark = pytest.mark.trains  # samples a model
 
@@ -20,16 +19,24 @@ def tiny(tiny_model_dir):
 
 def alone(model, tokenizer, prompt_ids, max_tokens):
     with torch.no_grad():
-        out = model.generate(torch.tensor([prompt_ids]), max_new_tokens=max_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    return out[0][len(prompt_ids):].tolist()
+        out = model.generate(
+            torch.tensor([prompt_ids]), max_new_tokens=max_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    return out[0][len(prompt_ids) :].tolist()
 
 
 def test_batched_greedy_equals_each_request_alone_joining_and_leaving(tiny):
     model, tokenizer = tiny
-    prompts = [tokenizer(text)["input_ids"] for text in
-               ("The archive is in", "Hi", "A much longer prompt about the eastern archive and its keepers",
-                "Numbers: one two three", "Why?")]
+    prompts = [
+        tokenizer(text)["input_ids"]
+        for text in (
+            "The archive is in",
+            "Hi",
+            "A much longer prompt about the eastern archive and its keepers",
+            "Numbers: one two three",
+            "Why?",
+        )
+    ]
     lengths = [12, 3, 20, 7, 15]  # rows leave at different steps
     eos = set()  # no early stop: every row runs its length, so rows leave the batch one by one
     batcher = Batcher(model, tokenizer.pad_token_id, max_batch=4, max_queue=8)
@@ -109,17 +116,21 @@ class Preferences(torch.nn.Module):
         return SimpleNamespace(logits=logits, cache=cache)
 
 
-@pytest.mark.parametrize("presence,frequency,expected", [
-    (0.0, 0.0, [0, 0, 0, 0, 0, 0]),
-    (0.0, 1.5, [0, 1, 0, 2, 1, 0]),  # each use of a token lowers it by 1.5
-    (1.5, 0.0, [0, 1, 0, 0, 0, 0]),  # a token used is lowered by 1.5 once, however often it is used
-])
+@pytest.mark.parametrize(
+    "presence,frequency,expected",
+    [
+        (0.0, 0.0, [0, 0, 0, 0, 0, 0]),
+        (0.0, 1.5, [0, 1, 0, 2, 1, 0]),  # each use of a token lowers it by 1.5
+        (1.5, 0.0, [0, 1, 0, 0, 0, 0]),  # a token used is lowered by 1.5 once, however often it is used
+    ],
+)
 def test_presence_and_frequency_penalties_follow_openai(presence, frequency, expected):
     batcher = Batcher(Preferences(), 0)
     try:
         reader = Collect()
-        batcher.submit(Job([1], Sampling(max_tokens=6, presence_penalty=presence, frequency_penalty=frequency), set(),
-                           reader))
+        batcher.submit(
+            Job([1], Sampling(max_tokens=6, presence_penalty=presence, frequency_penalty=frequency), set(), reader)
+        )
         assert reader.result()[0] == expected
     finally:
         batcher.stop()

@@ -6,17 +6,19 @@ import json
 import openai
 import pytest
 
+from helpers.serving import Server, post
 from tunesmith.methods.load import load_for_inference
 from tunesmith.serve.api import create_app
 from tunesmith.serve.host import ModelHost
 
-from helpers.serving import Server, post
-
 pytestmark = pytest.mark.trains  # samples a model: scripts/test.sh runs it again with the CPU restricted to AVX2
 
-SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
-                                           "count": {"type": "integer"}},
-          "required": ["answer", "count"], "additionalProperties": False}
+SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}, "count": {"type": "integer"}},
+    "required": ["answer", "count"],
+    "additionalProperties": False,
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,34 +39,52 @@ def test_json_schema_replies_follow_the_schema_whole_and_streamed(server):
     value = json.loads(reply.choices[0].message.content)
     assert set(value) == {"answer", "count"} and value["answer"] in ("yes", "no") and isinstance(value["count"], int)
     assert reply.choices[0].finish_reason == "stop"
-    streamed = client.chat.completions.create(model="tiny", messages=messages, max_tokens=64, response_format=fmt,
-                                              stream=True)
+    streamed = client.chat.completions.create(
+        model="tiny", messages=messages, max_tokens=64, response_format=fmt, stream=True
+    )
     assert "".join(c.choices[0].delta.content or "" for c in streamed if c.choices) == reply.choices[0].message.content
     # sampled replies follow it too
     for seed in range(3):
-        sampled = client.chat.completions.create(model="tiny", messages=messages, max_tokens=64, response_format=fmt,
-                                                 temperature=1.0, seed=seed)
+        sampled = client.chat.completions.create(
+            model="tiny", messages=messages, max_tokens=64, response_format=fmt, temperature=1.0, seed=seed
+        )
         assert json.loads(sampled.choices[0].message.content)["answer"] in ("yes", "no")
 
 
 def test_json_object_gives_a_json_object_and_bad_formats_are_refused(server):
-    code, answer = post(server.url + "/chat/completions", {
-        "model": "tiny", "messages": [{"role": "user", "content": "Describe a cat in JSON."}], "max_tokens": 256,
-        "response_format": {"type": "json_object"}})
+    code, answer = post(
+        server.url + "/chat/completions",
+        {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "Describe a cat in JSON."}],
+            "max_tokens": 256,
+            "response_format": {"type": "json_object"},
+        },
+    )
     assert code == 200, answer
     text = answer["choices"][0]["message"]["content"]
     if answer["choices"][0]["finish_reason"] == "stop":
         assert isinstance(json.loads(text), (dict, list, str, int, float, bool, type(None)))
     else:  # cut by max_tokens: still the start of a JSON value
-        assert text.lstrip()[:1] in ('{', '[', '"') or text.lstrip()[:1].isdigit(), text
-    for fmt, param in [({"type": "xml"}, "response_format"),
-                       ({"type": "json_schema", "json_schema": {"name": "x"}}, "response_format.json_schema")]:
-        code, answer = post(server.url + "/chat/completions", {"model": "tiny", "messages": [
-            {"role": "user", "content": "hi"}], "response_format": fmt})
+        assert text.lstrip()[:1] in ("{", "[", '"') or text.lstrip()[:1].isdigit(), text
+    for fmt, param in [
+        ({"type": "xml"}, "response_format"),
+        ({"type": "json_schema", "json_schema": {"name": "x"}}, "response_format.json_schema"),
+    ]:
+        code, answer = post(
+            server.url + "/chat/completions",
+            {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "response_format": fmt},
+        )
         assert code == 400 and answer["error"]["param"] == param, answer
-    code, answer = post(server.url + "/chat/completions", {
-        "model": "tiny", "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_object"},
-        "tools": [{"type": "function", "function": {"name": "f"}}]})
+    code, answer = post(
+        server.url + "/chat/completions",
+        {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_object"},
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        },
+    )
     assert code == 400 and "cannot be combined" in answer["error"]["message"]
 
 
@@ -88,8 +108,12 @@ def test_the_first_json_request_builds_its_table_off_the_event_loop(tiny_model_d
     running = Server(create_app(ModelHost(load_for_inference(str(tiny_model_dir)), "tiny"), max_tokens_cap=64))
     try:
         answers = []
-        body = {"model": "tiny", "messages": [{"role": "user", "content": "JSON please."}], "max_tokens": 16,
-                "response_format": {"type": "json_object"}}
+        body = {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "JSON please."}],
+            "max_tokens": 16,
+            "response_format": {"type": "json_object"},
+        }
         first = threading.Thread(target=lambda: answers.append(post(running.url + "/chat/completions", body)))
         first.start()
         assert started.wait(30)

@@ -16,17 +16,22 @@ import openai
 import pytest
 import torch
 
+from helpers.files import ROOT
+from helpers.serving import Server, free_port, post, wait_until
 from tunesmith.methods.load import load_for_inference
 from tunesmith.serve.api import create_app
 from tunesmith.serve.host import ModelHost, ServerState
 
-from helpers.files import ROOT
-from helpers.serving import Server, free_port, post, wait_until
-
 pytestmark = pytest.mark.trains  # samples a model
 
-PROMPTS = ["The archive is in", "Hi", "A longer prompt about the eastern archive and its keepers", "Why?", "One two",
-           "Where is the northern gate?"]
+PROMPTS = [
+    "The archive is in",
+    "Hi",
+    "A longer prompt about the eastern archive and its keepers",
+    "Why?",
+    "One two",
+    "Where is the northern gate?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +42,10 @@ def loaded(tiny_model_dir):
 def alone(loaded, prompt: str, max_tokens: int) -> str:
     ids = loaded.tokenizer(prompt, return_tensors="pt")
     with torch.no_grad():
-        out = loaded.model.generate(**ids, max_new_tokens=max_tokens, do_sample=False,
-                                    pad_token_id=loaded.tokenizer.pad_token_id)
-    return loaded.tokenizer.decode(out[0][ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = loaded.model.generate(
+            **ids, max_new_tokens=max_tokens, do_sample=False, pad_token_id=loaded.tokenizer.pad_token_id
+        )
+    return loaded.tokenizer.decode(out[0][ids["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 def started(host, **options):
@@ -69,8 +75,9 @@ def test_concurrent_requests_are_batched_and_each_equals_its_reply_alone(loaded)
 
 def _stream_request(port: int, body: dict) -> http.client.HTTPConnection:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    connection.request("POST", "/v1/completions", json.dumps({**body, "stream": True}),
-                       {"Content-Type": "application/json"})
+    connection.request(
+        "POST", "/v1/completions", json.dumps({**body, "stream": True}), {"Content-Type": "application/json"}
+    )
     return connection
 
 
@@ -99,7 +106,9 @@ def test_full_queue_429_dropped_streams_free_their_place_and_timeouts_504(loaded
         assert code == 504 and answer["error"]["code"] == "timeout"
         wait_until(lambda: host.batcher.active == 0)
         metrics = urlopen_text(server.url.removesuffix("/v1") + "/metrics")
-        assert 'tunesmith_errors_total{status="429"} 2' in metrics and 'tunesmith_errors_total{status="504"} 1' in metrics
+        assert (
+            'tunesmith_errors_total{status="429"} 2' in metrics and 'tunesmith_errors_total{status="504"} 1' in metrics
+        )
         assert "tunesmith_queue_length 0" in metrics and "tunesmith_time_to_first_token_seconds_count" in metrics
         assert 'tunesmith_requests_total{endpoint="/v1/completions",status="200"}' in metrics
     finally:
@@ -131,21 +140,26 @@ def test_503_while_loading_then_health_says_ready(loaded):
         server.stop()
 
 
-@pytest.mark.parametrize("extra,param", [
-    ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}, "tool_choice"),
-    ({"functions": [{"name": "f"}]}, "functions"),
-    ({"response_format": {"type": "xml"}}, "response_format"),
-    ({"logit_bias": {"5": 10}}, "logit_bias"),
-    ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
-    ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs
-    ({"n": 2}, "n"),  # greedy: n identical choices
-    ({"frobnicate": 1}, "frobnicate"),
-])
+@pytest.mark.parametrize(
+    "extra,param",
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}, "tool_choice"),
+        ({"functions": [{"name": "f"}]}, "functions"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"logit_bias": {"5": 10}}, "logit_bias"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
+        ({"top_logprobs": 2}, "top_logprobs"),  # without logprobs
+        ({"n": 2}, "n"),  # greedy: n identical choices
+        ({"frobnicate": 1}, "frobnicate"),
+    ],
+)
 def test_unsupported_parameters_are_refused_by_name(loaded, extra, param):
     server = started(ModelHost(loaded, "tiny"))
     try:
-        code, answer = post(server.url + "/chat/completions",
-                            {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], **extra})
+        code, answer = post(
+            server.url + "/chat/completions",
+            {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], **extra},
+        )
         assert code == 400 and answer["error"]["param"] == param, answer
     finally:
         server.stop()
@@ -156,24 +170,36 @@ def test_usage_in_stream_n_choices_logprobs_and_penalties(loaded):
     client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
     question = [{"role": "user", "content": "Name the code word."}]
     try:
-        whole = client.chat.completions.create(model="tiny", messages=question, max_tokens=6, logprobs=True,
-                                               top_logprobs=3, response_format={"type": "text"})
-        chunks = list(client.chat.completions.create(model="tiny", messages=question, max_tokens=6, stream=True,
-                                                     stream_options={"include_usage": True}))
+        whole = client.chat.completions.create(
+            model="tiny",
+            messages=question,
+            max_tokens=6,
+            logprobs=True,
+            top_logprobs=3,
+            response_format={"type": "text"},
+        )
+        chunks = list(
+            client.chat.completions.create(
+                model="tiny", messages=question, max_tokens=6, stream=True, stream_options={"include_usage": True}
+            )
+        )
         assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == whole.usage.total_tokens
         assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == whole.choices[0].message.content
         content = whole.choices[0].logprobs.content
         assert len(content) == whole.usage.completion_tokens
         assert all(e.top_logprobs[0].logprob == pytest.approx(e.logprob) and len(e.top_logprobs) == 3 for e in content)
-        several = client.chat.completions.create(model="tiny", messages=question, max_tokens=8, n=3, temperature=1.5,
-                                                 seed=3)
-        again = client.chat.completions.create(model="tiny", messages=question, max_tokens=8, n=3, temperature=1.5,
-                                               seed=3)
+        several = client.chat.completions.create(
+            model="tiny", messages=question, max_tokens=8, n=3, temperature=1.5, seed=3
+        )
+        again = client.chat.completions.create(
+            model="tiny", messages=question, max_tokens=8, n=3, temperature=1.5, seed=3
+        )
         texts = [c.message.content for c in several.choices]
         assert [c.index for c in several.choices] == [0, 1, 2] and texts == [c.message.content for c in again.choices]
         assert len(set(texts)) > 1 and 3 <= several.usage.completion_tokens <= 3 * 8
-        text = client.completions.create(model="tiny", prompt="Hi", max_tokens=12, logprobs=2, presence_penalty=0.5,
-                                         frequency_penalty=0.5).choices[0]
+        text = client.completions.create(
+            model="tiny", prompt="Hi", max_tokens=12, logprobs=2, presence_penalty=0.5, frequency_penalty=0.5
+        ).choices[0]
         assert "".join(text.logprobs.tokens) == text.text and len(text.logprobs.top_logprobs[0]) == 2
         assert text.logprobs.text_offset[1] == len(text.logprobs.tokens[0])
     finally:
@@ -184,8 +210,23 @@ def test_usage_in_stream_n_choices_logprobs_and_penalties(loaded):
 def test_sigterm_lets_a_running_stream_finish(tiny_model_dir):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    process = subprocess.Popen([sys.executable, "-m", "tunesmith", "serve", "--model", str(tiny_model_dir), "--port",
-                                str(port), "--grace", "20"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tunesmith",
+            "serve",
+            "--model",
+            str(tiny_model_dir),
+            "--port",
+            str(port),
+            "--grace",
+            "20",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + 120
         while True:

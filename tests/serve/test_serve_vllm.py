@@ -17,8 +17,9 @@ from tunesmith.serve.vllm_engine import shown, vllm_command
 def _lora_output(folder, base, rank=32, dora=False, peft_type="LORA"):
     folder.mkdir(parents=True)
     (folder / "tunesmith.json").write_text(json.dumps({"stage": "sft", "method": "lora"}))
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": peft_type, "r": rank, "use_dora": dora,
-                                                            "base_model_name_or_path": str(base)}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"peft_type": peft_type, "r": rank, "use_dora": dora, "base_model_name_or_path": str(base)})
+    )
     return folder
 
 
@@ -44,7 +45,7 @@ def test_several_adapters_share_their_base_and_the_rank_rounds_up_to_one_vllm_ta
     b = _lora_output(tmp_path / "b", tiny_model_dir, rank=48)
     command = vllm_command("default", "default", {"policies": str(a), "tickets": str(b)}, "127.0.0.1", 8000, None, 4)
     start = command.index("--lora-modules") + 1
-    assert command[start:start + 2] == [f"policies={a.resolve()}", f"tickets={b.resolve()}"]
+    assert command[start : start + 2] == [f"policies={a.resolve()}", f"tickets={b.resolve()}"]
     assert _option(command, "--max-lora-rank") == "64" and _option(command, "--max-loras") == "2"
     assert "--api-key" not in command
 

@@ -4,14 +4,14 @@ import json
 
 import pytest
 
+from helpers.checks import assert_only_last_layer_trained
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.data.preference import load_preferences
 from tunesmith.errors import DataError
 
-from helpers.checks import assert_only_last_layer_trained
-from helpers.files import write_config, write_jsonl
-
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
+
 
 def test_preference_rows_are_validated_with_file_line_field(tmp_path):
     rows = [
@@ -19,8 +19,10 @@ def test_preference_rows_are_validated_with_file_line_field(tmp_path):
         {"prompt": "q", "chosen": "same", "rejected": "same"},
         {"prompt": "q", "chosen": "a"},
         {"prompt": "", "chosen": "a", "rejected": "b"},
-        {"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
-         "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]},
+        {
+            "chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}],
+        },
         {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "user", "content": "x"}], "rejected": "b"},
     ]
     path = write_jsonl(tmp_path / "p.jsonl", rows)
@@ -43,21 +45,36 @@ def test_preference_rows_are_validated_with_file_line_field(tmp_path):
 DPO_TRAINING = {"lora": (0.01, 3), "full": (0.001, 3), "freeze": (0.01, 2)}  # method: (learning rate, epochs)
 
 
-@pytest.mark.parametrize("method,loss", [("lora", "sigmoid"), ("full", "sigmoid"), ("freeze", "sigmoid"), ("lora", "ipo"),
-                                         ("lora", "orpo"), ("full", "simpo")])
+@pytest.mark.parametrize(
+    "method,loss",
+    [
+        ("lora", "sigmoid"),
+        ("full", "sigmoid"),
+        ("freeze", "sigmoid"),
+        ("lora", "ipo"),
+        ("lora", "orpo"),
+        ("full", "simpo"),
+    ],
+)
 def test_dpo_raises_the_held_out_margin(tmp_path, tiny_model_dir, dpo_data, method, loss, capsys):
     train, val = dpo_data
     out = tmp_path / "out"
-    extra = {"lora": "lora: {r: 8, alpha: 16, dropout: 0.0}\n", "freeze": "freeze: {trainable_layers: 1}\n"}.get(method, "")
-    config = write_config(tmp_path / "dpo.yaml", f"""\
+    extra = {"lora": "lora: {r: 8, alpha: 16, dropout: 0.0}\n", "freeze": "freeze: {trainable_layers: 1}\n"}.get(
+        method, ""
+    )
+    config = write_config(
+        tmp_path / "dpo.yaml",
+        f"""\
 stage: dpo
 method: {method}
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 64}}
 dpo: {{loss: {loss}}}
-training: {{epochs: {DPO_TRAINING[method][1]}, learning_rate: {DPO_TRAINING[method][0]}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
-{extra}""")
+training: {{epochs: {DPO_TRAINING[method][1]}, learning_rate: {DPO_TRAINING[method][0]}, batch_size: 4,
+  logging_steps: 1, warmup: 0, scheduler: constant}}
+{extra}""",
+    )
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     before, after = results["base"], results["fine_tuned"]
@@ -80,8 +97,11 @@ training: {{epochs: {DPO_TRAINING[method][1]}, learning_rate: {DPO_TRAINING[meth
 
 def test_dpo_config_errors(tmp_path, tiny_model_dir, dpo_data, capsys):
     train, _ = dpo_data
-    config = write_config(tmp_path / "c.yaml", f"stage: dpo\noutput_dir: {tmp_path / 'o'}\n"
-                                               f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"stage: dpo\noutput_dir: {tmp_path / 'o'}\n"
+        f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n",
+    )
     assert main(["train", str(config), "dpo.simpo_gamma=1.0"]) == 2
     assert "simpo_gamma is set but loss is `sigmoid`" in capsys.readouterr().err
     sft_rows = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "q", "output": "a"}])
@@ -91,10 +111,19 @@ def test_dpo_config_errors(tmp_path, tiny_model_dir, dpo_data, capsys):
     assert "section `dpo` is set but stage is `sft`" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method,loss,has_ref", [("lora", "sigmoid", False), ("full", "ipo", True),
-                                                 ("freeze", "sigmoid", True), ("full", "orpo", False),
-                                                 ("full", "simpo", False)])
-def test_reference_model_is_built_only_where_needed(tmp_path, tiny_model_dir, dpo_data, tokenizer, method, loss, has_ref):
+@pytest.mark.parametrize(
+    "method,loss,has_ref",
+    [
+        ("lora", "sigmoid", False),
+        ("full", "ipo", True),
+        ("freeze", "sigmoid", True),
+        ("full", "orpo", False),
+        ("full", "simpo", False),
+    ],
+)
+def test_reference_model_is_built_only_where_needed(
+    tmp_path, tiny_model_dir, dpo_data, tokenizer, method, loss, has_ref
+):
     """LoRA's reference is the base with the adapter off (no copy); orpo/simpo need none; full DPO/IPO copies."""
     from tunesmith.config import load_config
     from tunesmith.data.preference import load_preferences
@@ -104,9 +133,12 @@ def test_reference_model_is_built_only_where_needed(tmp_path, tiny_model_dir, dp
     from tunesmith.stages.dpo import build_trainer
 
     train, _ = dpo_data
-    config = write_config(tmp_path / "c.yaml", f"stage: dpo\nmethod: {method}\noutput_dir: {tmp_path / 'o'}\n"
-                                               f"data: {{train: {train}, max_length: 64}}\ndpo: {{loss: {loss}}}\n"
-                                               "training: {max_steps: 1, batch_size: 2}\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"stage: dpo\nmethod: {method}\noutput_dir: {tmp_path / 'o'}\n"
+        f"data: {{train: {train}, max_length: 64}}\ndpo: {{loss: {loss}}}\n"
+        "training: {max_steps: 1, batch_size: 2}\n",
+    )
     cfg = load_config(config, [])
     model, _ = apply_method(load_causal_lm(str(tiny_model_dir)), cfg)
     pairs = RowSet(load_preferences([train]), "-")
@@ -114,4 +146,6 @@ def test_reference_model_is_built_only_where_needed(tmp_path, tiny_model_dir, dp
     ref = getattr(trainer, "ref_model", None)
     assert (ref is not None) == has_ref
     if ref is not None:
-        assert ref is not model and not any(p.data_ptr() == q.data_ptr() for p, q in zip(ref.parameters(), model.parameters()))
+        assert ref is not model and not any(
+            p.data_ptr() == q.data_ptr() for p, q in zip(ref.parameters(), model.parameters())
+        )

@@ -5,14 +5,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers.checks import assert_only_last_layer_trained
+from helpers.data import HELD_OUT, QUESTIONS
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.data.preference import load_prompts
 from tunesmith.errors import DataError
 from tunesmith.eval.verifiers import exact_answer, length, regex_format, reward_functions
-
-from helpers.checks import assert_only_last_layer_trained
-from helpers.data import HELD_OUT, QUESTIONS
-from helpers.files import write_config, write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -23,8 +22,10 @@ def test_reward_functions_score_completions():
     assert exact_answer(["Paris", "paris!"], answer=[["Paris"], ["Paris"]], match="equals") == [1.0, 0.0]
     assert regex_format(["Answer: 42", "42"], pattern=r"^Answer: \d+$") == [1.0, 0.0]
     assert length(["abcd", "abcdef", "abcdefgh" * 2, " "], max_chars=4) == [1.0, 0.5, 0.0, 0.0]  # empty earns nothing
-    specs = [SimpleNamespace(name="regex_format", pattern="^A", match=None, max_chars=None, weight=1.0),
-             SimpleNamespace(name="regex_format", pattern="B$", match=None, max_chars=None, weight=1.0)]
+    specs = [
+        SimpleNamespace(name="regex_format", pattern="^A", match=None, max_chars=None, weight=1.0),
+        SimpleNamespace(name="regex_format", pattern="B$", match=None, max_chars=None, weight=1.0),
+    ]
     first, second = reward_functions(specs)
     assert (first.__name__, second.__name__) == ("regex_format", "regex_format_2")
     assert first(["AB", "xB"], prompts=None, trainer_state=None) == [1.0, 0.0]
@@ -32,9 +33,13 @@ def test_reward_functions_score_completions():
 
 
 def test_prompt_rows_are_validated(tmp_path):
-    rows = [{"prompt": "2+2?", "answer": 4}, {"messages": [{"role": "user", "content": "hi"}]},
-            {"prompt": "q", "answer": []}, {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
-            {"prompt": ""}]
+    rows = [
+        {"prompt": "2+2?", "answer": 4},
+        {"messages": [{"role": "user", "content": "hi"}]},
+        {"prompt": "q", "answer": []},
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+        {"prompt": ""},
+    ]
     path = write_jsonl(tmp_path / "p.jsonl", rows)
     with pytest.raises(DataError) as err:
         load_prompts([path])
@@ -49,12 +54,18 @@ def test_prompt_rows_are_validated(tmp_path):
 
 def test_grpo_config_errors(tmp_path, tiny_model_dir, capsys):
     no_answer = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Say yes."}, {"prompt": "Say no."}])
-    config = write_config(tmp_path / "c.yaml", f"stage: grpo\noutput_dir: {tmp_path / 'o'}\n"
-                                               f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {no_answer}}}\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"stage: grpo\noutput_dir: {tmp_path / 'o'}\n"
+        f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {no_answer}}}\n",
+    )
     assert main(["train", str(config)]) == 2
     assert "grpo.rewards: no reward function given" in capsys.readouterr().err
     assert main(["train", str(config), "grpo.rewards=[{name: exact_answer}]"]) == 2
-    assert f"2 prompt row(s) have no `answer` field, which reward exact_answer needs: {no_answer}:1" in capsys.readouterr().err
+    assert (
+        f"2 prompt row(s) have no `answer` field, which reward exact_answer needs: {no_answer}:1"
+        in capsys.readouterr().err
+    )
     assert main(["train", str(config), "grpo.rewards=[{name: regex_format}]"]) == 2
     assert "reward regex_format needs `pattern`" in capsys.readouterr().err
     assert main(["train", str(config), "grpo.rewards=[{name: length, max_chars: 9, pattern: x}]"]) == 2
@@ -77,20 +88,26 @@ def test_grpo_raises_the_mean_reward(tmp_path, coin, method, capsys):
     # reward is asserted: the claims are statistics whose margins held for every seed and kernel tried.
     coin, target = coin
     train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q, "answer": target} for q in QUESTIONS])
-    val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": q, "answer": target} for q in HELD_OUT])
+    # one invalid held-out row, skipped: rejects.jsonl lists it as every stage's does
+    val = write_jsonl(tmp_path / "val.jsonl", [{"prompt": q, "answer": target} for q in HELD_OUT] + [{"prompt": ""}])
     out = tmp_path / "out"
     section, lr = GRPO_METHODS[method]
-    config = write_config(tmp_path / "grpo.yaml", f"""\
+    config = write_config(
+        tmp_path / "grpo.yaml",
+        f"""\
 stage: grpo
 method: {method}
 output_dir: {out}
 model: {{name_or_path: {coin}}}
-data: {{train: {train}, validation: {val}, max_length: 48}}
+data: {{train: {train}, validation: {val}, max_length: 48, on_error: skip, max_reject_fraction: 0.25}}
 grpo: {{rewards: [{{name: exact_answer}}], num_generations: 4, max_completion_length: 4, temperature: 1.0}}
 {section}
 training: {{max_steps: 10, learning_rate: {lr}, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 1}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
+    assert [json.loads(line)["where"] for line in (out / "rejects.jsonl").read_text().splitlines()] == [f"{val}:5"]
+    assert json.loads((out / "tunesmith.json").read_text())["data"]["validation_rows_rejected"] == 1
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rewards = [r["reward"] for r in records if "reward" in r]
     assert "rewards/exact_answer/mean" in records[1] and "reward_std" in records[1]

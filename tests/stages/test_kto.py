@@ -4,12 +4,11 @@ import json
 
 import pytest
 
+from helpers.checks import assert_only_last_layer_trained
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.data.preference import load_kto
 from tunesmith.errors import DataError
-
-from helpers.checks import assert_only_last_layer_trained
-from helpers.files import write_config, write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -17,13 +16,20 @@ GOOD, BAD = "Certainly, here is a careful answer.", "No. Figure it out."
 
 
 def _rows(questions):
-    return [row for q in questions for row in ({"prompt": q, "completion": GOOD, "label": True},
-                                               {"prompt": q, "completion": BAD, "label": False})]
+    return [
+        row
+        for q in questions
+        for row in ({"prompt": q, "completion": GOOD, "label": True}, {"prompt": q, "completion": BAD, "label": False})
+    ]
 
 
 def test_kto_rows_are_validated(tmp_path):
-    rows = [{"prompt": "q", "completion": "a", "label": True}, {"prompt": "q", "completion": "a", "label": "maybe"},
-            {"prompt": "q", "label": False}, {"prompt": "q", "completion": "b", "label": "false"}]
+    rows = [
+        {"prompt": "q", "completion": "a", "label": True},
+        {"prompt": "q", "completion": "a", "label": "maybe"},
+        {"prompt": "q", "label": False},
+        {"prompt": "q", "completion": "b", "label": "false"},
+    ]
     path = write_jsonl(tmp_path / "k.jsonl", rows)
     with pytest.raises(DataError) as err:
         load_kto([path])
@@ -50,7 +56,9 @@ def test_kto_raises_the_held_out_margin(tmp_path, tiny_model_dir, method, capsys
     val = write_jsonl(tmp_path / "val.jsonl", _rows(["Can you explain photosynthesis?", "How do tides work?"]))
     out = tmp_path / "out"
     section, lr, epochs = KTO_METHODS[method]
-    config = write_config(tmp_path / "kto.yaml", f"""\
+    config = write_config(
+        tmp_path / "kto.yaml",
+        f"""\
 stage: kto
 method: {method}
 output_dir: {out}
@@ -58,7 +66,8 @@ model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 64}}
 {section}
 training: {{epochs: {epochs}, learning_rate: {lr}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["kto_margin"] > results["base"]["kto_margin"] + 1.0, results

@@ -6,6 +6,8 @@ import random
 import pytest
 import torch
 
+from helpers.checks import assert_only_last_layer_trained
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.data import cache
 from tunesmith.data.collate import TaskPaddingCollator
@@ -13,13 +15,32 @@ from tunesmith.data.formats import load_conversations
 from tunesmith.data.tokenize import MaskOptions, tokenize_all
 from tunesmith.errors import DataError
 
-from helpers.checks import assert_only_last_layer_trained
-from helpers.files import write_config, write_jsonl
-
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
-WORDS = ["amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "harbor", "indigo", "juniper", "kelp",
-         "lotus", "maple", "nectar", "onyx", "pepper", "quartz", "raven", "saffron", "tundra", "umber", "violet"]
+WORDS = [
+    "amber",
+    "basil",
+    "cedar",
+    "delta",
+    "ember",
+    "fjord",
+    "grove",
+    "harbor",
+    "indigo",
+    "juniper",
+    "kelp",
+    "lotus",
+    "maple",
+    "nectar",
+    "onyx",
+    "pepper",
+    "quartz",
+    "raven",
+    "saffron",
+    "tundra",
+    "umber",
+    "violet",
+]
 
 
 def two_tasks(tmp_path, n: int = 24):
@@ -28,16 +49,20 @@ def two_tasks(tmp_path, n: int = 24):
     rows = []
     for i in range(n):
         rows.append({"task": "const", "input": f"Code {rng.choice(WORDS)} {i}?", "output": "Yes."})
-        rows.append({"task": "map", "input": f"Map {WORDS[i % len(WORDS)]} {i}", "output": " ".join(rng.sample(WORDS, 3))})
+        rows.append(
+            {"task": "map", "input": f"Map {WORDS[i % len(WORDS)]} {i}", "output": " ".join(rng.sample(WORDS, 3))}
+        )
     val = rows[:8]
     return write_jsonl(tmp_path / "train.jsonl", rows), write_jsonl(tmp_path / "val.jsonl", val)
 
 
 def mtl_config(tmp_path, model_dir, train, val, mtl: str, steps: int = 16, report: str = "[]"):
-    return write_config(tmp_path / "mtl.yaml", f"""\
+    return write_config(
+        tmp_path / "mtl.yaml",
+        f"""\
 stage: mtl
 method: lora
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 model: {{name_or_path: {model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 48}}
 lora: {{r: 8, alpha: 16, dropout: 0.0}}
@@ -45,7 +70,8 @@ mtl: {mtl}
 training: {{max_steps: {steps}, learning_rate: 0.01, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 1,
            group_by_length: false, report_to: {report}}}
 eval: {{compare_base: false}}
-""")
+""",
+    )
 
 
 def records(out):
@@ -56,30 +82,41 @@ def records(out):
 
 
 def test_multitask_rows_are_detected_and_validated_with_file_line_field(tmp_path, tokenizer):
-    good = write_jsonl(tmp_path / "good.jsonl", [
-        {"task": "qa", "input": "Who runs the lab?", "output": "Dr. Okonjo.", "system": "Be brief."},
-        {"task": "cls", "instruction": "Classify: printer jam", "output": "hardware"},
-        {"task": "chat", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]},
-        {"instruction": "no task here", "output": "fine for sft"},
-    ])
+    good = write_jsonl(
+        tmp_path / "good.jsonl",
+        [
+            {"task": "qa", "input": "Who runs the lab?", "output": "Dr. Okonjo.", "system": "Be brief."},
+            {"task": "cls", "instruction": "Classify: printer jam", "output": "hardware"},
+            {
+                "task": "chat",
+                "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+            },
+            {"instruction": "no task here", "output": "fine for sft"},
+        ],
+    )
     conversations = load_conversations([good])
     assert [c.meta.get("task") for c in conversations] == ["qa", "cls", "chat", None]
-    assert conversations[0].messages == [{"role": "system", "content": "Be brief."},
-                                         {"role": "user", "content": "Who runs the lab?"},
-                                         {"role": "assistant", "content": "Dr. Okonjo."}]
+    assert conversations[0].messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Who runs the lab?"},
+        {"role": "assistant", "content": "Dr. Okonjo."},
+    ]
     rows = tokenize_all(tokenizer, conversations, MaskOptions(max_length=64))
     assert [r.task for r in rows] == ["qa", "cls", "chat", None]
     cache.store(tmp_path / "c", "k", rows, {"rejected": [], "dropped": []})
     assert [r.task for r in cache.load_cached(tmp_path / "c", "k")[0]] == ["qa", "cls", "chat", None]
 
-    bad = write_jsonl(tmp_path / "bad.jsonl", [
-        {"task": "", "input": "q", "output": "a"},
-        {"input": "q", "output": "a"},
-        {"task": "qa", "output": "a"},
-        {"task": 3, "input": "q", "output": "a"},
-        {"task": "qa", "input": "q", "output": "  "},
-        {"task": "  ", "instruction": "q", "output": "a"},
-    ])
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl",
+        [
+            {"task": "", "input": "q", "output": "a"},
+            {"input": "q", "output": "a"},
+            {"task": "qa", "output": "a"},
+            {"task": 3, "input": "q", "output": "a"},
+            {"task": "qa", "input": "q", "output": "  "},
+            {"task": "  ", "instruction": "q", "output": "a"},
+        ],
+    )
     with pytest.raises(DataError) as err:
         load_conversations([bad])
     assert str(err.value) == (
@@ -89,7 +126,8 @@ def test_multitask_rows_are_detected_and_validated_with_file_line_field(tmp_path
         f"  {bad}:3:input: missing required field\n"
         f"  {bad}:4:task: expected a string, got int\n"
         f"  {bad}:5:output: empty\n"
-        f"  {bad}:6:task: empty")
+        f"  {bad}:6:task: empty"
+    )
 
 
 def test_stage_mtl_refuses_bad_combinations_at_config_time(tmp_path, tiny_model_dir, capsys):
@@ -103,31 +141,45 @@ def test_stage_mtl_refuses_bad_combinations_at_config_time(tmp_path, tiny_model_
     plain = write_jsonl(tmp_path / "plain.jsonl", [{"instruction": "q", "output": "a"}])
     assert error(f"data.train={plain}", "data.validation=[]") == (
         f"tunesmith: error: stage mtl: no row of data.train ({plain}) has a task; write {{task, input, output}} "
-        "rows or add a `task` field to each row (or use stage: sft)")
-    mixed = write_jsonl(tmp_path / "mixed.jsonl", [{"task": "a", "input": "q", "output": "x"},
-                                                   {"task": "b", "input": "q", "output": "y"},
-                                                   {"instruction": "q", "output": "z"}])
+        "rows or add a `task` field to each row (or use stage: sft)"
+    )
+    mixed = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"task": "a", "input": "q", "output": "x"},
+            {"task": "b", "input": "q", "output": "y"},
+            {"instruction": "q", "output": "z"},
+        ],
+    )
     assert error(f"data.train={mixed}", "data.validation=[]") == (
         "tunesmith: error: 1 invalid row(s); fix them and run again:\n"
-        f"  {mixed}:3:task: missing required field (stage mtl needs a task on every row)")
+        f"  {mixed}:3:task: missing required field (stage mtl needs a task on every row)"
+    )
     one = write_jsonl(tmp_path / "one.jsonl", [{"task": "a", "input": "q", "output": "x"}])
     assert error(f"data.train={one}", "data.validation=[]") == (
         "tunesmith: error: stage mtl: data.train has one task only (`a`); multi-task learning needs at least two "
-        "(or use stage: sft)")
+        "(or use stage: sft)"
+    )
     assert error(f"data.validation={mixed}") == (
         "tunesmith: error: 3 invalid row(s); fix them and run again:\n"
         f"  {mixed}:1:task: task `a` does not occur in data.train (tasks: const, map)\n"
         f"  {mixed}:2:task: task `b` does not occur in data.train (tasks: const, map)\n"
-        f"  {mixed}:3:task: missing required field (stage mtl needs a task on every row)")
+        f"  {mixed}:3:task: missing required field (stage mtl needs a task on every row)"
+    )
     assert error("mtl.weights={const: 1.0, mapping: 2.0, qa: 1}") == (
-        "tunesmith: error: mtl.weights: unknown task(s) `mapping`, `qa`; the tasks in data.train are const, map")
+        "tunesmith: error: mtl.weights: unknown task(s) `mapping`, `qa`; the tasks in data.train are const, map"
+    )
     assert error("data.packing=true").startswith(
         "tunesmith: error: data.packing: stage `mtl` does not support it (a pack mixes rows of several tasks, and mtl "
-        "weighs each row's loss by its task); it reads chat rows with a task name")
+        "weighs each row's loss by its task); it reads chat rows with a task name"
+    )
     assert error("mtl.weighting=uncertainty", "training.nproc=2") == (
         "tunesmith: error: mtl.weighting: uncertainty keeps per-process task state that is not yet synchronised "
-        "across training.nproc > 1 processes; use weighting: fixed or nproc: 1")
-    assert "`weights` does not apply to weighting `uncertainty`" in error("mtl={weighting: uncertainty, weights: {map: 2}}")
+        "across training.nproc > 1 processes; use weighting: fixed or nproc: 1"
+    )
+    assert "`weights` does not apply to weighting `uncertainty`" in error(
+        "mtl={weighting: uncertainty, weights: {map: 2}}"
+    )
     assert "weights.map: -1.0 is negative; task weights must be >= 0" in error("mtl.weights={map: -1}")
     assert "section `mtl` is set but stage is `sft`" in error("stage=sft")
 
@@ -156,7 +208,9 @@ def test_fixed_weights_give_the_weighted_sum_of_per_task_losses(tmp_path, tiny_m
     with torch.no_grad():
         for k, weight in enumerate([0.3, 2.5]):
             part = TaskPaddingCollator(tokenizer.pad_token_id)([f for f in features if f["task_id"] == k])
-            task_loss = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"], labels=part["labels"]).loss
+            task_loss = model(
+                input_ids=part["input_ids"], attention_mask=part["attention_mask"], labels=part["labels"]
+            ).loss
             by_hand += weight * task_loss.item()
     assert abs(loss.item() - by_hand) < 1e-5, (loss.item(), by_hand)
 
@@ -169,11 +223,15 @@ def test_virtual_token_methods_get_the_same_per_task_loss_as_peft_computes(tiny_
     from tunesmith.runtime.task_weights import FixedWeights
     from tunesmith.stages.mtl import MultiTaskTrainer
 
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32),
-                           PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
-    features = [{"input_ids": [5, 6, 7, 8, 9], "labels": [-100, -100, 7, 8, 9], "task_id": 0},
-                {"input_ids": [15, 16, 17], "labels": [-100, 16, 17], "task_id": 1},
-                {"input_ids": [25, 26, 27, 28], "labels": [-100, -100, 27, 28], "task_id": 1}]
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32),
+        PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+    )
+    features = [
+        {"input_ids": [5, 6, 7, 8, 9], "labels": [-100, -100, 7, 8, 9], "task_id": 0},
+        {"input_ids": [15, 16, 17], "labels": [-100, 16, 17], "task_id": 1},
+        {"input_ids": [25, 26, 27, 28], "labels": [-100, -100, 27, 28], "task_id": 1},
+    ]
     collate = TaskPaddingCollator(tokenizer.pad_token_id)
     args = TrainingArguments(output_dir=str(tmp_path / "w"), use_cpu=True, report_to="none")
     trainer = MultiTaskTrainer(model=model, args=args, tasks=["a", "b"], weighting=FixedWeights([0.7, 1.9]))
@@ -181,8 +239,10 @@ def test_virtual_token_methods_get_the_same_per_task_loss_as_peft_computes(tiny_
     loss = trainer.compute_loss(model, dict(collate(features))).item()
     with torch.no_grad():
         parts = [collate([f for f in features if f["task_id"] == k]) for k in (0, 1)]
-        by_hand = sum(w * model(input_ids=p["input_ids"], attention_mask=p["attention_mask"], labels=p["labels"]).loss.item()
-                      for w, p in zip([0.7, 1.9], parts))
+        by_hand = sum(
+            w * model(input_ids=p["input_ids"], attention_mask=p["attention_mask"], labels=p["labels"]).loss.item()
+            for w, p in zip([0.7, 1.9], parts)
+        )
     assert abs(loss - by_hand) < 1e-5, (loss, by_hand)
 
 
@@ -191,8 +251,9 @@ def test_virtual_token_methods_get_the_same_per_task_loss_as_peft_computes(tiny_
 
 def test_loss_proportional_weights_move_toward_the_harder_task(tmp_path, tiny_model_dir):
     train, val = two_tasks(tmp_path, n=32)
-    config = mtl_config(tmp_path, tiny_model_dir, train, val, "{weighting: loss_proportional, ema: 0.8}",
-                        report="[tensorboard]")
+    config = mtl_config(
+        tmp_path, tiny_model_dir, train, val, "{weighting: loss_proportional, ema: 0.8}", report="[tensorboard]"
+    )
     assert main(["train", str(config)]) == 0
     out = tmp_path / "out"
     logged = [r for r in records(out) if "loss" in r]
@@ -259,7 +320,9 @@ def test_mtl_trains_with_full_and_freeze_too(tmp_path, tiny_model_dir, method, s
     # the stage never looks at the method: full and freeze log the same per-task losses and weights
     train, val = two_tasks(tmp_path, n=16)
     out = tmp_path / "out"
-    config = write_config(tmp_path / "mtl.yaml", f"""\
+    config = write_config(
+        tmp_path / "mtl.yaml",
+        f"""\
 stage: mtl
 method: {method}
 output_dir: {out}
@@ -270,7 +333,8 @@ training: {{max_steps: 8, learning_rate: {lr}, batch_size: 8, warmup: 0, schedul
            group_by_length: false}}
 eval: {{compare_base: false}}
 {section}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     logged = [r for r in records(out) if "loss" in r]
     assert len(logged) == 8

@@ -8,15 +8,14 @@ import signal
 import pytest
 import torch
 
+from helpers.checks import assert_only_last_layer_trained
+from helpers.data import HELD_OUT, QUESTIONS
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.config import validate_config
 from tunesmith.methods import apply_method
 from tunesmith.models.loader import load_causal_lm
 from tunesmith.stages.ppo import Reference, advantages, rollout_order, token_logprobs
-
-from helpers.checks import assert_only_last_layer_trained
-from helpers.data import HELD_OUT, QUESTIONS
-from helpers.files import write_config, write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -33,8 +32,11 @@ def _records(out):
 
 def test_ppo_config_errors(tmp_path, tiny_model_dir, capsys):
     train, _ = _prompt_files(tmp_path)
-    config = write_config(tmp_path / "c.yaml", f"stage: ppo\noutput_dir: {tmp_path / 'o'}\n"
-                                               f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"stage: ppo\noutput_dir: {tmp_path / 'o'}\n"
+        f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n",
+    )
     assert main(["train", str(config)]) == 2
     assert "ppo: no reward given; set ppo.reward_model" in capsys.readouterr().err
     assert main(["train", str(config), f"ppo.reward_model={tmp_path / 'missing'}"]) == 2
@@ -54,9 +56,12 @@ def test_ppo_config_errors(tmp_path, tiny_model_dir, capsys):
 def test_an_sft_output_is_refused_as_reward_model(tmp_path, coin, capsys):
     coin, _ = coin
     train, _ = _prompt_files(tmp_path)
-    config = write_config(tmp_path / "c.yaml", f"stage: ppo\noutput_dir: {tmp_path / 'o'}\n"
-                                               f"model: {{name_or_path: {coin}}}\ndata: {{train: {train}}}\n"
-                                               f"ppo: {{reward_model: {coin}}}\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"stage: ppo\noutput_dir: {tmp_path / 'o'}\n"
+        f"model: {{name_or_path: {coin}}}\ndata: {{train: {train}}}\n"
+        f"ppo: {{reward_model: {coin}}}\n",
+    )
     assert main(["train", str(config)]) == 2
     assert f"ppo.reward_model: {coin} is the output of stage `sft`, not a reward model" in capsys.readouterr().err
 
@@ -80,7 +85,9 @@ def test_advantages_leave_one_out_and_kl_penalty():
 
 
 def test_lora_reference_is_the_base_with_the_adapter_disabled(tiny_model_dir, tokenizer):
-    cfg = validate_config({"stage": "ppo", "method": "lora", "output_dir": "-", "lora": {"r": 4, "dropout": 0.0}}, {}, "test")
+    cfg = validate_config(
+        {"stage": "ppo", "method": "lora", "output_dir": "-", "lora": {"r": 4, "dropout": 0.0}}, {}, "test"
+    )
     policy, _ = apply_method(load_causal_lm(str(tiny_model_dir)), cfg)
     with torch.no_grad():
         for name, param in policy.named_parameters():
@@ -114,22 +121,30 @@ def test_ppo_raises_the_mean_reward(tmp_path, coin, method, capsys):
     coin, target = coin
     section, lr = PPO_METHODS[method]
     train, val = _prompt_files(tmp_path, target)
+    val.write_text(val.read_text() + '{"prompt": ""}\n')  # one invalid held-out row, skipped and listed
     out = tmp_path / "out"
-    config = write_config(tmp_path / "ppo.yaml", f"""\
+    config = write_config(
+        tmp_path / "ppo.yaml",
+        f"""\
 stage: ppo
 method: {method}
 output_dir: {out}
 model: {{name_or_path: {coin}}}
-data: {{train: {train}, validation: {val}, max_length: 48}}
+data: {{train: {train}, validation: {val}, max_length: 48, on_error: skip, max_reject_fraction: 0.25}}
 ppo: {{rewards: [{{name: exact_answer}}], num_generations: 2, max_completion_length: 4, kl_coef: 0.05,
        target_kl: 0.5, kl_horizon: 16, epochs_per_rollout: 2}}
 {section}
 training: {{max_steps: 12, learning_rate: {lr}, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
+    assert [json.loads(line)["where"] for line in (out / "rejects.jsonl").read_text().splitlines()] == [f"{val}:5"]
+    assert json.loads((out / "tunesmith.json").read_text())["data"]["validation_rows_rejected"] == 1
     records = [r for r in _records(out) if "reward" in r]
     rewards = [r["reward"] for r in records]
-    assert len(records) == 12 and all({"kl", "kl_coef", "entropy", "clip_fraction", "rewards/exact_answer"} <= set(r) for r in records)
+    assert len(records) == 12 and all(
+        {"kl", "kl_coef", "entropy", "clip_fraction", "rewards/exact_answer"} <= set(r) for r in records
+    )
     # step 1 scores samples of the unchanged policy: its KL to the reference (lora: the adapter off;
     # freeze: a frozen copy of the base) is exactly 0
     assert abs(records[0]["kl"]) < 1e-6 and records[0]["kl_coef"] == 0.05
@@ -162,18 +177,23 @@ def test_ppo_against_a_trained_reward_model(tmp_path, tiny_model_dir, coin, caps
     pairs = [{"prompt": q, "chosen": target, "rejected": other} for q in QUESTIONS]
     rm_data = write_jsonl(tmp_path / "pairs.jsonl", pairs * 2)
     rm_out = tmp_path / "rm"
-    rm_config = write_config(tmp_path / "rm.yaml", f"""\
+    rm_config = write_config(
+        tmp_path / "rm.yaml",
+        f"""\
 stage: rm
 method: full
 output_dir: {rm_out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {rm_data}, max_length: 48}}
 training: {{epochs: 3, learning_rate: 0.003, batch_size: 8, warmup: 0, scheduler: constant, logging_steps: 2}}
-""")
+""",
+    )
     assert main(["train", str(rm_config)]) == 0
     train, val = _prompt_files(tmp_path, target)
     out = tmp_path / "out"
-    config = write_config(tmp_path / "ppo.yaml", f"""\
+    config = write_config(
+        tmp_path / "ppo.yaml",
+        f"""\
 stage: ppo
 method: full
 output_dir: {out}
@@ -181,7 +201,8 @@ model: {{name_or_path: {coin}}}
 data: {{train: {train}, validation: {val}, max_length: 48}}
 ppo: {{reward_model: {rm_out}, num_generations: 2, max_completion_length: 4, kl_coef: 0.02}}
 training: {{max_steps: 10, learning_rate: 0.001, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     records = [r for r in _records(out) if "reward" in r]
     rewards = [r["reward"] for r in records]
@@ -207,7 +228,9 @@ def test_resumed_ppo_continues_the_kl_coefficient_and_rollout(tmp_path, tiny_mod
     train = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q} for q in QUESTIONS[:6]])
 
     def config(name):
-        return write_config(tmp_path / f"{name}.yaml", f"""\
+        return write_config(
+            tmp_path / f"{name}.yaml",
+            f"""\
 stage: ppo
 method: lora
 output_dir: {tmp_path / name}
@@ -218,7 +241,8 @@ ppo: {{rewards: [{{name: length, max_chars: 12}}], num_generations: 2, max_compl
 lora: {{r: 4, alpha: 8, dropout: 0.0}}
 training: {{max_steps: 6, learning_rate: 0.01, batch_size: 2, warmup: 0, scheduler: constant, logging_steps: 1,
            mixed_precision: "no", seed: 5}}
-""")
+""",
+        )
 
     class SigtermAfterStep2(TrainerCallback):  # a scheduler's SIGTERM, arriving during step 2
         def on_step_end(self, args, state, control, **kwargs):
@@ -228,7 +252,7 @@ training: {{max_steps: 6, learning_rate: 0.01, batch_size: 2, warmup: 0, schedul
     assert main(["train", str(config("straight"))]) == 0
     with hooks.extra_callbacks(SigtermAfterStep2()):
         assert main(["train", str(config("resumed"))]) == 3
-    (step, checkpoint), = checkpoints(tmp_path / "resumed.partial")
+    ((step, checkpoint),) = checkpoints(tmp_path / "resumed.partial")
     assert step == 3
     manifest = json.loads((checkpoint / MANIFEST).read_text())
     assert {PPO_STATE, PPO_ROLLOUT} <= set(manifest["files"])  # written before the manifest, covered by it

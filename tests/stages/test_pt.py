@@ -4,13 +4,12 @@ import json
 
 import pytest
 
+from helpers.checks import assert_only_last_layer_trained
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.data.formats import load_conversations
 from tunesmith.data.text import load_documents, tokenize_documents
 from tunesmith.errors import DataError
-
-from helpers.checks import assert_only_last_layer_trained
-from helpers.files import write_config, write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -63,7 +62,9 @@ def test_pt_lowers_held_out_perplexity(tmp_path, tiny_model_dir, method):
     val = write_jsonl(tmp_path / "val.jsonl", [{"text": t} for t in DOMAIN[:2]])
     out = tmp_path / "out"
     section, lr = PT_METHODS[method]
-    config = write_config(tmp_path / "pt.yaml", f"""\
+    config = write_config(
+        tmp_path / "pt.yaml",
+        f"""\
 stage: pt
 method: {method}
 output_dir: {out}
@@ -71,7 +72,8 @@ model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {docs}, validation: {val}, max_length: 32}}
 {section}
 training: {{epochs: 8, learning_rate: {lr}, batch_size: 4, warmup: 0, scheduler: constant, logging_steps: 1}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     assert results["fine_tuned"]["val_perplexity"] < 0.5 * results["base"]["val_perplexity"], results
@@ -101,7 +103,7 @@ def test_pt_trains_a_base_model_without_a_chat_template(tmp_path, tiny_model_dir
     text = f"""\
 stage: pt
 method: lora
-output_dir: {tmp_path / 'out'}
+output_dir: {tmp_path / "out"}
 model: {{name_or_path: {base}}}
 data: {{train: {docs}, validation: {val}, max_length: 32}}
 training: {{max_steps: 2, batch_size: 4, mixed_precision: "no"}}
@@ -110,12 +112,19 @@ training: {{max_steps: 2, batch_size: 4, mixed_precision: "no"}}
     assert main(["train", str(tmp_path / "pt.yaml"), "eval.compare_base=false"]) == 0, capsys.readouterr().err
     results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     assert results["fine_tuned"]["val_perplexity"] > 0
-    assert main(["train", str(write_config(tmp_path / "qa.yaml", text + f"eval: {{qa: {qa}}}\n")),
-                 "output_dir=" + str(tmp_path / "out2")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                str(write_config(tmp_path / "qa.yaml", text + f"eval: {{qa: {qa}}}\n")),
+                "output_dir=" + str(tmp_path / "out2"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "eval.qa: asked as chats, but the tokenizer of" in err and "has no chat template" in err
     assert not (tmp_path / "out2").exists()
     mcq = tmp_path / "mcq"
-    assert main(["train", str(tmp_path / "qa.yaml"), "output_dir=" + str(tmp_path / "out3"),
-                 f"eval.mcq={mcq}"]) == 2
+    assert main(["train", str(tmp_path / "qa.yaml"), "output_dir=" + str(tmp_path / "out3"), f"eval.mcq={mcq}"]) == 2
     assert "eval.qa, eval.mcq: asked as chats" in capsys.readouterr().err

@@ -6,14 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.data.preference import load_preferences
 from tunesmith.eval.reward import reward_metrics
 from tunesmith.methods.freeze import apply_freeze
 from tunesmith.methods.load import load_reward_for_inference
 from tunesmith.models.reward import load_reward_model, task_head
-
-from helpers.files import write_config, write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -29,8 +28,14 @@ def curt(topic, case):
 
 
 def _pairs(topics, start, chosen, rejected):
-    return [{"prompt": f"My {t} is broken, case {start + i}.", "chosen": chosen(t, start + i),
-             "rejected": rejected(t, start + i)} for i, t in enumerate(topics)]
+    return [
+        {
+            "prompt": f"My {t} is broken, case {start + i}.",
+            "chosen": chosen(t, start + i),
+            "rejected": rejected(t, start + i),
+        }
+        for i, t in enumerate(topics)
+    ]
 
 
 @pytest.fixture()
@@ -39,10 +44,15 @@ def rm_data(tmp_path, tiny_model_dir):
     so that the held-out accuracy starts at or below chance and only training can raise it."""
     held_out = ["phone", "keyboard", "chair", "wifi", "locker", "mouse"]
     base = load_reward_for_inference(str(tiny_model_dir), new_head_seed=42)
-    initial = reward_metrics(base.model, base.tokenizer, load_preferences(
-        [write_jsonl(tmp_path / "probe.jsonl", _pairs(held_out, 50, courteous, curt))]))
+    initial = reward_metrics(
+        base.model,
+        base.tokenizer,
+        load_preferences([write_jsonl(tmp_path / "probe.jsonl", _pairs(held_out, 50, courteous, curt))]),
+    )
     chosen, rejected = (curt, courteous) if initial["rm_accuracy"] > 0.5 else (courteous, curt)
-    train = write_jsonl(tmp_path / "train.jsonl", _pairs(TOPICS, 0, chosen, rejected) + _pairs(TOPICS[::-1], 10, chosen, rejected))
+    train = write_jsonl(
+        tmp_path / "train.jsonl", _pairs(TOPICS, 0, chosen, rejected) + _pairs(TOPICS[::-1], 10, chosen, rejected)
+    )
     val = write_jsonl(tmp_path / "val.jsonl", _pairs(held_out, 50, chosen, rejected))
     return train, val, chosen, rejected
 
@@ -51,17 +61,25 @@ def rm_data(tmp_path, tiny_model_dir):
 def test_reward_model_ranks_held_out_pairs(tmp_path, tiny_model_dir, rm_data, method, capsys):
     train, val, chosen, rejected = rm_data
     out = tmp_path / "out"
-    section = {"lora": "lora: {r: 8, alpha: 16, dropout: 0.0}", "full": "", "freeze": "freeze: {trainable_layers: 1}",
-               "adapter": "adapter: {r: 8}"}[method]
-    config = write_config(tmp_path / "rm.yaml", f"""\
+    section = {
+        "lora": "lora: {r: 8, alpha: 16, dropout: 0.0}",
+        "full": "",
+        "freeze": "freeze: {trainable_layers: 1}",
+        "adapter": "adapter: {r: 8}",
+    }[method]
+    config = write_config(
+        tmp_path / "rm.yaml",
+        f"""\
 stage: rm
 method: {method}
 output_dir: {out}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {train}, validation: {val}, max_length: 96}}
-training: {{epochs: 4, learning_rate: {0.01 if method in ("lora", "adapter") else 0.002}, batch_size: 4, logging_steps: 1, warmup: 0, scheduler: constant}}
+training: {{epochs: 4, learning_rate: {0.01 if method in ("lora", "adapter") else 0.002}, batch_size: 4,
+  logging_steps: 1, warmup: 0, scheduler: constant}}
 {section}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     results = json.loads((out / "eval_results.json").read_text())
     before, after = results["base"], results["fine_tuned"]
@@ -85,12 +103,27 @@ training: {{epochs: 4, learning_rate: {0.01 if method in ("lora", "adapter") els
 
     # The saved model scores text from the CLI: the learned style above the other on a new prompt.
     prompt = "My scanner is broken, case 99."
-    assert main(["score", str(out), "--prompt", prompt, "--reply", chosen("scanner", 99),
-                 "--reply", rejected("scanner", 99)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(out),
+                "--prompt",
+                prompt,
+                "--reply",
+                chosen("scanner", 99),
+                "--reply",
+                rejected("scanner", 99),
+            ]
+        )
+        == 0
+    )
     good, bad = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert good["where"] == "--reply 1" and good["reward"] > bad["reward"], (good, bad)
-    rows = write_jsonl(tmp_path / "score.jsonl", [{"prompt": prompt, "reply": rejected("scanner", 99)},
-                                                  {"prompt": prompt, "reply": chosen("scanner", 99)}])
+    rows = write_jsonl(
+        tmp_path / "score.jsonl",
+        [{"prompt": prompt, "reply": rejected("scanner", 99)}, {"prompt": prompt, "reply": chosen("scanner", 99)}],
+    )
     assert main(["score", str(out), "--file", str(rows)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [r["where"] for r in lines] == [f"{rows}:1", f"{rows}:2"]
@@ -111,19 +144,26 @@ def test_freeze_and_lora_train_the_new_head(tiny_model_dir, tokenizer):
 
 def test_score_command_and_rm_config_errors(tmp_path, tiny_model_dir, rm_data, capsys):
     train = rm_data[0]
-    config = write_config(tmp_path / "c.yaml", f"stage: rm\noutput_dir: {tmp_path / 'o'}\n"
-                                               f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n")
+    config = write_config(
+        tmp_path / "c.yaml",
+        f"stage: rm\noutput_dir: {tmp_path / 'o'}\n"
+        f"model: {{name_or_path: {tiny_model_dir}}}\ndata: {{train: {train}}}\n",
+    )
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"question": "q", "answers": ["a"]}])
     assert main(["train", str(config), f"eval.qa={qa}"]) == 2
     assert "eval.qa: stage `rm` trains a model that does not generate text" in capsys.readouterr().err
     sft_rows = write_jsonl(tmp_path / "sft.jsonl", [{"instruction": "q", "output": "a"}])
     assert main(["train", str(config), f"data.train={sft_rows}"]) == 2
-    assert (f"{sft_rows}:1:chosen: missing required field; a preference row needs prompt/chosen/rejected, "
-            "this one has ['instruction', 'output']") in capsys.readouterr().err
+    assert (
+        f"{sft_rows}:1:chosen: missing required field; a preference row needs prompt/chosen/rejected, "
+        "this one has ['instruction', 'output']"
+    ) in capsys.readouterr().err
     for method in ("prompt", "ptuning", "prefix", "moe"):  # cannot train the new head: refused before any model loads
         assert main(["train", str(config), f"method={method}"]) == 2
-        assert (f"method `{method}` cannot train the reward model's new scalar head (stage `rm`): it would stay "
-                "randomly initialised") in capsys.readouterr().err
+        assert (
+            f"method `{method}` cannot train the reward model's new scalar head (stage `rm`): it would stay "
+            "randomly initialised"
+        ) in capsys.readouterr().err
     assert main(["train", str(config), "stage=dpo", "rm.center_rewards_coefficient=0.01"]) == 2
     assert "section `rm` is set but stage is `dpo`" in capsys.readouterr().err
     # A causal LM has no trained reward head: scoring with it is refused, not answered with noise.

@@ -7,9 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tunesmith.cli import main
-
 from helpers.files import write_config
+from tunesmith.cli import main
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -23,8 +22,8 @@ output_dir: {out}
 model:
   name_or_path: {tiny_model_dir}
 data:
-  train: {data['train']}
-  validation: {data['validation']}
+  train: {data["train"]}
+  validation: {data["validation"]}
   system: You are a test assistant.
   max_length: 128
 training:
@@ -35,7 +34,7 @@ training:
   warmup: 0
   scheduler: constant
 eval:
-  qa: {data['qa']}
+  qa: {data["qa"]}
   max_new_tokens: 8
 {extra}"""
     return write_config(tmp_path / f"{method}.yaml", text), out
@@ -51,8 +50,15 @@ def _base_weights(tiny_model_dir) -> dict[str, torch.Tensor]:
 
 
 def _assert_common_outputs(out: Path):
-    for name in ("tunesmith.json", "config.yaml", "metrics.jsonl", "loss.png", "tokenizer.json",
-                 "chat_template.jinja", "eval_results.json"):
+    for name in (
+        "tunesmith.json",
+        "config.yaml",
+        "metrics.jsonl",
+        "loss.png",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "eval_results.json",
+    ):
         assert (out / name).is_file(), name
     assert not out.with_name(out.name + ".partial").exists()
     losses = _losses(out)
@@ -130,13 +136,18 @@ def test_bad_data_fails_before_any_model_work(tmp_path, tiny_model_dir, facts_da
     assert not out.exists() and not out.with_name(out.name + ".partial").exists()
 
 
-@pytest.mark.parametrize("override,message", [
-    ("stage=ppo", "ppo: no reward given"),
-    ("method=qlora", "needs a CUDA GPU"),
-    ("moe.experts=8", "section `moe` is set but method is `lora`"),
-    ("freeze.trainable_layers=1", "section `freeze` is set but method is `lora`"),
-])
-def test_unavailable_or_contradictory_choices_fail_at_config_time(tmp_path, tiny_model_dir, facts_data, capsys, override, message):
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("stage=ppo", "ppo: no reward given"),
+        ("method=qlora", "needs a CUDA GPU"),
+        ("moe.experts=8", "section `moe` is set but method is `lora`"),
+        ("freeze.trainable_layers=1", "section `freeze` is set but method is `lora`"),
+    ],
+)
+def test_unavailable_or_contradictory_choices_fail_at_config_time(
+    tmp_path, tiny_model_dir, facts_data, capsys, override, message
+):
     config, _ = _config(tmp_path, tiny_model_dir, facts_data, "lora")
     assert main(["train", str(config), override]) == 2
     assert message in capsys.readouterr().err
@@ -147,13 +158,20 @@ def test_neftune_adds_noise_to_the_embeddings_while_training(tmp_path, tiny_mode
     # plain runs' first losses agree exactly (the run is deterministic), the NEFTune run's differs
     # (the same batch, seen through noisy embeddings).
     path, _ = _config(tmp_path, tiny_model_dir, facts_data, "full")
-    text = path.read_text().replace("  epochs: 10\n", "  max_steps: 2\n").replace("eval:\n", "eval:\n  compare_base: false\n")
+    text = (
+        path.read_text()
+        .replace("  epochs: 10\n", "  max_steps: 2\n")
+        .replace("eval:\n", "eval:\n  compare_base: false\n")
+    )
     losses = {}
     for name, extra in (("plain", ""), ("again", ""), ("neftune", "  neftune_alpha: 15\n")):
         out = tmp_path / name
         config = tmp_path / f"{name}.yaml"
-        config.write_text(text.replace(f"output_dir: {tmp_path / 'out_full'}", f"output_dir: {out}")
-                          .replace("  max_steps: 2\n", "  max_steps: 2\n" + extra))
+        config.write_text(
+            text.replace(f"output_dir: {tmp_path / 'out_full'}", f"output_dir: {out}").replace(
+                "  max_steps: 2\n", "  max_steps: 2\n" + extra
+            )
+        )
         assert main(["train", str(config)]) == 0
         losses[name] = _losses(out)[0]
     assert losses["plain"] == losses["again"], losses

@@ -95,8 +95,11 @@ def _run_status(page) -> dict:
     status = page.locator("#run-status")
     if not status.count():
         return {}
-    return {"status": status.get_attribute("data-status"), "step": int(status.get_attribute("data-step") or 0),
-            "text": status.inner_text()}
+    return {
+        "status": status.get_attribute("data-status"),
+        "step": int(status.get_attribute("data-step") or 0),
+        "text": status.inner_text(),
+    }
 
 
 def _wait_run(page, until, timeout: float, what: str) -> dict:
@@ -165,8 +168,9 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     _set(page, "data-path", "bad.jsonl")
     _set(page, "data-model", str(tiny))
     page.click("#data-check")
-    page.wait_for_function("document.querySelector('#data-result textarea').value.includes('bad.jsonl:2')",
-                           timeout=60000)
+    page.wait_for_function(
+        "document.querySelector('#data-result textarea').value.includes('bad.jsonl:2')", timeout=60000
+    )
     _set(page, "data-path", "train.jsonl")
     page.click("#data-check")
     page.wait_for_selector("#data-preview mark.trained", timeout=90000)
@@ -176,15 +180,22 @@ def _flow(page, server, tmp_path, tiny, train, shots):
 
     # --- Train: the form from the schema, the YAML, a run watched to the end ---------------------------
     page.get_by_role("tab", name="Train").click()
-    form = {"output_dir": "out/first", "model-name_or_path": str(tiny), "data-train": "train.jsonl",
-            "data-validation": "val.jsonl", "data-max_length": "48", "training-max_steps": "12",
-            "training-batch_size": "4", "training-learning_rate": "0.003", "training-logging_steps": "2",
-            "training-warmup": "0"}
+    form = {
+        "output_dir": "out/first",
+        "model-name_or_path": str(tiny),
+        "data-train": "train.jsonl",
+        "data-validation": "val.jsonl",
+        "data-max_length": "48",
+        "training-max_steps": "12",
+        "training-batch_size": "4",
+        "training-learning_rate": "0.003",
+        "training-logging_steps": "2",
+        "training-warmup": "0",
+    }
     _open_section(page, "training")
     for key, value in form.items():
         _set(page, f"cfg-{key}", value)
-    page.wait_for_function("document.querySelector('#yaml-preview').innerText.includes('max_steps: 12')",
-                           timeout=20000)
+    page.wait_for_function("document.querySelector('#yaml-preview').innerText.includes('max_steps: 12')", timeout=20000)
     page.click("#train-start")
     done = _wait_run(page, lambda s: s["status"] in ("finished", "failed"), 120, "the first run")
     assert done["status"] == "finished" and done["step"] == 12, done
@@ -204,8 +215,9 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     for output in ("first", "first-b"):
         _choose(page, "chat-set", str(tmp_path / "out" / output))
     page.click("#chat-set-load")
-    page.wait_for_function("document.querySelector('#chat-set-status').innerText.includes('LoRA set loaded')",
-                           timeout=60000)
+    page.wait_for_function(
+        "document.querySelector('#chat-set-status').innerText.includes('LoRA set loaded')", timeout=60000
+    )
     _choose(page, "chat-adapter", "first-b")
     page.click("#chat-clear")
     page.wait_for_function("!document.querySelector('#chat-tuned .message-row')", timeout=10000)
@@ -218,11 +230,17 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     # --- a second run: started, found again by a restarted UI server, stopped, resumed ---------------
     page.get_by_role("tab", name="Train").click()
     _open_section(page, "training")
-    for key, value in {"output_dir": "out/second", "training-max_steps": "3000", "training-logging_steps": "1",
-                       "data-validation": "", "training-save_steps": "1000"}.items():
+    for key, value in {
+        "output_dir": "out/second",
+        "training-max_steps": "3000",
+        "training-logging_steps": "1",
+        "data-validation": "",
+        "training-save_steps": "1000",
+    }.items():
         _set(page, f"cfg-{key}", value)
-    page.wait_for_function("document.querySelector('#yaml-preview').innerText.includes('max_steps: 3000')",
-                           timeout=20000)
+    page.wait_for_function(
+        "document.querySelector('#yaml-preview').innerText.includes('max_steps: 3000')", timeout=20000
+    )
     page.click("#train-start")
     _wait_run(page, lambda s: s["status"] == "running" and s["step"] >= 1, 90, "the second run starting")
     # leave the page first: a Gradio page that lost its server polls every 2 s and reloads itself once the
@@ -243,7 +261,9 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     assert f"resuming from out/second.partial/checkpoint-{stopped['step']}" in log, log[-2000:]
     page.click("#run-stop")  # the resumed run stops as well (checked above); its steps continued the first part
     again = _wait_run(page, lambda s: s["status"] == "stopped", 60, "the second stop")
-    metrics = [json.loads(line) for line in (tmp_path / "out" / "second.partial" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (tmp_path / "out" / "second.partial" / "metrics.jsonl").read_text().splitlines()
+    ]
     steps = [r["step"] for r in metrics if "loss" in r]
     assert steps == sorted(steps) and steps[-1] == again["step"] and stopped["step"] in steps, steps
     _lap(f"second run resumed and stopped again at step {again['step']}")
@@ -252,14 +272,14 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     page.get_by_role("tab", name="Evaluate").click()
     _choose(page, "eval-outputs", str(tmp_path / "out" / "first"))
     page.click("#eval-show")
-    page.wait_for_function("document.querySelector('#eval-table').innerText.includes('validation loss')",
-                           timeout=30000)
+    page.wait_for_function("document.querySelector('#eval-table').innerText.includes('validation loss')", timeout=30000)
     page.screenshot(path=str(shots / "ui_eval.png"), full_page=False)
     page.get_by_role("tab", name="Export").click()
     _choose(page, "export-model", str(tmp_path / "out" / "first"))
     page.click("#export-go")
-    page.wait_for_function("document.querySelector('#export-log textarea').value.includes('exit status')",
-                           timeout=90000)
+    page.wait_for_function(
+        "document.querySelector('#export-log textarea').value.includes('exit status')", timeout=90000
+    )
     assert "exit status 0" in _box(page, "export-log").input_value()
     assert (tmp_path / "out" / "first-export" / "model.safetensors").is_file()
     # the registry: the output as version 1 of `birds`, the alias `champion` pointed at it
@@ -269,8 +289,9 @@ def _flow(page, server, tmp_path, tiny, train, shots):
     assert "exit status 0" in _box(page, "reg-log").input_value(), _box(page, "reg-log").input_value()
     _set(page, "reg-version", "1")
     page.click("#alias-go")
-    page.wait_for_function("document.querySelector('#reg-log textarea').value.includes('registry alias')",
-                           timeout=60000)
+    page.wait_for_function(
+        "document.querySelector('#reg-log textarea').value.includes('registry alias')", timeout=60000
+    )
     page.wait_for_function("document.querySelector('#reg-log textarea').value.includes('exit status')", timeout=60000)
     assert "exit status 0" in _box(page, "reg-log").input_value(), _box(page, "reg-log").input_value()
     assert (server.home / "tunesmith-home" / "registry").is_dir()

@@ -10,13 +10,12 @@ import pytest
 import torch
 
 import tunesmith.models.lora_set as lora_set_module
+from helpers.files import write_config, write_jsonl
 from tunesmith.cli import main
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.methods.load import load_for_inference
 from tunesmith.ui.chat_models import ChatModels, adapter_names, set_refs
 from tunesmith.ui.safety import PathGuard
-
-from helpers.files import write_config, write_jsonl
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
@@ -26,14 +25,17 @@ QUESTION = [{"role": "user", "content": "What is the code word?"}]
 def train(root, tiny_model_dir, name: str, answer: str, system: str, method: str = "lora", steps: int = 24):
     rows = write_jsonl(root / f"{name}.jsonl", [{"instruction": "What is the code word?", "output": answer}] * 8)
     lora = "lora: {r: 8, alpha: 16, dropout: 0.0}" if method == "lora" else ""
-    config = write_config(root / f"{name}.yaml", f"""\
+    config = write_config(
+        root / f"{name}.yaml",
+        f"""\
 method: {method}
-output_dir: {root / 'out' / name}
+output_dir: {root / "out" / name}
 model: {{name_or_path: {tiny_model_dir}}}
 data: {{train: {rows}, system: {system}}}
 {lora}
 training: {{max_steps: {steps}, learning_rate: 0.02, batch_size: 4, warmup: 0, scheduler: constant}}
-""")
+""",
+    )
     assert main(["train", str(config)]) == 0
     return root / "out" / name
 
@@ -41,9 +43,11 @@ training: {{max_steps: {steps}, learning_rate: 0.02, batch_size: 4, warmup: 0, s
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("chatset")
-    return root, {"birds": train(root, tiny_model_dir, "birds", "Bluefinch.", "Be brief."),
-                  "wolves": train(root, tiny_model_dir, "wolves", "Redwolf.", "Answer in one word."),
-                  "whole": train(root, tiny_model_dir, "whole", "Greyowl.", "Be brief.", method="full", steps=1)}
+    return root, {
+        "birds": train(root, tiny_model_dir, "birds", "Bluefinch.", "Be brief."),
+        "wolves": train(root, tiny_model_dir, "wolves", "Redwolf.", "Answer in one word."),
+        "whole": train(root, tiny_model_dir, "whole", "Greyowl.", "Be brief.", method="full", steps=1),
+    }
 
 
 @pytest.fixture()
@@ -86,15 +90,15 @@ def test_a_lora_set_loads_its_base_once_and_each_adapter_replies_as_it_does_alon
         single = load_for_inference(str(out[name]) if name != "base" else str(tiny_model_dir), merge=False)
         with adapters.use(name) as loaded:
             prompt = ([{"role": "system", "content": loaded.system}] if loaded.system else []) + QUESTION
-            ids = loaded.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt",
-                                                       return_dict=True)
+            ids = loaded.tokenizer.apply_chat_template(
+                prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
             with torch.no_grad():
                 torch.testing.assert_close(loaded.model(**ids).logits, single.model(**ids).logits, atol=1e-5, rtol=0)
     assert len(base_loads) == 1
 
 
-def test_outputs_that_cannot_share_a_base_are_refused_before_loading(outputs, base_loads, default_model_dir,
-                                                                     tmp_path):
+def test_outputs_that_cannot_share_a_base_are_refused_before_loading(outputs, base_loads, default_model_dir, tmp_path):
     root, out = outputs
     guard, models = PathGuard([root, tmp_path]), ChatModels()
     other = tmp_path / "other"  # an adapter of another base: its config names the default model
@@ -123,4 +127,8 @@ def test_outputs_that_cannot_share_a_base_are_refused_before_loading(outputs, ba
 
 def test_adapters_are_named_after_their_folders_without_clashes():
     assert adapter_names(["/a/policy", "/b/policy", "/c/base", "/d/policy"]) == {
-        "policy": "/a/policy", "policy-2": "/b/policy", "base-2": "/c/base", "policy-3": "/d/policy"}
+        "policy": "/a/policy",
+        "policy-2": "/b/policy",
+        "base-2": "/c/base",
+        "policy-3": "/d/policy",
+    }

@@ -28,6 +28,7 @@ def _values(specs, **changes):
 
 # --- the form from the schema ---------------------------------------------------------------------------
 
+
 def test_every_config_key_has_a_field_with_its_description():
     from tunesmith.config.loader import all_keys
 
@@ -36,20 +37,33 @@ def test_every_config_key_has_a_field_with_its_description():
     assert {s.key for s in specs} == set(all_keys()) - sections  # a new key appears without UI code
     lr = next(s for s in specs if s.key == "training.learning_rate")
     assert (lr.widget, lr.parse, lr.default) == ("text", "float", 2e-4)
-    assert lr.description == TunesmithConfig.model_fields["training"].annotation.model_fields["learning_rate"].description
+    assert (
+        lr.description == TunesmithConfig.model_fields["training"].annotation.model_fields["learning_rate"].description
+    )
     stage = next(s for s in specs if s.key == "stage")
     assert stage.widget == "choice" and "dpo" in stage.choices
 
 
 def test_the_form_writes_only_what_differs_and_round_trips(tmp_path):
     specs = field_specs()
-    values = _values(specs, output_dir="out/x", data__train="a.jsonl, b.jsonl", training__learning_rate="1e-3",
-                     training__report_to="tensorboard", lora__target_modules="q_proj, v_proj", data__packing=True)
+    values = _values(
+        specs,
+        output_dir="out/x",
+        data__train="a.jsonl, b.jsonl",
+        training__learning_rate="1e-3",
+        training__report_to="tensorboard",
+        lora__target_modules="q_proj, v_proj",
+        data__packing=True,
+    )
     raw, text = config_from_form(specs, values)
-    assert raw == {"stage": "sft", "method": "lora", "output_dir": "out/x",
-                   "data": {"train": ["a.jsonl", "b.jsonl"], "packing": True},
-                   "lora": {"target_modules": ["q_proj", "v_proj"]},
-                   "training": {"learning_rate": 0.001, "report_to": ["tensorboard"]}}
+    assert raw == {
+        "stage": "sft",
+        "method": "lora",
+        "output_dir": "out/x",
+        "data": {"train": ["a.jsonl", "b.jsonl"], "packing": True},
+        "lora": {"target_modules": ["q_proj", "v_proj"]},
+        "training": {"learning_rate": 0.001, "report_to": ["tensorboard"]},
+    }
     (tmp_path / "c.yaml").write_text(text)
     assert load_config(tmp_path / "c.yaml").training.learning_rate == 0.001  # the YAML is what train reads
     assert form_to_config(specs, form_values(specs, raw)) == raw
@@ -57,8 +71,9 @@ def test_the_form_writes_only_what_differs_and_round_trips(tmp_path):
 
 def test_sections_of_other_methods_and_stages_are_left_out():
     specs = field_specs()
-    raw = form_to_config(specs, _values(specs, output_dir="o", method="full", lora__r="4", stage="dpo",
-                                        dpo__beta="0.2", kto__beta="0.3"))
+    raw = form_to_config(
+        specs, _values(specs, output_dir="o", method="full", lora__r="4", stage="dpo", dpo__beta="0.2", kto__beta="0.3")
+    )
     assert "lora" not in raw and "kto" not in raw and raw["dpo"] == {"beta": 0.2}
     assert section_applies("lora", "sft", "qlora") and not section_applies("grpo", "sft", "lora")
 
@@ -74,6 +89,7 @@ def test_unreadable_and_invalid_values_name_their_keys():
 
 # --- the run registry ---------------------------------------------------------------------------------------
 
+
 def _wait(predicate, timeout=120.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -87,10 +103,13 @@ def _wait(predicate, timeout=120.0):
 def test_a_run_is_stopped_with_a_checkpoint_found_again_and_resumed(tiny_model_dir, tmp_path):
     rows = [{"instruction": f"Is item {i} ready?", "output": "yes"} for i in range(8)]
     write_jsonl(tmp_path / "train.jsonl", rows)
-    config = {"output_dir": "out/run", "model": {"name_or_path": str(tiny_model_dir)},
-              "data": {"train": ["train.jsonl"], "max_length": 48},
-              "training": {"max_steps": 3000, "batch_size": 4, "logging_steps": 1, "save_steps": 100000},
-              "eval": {"compare_base": False}}
+    config = {
+        "output_dir": "out/run",
+        "model": {"name_or_path": str(tiny_model_dir)},
+        "data": {"train": ["train.jsonl"], "max_length": 48},
+        "training": {"max_steps": 3000, "batch_size": 4, "logging_steps": 1, "save_steps": 100000},
+        "eval": {"compare_base": False},
+    }
     registry = RunRegistry(tmp_path / "home", tmp_path)
     run = registry.start(yaml.safe_dump(config))
     try:
@@ -133,6 +152,7 @@ def test_a_config_without_output_dir_is_refused_before_anything_starts(tmp_path)
 
 # --- safety ------------------------------------------------------------------------------------------------------
 
+
 def test_typed_paths_must_stay_inside_the_roots(tmp_path):
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "data.jsonl").write_text("{}\n")
@@ -145,8 +165,10 @@ def test_typed_paths_must_stay_inside_the_roots(tmp_path):
             guard.resolve(typed, "data file")
     with pytest.raises(ConfigError, match="does not exist"):
         guard.resolve("missing.jsonl", "data file")
-    assert guard.model_ref("default") == "default" and guard.model_ref("HuggingFaceTB/SmolLM2-135M") == \
-        "HuggingFaceTB/SmolLM2-135M"
+    assert (
+        guard.model_ref("default") == "default"
+        and guard.model_ref("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
+    )
     with pytest.raises(ConfigError, match="outside"):
         guard.model_ref("/etc")
 

@@ -39,28 +39,44 @@ def run_baseline(spec: dict) -> dict:
     path = resolve_model_path(spec["model"])
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    )
 
     def encode(row):
         prompt = tokenizer.apply_chat_template(row["messages"][:-1], tokenize=False, add_generation_prompt=True)
         full = tokenizer.apply_chat_template(row["messages"], tokenize=False)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         input_ids = tokenizer(full, add_special_tokens=False)["input_ids"][: spec["max_length"]]
-        labels = [-100] * len(prompt_ids) + input_ids[len(prompt_ids):]
+        labels = [-100] * len(prompt_ids) + input_ids[len(prompt_ids) :]
         return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels[: len(input_ids)]}
 
     rows = [json.loads(line) for line in Path(spec["train"]).read_text().splitlines()]
     train = Dataset.from_list(rows).map(encode, remove_columns=["messages"])
     args = TrainingArguments(
-        output_dir=spec["work"], num_train_epochs=spec["epochs"], max_steps=spec["max_steps"],
-        per_device_train_batch_size=spec["batch_rows"], learning_rate=spec["learning_rate"],
-        lr_scheduler_type="cosine", warmup_steps=0.05, logging_steps=10, save_strategy="no", report_to="none",
-        seed=spec["seed"], use_cpu=_accelerator() == "cpu", disable_tqdm=True, bf16=spec["precision"] == "bf16",
+        output_dir=spec["work"],
+        num_train_epochs=spec["epochs"],
+        max_steps=spec["max_steps"],
+        per_device_train_batch_size=spec["batch_rows"],
+        learning_rate=spec["learning_rate"],
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,
+        logging_steps=10,
+        save_strategy="no",
+        report_to="none",
+        seed=spec["seed"],
+        use_cpu=_accelerator() == "cpu",
+        disable_tqdm=True,
+        bf16=spec["precision"] == "bf16",
     )
     counter = TokenCounter(tokenizer.pad_token_id)
-    trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[counter],
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        callbacks=[counter],
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+    )
     with PeakMemory() as memory:
         metrics = trainer.train().metrics
     if spec.get("probe"):  # the one-step run on the largest batch: its memory is the figure
@@ -68,9 +84,17 @@ def run_baseline(spec: dict) -> dict:
     val_loss = shared_val_loss(model, tokenizer, spec)
     merged = model.merge_and_unload()  # the same form as tunesmith's output in `tunesmith chat`
     return {
-        "train_seconds": metrics["train_runtime"], "steps": trainer.state.global_step, "epochs_run": trainer.state.epoch,
-        "set_tokens": sum(len(ids) for ids in train["input_ids"]), "rows": len(train), **counter.figures(),
-        "peak_memory_mb": memory.peak_mb, "train_loss": metrics["train_loss"], "val_loss": val_loss,
-        "precision": spec["precision"], "weights": "fp32", "wall_seconds": time.perf_counter() - started,
+        "train_seconds": metrics["train_runtime"],
+        "steps": trainer.state.global_step,
+        "epochs_run": trainer.state.epoch,
+        "set_tokens": sum(len(ids) for ids in train["input_ids"]),
+        "rows": len(train),
+        **counter.figures(),
+        "peak_memory_mb": memory.peak_mb,
+        "train_loss": metrics["train_loss"],
+        "val_loss": val_loss,
+        "precision": spec["precision"],
+        "weights": "fp32",
+        "wall_seconds": time.perf_counter() - started,
         "generate_tokens_per_second": generation_speed(merged, tokenizer, spec),
     }

@@ -43,11 +43,16 @@ def _in_child(variant: str, spec: dict, folder: Path, what: str, hint: str = "")
     spec_path, out_path = folder / "spec.json", folder / "result.json"
     spec_path.write_text(json.dumps(spec))
     out_path.unlink(missing_ok=True)
-    code = subprocess.call([sys.executable, "-m", "tunesmith.benchmark", "--child", variant, str(spec_path),
-                            str(out_path)], stdout=open(folder / "log.txt", "w"), stderr=subprocess.STDOUT)
+    code = subprocess.call(
+        [sys.executable, "-m", "tunesmith.benchmark", "--child", variant, str(spec_path), str(out_path)],
+        stdout=open(folder / "log.txt", "w"),
+        stderr=subprocess.STDOUT,
+    )
     if code != 0 or not out_path.is_file():
         tail = (folder / "log.txt").read_text()[-3000:]
-        raise RuntimeError(f"bench variant {variant}{what} failed (exit {code}{hint}); end of {folder / 'log.txt'}:\n{tail}")
+        raise RuntimeError(
+            f"bench variant {variant}{what} failed (exit {code}{hint}); end of {folder / 'log.txt'}:\n{tail}"
+        )
     return json.loads(out_path.read_text())
 
 
@@ -63,8 +68,11 @@ def run_variant(variant: str, precision: str, spec: dict, work: Path) -> dict:
     # the tokens counted in the batches the Trainer trained (tokens.TokenCounter), over its train_runtime
     result["tokens_per_second"] = result["real_tokens_trained"] / result["train_seconds"]
     result["computed_tokens_per_second"] = result["computed_tokens"] / result["train_seconds"]
-    print(f"[bench] {variant} ({result['precision']}): {result['tokens_per_second']:.0f} tokens/s, "
-          f"val loss {result['val_loss']:.4f}", flush=True)
+    print(
+        f"[bench] {variant} ({result['precision']}): {result['tokens_per_second']:.0f} tokens/s, "
+        f"val loss {result['val_loss']:.4f}",
+        flush=True,
+    )
     return result
 
 
@@ -77,10 +85,17 @@ def largest_batch_memory(variant: str, spec: dict, folder: Path, result: dict) -
     probe = folder / "largest_batch"
     probe.mkdir(exist_ok=True)
     spec = {**spec, "work": str(probe), "train": spec["largest_batch"], "max_steps": 1, "epochs": 1.0, "probe": True}
-    print(f"[bench] {variant}: one step on the largest batch ({spec['largest_batch_positions']} positions) ...", flush=True)
-    found = _in_child(variant, spec, probe, "'s largest-batch step",
-                      "; -9 is often out of memory: --no-memory-probe skips it")
-    return {"largest_batch_peak_memory_mb": found["peak_memory_mb"], "largest_batch_computed_tokens": found["computed_tokens"]}
+    print(
+        f"[bench] {variant}: one step on the largest batch ({spec['largest_batch_positions']} positions) ...",
+        flush=True,
+    )
+    found = _in_child(
+        variant, spec, probe, "'s largest-batch step", "; -9 is often out of memory: --no-memory-probe skips it"
+    )
+    return {
+        "largest_batch_peak_memory_mb": found["peak_memory_mb"],
+        "largest_batch_computed_tokens": found["computed_tokens"],
+    }
 
 
 def tunesmith_auto_precision(model: str) -> str:
@@ -94,17 +109,41 @@ def tunesmith_auto_precision(model: str) -> str:
 # --- the whole benchmark ---------------------------------------------------------------------------
 
 
-def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_steps: int = 20,
-              tokens_per_step: int = 1024, pack_length: int = 1024, learning_rate: float = 2e-4,
-              variants: tuple[str, ...] = VARIANTS[:3], precision: str = "auto", model: str = "default", seed: int = 0,
-              min_tokens: int = 30, max_tokens: int = 600, work: Path | None = None, gen_prompts: int = 2,
-              gen_tokens: int = 32, memory_probe: bool = True) -> dict:
+def run_bench(
+    rows: int = 2000,
+    val_rows: int = 100,
+    epochs: float = 1.0,
+    max_steps: int = 20,
+    tokens_per_step: int = 1024,
+    pack_length: int = 1024,
+    learning_rate: float = 2e-4,
+    variants: tuple[str, ...] = VARIANTS[:3],
+    precision: str = "auto",
+    model: str = "default",
+    seed: int = 0,
+    min_tokens: int = 30,
+    max_tokens: int = 600,
+    work: Path | None = None,
+    gen_prompts: int = 2,
+    gen_tokens: int = 32,
+    memory_probe: bool = True,
+) -> dict:
     owned = work is None
     work = Path(tempfile.mkdtemp(prefix="tunesmith-bench-")) if owned else Path(work)
-    spec = {"rows": rows, "val_rows": val_rows, "epochs": epochs, "max_steps": max_steps, "seed": seed,
-            "tokens_per_step": tokens_per_step, "pack_length": pack_length, "learning_rate": learning_rate,
-            "model": model, "max_length": max(pack_length, max_tokens + 64), "gen_prompts": gen_prompts,
-            "gen_tokens": gen_tokens}
+    spec = {
+        "rows": rows,
+        "val_rows": val_rows,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "seed": seed,
+        "tokens_per_step": tokens_per_step,
+        "pack_length": pack_length,
+        "learning_rate": learning_rate,
+        "model": model,
+        "max_length": max(pack_length, max_tokens + 64),
+        "gen_prompts": gen_prompts,
+        "gen_tokens": gen_tokens,
+    }
     spec.update(write_job(work / "data", rows, val_rows, seed, min_tokens, max_tokens))
     spec.update(token_facts(spec))
     spec.update(model_shape(spec["model"]))
@@ -117,9 +156,12 @@ def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_st
     facts = machine()
     print(f"[bench] machine: {facts['label']}", flush=True)
     if precision == "bf16" and not facts["gpu"] and not facts["cpu_native_bf16"]:
-        print("[bench] warning: --precision bf16 on a CPU without native bf16 runs emulated bf16 (far slower than "
-              "fp32) on every side; the figures say little about either. --precision auto (fp32 here) is the "
-              "useful run.", flush=True)
+        print(
+            "[bench] warning: --precision bf16 on a CPU without native bf16 runs emulated bf16 (far slower than "
+            "fp32) on every side; the figures say little about either. --precision auto (fp32 here) is the "
+            "useful run.",
+            flush=True,
+        )
     print(f"[bench] job: {describe_job(spec)}", flush=True)
     spec["precision_asked"] = precision
     results = {}
@@ -128,8 +170,14 @@ def run_bench(rows: int = 2000, val_rows: int = 100, epochs: float = 1.0, max_st
         results[row_name(variant, result["precision"])] = result
     summarise(results)
     add_mfu(results, spec)
-    summary = {"date": date.today().isoformat(), "machine": facts, "job": describe_job(spec), "spec": spec,
-               "results": results, "work": str(work)}
+    summary = {
+        "date": date.today().isoformat(),
+        "machine": facts,
+        "job": describe_job(spec),
+        "spec": spec,
+        "results": results,
+        "work": str(work),
+    }
     (work / "bench.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -155,27 +203,49 @@ def run_from_args(args, command: str) -> int:
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        raise ConfigError(f"--variants: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}")
+        raise ConfigError(
+            f"--variants: unknown {', '.join(unknown) or '(none given)'}; choose from {', '.join(VARIANTS)}"
+        )
     if args.rows < 1 or args.val_rows < 1:
         raise ConfigError("--rows and --val-rows must be at least 1")
     if not 1 <= args.min_tokens < args.max_tokens:
         raise ConfigError("--min-tokens must be at least 1 and below --max-tokens")
     if args.pack_length < args.max_tokens + 64 and "packed" in variants:
-        raise ConfigError(f"--pack-length {args.pack_length} must hold the longest row: at least --max-tokens + 64 "
-                          f"= {args.max_tokens + 64}")
-    summary = run_bench(rows=args.rows, val_rows=args.val_rows, epochs=args.epochs, max_steps=args.max_steps,
-                        tokens_per_step=args.tokens_per_step, pack_length=args.pack_length,
-                        learning_rate=args.learning_rate, variants=variants, precision=args.precision,
-                        model=args.model, min_tokens=args.min_tokens, max_tokens=args.max_tokens,
-                        gen_prompts=args.gen_prompts, gen_tokens=args.gen_tokens, memory_probe=args.memory_probe,
-                        work=Path(args.work) if args.work else None)
+        raise ConfigError(
+            f"--pack-length {args.pack_length} must hold the longest row: at least --max-tokens + 64 "
+            f"= {args.max_tokens + 64}"
+        )
+    summary = run_bench(
+        rows=args.rows,
+        val_rows=args.val_rows,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        tokens_per_step=args.tokens_per_step,
+        pack_length=args.pack_length,
+        learning_rate=args.learning_rate,
+        variants=variants,
+        precision=args.precision,
+        model=args.model,
+        min_tokens=args.min_tokens,
+        max_tokens=args.max_tokens,
+        gen_prompts=args.gen_prompts,
+        gen_tokens=args.gen_tokens,
+        memory_probe=args.memory_probe,
+        work=Path(args.work) if args.work else None,
+    )
     text = markdown(summary, command)
     print(text)
-    print(json.dumps({v: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in r.items()}
-                      for v, r in summary["results"].items()}, indent=2))
+    print(
+        json.dumps(
+            {
+                v: {k: (round(x, 4) if isinstance(x, float) else x) for k, x in r.items()}
+                for v, r in summary["results"].items()
+            },
+            indent=2,
+        )
+    )
     if args.append:
         with open(args.append, "a", encoding="utf-8") as handle:
             handle.write(text)
         print(f"[bench] appended to {args.append}")
     return 0
-

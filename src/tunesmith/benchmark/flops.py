@@ -37,15 +37,19 @@ def model_shape(model: str) -> dict:
     inter, heads, kv = config.intermediate_size, config.num_attention_heads, config.num_key_value_heads
     head_dim = hidden // heads
     per_layer = hidden * head_dim * (2 * heads + 2 * kv) + 3 * hidden * inter
-    return {"model_params": layers * per_layer + config.vocab_size * hidden, "model_layers": layers,
-            "model_hidden": hidden}
+    return {
+        "model_params": layers * per_layer + config.vocab_size * hidden,
+        "model_layers": layers,
+        "model_hidden": hidden,
+    }
 
 
 def add_mfu(results: dict[str, dict], spec: dict) -> None:
     """Give each result its `mfu` on a GPU with a known peak (LoRA FLOPs at the job's mean length)."""
     peak = gpu_peak_flops()
     if peak:
-        per_token = flops_per_token(spec["model_params"], spec["model_layers"], spec["model_hidden"],
-                                    spec["mean_tokens"], lora=True)
+        per_token = flops_per_token(
+            spec["model_params"], spec["model_layers"], spec["model_hidden"], spec["mean_tokens"], lora=True
+        )
         for r in results.values():
             r["mfu"] = r["tokens_per_second"] * per_token / peak[1]

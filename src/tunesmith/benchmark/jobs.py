@@ -39,10 +39,14 @@ def synthetic_rows(n: int, seed: int = 0, min_tokens: int = 30, max_tokens: int 
         words = max(1, round((target - CHAT_OVERHEAD - 6) / 2))
         chosen = [rng.choice(WORDS) for _ in range(words)]
         instruction, transform = rng.choice(TASKS)
-        rows.append({"messages": [
-            {"role": "user", "content": f"{instruction} {' '.join(chosen)}"},
-            {"role": "assistant", "content": " ".join(transform(chosen))},
-        ]})
+        rows.append(
+            {
+                "messages": [
+                    {"role": "user", "content": f"{instruction} {' '.join(chosen)}"},
+                    {"role": "assistant", "content": " ".join(transform(chosen))},
+                ]
+            }
+        )
     return rows
 
 
@@ -62,12 +66,18 @@ def token_facts(spec: dict) -> dict:
     from tunesmith.models.loader import load_tokenizer, resolve_model_path
 
     tokenizer = load_tokenizer(resolve_model_path(spec["model"]))
-    per_row = [len(r.input_ids) for r in build_set(tokenizer, [spec["train"]],
-                                                   DataConfig(max_length=spec["max_length"]), cache_root=None).rows]
+    per_row = [
+        len(r.input_ids)
+        for r in build_set(tokenizer, [spec["train"]], DataConfig(max_length=spec["max_length"]), cache_root=None).rows
+    ]
     lengths = sorted(per_row)
     pick = lambda q: lengths[min(len(lengths) - 1, int(q * len(lengths)))]  # noqa: E731
-    return {"real_tokens": sum(lengths), "mean_tokens": sum(lengths) / len(lengths),
-            "length_percentiles": f"{pick(0.05)}/{pick(0.5)}/{pick(0.95)}/{lengths[-1]}", "row_tokens": per_row}
+    return {
+        "real_tokens": sum(lengths),
+        "mean_tokens": sum(lengths) / len(lengths),
+        "length_percentiles": f"{pick(0.05)}/{pick(0.5)}/{pick(0.95)}/{lengths[-1]}",
+        "row_tokens": per_row,
+    }
 
 
 def write_largest_batch(spec: dict, folder: Path) -> dict:
@@ -87,9 +97,11 @@ def write_largest_batch(spec: dict, folder: Path) -> dict:
 
 
 def describe_job(spec: dict) -> str:
-    return (f"{spec['rows']} training rows ({spec['real_tokens']:,} tokens, lengths p5/p50/p95/max "
-            f"{spec['length_percentiles']}), {spec['val_rows']} validation rows, {spec['epochs']} epoch(s)"
-            f"{' capped at ' + str(spec['max_steps']) + ' steps' if spec['max_steps'] > 0 else ''}, LoRA r=16 "
-            f"all-linear, lr {spec['learning_rate']} cosine, {spec['tokens_per_step']} tokens per step "
-            f"({spec['batch_rows']} rows per batch unpacked; {spec['batch_packs']} packs of {spec['pack_length']} "
-            f"tokens packed), model {spec['model']}")
+    return (
+        f"{spec['rows']} training rows ({spec['real_tokens']:,} tokens, lengths p5/p50/p95/max "
+        f"{spec['length_percentiles']}), {spec['val_rows']} validation rows, {spec['epochs']} epoch(s)"
+        f"{' capped at ' + str(spec['max_steps']) + ' steps' if spec['max_steps'] > 0 else ''}, LoRA r=16 "
+        f"all-linear, lr {spec['learning_rate']} cosine, {spec['tokens_per_step']} tokens per step "
+        f"({spec['batch_rows']} rows per batch unpacked; {spec['batch_packs']} packs of {spec['pack_length']} "
+        f"tokens packed), model {spec['model']}"
+    )

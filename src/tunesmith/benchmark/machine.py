@@ -19,12 +19,23 @@ def machine() -> dict:
 
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     gpu_bf16 = bool(gpu) and torch.cuda.is_bf16_supported()
-    facts = {"cpu": cpu_model_name(), "cpu_cores": os.cpu_count(), "cpu_isa": cpu_isa(),
-             "cpu_native_bf16": cpu_has_native_bf16(), "gpu": gpu, "gpu_bf16": gpu_bf16,
-             "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
-    cpu = (f"{facts['cpu_cores']}-core {facts['cpu']} ({facts['cpu_isa']}, "
-           f"{'native bf16' if facts['cpu_native_bf16'] else 'no native bf16'})")
+    facts = {
+        "cpu": cpu_model_name(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_isa": cpu_isa(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
+        "gpu": gpu,
+        "gpu_bf16": gpu_bf16,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+    }
+    cpu = (
+        f"{facts['cpu_cores']}-core {facts['cpu']} ({facts['cpu_isa']}, "
+        f"{'native bf16' if facts['cpu_native_bf16'] else 'no native bf16'})"
+    )
     where = f"{gpu} ({'bf16 supported' if gpu_bf16 else 'no bf16'})" if gpu else "no GPU"
-    facts["label"] = (f"{cpu}, {where}; torch {facts['torch']}, transformers {facts['transformers']}, "
-                      f"peft {facts['peft']}")
+    facts["label"] = (
+        f"{cpu}, {where}; torch {facts['torch']}, transformers {facts['transformers']}, peft {facts['peft']}"
+    )
     return facts

@@ -28,7 +28,7 @@ def generation_speed(model, tokenizer, spec: dict) -> float:
     exactly `gen_tokens` new tokens each."""
     import torch
 
-    rows = [json.loads(line) for line in Path(spec["validation"]).read_text().splitlines()][:spec["gen_prompts"]]
+    rows = [json.loads(line) for line in Path(spec["validation"]).read_text().splitlines()][: spec["gen_prompts"]]
     model.eval()
     new_tokens, seconds = 0, 0.0
     for row in rows:
@@ -36,8 +36,13 @@ def generation_speed(model, tokenizer, spec: dict) -> float:
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(model.device)
         started = time.perf_counter()
         with torch.no_grad():
-            out = model.generate(**ids, max_new_tokens=spec["gen_tokens"], min_new_tokens=spec["gen_tokens"],
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(
+                **ids,
+                max_new_tokens=spec["gen_tokens"],
+                min_new_tokens=spec["gen_tokens"],
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         seconds += time.perf_counter() - started
         new_tokens += out.shape[1] - ids["input_ids"].shape[1]
     return new_tokens / seconds

@@ -10,8 +10,8 @@ METHOD = (
     "baseline row of the same precision (column `vs`). Peak memory: the process's high-water mark, reset "
     "when training starts; in the measured steps, and in one step on the epoch's largest batch (the longest "
     "rows; the same batch for every unpacked row, met by each side somewhere in a whole epoch; a packed "
-    "row's packs are all of one size, so its measured peak). Generation: greedy, one prompt at a time, both sides with the LoRA adapter merged "
-    "into the base, fp32 weights."
+    "row's packs are all of one size, so its measured peak). Generation: greedy, one prompt at a time, both "
+    "sides with the LoRA adapter merged into the base, fp32 weights."
 )
 
 
@@ -67,8 +67,20 @@ def _ratio(r: dict, key: str) -> str:
 def table(results: dict[str, dict]) -> str:
     has_mfu = any("mfu" in r for r in results.values())
     has_probe = any("largest_batch_peak_memory_mb" in r for r in results.values())
-    header = ["row", "precision", "train tokens/s (real)", "computed tokens/s", "padding", "s/epoch (set tokens / real tokens/s)", "peak memory",
-              "final val loss", "speed vs baseline", "memory vs baseline", "vs", "generate tokens/s (merged)"]
+    header = [
+        "row",
+        "precision",
+        "train tokens/s (real)",
+        "computed tokens/s",
+        "padding",
+        "s/epoch (set tokens / real tokens/s)",
+        "peak memory",
+        "final val loss",
+        "speed vs baseline",
+        "memory vs baseline",
+        "vs",
+        "generate tokens/s (merged)",
+    ]
     if has_probe:
         header[7:7] = ["peak memory, largest batch", "largest batch vs baseline"]
     if has_mfu:
@@ -76,11 +88,20 @@ def table(results: dict[str, dict]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in results.items():
         precision = r["precision"] + (f", {r['weights']} weights" if r.get("weights", "fp32") != "fp32" else "")
-        cells = [name, precision, f"{r['tokens_per_second']:.0f}", f"{r['computed_tokens_per_second']:.0f}",
-                 f"{r['padding_fraction']:.0%}", f"{r['seconds_per_epoch']:.0f}",
-                 f"{r['peak_memory_mb'] / 1024:.2f} GiB",
-                 f"{r['val_loss']:.4f}", _ratio(r, "speed_ratio"), _ratio(r, "memory_ratio"),
-                 r.get("compared_with", "no baseline at this precision"), f"{r['generate_tokens_per_second']:.1f}"]
+        cells = [
+            name,
+            precision,
+            f"{r['tokens_per_second']:.0f}",
+            f"{r['computed_tokens_per_second']:.0f}",
+            f"{r['padding_fraction']:.0%}",
+            f"{r['seconds_per_epoch']:.0f}",
+            f"{r['peak_memory_mb'] / 1024:.2f} GiB",
+            f"{r['val_loss']:.4f}",
+            _ratio(r, "speed_ratio"),
+            _ratio(r, "memory_ratio"),
+            r.get("compared_with", "no baseline at this precision"),
+            f"{r['generate_tokens_per_second']:.1f}",
+        ]
         if has_probe:
             probe = r.get("largest_batch_peak_memory_mb")
             cells[7:7] = [f"{probe / 1024:.2f} GiB" if probe else "-", _ratio(r, "largest_batch_memory_ratio")]
@@ -91,5 +112,7 @@ def table(results: dict[str, dict]) -> str:
 
 
 def markdown(summary: dict, command: str) -> str:
-    return (f"\n### {summary['date']}: `{command}`\n\nMachine: {summary['machine']['label']}.\n\n"
-            f"Job: {summary['job']}.\n\n{METHOD}\n\n{table(summary['results'])}\n")
+    return (
+        f"\n### {summary['date']}: `{command}`\n\nMachine: {summary['machine']['label']}.\n\n"
+        f"Job: {summary['job']}.\n\n{METHOD}\n\n{table(summary['results'])}\n"
+    )

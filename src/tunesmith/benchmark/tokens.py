@@ -64,5 +64,9 @@ class TokenCounter(TrainerCallback):
             self._handle = None
 
     def figures(self) -> dict:
-        return {"real_tokens_trained": self.real, "computed_tokens": self.computed, "batches": self.batches,
-                "padding_fraction": 1 - self.real / self.computed if self.computed else 0.0}
+        return {
+            "real_tokens_trained": self.real,
+            "computed_tokens": self.computed,
+            "batches": self.batches,
+            "padding_fraction": 1 - self.real / self.computed if self.computed else 0.0,
+        }

@@ -22,20 +22,34 @@ from pathlib import Path
 
 from tunesmith.benchmark.measure import generation_speed, shared_val_loss
 
-OPTIONS = {"tunesmith": {}, "packed": {"packed": True}, "compiled": {"compiled": True},
-           "checkpointing": {"checkpointing": True}}
+OPTIONS = {
+    "tunesmith": {},
+    "packed": {"packed": True},
+    "compiled": {"compiled": True},
+    "checkpointing": {"checkpointing": True},
+}
 
 
 def tunesmith_config(spec: dict, packed: bool = False, compiled: bool = False, checkpointing: bool = False) -> dict:
     """The config of the tunesmith variants: defaults, plus what defines the job and the precision."""
     config = {
-        "stage": "sft", "method": "lora", "output_dir": str(Path(spec["work"]) / "out"), "overwrite_output": True,
+        "stage": "sft",
+        "method": "lora",
+        "output_dir": str(Path(spec["work"]) / "out"),
+        "overwrite_output": True,
         "model": {"name_or_path": spec["model"]},
         "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"},
         "data": {"train": [spec["train"]], "max_length": spec["max_length"]},
-        "training": {"epochs": spec["epochs"], "max_steps": spec["max_steps"], "learning_rate": spec["learning_rate"],
-                     "scheduler": "cosine", "warmup": 0.05, "seed": spec["seed"], "logging_steps": 10,
-                     "batch_size": spec["batch_rows"]},
+        "training": {
+            "epochs": spec["epochs"],
+            "max_steps": spec["max_steps"],
+            "learning_rate": spec["learning_rate"],
+            "scheduler": "cosine",
+            "warmup": 0.05,
+            "seed": spec["seed"],
+            "logging_steps": 10,
+            "batch_size": spec["batch_rows"],
+        },
     }
     if compiled:
         config["training"]["compile"] = True
@@ -80,14 +94,19 @@ def run_tunesmith(spec: dict, variant: str = "tunesmith") -> dict:
     weights = pick_dtype(cfg.model.dtype, device)
     loaded = load_for_inference(str(result.output_dir), merge=True, dtype="float32")
     return {
-        "train_seconds": result.metrics["train_runtime"], "epochs_run": _last_epoch(result.output_dir),
-        "set_tokens": manifest["data"]["train_tokens"], "rows": manifest["data"]["train_rows"], **counter.figures(),
+        "train_seconds": result.metrics["train_runtime"],
+        "epochs_run": _last_epoch(result.output_dir),
+        "set_tokens": manifest["data"]["train_tokens"],
+        "rows": manifest["data"]["train_rows"],
+        **counter.figures(),
         "packed_sequences": manifest["data"].get("packed_sequences"),
-        "peak_memory_mb": manifest["peak_memory_mb"], "train_loss": result.metrics["train_loss"],
+        "peak_memory_mb": manifest["peak_memory_mb"],
+        "train_loss": result.metrics["train_loss"],
         "val_loss": shared_val_loss(loaded.model, loaded.tokenizer, spec),
         "precision": precision_label(resolve_precision(cfg.training.mixed_precision, weights)),
         "weights": precision_label(weights),
-        "gradient_checkpointing": cfg.training.gradient_checkpointing, "wall_seconds": time.perf_counter() - started,
+        "gradient_checkpointing": cfg.training.gradient_checkpointing,
+        "wall_seconds": time.perf_counter() - started,
         # inference as `tunesmith chat` runs it: the output loaded with the adapter merged
         "generate_tokens_per_second": generation_speed(loaded.model, loaded.tokenizer, spec),
     }
@@ -96,7 +115,8 @@ def run_tunesmith(spec: dict, variant: str = "tunesmith") -> dict:
 def precision_label(precision) -> str:
     """fp32 / bf16 / fp16, for a resolved mixed precision ("no" is fp32) or a torch dtype."""
     return {"no": "fp32", "float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(
-        str(precision).removeprefix("torch."), str(precision))
+        str(precision).removeprefix("torch."), str(precision)
+    )
 
 
 def _last_epoch(output_dir: Path) -> float:

@@ -14,8 +14,10 @@ import json
 from pathlib import Path
 
 # the flags of the whole `eval:` section; each suite brings its own (eval.suites.SUITES)
-GENERAL_FLAGS = (("--max-new-tokens", "max_new_tokens", "eval.max_new_tokens: reply length."),
-                 ("--batch-size", "batch_size", "eval.batch_size: prompts per forward."))
+GENERAL_FLAGS = (
+    ("--max-new-tokens", "max_new_tokens", "eval.max_new_tokens: reply length."),
+    ("--batch-size", "batch_size", "eval.batch_size: prompts per forward."),
+)
 
 
 def _flag_keys() -> dict[str, str]:
@@ -37,23 +39,28 @@ def _config(args):
     if config and "=" in config and not Path(config).is_file():  # `tunesmith eval eval.mcq=DIR --model M`
         overrides.insert(0, config)
         config = None
-    overrides += [f"eval.{key}={json.dumps(getattr(args, flag))}" for flag, key in _flag_keys().items()
-                  if getattr(args, flag) is not None]
+    overrides += [
+        f"eval.{key}={json.dumps(getattr(args, flag))}"
+        for flag, key in _flag_keys().items()
+        if getattr(args, flag) is not None
+    ]
     if config:
         return load_config(config, overrides)
     if not args.model:
         from tunesmith.eval.suites import SUITES
 
-        raise ConfigError(f"tunesmith eval: give a CONFIG, or --model with a suite flag "
-                          f"({', '.join(s.flags[0].option for s in SUITES.values())}), or --compare OUTPUT ...")
+        raise ConfigError(
+            f"tunesmith eval: give a CONFIG, or --model with a suite flag "
+            f"({', '.join(s.flags[0].option for s in SUITES.values())}), or --compare OUTPUT ..."
+        )
     # output_dir only names where results go when --model is not a folder (nothing is trained)
     raw = {"output_dir": "tunesmith-eval", "model": {"name_or_path": args.model}}
     return validate_config(apply_overrides(raw, overrides), {}, "command line")
 
 
 def cmd_eval(args) -> int:
-    from tunesmith.eval.run import evaluate_model
     from tunesmith.eval.report import compare_runs, write_report
+    from tunesmith.eval.run import evaluate_model
     from tunesmith.eval.suites import check_suites, reach_suites, summary, write_details
     from tunesmith.stages.registry import get_stage
 
@@ -62,7 +69,10 @@ def cmd_eval(args) -> int:
 
         judge = JudgeConfig(model=args.judge, template=args.judge_template) if args.judge else None
         html = compare_runs(args.compare, args.output or "eval-compare", judge)
-        print(f"[tunesmith] report of {len(args.compare)} output(s): {html} (figures in {html.parent / 'eval_results.json'})")
+        print(
+            f"[tunesmith] report of {len(args.compare)} output(s): {html} "
+            f"(figures in {html.parent / 'eval_results.json'})"
+        )
         return 0
     registered = bool(args.model) and args.model.startswith("registry:")
     if registered:  # a registered version is immutable: results go to output_dir (or --output), not into it
@@ -99,25 +109,40 @@ def cmd_eval(args) -> int:
 def register(verbs) -> None:
     from tunesmith.eval.suites import SUITES, suite_keys
 
-    ev = verbs.add_parser("eval", help="Measure a model: held-out metrics, QA, generation metrics, MCQ, consistency, "
-                          "edge cases, a pairwise judge, lm-eval tasks; or compare outputs in one HTML report.",
-                          description="Evaluate the config's output_dir (or --model) on its held-out data "
-                          "(data.validation or data.val_split: loss/perplexity, preference margins, reward ...), "
-                          "eval.qa, forgetting.general_eval (general loss), forgetting.general_qa (general accuracy) "
-                          f"and the eval suites ({suite_keys()}); writes "
-                          "eval.json, eval_report.html and the per-row files (predictions.jsonl ...) beside each other. "
-                          "Without a config, --model and the suite flags say what to measure. See docs/eval.md.")
-    ev.add_argument("config", nargs="?", help="YAML config file (its data.validation, eval.* and forgetting.* "
-                    "are used); optional with --model and suite flags, or --compare.")
+    ev = verbs.add_parser(
+        "eval",
+        help="Measure a model: held-out metrics, QA, generation metrics, MCQ, consistency, "
+        "edge cases, a pairwise judge, lm-eval tasks; or compare outputs in one HTML report.",
+        description="Evaluate the config's output_dir (or --model) on its held-out data "
+        "(data.validation or data.val_split: loss/perplexity, preference margins, reward ...), "
+        "eval.qa, forgetting.general_eval (general loss), forgetting.general_qa (general accuracy) "
+        f"and the eval suites ({suite_keys()}); writes "
+        "eval.json, eval_report.html and the per-row files (predictions.jsonl ...) beside each other. "
+        "Without a config, --model and the suite flags say what to measure. See docs/eval.md.",
+    )
+    ev.add_argument(
+        "config",
+        nargs="?",
+        help="YAML config file (its data.validation, eval.* and forgetting.* "
+        "are used); optional with --model and suite flags, or --compare.",
+    )
     ev.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     ev.add_argument("--model", help="Model to evaluate: an output folder, 'default', a folder or hub id.")
-    ev.add_argument("--output", help="Where to write the JSON result (default: MODEL/eval.json for a folder); the "
-                    "report and per-row files go beside it. With --compare: the report's folder (default eval-compare).")
+    ev.add_argument(
+        "--output",
+        help="Where to write the JSON result (default: MODEL/eval.json for a folder); the "
+        "report and per-row files go beside it. With --compare: the report's folder (default eval-compare).",
+    )
     for suite in SUITES.values():
         for flag in suite.flags:
             ev.add_argument(flag.option, help=flag.help, **flag.options)
     for option, _, text in GENERAL_FLAGS:
         ev.add_argument(option, type=int, help=text)
-    ev.add_argument("--compare", nargs="+", metavar="OUTPUT", help="Put the measured results of these outputs "
-                    "(eval_results.json of `tunesmith train`, eval.json of `tunesmith eval`) in one report.")
+    ev.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="OUTPUT",
+        help="Put the measured results of these outputs "
+        "(eval_results.json of `tunesmith train`, eval.json of `tunesmith eval`) in one report.",
+    )
     ev.set_defaults(func=cmd_eval)

@@ -11,10 +11,9 @@ from pathlib import Path
 def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] | None = None) -> int:
     """The train flow: pre-flight check, base measured, train (one process or a launched group),
     fine-tuned measured, eval_results.json and the before/after table. Returns an exit status."""
-    from tunesmith.eval.run import compare_table, evaluate_model
     from tunesmith.eval.general import forgetting_summary, forgetting_warnings
     from tunesmith.eval.report import write_report
-    from tunesmith.eval.run import has_measures
+    from tunesmith.eval.run import compare_table, evaluate_model, has_measures
     from tunesmith.eval.suites import reach_suites, write_details
     from tunesmith.runtime import launch
     from tunesmith.stages.registry import check_stage, get_stage, run_stage
@@ -37,11 +36,15 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
         if config_path is None:
             from tunesmith.errors import ConfigError
 
-            raise ConfigError("training.nproc > 1 launches `tunesmith train CONFIG` processes: save the config to a file")
+            raise ConfigError(
+                "training.nproc > 1 launches `tunesmith train CONFIG` processes: save the config to a file"
+            )
         code = launch.launch_workers(cfg.training.nproc, config_path, overrides or [])
         if code != 0:
-            print(f"tunesmith: error: the training processes failed (exit status {code}); see their messages above",
-                  file=sys.stderr)
+            print(
+                f"tunesmith: error: the training processes failed (exit status {code}); see their messages above",
+                file=sys.stderr,
+            )
             return code if code in (2, 3) else 1
         output_dir = Path(cfg.output_dir)
     else:
@@ -64,17 +67,25 @@ def train_and_compare(cfg, config_path: str | None = None, overrides: list[str] 
     write_details(after, output_dir / "eval" / "fine_tuned")
     if before is not None:
         write_details(before, output_dir / "eval" / "base")
-    html = write_report([(f"{output_dir.name} (base)", before), (output_dir.name, after)] if before is not None
-                        else [(output_dir.name, after)], output_dir)
+    html = write_report(
+        [(f"{output_dir.name} (base)", before), (output_dir.name, after)]
+        if before is not None
+        else [(output_dir.name, after)],
+        output_dir,
+    )
     if before is not None:
         print("\n" + compare_table(before, after) + "\n")
         f = report.get("forgetting", {})
         if "general_perplexity_change" in f:
-            print(f"[tunesmith] forgetting: general perplexity {f['general_perplexity_before']:.3f} -> "
-                  f"{f['general_perplexity_after']:.3f} ({f['general_perplexity_change']:+.1%})")
+            print(
+                f"[tunesmith] forgetting: general perplexity {f['general_perplexity_before']:.3f} -> "
+                f"{f['general_perplexity_after']:.3f} ({f['general_perplexity_change']:+.1%})"
+            )
         if "general_qa_change" in f:
-            print(f"[tunesmith] forgetting: general QA {f['general_qa_correct_before']} -> "
-                  f"{f['general_qa_correct_after']} of {f['general_qa_total']} questions")
+            print(
+                f"[tunesmith] forgetting: general QA {f['general_qa_correct_before']} -> "
+                f"{f['general_qa_correct_after']} of {f['general_qa_total']} questions"
+            )
         for warning in forgetting_warnings(f, cfg):
             print(f"[tunesmith] warning: {warning}", flush=True)
     print(f"[tunesmith] results in {output_dir}/eval_results.json and {html}; {stage.next_step(output_dir)}")
@@ -93,8 +104,10 @@ def cmd_search(args) -> int:
     summary = run_search(args.config, args.overrides)
     out = Path(summary["output_dir"])
     print("\n" + results_table(summary) + "\n")
-    print(f"[tunesmith] best {summary['metric']} {summary['best_value']:.4f} with {summary['best_params']}; "
-          f"train it with: tunesmith train {out / 'best.yaml'}  (all results: {out / 'search_results.json'})")
+    print(
+        f"[tunesmith] best {summary['metric']} {summary['best_value']:.4f} with {summary['best_params']}; "
+        f"train it with: tunesmith train {out / 'best.yaml'}  (all results: {out / 'search_results.json'})"
+    )
     return 0
 
 
@@ -102,7 +115,8 @@ def register(verbs) -> None:
     from tunesmith.config import describe_keys
 
     train = verbs.add_parser(
-        "train", help="Fine-tune a model from a YAML config.",
+        "train",
+        help="Fine-tune a model from a YAML config.",
         description="Fine-tune a model as CONFIG describes. Any key can be overridden on the command line "
         "with dotted KEY=VALUE pairs, e.g. `data.train=my.json output_dir=out/my training.epochs=2`.\n\n"
         "Teaching the model facts (a company's policies, a product's details)? Start from "
@@ -120,9 +134,12 @@ def register(verbs) -> None:
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     train.set_defaults(func=cmd_train)
 
-    search = verbs.add_parser("search", help="Hyper-parameter search with Optuna over the config's `search.space`.",
-                              description="Run `search.trials` training runs with sampled config values; prune weak "
-                              "ones; write OUTPUT/best.yaml and OUTPUT/search_results.json.")
+    search = verbs.add_parser(
+        "search",
+        help="Hyper-parameter search with Optuna over the config's `search.space`.",
+        description="Run `search.trials` training runs with sampled config values; prune weak "
+        "ones; write OUTPUT/best.yaml and OUTPUT/search_results.json.",
+    )
     search.add_argument("config", help="YAML config file with a `search:` section.")
     search.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="Config overrides.")
     search.set_defaults(func=cmd_search)

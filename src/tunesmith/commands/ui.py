@@ -30,16 +30,25 @@ def cmd_ui(args) -> int:
 
 
 def register(verbs) -> None:
-    ui = verbs.add_parser("ui", help="The web page: data, train, evaluate, chat, export (Gradio).",
-                          description="Start the web page. It writes YAML configs and runs the same `tunesmith` "
-                          "commands as processes of their own; runs keep going when the page or this server "
-                          "restarts. See docs/ui.md.")
+    ui = verbs.add_parser(
+        "ui",
+        help="The web page: data, train, evaluate, chat, export (Gradio).",
+        description="Start the web page. It writes YAML configs and runs the same `tunesmith` "
+        "commands as processes of their own; runs keep going when the page or this server "
+        "restarts. See docs/ui.md.",
+    )
     ui.add_argument("--host", default="127.0.0.1", help="Address to listen on (another than loopback needs --auth).")
     ui.add_argument("--port", type=int, default=DEFAULT_PORT)
     ui.add_argument("--auth", metavar="USER:PASSWORD", help="Ask for this user name and password.")
-    ui.add_argument("--home", help="The UI's own folder: its runs, uploads and configs (default: $TUNESMITH_UI_HOME, "
-                    "else ./tunesmith-ui).")
-    ui.add_argument("--root", action="append", default=[], metavar="DIR",
-                    help="Another folder whose files the page may name (besides the working folder and --home); "
-                    "repeatable.")
+    ui.add_argument(
+        "--home",
+        help="The UI's own folder: its runs, uploads and configs (default: $TUNESMITH_UI_HOME, else ./tunesmith-ui).",
+    )
+    ui.add_argument(
+        "--root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="Another folder whose files the page may name (besides the working folder and --home); repeatable.",
+    )
     ui.set_defaults(func=cmd_ui)

@@ -14,7 +14,9 @@ class CleanConfig(Section):
     normalise: bool = Field(True, description="Unicode NFKC, control characters removed, runs of spaces collapsed.")
     dedup: bool = Field(True, description="Drop rows whose normalised text is identical to an earlier row.")
     near_dup_threshold: float | None = Field(
-        0.9, gt=0, le=1,
+        0.9,
+        gt=0,
+        le=1,
         description="Drop rows whose MinHash-estimated Jaccard similarity (word 3-grams; character 4-grams for "
         "CJK) to an earlier row is at least this; null turns near-dedup off.",
     )
@@ -23,7 +25,8 @@ class CleanConfig(Section):
     max_chars: int | None = Field(None, gt=0, description="Drop rows whose reply (or document) is longer than this.")
     languages: list[str] = Field(
         default_factory=list,
-        description="Keep rows mostly written in these languages' scripts (e.g. [en, zh]); cheap script check, empty = all.",
+        description="Keep rows mostly written in these languages' scripts (e.g. [en, zh]); cheap script check, "
+        "empty = all.",
     )
 
 
@@ -46,13 +49,17 @@ class AugmentConfig(Section):
         "'builtin' takes tunesmith's own English and Chinese frames (data.augment module), by the question's script.",
     )
     word_dropout: float = Field(
-        0.0, ge=0.0, le=0.5,
+        0.0,
+        ge=0.0,
+        le=0.5,
         description="In copies 2.. of each row, leave out each word of the last user turn with this probability "
         "(EDA's random deletion; Chinese split into words by jieba; at least half the words are kept), so that the "
         "answer is tied to every cue of the question, not one wording.",
     )
     copies: int = Field(
-        1, ge=1, le=64,
+        1,
+        ge=1,
+        le=64,
         description="Training rows written per source row, each with its own draw (system prompt, example order, "
         "question frame, dropped words).",
     )
@@ -63,15 +70,21 @@ class AugmentConfig(Section):
         if any(not isinstance(p, str) or not p.strip() for p in self.system_prompts):
             raise ValueError("data.augment.system_prompts: every prompt must be a non-empty string")
         if self.question_frames != "builtin" and any("{question}" not in f for f in self.question_frames):
-            raise ValueError("data.augment.question_frames: every frame must be a string containing {question} "
-                             "(or write question_frames: builtin)")
+            raise ValueError(
+                "data.augment.question_frames: every frame must be a string containing {question} "
+                "(or write question_frames: builtin)"
+            )
         rewords = bool(self.question_frames) or self.word_dropout > 0
         if not self.system_prompts and not self.shuffle_examples and not rewords:
-            raise ValueError("data.augment: set system_prompts, shuffle_examples: true, question_frames and/or "
-                             "word_dropout (or remove the section)")
+            raise ValueError(
+                "data.augment: set system_prompts, shuffle_examples: true, question_frames and/or "
+                "word_dropout (or remove the section)"
+            )
         if rewords and self.copies < 2:
-            raise ValueError("data.augment.copies: question_frames and word_dropout reword copies 2.. of each row "
-                             "(copy 1 stays as written); set copies to 2 or more")
+            raise ValueError(
+                "data.augment.copies: question_frames and word_dropout reword copies 2.. of each row "
+                "(copy 1 stays as written); set copies to 2 or more"
+            )
         return self
 
 
@@ -118,12 +131,18 @@ class DataConfig(Section):
         description="Chat template: auto = the tokenizer's own (refused if it has none); chatml or plain = a "
         "shipped template for base models. The template used is saved with the trained model.",
     )
-    train_on_prompt: bool = Field(False, description="Also train on system/user tokens (default: assistant turns only).")
+    train_on_prompt: bool = Field(
+        False, description="Also train on system/user tokens (default: assistant turns only)."
+    )
     last_turn_only: bool = Field(False, description="Train only the last assistant turn of each conversation.")
-    max_samples: int | None = Field(None, gt=0, description="Use at most this many rows of each training source (for quick trials).")
+    max_samples: int | None = Field(
+        None, gt=0, description="Use at most this many rows of each training source (for quick trials)."
+    )
     val_split: float = Field(
-        0.0, ge=0, lt=0.5,
-        description="With no validation files: hold out this fraction of the training rows (seeded by training.seed).",
+        0.0,
+        ge=0,
+        description="With no validation files: hold out this many training rows (seeded by training.seed): a "
+        "fraction below 0.5 (0.05 = 5%), or a whole number of rows from 1 (200).",
     )
     on_error: Literal["fail", "skip"] = Field(
         "fail",
@@ -139,11 +158,14 @@ class DataConfig(Section):
         "rows, no padding waste); batch_size then counts packs.",
     )
     clean: CleanConfig | None = Field(
-        None, description="Clean rows before tokenising: normalise, dedup, MinHash near-dedup, length and script "
-        "filters (removed rows are listed in rejects.jsonl)."
+        None,
+        description="Clean rows before tokenising: normalise, dedup, MinHash near-dedup, length and script "
+        "filters (removed rows are listed in rejects.jsonl).",
     )
     cache: bool = Field(
-        True, description="Reuse tokenised data from the cache (CACHE/tokenized) when files, tokenizer and options are unchanged."
+        True,
+        description="Reuse tokenised data from the cache (CACHE/tokenized) when files, tokenizer and options are "
+        "unchanged.",
     )
     streaming: bool = Field(
         False,
@@ -159,10 +181,21 @@ class DataConfig(Section):
     )
 
     @model_validator(mode="after")
+    def _val_split_is_a_fraction_or_a_count(self):
+        v = self.val_split
+        if 0.5 <= v < 1 or (v >= 1 and v != int(v)):
+            raise ValueError(
+                f"data.val_split={v}: give a fraction below 0.5 (0.05 = 5% of the rows) or a whole number of rows (200)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _weights_match_sources(self):
         if self.weights is not None:
             if len(self.weights) != len(self.train):
-                raise ValueError(f"data.weights has {len(self.weights)} values for {len(self.train)} data.train entries")
+                raise ValueError(
+                    f"data.weights has {len(self.weights)} values for {len(self.train)} data.train entries"
+                )
             if any(w < 0 for w in self.weights) or not sum(self.weights) > 0:
                 raise ValueError("data.weights must be non-negative with a positive sum")
         return self
@@ -172,14 +205,18 @@ class DataConfig(Section):
         if not self.streaming:
             return self
         if self.weights is not None:
-            raise ValueError("data.weights: mixing draws rows from every source at random, which needs them all in "
-                             "memory; with data.streaming: true the sources are concatenated (remove data.weights, or "
-                             "set data.streaming: false)")
+            raise ValueError(
+                "data.weights: mixing draws rows from every source at random, which needs them all in "
+                "memory; with data.streaming: true the sources are concatenated (remove data.weights, or "
+                "set data.streaming: false)"
+            )
         if self.clean is not None and (self.clean.dedup or self.clean.near_dup_threshold is not None):
-            raise ValueError("data.clean: dedup and near-dedup compare each row with every earlier one, which needs "
-                             "them in memory; with data.streaming: true set clean.dedup: false and "
-                             "clean.near_dup_threshold: null (normalisation and the length/script filters stream), "
-                             "or set data.streaming: false")
+            raise ValueError(
+                "data.clean: dedup and near-dedup compare each row with every earlier one, which needs "
+                "them in memory; with data.streaming: true set clean.dedup: false and "
+                "clean.near_dup_threshold: null (normalisation and the length/script filters stream), "
+                "or set data.streaming: false"
+            )
         return self
 
     @model_validator(mode="before")

@@ -56,15 +56,18 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
         text = data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark is not part of the first key
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as "
-                          f"UTF-8") from None
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the config as UTF-8"
+        ) from None
     deep = _too_deep(text)
     if deep:
         raise ConfigError(f"{path}:{deep}: invalid YAML: nested more than {MAX_FLOW_DEPTH} levels deep")
     expanded = _expanded_size(text)
     if expanded > MAX_EXPANDED_NODES:
-        raise ConfigError(f"{path}: invalid YAML: its aliases (*name) expand to {expanded:,} values, more than "
-                          f"{MAX_EXPANDED_NODES:,}; a config never needs that many (write the values out)")
+        raise ConfigError(
+            f"{path}: invalid YAML: its aliases (*name) expand to {expanded:,} values, more than "
+            f"{MAX_EXPANDED_NODES:,}; a config never needs that many (write the values out)"
+        )
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -102,8 +105,11 @@ def _expanded_size(text: str) -> int:
         key = id(node)
         if key not in sizes:
             sizes[key] = 0  # a recursive alias (a node inside itself) counts once
-            children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
-                node.value if isinstance(node, yaml.SequenceNode) else [])
+            children = (
+                [n for pair in node.value for n in pair]
+                if isinstance(node, yaml.MappingNode)
+                else (node.value if isinstance(node, yaml.SequenceNode) else [])
+            )
             sizes[key] = 1 + sum(size(child) for child in children)
         return sizes[key]
 
@@ -223,7 +229,7 @@ def _format_error(err: dict[str, Any], lines: dict[str, int], source: str) -> st
     msg = msg.removeprefix("Value error, ")
     named = re.match(r"([\w.]+): ", msg)  # a whole-config check that names its key first
     if key == "config" and named and named.group(1) in lines:
-        key, msg = named.group(1), msg[named.end():]
+        key, msg = named.group(1), msg[named.end() :]
     line = lines.get(key)
     if line == OVERRIDE_LINE:
         where = "command-line override"
@@ -232,7 +238,9 @@ def _format_error(err: dict[str, Any], lines: dict[str, int], source: str) -> st
     return f"{where}: {key}: {msg}"
 
 
-def validate_config(raw: dict[str, Any], lines: dict[str, int] | None = None, source: str = "config") -> TunesmithConfig:
+def validate_config(
+    raw: dict[str, Any], lines: dict[str, int] | None = None, source: str = "config"
+) -> TunesmithConfig:
     try:
         return TunesmithConfig.model_validate(raw)
     except ValidationError as exc:

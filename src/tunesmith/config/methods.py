@@ -12,13 +12,21 @@ from tunesmith.config.section import Section
 METHOD_NAMES = ("full", "freeze", "lora", "qlora", "adapter", "prompt", "ptuning", "prefix", "moe")
 # Config sections owned by methods -> the methods that read them; setting a section for another
 # method is a contradiction (see TunesmithConfig._check_method_sections).
-METHOD_SECTIONS = {"lora": ("lora", "qlora"), "freeze": ("freeze",), "qlora": ("qlora",),
-                   "prompt": ("prompt", "ptuning", "prefix"), "adapter": ("adapter",), "moe": ("moe",)}
+METHOD_SECTIONS = {
+    "lora": ("lora", "qlora"),
+    "freeze": ("freeze",),
+    "qlora": ("qlora",),
+    "prompt": ("prompt", "ptuning", "prefix"),
+    "adapter": ("adapter",),
+    "moe": ("moe",),
+}
 
 
 class LoraConfig(Section):
     r: int = Field(16, gt=0, description="LoRA rank.")
-    alpha: float = Field(32, gt=0, description="LoRA scaling numerator (scale = alpha / r; alpha / sqrt(r) with use_rslora).")
+    alpha: float = Field(
+        32, gt=0, description="LoRA scaling numerator (scale = alpha / r; alpha / sqrt(r) with use_rslora)."
+    )
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
     target_modules: list[str] | Literal["all-linear", "attention"] = Field(
         "all-linear",
@@ -42,7 +50,8 @@ class LoraConfig(Section):
         "(QR-based, converted the same way).",
     )
     loraplus_lr_ratio: float | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="LoRA+: train the B matrices with learning_rate x this ratio (the paper suggests 16); "
         "unset: one learning rate.",
     )
@@ -63,15 +72,21 @@ class FreezeConfig(Section):
 class QloraConfig(Section):
     bits: Literal[4, 8] = Field(4, description="Bits per base weight (bitsandbytes): 4 (NF4/FP4) or 8 (LLM.int8).")
     quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type; nf4 is the QLoRA paper's.")
-    double_quant: bool = Field(True, description="Also quantise the 4-bit quantisation constants (saves ~0.4 bit/weight).")
+    double_quant: bool = Field(
+        True, description="Also quantise the 4-bit quantisation constants (saves ~0.4 bit/weight)."
+    )
     compute_dtype: Literal["bfloat16", "float16", "float32"] = Field(
         "bfloat16", description="dtype of the 4-bit matmuls (bfloat16 needs an Ampere or newer GPU)."
     )
 
 
 # Which of the virtual-token methods reads each `prompt.*` option (TunesmithConfig refuses the others).
-PROMPT_OPTIONS = {"num_virtual_tokens": ("prompt", "ptuning", "prefix"), "init_text": ("prompt",),
-                  "encoder_hidden_size": ("ptuning", "prefix"), "prefix_projection": ("prefix",)}
+PROMPT_OPTIONS = {
+    "num_virtual_tokens": ("prompt", "ptuning", "prefix"),
+    "init_text": ("prompt",),
+    "encoder_hidden_size": ("ptuning", "prefix"),
+    "prefix_projection": ("prefix",),
+}
 
 
 class PromptConfig(Section):
@@ -82,8 +97,10 @@ class PromptConfig(Section):
         "description) instead of random vectors.",
     )
     encoder_hidden_size: int = Field(
-        128, gt=0, description="method ptuning: hidden size of the MLP prompt encoder that produces the virtual tokens; method prefix "
-        "with prefix_projection: hidden size of its MLP."
+        128,
+        gt=0,
+        description="method ptuning: hidden size of the MLP prompt encoder that produces the virtual tokens; "
+        "method prefix with prefix_projection: hidden size of its MLP.",
     )
     prefix_projection: bool = Field(
         False, description="method prefix: produce the per-layer prefixes through a 2-layer MLP (more parameters)."
@@ -92,7 +109,9 @@ class PromptConfig(Section):
 
 class AdapterConfig(Section):
     r: int = Field(64, gt=0, description="Bottleneck width: hidden -> r -> hidden.")
-    activation: Literal["relu", "gelu", "silu", "tanh"] = Field("relu", description="Non-linearity inside the bottleneck.")
+    activation: Literal["relu", "gelu", "silu", "tanh"] = Field(
+        "relu", description="Non-linearity inside the bottleneck."
+    )
     placement: Literal["both", "attention", "mlp"] = Field(
         "both", description="Insert an adapter after the attention block, the MLP block, or both (Houlsby)."
     )
@@ -117,7 +136,8 @@ class MoeConfig(Section):
         "module names, e.g. [gate_proj, up_proj, down_proj] (train: lora).",
     )
     balance_coef: float = Field(
-        0.01, ge=0,
+        0.01,
+        ge=0,
         description="Weight of the load-balancing loss E * sum_e f_e * P_e (Switch/Mixtral; 1.0 = balanced) added to "
         "the training loss; logged as moe_balance_loss. 0 turns it off (train: lora).",
     )
@@ -132,6 +152,8 @@ class MoeConfig(Section):
         if self.train != "lora":
             lora_only = sorted(self.model_fields_set - {"train"})
             if lora_only:
-                raise ValueError(f"{', '.join(lora_only)} apply to train: lora only (the MoE base keeps its own "
-                                 f"experts and routing), not train: {self.train}")
+                raise ValueError(
+                    f"{', '.join(lora_only)} apply to train: lora only (the MoE base keeps its own "
+                    f"experts and routing), not train: {self.train}"
+                )
         return self

@@ -35,8 +35,10 @@ def unsafe_output_dir(output_dir: str | Path) -> str | None:
     system root, the home folder or an ancestor of it, the working directory or an ancestor of it."""
     raw = Path(output_dir)
     if str(output_dir).strip() == "" or raw.name in ("", ".", ".."):
-        return (f"`{output_dir}` does not end in a folder name of its own (a run writes NAME.partial beside it "
-                f"and replaces NAME); use a new folder such as out/my_run")
+        return (
+            f"`{output_dir}` does not end in a folder name of its own (a run writes NAME.partial beside it "
+            f"and replaces NAME); use a new folder such as out/my_run"
+        )
     target = _real(raw)
     cwd, home = _real(Path.cwd()), _real(Path.home())
     if target == Path(target.anchor):
@@ -44,18 +46,36 @@ def unsafe_output_dir(output_dir: str | Path) -> str | None:
     if target == home or target in home.parents:
         return f"`{output_dir}` is your home folder or holds it; use a new folder such as out/my_run"
     if target == cwd or target in cwd.parents:
-        return (f"`{output_dir}` is the working directory or holds it (a finished run replaces its output folder); "
-                f"use a new folder such as out/my_run")
+        return (
+            f"`{output_dir}` is the working directory or holds it (a finished run replaces its output folder); "
+            f"use a new folder such as out/my_run"
+        )
     return None
 
 
 # Every config key whose value names a file or folder a run reads (a list of them or one): data,
 # the dataset registry, the QA and suite files, replay and general sets, the base and reward models.
 # Each eval suite's record says which of these it reads (eval.suites.Suite.reads; a test holds them to this).
-INPUT_KEYS = ("data.train", "data.validation", "data.registry", "eval.qa", "eval.generation", "eval.mcq",
-              "eval.consistency", "eval.edge_cases", "eval.judge.prompts", "eval.judge.template", "eval.judge.model",
-              "eval.judge.baseline", "eval.lm_eval.include_path", "forgetting.replay", "forgetting.general_eval",
-              "forgetting.general_qa", "model.name_or_path", "ppo.reward_model")
+INPUT_KEYS = (
+    "data.train",
+    "data.validation",
+    "data.registry",
+    "eval.qa",
+    "eval.generation",
+    "eval.mcq",
+    "eval.consistency",
+    "eval.edge_cases",
+    "eval.judge.prompts",
+    "eval.judge.template",
+    "eval.judge.model",
+    "eval.judge.baseline",
+    "eval.lm_eval.include_path",
+    "forgetting.replay",
+    "forgetting.general_eval",
+    "forgetting.general_qa",
+    "model.name_or_path",
+    "ppo.reward_model",
+)
 
 
 def key_values(cfg, key: str) -> list:
@@ -79,6 +99,8 @@ def inputs_inside(output_dir: str | Path, cfg) -> str | None:
     folder would delete it); None if it holds none."""
     for key, path in config_inputs(cfg):
         if holds(output_dir, path):
-            return (f"{key}: `{path}` lies inside output_dir `{output_dir}`, which a run replaces; move it out of "
-                    f"the output folder or choose another output_dir")
+            return (
+                f"{key}: `{path}` lies inside output_dir `{output_dir}`, which a run replaces; move it out of "
+                f"the output folder or choose another output_dir"
+            )
     return None

@@ -50,8 +50,17 @@ from tunesmith.config.training import TrainingConfig
 
 # The names code imports from here; each section class is defined in its family's module.
 __all__ = [
-    "METHOD_NAMES", "METHOD_SECTIONS", "STAGE_NAMES", "AugmentConfig", "CleanConfig", "DataConfig",
-    "JudgeConfig", "LmEvalConfig", "MtlConfig", "Section", "TunesmithConfig",
+    "METHOD_NAMES",
+    "METHOD_SECTIONS",
+    "STAGE_NAMES",
+    "AugmentConfig",
+    "CleanConfig",
+    "DataConfig",
+    "JudgeConfig",
+    "LmEvalConfig",
+    "MtlConfig",
+    "Section",
+    "TunesmithConfig",
 ]
 
 
@@ -68,7 +77,9 @@ class TunesmithConfig(Section):
     qlora: QloraConfig = Field(
         default_factory=QloraConfig, description="Options of method qlora (quantised base; LoRA options from `lora`)."
     )
-    prompt: PromptConfig = Field(default_factory=PromptConfig, description="Options of methods prompt, ptuning, prefix.")
+    prompt: PromptConfig = Field(
+        default_factory=PromptConfig, description="Options of methods prompt, ptuning, prefix."
+    )
     adapter: AdapterConfig = Field(default_factory=AdapterConfig, description="Options of method adapter.")
     moe: MoeConfig = Field(default_factory=MoeConfig, description="Options of method moe.")
     rm: RmConfig = Field(default_factory=RmConfig, description="Options of stage rm.")
@@ -118,18 +129,27 @@ class TunesmithConfig(Section):
         for option in sorted(self.prompt.model_fields_set):
             methods = PROMPT_OPTIONS[option]
             if self.method not in methods:
-                raise ValueError(f"prompt.{option}: applies to method {' | '.join(methods)}, not `{self.method}` "
-                                 f"(which would ignore it); remove prompt.{option}")
-        if (self.method == "prefix" and "encoder_hidden_size" in self.prompt.model_fields_set
-                and not self.prompt.prefix_projection):
-            raise ValueError("prompt.encoder_hidden_size: method prefix uses it only with prompt.prefix_projection: "
-                             "true (the MLP it sizes); set that or remove prompt.encoder_hidden_size")
+                raise ValueError(
+                    f"prompt.{option}: applies to method {' | '.join(methods)}, not `{self.method}` "
+                    f"(which would ignore it); remove prompt.{option}"
+                )
+        if (
+            self.method == "prefix"
+            and "encoder_hidden_size" in self.prompt.model_fields_set
+            and not self.prompt.prefix_projection
+        ):
+            raise ValueError(
+                "prompt.encoder_hidden_size: method prefix uses it only with prompt.prefix_projection: "
+                "true (the MLP it sizes); set that or remove prompt.encoder_hidden_size"
+            )
         return self
 
     @model_validator(mode="after")
     def _check_streaming_replay(self):
         # which stages support which data options is the stage record's (stages.registry.check_stage)
         if self.data.streaming and self.forgetting.replay:
-            raise ValueError("forgetting.replay: mixing general rows in draws from the whole set in memory; it does "
-                             "not work with data.streaming: true (remove forgetting.replay or set data.streaming: false)")
+            raise ValueError(
+                "forgetting.replay: mixing general rows in draws from the whole set in memory; it does "
+                "not work with data.streaming: true (remove forgetting.replay or set data.streaming: false)"
+            )
         return self

@@ -22,13 +22,12 @@ class DpoConfig(Section):
         "(SimPO: length-normalised margin). orpo and simpo need no reference model.",
     )
     beta: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="Loss strength: DPO's beta / IPO's tau (pull toward the reference), ORPO's lambda (weight of "
         "the odds-ratio term), SimPO's beta (reward scale). Default: 0.1, and 2.0 for simpo (the papers' values).",
     )
-    simpo_gamma: float = Field(
-        0.5, ge=0, description="SimPO's target reward margin gamma (loss simpo only)."
-    )
+    simpo_gamma: float = Field(0.5, ge=0, description="SimPO's target reward margin gamma (loss simpo only).")
     max_length: int | None = Field(None, gt=8, description="Longest prompt+reply in tokens (default: data.max_length).")
 
     @model_validator(mode="after")
@@ -44,7 +43,8 @@ class DpoConfig(Section):
 
 class RmConfig(Section):
     center_rewards_coefficient: float | None = Field(
-        None, ge=0,
+        None,
+        ge=0,
         description="Weight of a penalty on the squared rewards that keeps them centred on zero "
         "(Eisenstein et al. 2023; 0.01 is typical). Default: no penalty.",
     )
@@ -67,7 +67,9 @@ class GrpoRewardConfig(Section):
     match: Literal["contains", "equals"] | None = Field(
         None, description="exact_answer only: `contains` (default) or `equals` (after trimming and lower-casing)."
     )
-    pattern: str | None = Field(None, description="regex_format only (required): a Python regular expression (re.search).")
+    pattern: str | None = Field(
+        None, description="regex_format only (required): a Python regular expression (re.search)."
+    )
     max_chars: int | None = Field(None, gt=0, description="length only (required): the longest full-reward completion.")
 
     @model_validator(mode="after")
@@ -78,7 +80,9 @@ class GrpoRewardConfig(Section):
                 raise ValueError(f"`{option}` does not apply to reward `{self.name}`")
         if self.name == "regex_format":
             if self.pattern is None:
-                raise ValueError("reward regex_format needs `pattern`, e.g. {name: regex_format, pattern: '^Answer: \\d+$'}")
+                raise ValueError(
+                    "reward regex_format needs `pattern`, e.g. {name: regex_format, pattern: '^Answer: \\d+$'}"
+                )
             try:
                 re.compile(self.pattern)
             except re.error as exc:
@@ -95,14 +99,16 @@ class GrpoConfig(Section):
         "{name: regex_format, pattern: '^Answer: .+$', weight: 0.5}]. Required.",
     )
     num_generations: int = Field(
-        4, ge=2,
+        4,
+        ge=2,
         description="Completions sampled per prompt; each is scored against its group's mean. training.batch_size "
         "counts completions and (times gradient_accumulation) must be a multiple of it.",
     )
     max_completion_length: int = Field(64, gt=0, description="Longest sampled completion in tokens.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature of the completions.")
     beta: float = Field(
-        0.0, ge=0,
+        0.0,
+        ge=0,
         description="KL penalty toward the base model (0: none and no reference kept, TRL's default; DeepSeekMath "
         "used 0.04). With LoRA the reference is the base with the adapter off.",
     )
@@ -123,32 +129,39 @@ class PpoConfig(Section):
         "with their weights to the reward model's score.",
     )
     num_generations: int = Field(
-        2, ge=1,
+        2,
+        ge=1,
         description="Completions sampled per prompt. With 2 or more, each completion's baseline is the mean score "
         "of its prompt's other completions (leave-one-out); with 1, the mean of the rest of the batch.",
     )
     max_completion_length: int = Field(64, gt=0, description="Longest sampled completion in tokens.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature (log-probabilities use the same).")
     kl_coef: float = Field(
-        0.05, ge=0,
+        0.05,
+        ge=0,
         description="Weight beta of the per-token KL penalty toward the reference model (the base; with LoRA the "
         "base with the adapter off). The starting value when target_kl is set.",
     )
     target_kl: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="Adaptive KL control (Ziegler et al. 2019): move beta so that the completions' KL (nats, summed "
         "over tokens) approaches this. Default: beta stays fixed.",
     )
     kl_horizon: int = Field(
-        10000, gt=0,
+        10000,
+        gt=0,
         description="Adaptive KL only: beta changes by up to 20% x (completions per rollout / kl_horizon) per rollout.",
     )
     epochs_per_rollout: int = Field(
-        2, ge=1,
+        2,
+        ge=1,
         description="Optimiser steps on each batch of sampled completions (PPO epochs); the clipped ratio keeps "
         "the later steps close to the policy that sampled them.",
     )
-    clip_range: float = Field(0.2, gt=0, lt=1, description="PPO's epsilon: the probability ratio is clipped to 1 +- this.")
+    clip_range: float = Field(
+        0.2, gt=0, lt=1, description="PPO's epsilon: the probability ratio is clipped to 1 +- this."
+    )
     eval_max_new_tokens: int | None = Field(
         None, gt=0, description="Greedy completion length for the before/after reward (default: max_completion_length)."
     )
@@ -168,11 +181,15 @@ class MtlConfig(Section):
         "the batch's tasks of weight x the task's token-mean loss.",
     )
     ema: float = Field(
-        0.9, ge=0, lt=1,
+        0.9,
+        ge=0,
+        lt=1,
         description="weighting loss_proportional: momentum of each task's running mean loss (0: the last batch only).",
     )
     uncertainty_lr: float = Field(
-        0.01, gt=0, description="weighting uncertainty: learning rate of the log-variances (they follow the lr schedule)."
+        0.01,
+        gt=0,
+        description="weighting uncertainty: learning rate of the log-variances (they follow the lr schedule).",
     )
 
     @model_validator(mode="after")

@@ -30,7 +30,8 @@ class TrainingConfig(Section):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
     neftune_alpha: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="NEFTune: uniform noise of scale alpha / sqrt(length x hidden) added to the input embeddings "
         "while training (transformers' neftune_noise_alpha; the paper uses 5-15). Regularises instruction "
         "tuning; off by default.",
@@ -63,7 +64,8 @@ class TrainingConfig(Section):
         "(local ./mlruns unless MLFLOW_TRACKING_URI is set). No server is needed.",
     )
     live_plot_seconds: float = Field(
-        30.0, ge=0,
+        30.0,
+        ge=0,
         description="Redraw OUTPUT.partial/loss.png during training at most this often (seconds), so the curve "
         "can be watched while the run goes on; 0 draws it only at the end.",
     )
@@ -73,7 +75,8 @@ class TrainingConfig(Section):
         "weights, optimiser and scheduler untouched; counted as nan_skipped in the logs).",
     )
     nproc: int = Field(
-        1, ge=1,
+        1,
+        ge=1,
         description="Training processes on this machine: >1 launches them through torchrun (DDP; gloo on CPU, "
         "nccl on GPUs). batch_size is per process.",
     )
@@ -94,13 +97,15 @@ class TrainingConfig(Section):
         "(fits larger models on fewer GPUs, slower).",
     )
     eval_steps: int | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="Measure the validation loss every N steps instead of at the end of every epoch: fewer passes "
         "over the validation set on a slow machine, more points on a long epoch (the fine-tuned model's measurement "
         "after training is made either way).",
     )
     save_steps: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="Save a checkpoint (weights, optimiser, scheduler, RNG, data position; manifest last) every N "
         "steps into OUTPUT.partial/checkpoint-N; 0 = only on SIGTERM/SIGUSR1.",
     )
@@ -120,6 +125,8 @@ class TrainingConfig(Section):
     def _sharding_options_need_an_engine(self):
         for key in ("zero_stage", "offload"):
             if key in self.model_fields_set and self.engine == "ddp":
-                raise ValueError(f"training.{key} applies to engine fsdp or deepspeed, but engine is ddp: set "
-                                 f"training.engine or remove training.{key}")
+                raise ValueError(
+                    f"training.{key} applies to engine fsdp or deepspeed, but engine is ddp: set "
+                    f"training.engine or remove training.{key}"
+                )
         return self

@@ -81,8 +81,9 @@ def store(root: Path, key: str, rows: list[TokenizedRow], meta: dict) -> None:
         lengths = np.array([len(r.input_ids) for r in rows], dtype=np.int64)
         np.savez(scratch / "rows.npz", input_ids=ids, labels=labels, lengths=lengths)
         tasks = {"task": [r.task for r in rows]} if any(r.task is not None for r in rows) else {}
-        (scratch / "meta.json").write_text(json.dumps({**meta, "where": [r.where for r in rows], **tasks},
-                                                      ensure_ascii=False))
+        (scratch / "meta.json").write_text(
+            json.dumps({**meta, "where": [r.where for r in rows], **tasks}, ensure_ascii=False)
+        )
         os.replace(scratch, target)
     except OSError as exc:
         log.warning("could not write the tokenised cache at %s (%s); continuing without it", target, exc)

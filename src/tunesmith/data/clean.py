@@ -3,8 +3,8 @@
 Used by the `clean:` config section (applied before tokenisation, so the tokenised cache keys on
 it) and by `tunesmith data clean`. Each step counts what it removed and why:
 
-- normalise: Unicode NFKC (CJK full-width punctuation kept), control characters removed (newlines and tabs kept), runs of spaces
-  collapsed, trailing spaces trimmed — in every message.
+- normalise: Unicode NFKC (CJK full-width punctuation kept), control characters removed (newlines and tabs
+  kept), runs of spaces collapsed, trailing spaces trimmed — in every message.
 - exact dedup: rows whose normalised text (all turns, case-folded) is identical; the first stays.
 - near dedup: MinHash LSH (datasketch) on word 3-grams, or character 4-grams for text without
   spaces (Chinese/Japanese); a row whose estimated Jaccard similarity to an earlier kept row is at
@@ -35,8 +35,10 @@ _FULLWIDTH_PUNCT = re.compile(r"([\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-
 
 
 def normalise(text: str) -> str:
-    text = "".join(part if _FULLWIDTH_PUNCT.fullmatch(part) else unicodedata.normalize("NFKC", part)
-                   for part in _FULLWIDTH_PUNCT.split(text))
+    text = "".join(
+        part if _FULLWIDTH_PUNCT.fullmatch(part) else unicodedata.normalize("NFKC", part)
+        for part in _FULLWIDTH_PUNCT.split(text)
+    )
     text = _CONTROL.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
     text = "\n".join(_SPACES.sub(" ", line).rstrip() for line in text.split("\n"))
     return text.strip()
@@ -61,9 +63,22 @@ def script_of(ch: str) -> str | None:
     return "other"
 
 
-LANGUAGE_SCRIPTS = {"en": "latin", "fr": "latin", "de": "latin", "es": "latin", "it": "latin", "pt": "latin",
-                    "zh": "cjk", "ja": "cjk", "ko": "cjk", "ru": "cyrillic", "uk": "cyrillic", "ar": "arabic",
-                    "el": "greek", "hi": "devanagari"}
+LANGUAGE_SCRIPTS = {
+    "en": "latin",
+    "fr": "latin",
+    "de": "latin",
+    "es": "latin",
+    "it": "latin",
+    "pt": "latin",
+    "zh": "cjk",
+    "ja": "cjk",
+    "ko": "cjk",
+    "ru": "cyrillic",
+    "uk": "cyrillic",
+    "ar": "arabic",
+    "el": "greek",
+    "hi": "devanagari",
+}
 
 
 def _shingles(text: str) -> set[str]:
@@ -86,8 +101,12 @@ class CleanReport:
         self.removed_rows.setdefault(reason, []).append((where, detail))
 
     def as_dict(self) -> dict:
-        return {"kept": self.kept, "removed": dict(self.removed), "normalised_rows": self.changed_text,
-                "rows": {reason: [f"{w}: {d}" for w, d in rows] for reason, rows in self.removed_rows.items()}}
+        return {
+            "kept": self.kept,
+            "removed": dict(self.removed),
+            "normalised_rows": self.changed_text,
+            "rows": {reason: [f"{w}: {d}" for w, d in rows] for reason, rows in self.removed_rows.items()},
+        }
 
     def summary(self) -> str:
         removed = ", ".join(f"{n} {reason}" for reason, n in self.removed.most_common()) or "nothing"
@@ -201,8 +220,10 @@ def map_text_fields(row: dict, kind: str, columns: dict[str, str] | None, fn) ->
             text(out, name(key, key))
         history = out.get(name("history", "history"))
         if isinstance(history, list):
-            out[name("history", "history")] = [[fn(t) if isinstance(t, str) else t for t in pair]
-                                               if isinstance(pair, list) else pair for pair in history]
+            out[name("history", "history")] = [
+                [fn(t) if isinstance(t, str) else t for t in pair] if isinstance(pair, list) else pair
+                for pair in history
+            ]
         for example in out.get(name("examples", "examples")) or []:
             text(example, "input")
             text(example, "output")
@@ -227,8 +248,9 @@ def map_text_fields(row: dict, kind: str, columns: dict[str, str] | None, fn) ->
     return out
 
 
-def clean_sources(sources, options: CleanConfig, documents: bool, fmt: str = "auto",
-                  columns: dict[str, str] | None = None) -> tuple[list[dict], CleanReport]:
+def clean_sources(
+    sources, options: CleanConfig, documents: bool, fmt: str = "auto", columns: dict[str, str] | None = None
+) -> tuple[list[dict], CleanReport]:
     """Read and validate every row of `sources` (data.sources.Source), clean them, and return the
     kept rows whole, in their own format, with only their text fields normalised.
 
@@ -236,14 +258,15 @@ def clean_sources(sources, options: CleanConfig, documents: bool, fmt: str = "au
     with invalid rows raises one DataError listing them (file:line:field), as training would."""
     from tunesmith.data.formats import conversation_converter, detect_format
     from tunesmith.data.rejects import collect_rows
-    from tunesmith.data.turns import rename_columns
     from tunesmith.data.text import to_document
+    from tunesmith.data.turns import rename_columns
 
     rows: list[_Row] = []
     for source in sources:
         cols = source.columns or columns or {}
         kind_of = source.format or fmt
         if documents:
+
             def convert(raw, cols=cols):
                 _, body = to_document(raw, cols)
                 return _Row(raw.data, "text", cols, [body], raw.where)
@@ -254,11 +277,17 @@ def clean_sources(sources, options: CleanConfig, documents: bool, fmt: str = "au
                 conversation = to_conv(raw)
                 kind = detect_format(rename_columns(raw.data, cols)) if kind_of == "auto" else kind_of
                 return _Row(raw.data, kind, cols, [m["content"] for m in conversation.messages], raw.where)
+
         rows += collect_rows(source.paths, convert, "text row" if documents else "row")
 
     def replace(row: _Row, fn) -> _Row:
-        return _Row(map_text_fields(row.data, row.kind, row.columns, fn), row.kind, row.columns,
-                    [fn(t) for t in row.texts], row.where)
+        return _Row(
+            map_text_fields(row.data, row.kind, row.columns, fn),
+            row.kind,
+            row.columns,
+            [fn(t) for t in row.texts],
+            row.where,
+        )
 
     kept, report = clean_items(rows, lambda r: r.texts, replace, lambda r: r.where, options)
     return [row.data for row in kept], report

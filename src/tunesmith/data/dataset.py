@@ -153,12 +153,29 @@ def _tokenize(tokenizer, paths: list[str], data: DataConfig, kind: str, max_samp
     return rows
 
 
-TOKEN_OPTIONS = {"format", "columns", "system", "max_length", "train_on_prompt", "last_turn_only", "overlength",
-                 "on_error", "max_reject_fraction", "clean", "augment"}
+TOKEN_OPTIONS = {
+    "format",
+    "columns",
+    "system",
+    "max_length",
+    "train_on_prompt",
+    "last_turn_only",
+    "overlength",
+    "on_error",
+    "max_reject_fraction",
+    "clean",
+    "augment",
+}
 
 
-def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None,
-              kind: str = "chat", cache_root: Path | None = None) -> TokenizedSet:
+def build_set(
+    tokenizer,
+    paths: list[str],
+    data: DataConfig,
+    max_samples: int | None = None,
+    kind: str = "chat",
+    cache_root: Path | None = None,
+) -> TokenizedSet:
     """Tokenised rows of `paths`; reused from the tokenised cache (`data.cache`) when nothing changed."""
     fp = fingerprint(paths)
     options = data.model_dump(include=TOKEN_OPTIONS)
@@ -167,15 +184,26 @@ def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | 
     if not options.get("augment"):
         options.pop("augment", None)  # keys of sets built before augmentation existed stay valid
     layout = {"layout": "memmap"} if data.streaming else {}
-    key = cache.cache_key(kind=kind, data=fp, tokenizer=cache.tokenizer_fingerprint(tokenizer), max_samples=max_samples,
-                          options=options, **layout)
+    key = cache.cache_key(
+        kind=kind,
+        data=fp,
+        tokenizer=cache.tokenizer_fingerprint(tokenizer),
+        max_samples=max_samples,
+        options=options,
+        **layout,
+    )
     if data.streaming:
         return _build_streamed(tokenizer, paths, data, max_samples, kind, cache_root, key, fp)
     hit = _MEMO.get(key) or (cache.load_cached(cache_root, key) if (data.cache and cache_root) else None)
     if hit is not None:
         rows, meta = hit
-        rejects = Rejects(data.on_error == "skip", data.max_reject_fraction, meta["rejected"], meta["dropped"],
-                          meta.get("truncated", []))
+        rejects = Rejects(
+            data.on_error == "skip",
+            data.max_reject_fraction,
+            meta["rejected"],
+            meta["dropped"],
+            meta.get("truncated", []),
+        )
         _warn_truncated(rejects, paths, data.max_length)
         _MEMO[key] = hit
         log.info("tokenised data for %s taken from the cache (%d rows)", ", ".join(paths), len(rows))
@@ -194,18 +222,30 @@ def build_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | 
 def _warn_truncated(rejects: Rejects, paths: list[str], max_length: int) -> None:
     if rejects.truncated:
         lost = sum(t["lost_end"] for t in rejects.truncated)
-        log.warning("%d row(s) of %s were truncated to data.max_length=%d (first: %s); %d of them lost their reply's "
-                    "end-of-turn token, so the model is not shown where that reply stops", len(rejects.truncated),
-                    ", ".join(paths), max_length, rejects.truncated[0]["where"], lost)
+        log.warning(
+            "%d row(s) of %s were truncated to data.max_length=%d (first: %s); %d of them lost their reply's "
+            "end-of-turn token, so the model is not shown where that reply stops",
+            len(rejects.truncated),
+            ", ".join(paths),
+            max_length,
+            rejects.truncated[0]["where"],
+            lost,
+        )
 
 
 def _warn_dropped(rejects: Rejects, paths: list[str], kept: int) -> None:
     if rejects.dropped:
-        log.warning("%d row(s) of %s were dropped (%s); see rejects.jsonl in the output", len(rejects.dropped),
-                    ", ".join(paths), rejects.dropped[0]["reason"])
+        log.warning(
+            "%d row(s) of %s were dropped (%s); see rejects.jsonl in the output",
+            len(rejects.dropped),
+            ", ".join(paths),
+            rejects.dropped[0]["reason"],
+        )
     if not kept:
-        raise DataError(f"no trainable rows left in {', '.join(paths)} (all {len(rejects.dropped)} were dropped: "
-                        f"{rejects.dropped[0]['reason'] if rejects.dropped else 'empty'})")
+        raise DataError(
+            f"no trainable rows left in {', '.join(paths)} (all {len(rejects.dropped)} were dropped: "
+            f"{rejects.dropped[0]['reason'] if rejects.dropped else 'empty'})"
+        )
 
 
 def _build_streamed(tokenizer, paths, data: DataConfig, max_samples, kind, cache_root, key, fp) -> TokenizedSet:
@@ -225,8 +265,9 @@ def _build_streamed(tokenizer, paths, data: DataConfig, max_samples, kind, cache
         rows = hit[0]
         _MEMO[key] = hit
         log.info("tokenised data for %s taken from the cache (%d rows, memory-mapped)", ", ".join(paths), len(rows))
-        rejects = Rejects(skip, data.max_reject_fraction, rows.meta["rejected"], rows.meta["dropped"],
-                          rows.meta.get("truncated", []))
+        rejects = Rejects(
+            skip, data.max_reject_fraction, rows.meta["rejected"], rows.meta["dropped"], rows.meta.get("truncated", [])
+        )
         _warn_truncated(rejects, paths, data.max_length)
         return TokenizedSet(rows, fp, rejects, from_cache=True)
     if cached:
@@ -252,13 +293,15 @@ def _build_streamed(tokenizer, paths, data: DataConfig, max_samples, kind, cache
         raise
     rows = MemmapRows(scratch, keep)
     _MEMO[key] = (rows, None)
-    log.info("tokenised %s row by row: %d rows, %d tokens, on disk in %s", ", ".join(paths), len(rows), rows.tokens,
-             scratch)
+    log.info(
+        "tokenised %s row by row: %d rows, %d tokens, on disk in %s", ", ".join(paths), len(rows), rows.tokens, scratch
+    )
     return TokenizedSet(rows, fp, rejects)
 
 
-def build_text_set(tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None,
-                   cache_root: Path | None = None) -> TokenizedSet:
+def build_text_set(
+    tokenizer, paths: list[str], data: DataConfig, max_samples: int | None = None, cache_root: Path | None = None
+) -> TokenizedSet:
     return build_set(tokenizer, paths, data, max_samples, kind="text", cache_root=cache_root)
 
 
@@ -278,23 +321,35 @@ def _merged_rejects(sets: list[TokenizedSet], data: DataConfig) -> Rejects:
     return rejects
 
 
-def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, cache_root: Path | None,
-                  max_samples: int | None = None, weights: list[float] | None = None,
-                  entries: list[str] | None = None) -> TokenizedSet:
+def build_sources(
+    tokenizer,
+    data: DataConfig,
+    key: str,
+    kind: str,
+    seed: int,
+    cache_root: Path | None,
+    max_samples: int | None = None,
+    weights: list[float] | None = None,
+    entries: list[str] | None = None,
+) -> TokenizedSet:
     """Tokenise each source of `data.<key>` (or of `entries`, named `key` in messages) with its own
     format/columns (cached per source), then mix."""
     sources = resolve_sources(getattr(data, key) if entries is None else entries, data.registry, key)
     parts = []
     for source in sources:
         if source.ranking:
-            raise ConfigError(f"data.{key}: dataset `{source.name}` is a ranking dataset (ranking: true): its rows are "
-                              "preference pairs, for stage dpo or rm")
+            raise ConfigError(
+                f"data.{key}: dataset `{source.name}` is a ranking dataset (ranking: true): its rows are "
+                "preference pairs, for stage dpo or rm"
+            )
         columns = source.text_columns if kind == "text" and source.text_columns is not None else source.columns
-        options = data.model_copy(update={
-            "format": source.format or data.format,
-            "columns": columns or data.columns,
-            "system": source.system if source.system is not None else data.system,
-        })
+        options = data.model_copy(
+            update={
+                "format": source.format or data.format,
+                "columns": columns or data.columns,
+                "system": source.system if source.system is not None else data.system,
+            }
+        )
         parts.append(build_set(tokenizer, source.paths, options, max_samples, kind, cache_root))
     if len(parts) == 1 and not weights:
         return parts[0]
@@ -308,13 +363,25 @@ def build_sources(tokenizer, data: DataConfig, key: str, kind: str, seed: int, c
     rejects = _merged_rejects(parts, data)
     fp = hashlib.sha256("".join(p.fingerprint for p in parts).encode() + repr(weights).encode()).hexdigest()[:16]
     counts = Counter(i for i, _ in tagged)
-    log.info("data.%s mixed: %s", key, ", ".join(f"{s.name}: {counts[i]} of {len(parts[i].rows)} rows"
-                                                for i, s in enumerate(sources)))
+    log.info(
+        "data.%s mixed: %s",
+        key,
+        ", ".join(f"{s.name}: {counts[i]} of {len(parts[i].rows)} rows" for i, s in enumerate(sources)),
+    )
     return TokenizedSet(rows, fp, rejects, all(p.from_cache for p in parts))
 
 
-def with_replay(tokenizer, train: TokenizedSet, data: DataConfig, replay: list[str], ratio: float, kind: str,
-                seed: int, cache_root: Path | None, own_rows: bool = False) -> TokenizedSet:
+def with_replay(
+    tokenizer,
+    train: TokenizedSet,
+    data: DataConfig,
+    replay: list[str],
+    ratio: float,
+    kind: str,
+    seed: int,
+    cache_root: Path | None,
+    own_rows: bool = False,
+) -> TokenizedSet:
     """`train` with general rows mixed in (`forgetting.replay`) so that they make up `ratio` of the result.
 
     Every domain row is kept once; round(ratio / (1 - ratio) x domain rows) general rows are drawn
@@ -324,21 +391,41 @@ def with_replay(tokenizer, train: TokenizedSet, data: DataConfig, replay: list[s
     update = {"augment": None}  # general rows are not augmented
     if own_rows:
         update.update(format="auto", columns={})
-    general = build_sources(tokenizer, data.model_copy(update=update), "forgetting.replay", kind, seed,
-                            cache_root, data.max_samples, entries=replay)
+    general = build_sources(
+        tokenizer,
+        data.model_copy(update=update),
+        "forgetting.replay",
+        kind,
+        seed,
+        cache_root,
+        data.max_samples,
+        entries=replay,
+    )
     total = len(train.rows) / (1 - ratio)
     tagged = mix([[(0, r) for r in train.rows], [(1, r) for r in general.rows]], [1 - ratio, ratio], seed, total)
     counts = Counter(i for i, _ in tagged)
-    log.info("forgetting.replay: %d general rows (of %d) mixed into %d domain rows (%.1f%%)", counts[1],
-             len(general.rows), counts[0], 100 * counts[1] / max(len(tagged), 1))
+    log.info(
+        "forgetting.replay: %d general rows (of %d) mixed into %d domain rows (%.1f%%)",
+        counts[1],
+        len(general.rows),
+        counts[0],
+        100 * counts[1] / max(len(tagged), 1),
+    )
     rejects = _merged_rejects([train, general], data)
     fp = hashlib.sha256(f"{train.fingerprint}+{general.fingerprint}@{ratio}".encode()).hexdigest()[:16]
     return TokenizedSet([r for _, r in tagged], fp, rejects, train.from_cache and general.from_cache)
 
 
-def build_splits(tokenizer, data: DataConfig, kind: str, seed: int, cache_root: Path | None = None,
-                 replay: list[str] | None = None, replay_ratio: float = 0.0,
-                 own_replay: bool = False) -> tuple[TokenizedSet, TokenizedSet | None]:
+def build_splits(
+    tokenizer,
+    data: DataConfig,
+    kind: str,
+    seed: int,
+    cache_root: Path | None = None,
+    replay: list[str] | None = None,
+    replay_ratio: float = 0.0,
+    own_replay: bool = False,
+) -> tuple[TokenizedSet, TokenizedSet | None]:
     """The training set and the validation set (its files, a `val_split` of training, or None).
 
     With `replay` (forgetting.replay), general rows are mixed into the training set only, after
@@ -351,8 +438,11 @@ def build_splits(tokenizer, data: DataConfig, kind: str, seed: int, cache_root: 
     elif data.val_split:
         # with augmentation, the held-out rows come from the un-augmented set, and every copy of
         # them leaves the augmented training set
-        source = build_sources(tokenizer, plain, "train", kind, seed, cache_root, data.max_samples, data.weights) \
-            if data.augment and kind == "chat" else train
+        source = (
+            build_sources(tokenizer, plain, "train", kind, seed, cache_root, data.max_samples, data.weights)
+            if data.augment and kind == "chat"
+            else train
+        )
         kept, held = split_off(source.rows, data.val_split, seed)
         val = TokenizedSet(held, source.fingerprint + f"-split{data.val_split}", Rejects(), source.from_cache)
         if source is train:

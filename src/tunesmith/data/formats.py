@@ -46,8 +46,16 @@ from tunesmith.data.row_errors import RowError
 from tunesmith.data.turns import content_parts, rename_columns, tool_calls, tool_definitions, trained, with_system
 
 ROLES = ("system", "user", "assistant", "tool")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
-                  "function_call": "assistant", "observation": "tool", "tool": "tool"}
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "function_call": "assistant",
+    "observation": "tool",
+    "tool": "tool",
+}
 
 
 @dataclass
@@ -69,9 +77,14 @@ def detect_format(row: dict[str, Any]) -> str:
     if "instruction" in row or "output" in row:
         return "alpaca"
     if "text" in row:
-        raise RowError("text", "a raw-text row: it trains with `stage: pt`; this stage needs instruction/output or messages")
-    raise RowError("row", f"cannot tell the format from keys {sorted(row)}; expected instruction/output, "
-                   "task/input/output, messages, conversations or prompt/completion")
+        raise RowError(
+            "text", "a raw-text row: it trains with `stage: pt`; this stage needs instruction/output or messages"
+        )
+    raise RowError(
+        "row",
+        f"cannot tell the format from keys {sorted(row)}; expected instruction/output, "
+        "task/input/output, messages, conversations or prompt/completion",
+    )
 
 
 def _text(row: dict[str, Any], key: str, required: bool) -> str:
@@ -101,8 +114,12 @@ def few_shot(row: dict[str, Any]) -> list[dict[str, str]]:
         for key in ("input", "output"):
             value = example.get(key)
             if not isinstance(value, str) or not value.strip():
-                raise RowError(f"examples[{i}].{key}", "missing or empty" if value is None or isinstance(value, str)
-                               else f"expected a string, got {type(value).__name__}")
+                raise RowError(
+                    f"examples[{i}].{key}",
+                    "missing or empty"
+                    if value is None or isinstance(value, str)
+                    else f"expected a string, got {type(value).__name__}",
+                )
         messages += [{"role": "user", "content": example["input"]}, {"role": "assistant", "content": example["output"]}]
     return messages
 
@@ -137,7 +154,9 @@ def from_multitask(row: dict[str, Any]) -> list[dict[str, str]]:
     return with_system(turns, _text(row, "system", required=False))
 
 
-def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str, role_map: dict[str, str]) -> list[dict[str, Any]]:
+def from_messages(
+    row: dict[str, Any], key: str, role_key: str, content_key: str, role_map: dict[str, str]
+) -> list[dict[str, Any]]:
     turns = row.get(key)
     if not isinstance(turns, list) or not turns:
         raise RowError(key, "expected a non-empty list of turns")
@@ -156,8 +175,11 @@ def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str
             try:
                 call = json.loads(content) if isinstance(content, str) else content
             except (ValueError, RecursionError) as exc:  # bad JSON, too deep, a number too long
-                raise RowError(f"{where}.{content_key}", f"a function_call value must be JSON {{name, arguments}} "
-                               f"({getattr(exc, 'msg', None) or 'not readable JSON'})") from None
+                raise RowError(
+                    f"{where}.{content_key}",
+                    f"a function_call value must be JSON {{name, arguments}} "
+                    f"({getattr(exc, 'msg', None) or 'not readable JSON'})",
+                ) from None
             message.update(content="", tool_calls=tool_calls(call, f"{where}.{content_key}"))
         else:
             calls = turn.get("tool_calls")
@@ -172,10 +194,14 @@ def from_messages(row: dict[str, Any], key: str, role_key: str, content_key: str
             text, reasoning, part_calls = content_parts(content, f"{where}.{content_key}")
             calls = (calls or []) + part_calls
             if (calls or reasoning) and message["role"] != "assistant":
-                raise RowError(f"{where}.{'tool_calls' if calls else content_key}",
-                               f"only assistant turns {'call tools' if calls else 'reason'}")
+                raise RowError(
+                    f"{where}.{'tool_calls' if calls else content_key}",
+                    f"only assistant turns {'call tools' if calls else 'reason'}",
+                )
             if not text.strip() and not calls:
-                raise RowError(f"{where}.{content_key}", "empty" + (" (reasoning alone is not a reply)" if reasoning else ""))
+                raise RowError(
+                    f"{where}.{content_key}", "empty" + (" (reasoning alone is not a reply)" if reasoning else "")
+                )
             message["content"] = text
             if calls:
                 message["tool_calls"] = calls
@@ -192,16 +218,22 @@ def from_prompt_completion(row: dict[str, Any]) -> list[dict[str, Any]]:
     prompt, completion = row.get("prompt"), row.get("completion")
     roles = {r: r for r in ROLES}
     if isinstance(prompt, list):
-        messages = [dict(m, train=False) if m["role"] == "assistant" else m
-                    for m in from_messages(row, "prompt", "role", "content", roles)]
+        messages = [
+            dict(m, train=False) if m["role"] == "assistant" else m
+            for m in from_messages(row, "prompt", "role", "content", roles)
+        ]
     else:
         system = row.get("system")
-        messages = with_system([{"role": "user", "content": _text(row, "prompt", required=True)}],
-                               system if isinstance(system, str) else None)
+        messages = with_system(
+            [{"role": "user", "content": _text(row, "prompt", required=True)}],
+            system if isinstance(system, str) else None,
+        )
     if isinstance(completion, list):
         reply = from_messages({"completion": completion}, "completion", "role", "content", roles)
         if any(m["role"] not in ("assistant", "tool") for m in reply):
-            raise RowError("completion", "a completion holds assistant (and tool) turns only; the rest belongs in `prompt`")
+            raise RowError(
+                "completion", "a completion holds assistant (and tool) turns only; the rest belongs in `prompt`"
+            )
         return messages + reply
     return messages + [{"role": "assistant", "content": _text(row, "completion", required=True)}]
 
@@ -219,15 +251,19 @@ def check_order(messages: list[dict[str, Any]], key: str) -> None:
         role = messages[i]["role"]
         if role not in expected:
             if role == "tool" and i > start and messages[i - 1]["role"] == "assistant":
-                reason = ("a tool turn must follow an assistant turn with tool_calls; this one follows a plain reply (if "
-                          "that reply writes its call as text, make it a function_call turn or tool_calls, or set "
-                          "data.on_error: skip to leave such rows out)")
+                reason = (
+                    "a tool turn must follow an assistant turn with tool_calls; this one follows a plain reply (if "
+                    "that reply writes its call as text, make it a function_call turn or tool_calls, or set "
+                    "data.on_error: skip to leave such rows out)"
+                )
             elif role == "tool":
                 reason = "a tool turn must follow an assistant turn with tool_calls"
             elif "tool" in expected:
                 reason = f"expected a tool result after the assistant's tool_calls, got {role}"
             else:
-                reason = f"expected a {' or '.join(expected)} turn here, got {role} (turns must alternate user/assistant)"
+                reason = (
+                    f"expected a {' or '.join(expected)} turn here, got {role} (turns must alternate user/assistant)"
+                )
             raise RowError(f"{key}[{i}]", reason)
         if role == "user":
             expected = ("assistant",)
@@ -268,8 +304,9 @@ def to_conversation(raw: RawRow, fmt: str = "auto", columns: dict[str, str] | No
     return Conversation(messages, raw.where, meta)
 
 
-def conversation_converter(fmt: str = "auto", system: str | None = None,
-                           columns: dict[str, str] | None = None) -> Callable[[RawRow], Conversation]:
+def conversation_converter(
+    fmt: str = "auto", system: str | None = None, columns: dict[str, str] | None = None
+) -> Callable[[RawRow], Conversation]:
     """RawRow -> validated Conversation (RowError otherwise), with `system` given to rows that have none
     (marked `meta["default_system"]`, so augmentation may vary it)."""
 
@@ -287,8 +324,13 @@ def conversation_converter(fmt: str = "auto", system: str | None = None,
     return convert
 
 
-def load_conversations(paths: list[str | Path], fmt: str = "auto", system: str | None = None,
-                       columns: dict[str, str] | None = None, rejects: Rejects | None = None) -> list[Conversation]:
+def load_conversations(
+    paths: list[str | Path],
+    fmt: str = "auto",
+    system: str | None = None,
+    columns: dict[str, str] | None = None,
+    rejects: Rejects | None = None,
+) -> list[Conversation]:
     """Read and validate every row of every file; raise one DataError listing the problems
     (or, with a skipping `rejects`, set the bad rows aside)."""
     return collect_rows(paths, conversation_converter(fmt, system, columns), "row", rejects)

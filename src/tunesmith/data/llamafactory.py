@@ -33,8 +33,22 @@ from typing import Any
 
 from tunesmith.errors import ConfigError
 
-KEYS = {"file_name", "hf_hub_url", "ms_hub_url", "om_hub_url", "script_url", "cloud_file_name", "formatting",
-        "ranking", "subset", "split", "folder", "num_samples", "columns", "tags"}
+KEYS = {
+    "file_name",
+    "hf_hub_url",
+    "ms_hub_url",
+    "om_hub_url",
+    "script_url",
+    "cloud_file_name",
+    "formatting",
+    "ranking",
+    "subset",
+    "split",
+    "folder",
+    "num_samples",
+    "columns",
+    "tags",
+}
 MEDIA = ("images", "videos", "audios")
 ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "history": "history"}
 COMMON = {"system": "system", "tools": "tools", "chosen": "chosen", "rejected": "rejected", "kto_tag": "label"}
@@ -71,7 +85,9 @@ def load_dataset_info(path: Path) -> dict[str, Any]:
 def _translate(entry: dict[str, Any], where: str) -> dict[str, Any]:
     unknown = set(entry) - KEYS
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (LLaMA-Factory keys: {', '.join(sorted(KEYS))})")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))} (LLaMA-Factory keys: {', '.join(sorted(KEYS))})"
+        )
     formatting = entry.get("formatting", "alpaca")
     if formatting not in ("alpaca", "sharegpt", "openai"):
         raise ConfigError(f"{where}: formatting `{formatting}` is not alpaca, sharegpt or openai")
@@ -83,15 +99,23 @@ def _translate(entry: dict[str, Any], where: str) -> dict[str, Any]:
             raise ConfigError(f"{where}: `{key}` must map names to strings")
     media = [c for c in MEDIA if c in columns]
     if media:
-        raise ConfigError(f"{where}: columns {', '.join(media)}: tunesmith trains text models; images, videos and "
-                          "audio are not read (drop the entry or these columns)")
-    ours = dict(ALPACA) if formatting == "alpaca" else {"messages": "conversations" if formatting == "sharegpt" else "messages"}
+        raise ConfigError(
+            f"{where}: columns {', '.join(media)}: tunesmith trains text models; images, videos and "
+            "audio are not read (drop the entry or these columns)"
+        )
+    ours = (
+        dict(ALPACA)
+        if formatting == "alpaca"
+        else {"messages": "conversations" if formatting == "sharegpt" else "messages"}
+    )
     ours.update(COMMON)
     mapped, text_columns = {}, None
     for key, name in columns.items():
         if key not in ours:
-            raise ConfigError(f"{where}: columns.{key} is not a LLaMA-Factory {formatting} column "
-                              f"(expected {', '.join(sorted(ours))})")
+            raise ConfigError(
+                f"{where}: columns.{key} is not a LLaMA-Factory {formatting} column "
+                f"(expected {', '.join(sorted(ours))})"
+            )
         if ours[key] != name:
             mapped[ours[key]] = name
     if formatting == "alpaca" and set(columns) == {"prompt"}:  # a pre-training entry: that column is the document
@@ -102,8 +126,10 @@ def _translate(entry: dict[str, Any], where: str) -> dict[str, Any]:
     if tags and formatting == "alpaca":
         raise ConfigError(f"{where}: `tags` apply to sharegpt/openai entries; this one is alpaca")
     if formatting == "openai" and tags:
-        raise ConfigError(f"{where}: `tags` of an openai entry are not read (its turns are {{role, content}} with "
-                          "OpenAI roles); use formatting: sharegpt with tags for other names")
+        raise ConfigError(
+            f"{where}: `tags` of an openai entry are not read (its turns are {{role, content}} with "
+            "OpenAI roles); use formatting: sharegpt with tags for other names"
+        )
     mapped.update(tags)
     return {"columns": mapped, "text_columns": text_columns, "ranking": bool(entry.get("ranking", False))}
 
@@ -111,11 +137,17 @@ def _translate(entry: dict[str, Any], where: str) -> dict[str, Any]:
 def _hub(entry: dict[str, Any], where: str) -> bool:
     if "hf_hub_url" in entry:
         return True
-    for key, why in (("ms_hub_url", "ModelScope"), ("om_hub_url", "Modelers"), ("script_url", "a loading script"),
-                     ("cloud_file_name", "cloud storage")):
+    for key, why in (
+        ("ms_hub_url", "ModelScope"),
+        ("om_hub_url", "Modelers"),
+        ("script_url", "a loading script"),
+        ("cloud_file_name", "cloud storage"),
+    ):
         if key in entry and "file_name" not in entry:
-            raise ConfigError(f"{where}: `{key}` loads from {why}, which tunesmith does not read; download the data "
-                              "and give its path as file_name (or an hf_hub_url)")
+            raise ConfigError(
+                f"{where}: `{key}` loads from {why}, which tunesmith does not read; download the data "
+                "and give its path as file_name (or an hf_hub_url)"
+            )
     if "file_name" not in entry:
         raise ConfigError(f"{where}: needs file_name (a file or folder beside dataset_info.json) or hf_hub_url")
     return False
@@ -133,7 +165,12 @@ def fetch_hub_dataset(name: str, entry: dict[str, Any], info_path: str) -> Path:
     (called when the entry is used, so a registry listing hub datasets loads without a network)."""
     from tunesmith.models.default import cache_root
 
-    url, subset, split, folder = entry["hf_hub_url"], entry.get("subset"), entry.get("split", "train"), entry.get("folder")
+    url, subset, split, folder = (
+        entry["hf_hub_url"],
+        entry.get("subset"),
+        entry.get("split", "train"),
+        entry.get("folder"),
+    )
     key = hashlib.sha256(json.dumps([url, subset, split, folder]).encode()).hexdigest()[:16]
     target = cache_root() / "hub-datasets" / f"{url.replace('/', '--')}-{key}.jsonl"
     if target.is_file():

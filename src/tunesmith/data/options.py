@@ -10,11 +10,34 @@ from __future__ import annotations
 from tunesmith.config.data import DataConfig
 
 # Where the rows come from, how many, and what happens to bad or long ones: every kind of data.
-SOURCES = frozenset({"train", "validation", "registry", "weights", "columns", "max_samples", "val_split", "on_error",
-                     "max_reject_fraction", "max_length"})
+SOURCES = frozenset(
+    {
+        "train",
+        "validation",
+        "registry",
+        "weights",
+        "columns",
+        "max_samples",
+        "val_split",
+        "on_error",
+        "max_reject_fraction",
+        "max_length",
+    }
+)
 # Chat rows tokenised by tunesmith (sft, mtl): formats, masking, packing, cleaning, cache, streaming, augmentation.
-CHAT = SOURCES | {"format", "system", "template", "overlength", "train_on_prompt", "last_turn_only", "packing",
-                  "clean", "cache", "streaming", "augment"}
+CHAT = SOURCES | {
+    "format",
+    "system",
+    "template",
+    "overlength",
+    "train_on_prompt",
+    "last_turn_only",
+    "packing",
+    "clean",
+    "cache",
+    "streaming",
+    "augment",
+}
 # Raw documents cut into max_length blocks (pt): no chat template, no masking, nothing is over-length.
 # `system` is kept: the trained model answers eval.qa and chat with it (saved in the manifest).
 TEXT = SOURCES | {"system", "packing", "clean", "cache", "streaming"}
@@ -38,5 +61,6 @@ WHY = {
 def refused_options(data: DataConfig, supported: frozenset[str]) -> list[str]:
     """The options set to something other than their default that `supported` does not contain."""
     defaults = DataConfig(train=[])
-    return [key for key in DataConfig.model_fields
-            if key not in supported and getattr(data, key) != getattr(defaults, key)]
+    return [
+        key for key in DataConfig.model_fields if key not in supported and getattr(data, key) != getattr(defaults, key)
+    ]

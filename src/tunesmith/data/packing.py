@@ -82,8 +82,10 @@ def pack_rows(rows: list[TokenizedRow], capacity: int, seed: int = 0) -> list[di
     try:
         bins = pack_bins([len(r.input_ids) for r in rows], capacity, seed)
     except PackOverflow as exc:
-        raise ValueError(f"row {rows[exc.index].where} has {len(rows[exc.index].input_ids)} tokens, more than the "
-                         f"pack capacity {capacity}") from None
+        raise ValueError(
+            f"row {rows[exc.index].where} has {len(rows[exc.index].input_ids)} tokens, more than the "
+            f"pack capacity {capacity}"
+        ) from None
     return [build_pack([rows[i] for i in members]) for members in bins]
 
 

@@ -33,8 +33,11 @@ def _text_only(content: Any, where: str) -> str:
         raise RowError(where, "missing or empty")
     text, reasoning, calls = content_parts(content, where)
     if reasoning or calls:
-        raise RowError(where, f"{'reasoning' if reasoning else 'tool_call'} parts are read for sft rows only; "
-                       "preference, KTO and prompt rows hold text turns")
+        raise RowError(
+            where,
+            f"{'reasoning' if reasoning else 'tool_call'} parts are read for sft rows only; "
+            "preference, KTO and prompt rows hold text turns",
+        )
     if not text.strip():
         raise RowError(where, "missing or empty")
     return text
@@ -57,7 +60,9 @@ def _plain(messages: list[dict[str, Any]], field: str) -> list[dict[str, str]]:
     for i, message in enumerate(messages):
         if message.get("tool_calls") or message.get("reasoning_content"):
             what = "tool calls" if message.get("tool_calls") else "reasoning"
-            raise RowError(f"{field}[{i}]", f"{what} are read for sft rows only; preference and KTO rows hold text turns")
+            raise RowError(
+                f"{field}[{i}]", f"{what} are read for sft rows only; preference and KTO rows hold text turns"
+            )
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
@@ -76,8 +81,11 @@ def _one_turn(turn: Any, field: str) -> list[dict[str, str]]:
     """A LLaMA-Factory ranking reply: one {from, value} (or {role, content}) assistant turn."""
     if not isinstance(turn, dict):
         raise RowError(field, "expected one turn {from, value}, like the conversation's")
-    message = (from_messages({field: [turn]}, field, "from", "value", SHAREGPT_ROLES) if "from" in turn
-               else from_messages({field: [turn]}, field, "role", "content", {r: r for r in ROLES}))
+    message = (
+        from_messages({field: [turn]}, field, "from", "value", SHAREGPT_ROLES)
+        if "from" in turn
+        else from_messages({field: [turn]}, field, "role", "content", {r: r for r in ROLES})
+    )
     reply = _plain(message, field)
     if reply[0]["role"] != "assistant":
         raise RowError(field, f"expected an assistant turn (gpt), got {reply[0]['role']}")
@@ -128,20 +136,33 @@ def _prompt(value: Any) -> list[dict[str, str]]:
 def to_pair(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
     row = _object(raw, columns)
     # LLaMA-Factory v1 names its full conversations chosen_messages / rejected_messages
-    key = {side: f"{side}_messages" if side not in row and f"{side}_messages" in row else side
-           for side in ("chosen", "rejected")}
+    key = {
+        side: f"{side}_messages" if side not in row and f"{side}_messages" in row else side
+        for side in ("chosen", "rejected")
+    }
     if key["chosen"] not in row and key["rejected"] not in row:
-        raise RowError("chosen", f"missing required field; a preference row needs prompt/chosen/rejected, this one has "
-                                 f"{sorted(row)} (map other names with data.columns)")
+        raise RowError(
+            "chosen",
+            f"missing required field; a preference row needs prompt/chosen/rejected, this one has "
+            f"{sorted(row)} (map other names with data.columns)",
+        )
     one_turn = isinstance(row.get(key["chosen"]), dict) or isinstance(row.get(key["rejected"]), dict)
     if one_turn and row.get("prompt") is None:  # LLaMA-Factory ranking: the conversation is the prompt
-        chosen, rejected = _one_turn(row.get(key["chosen"]), key["chosen"]), _one_turn(row.get(key["rejected"]), key["rejected"])
+        chosen, rejected = (
+            _one_turn(row.get(key["chosen"]), key["chosen"]),
+            _one_turn(row.get(key["rejected"]), key["rejected"]),
+        )
         prompt = _chat_prompt(row)
         if prompt is None:
-            raise RowError("conversations", "missing; a row whose chosen/rejected are single turns needs the "
-                           "conversation they answer")
+            raise RowError(
+                "conversations",
+                "missing; a row whose chosen/rejected are single turns needs the conversation they answer",
+            )
     else:
-        chosen, rejected = _reply(row.get(key["chosen"]), key["chosen"]), _reply(row.get(key["rejected"]), key["rejected"])
+        chosen, rejected = (
+            _reply(row.get(key["chosen"]), key["chosen"]),
+            _reply(row.get(key["rejected"]), key["rejected"]),
+        )
         if row.get("prompt") is not None:
             prompt = _prompt(row["prompt"])
         else:  # the prompt of a LLaMA-Factory alpaca ranking row, else TRL's implicit one: the shared prefix
@@ -167,13 +188,22 @@ def _split_shared(chosen: list[dict], rejected: list[dict]) -> tuple[list[dict],
     return chosen[shared:], rejected[shared:], chosen[:shared]
 
 
-def load_preferences(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def load_preferences(
+    paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     return collect_rows(paths, lambda raw: to_pair(raw, system, columns), "preference row")
 
 
 # --- KTO: unpaired completions labelled desirable (true) or undesirable (false) --------------------
 
-_LABELS = {True: True, False: False, "true": True, "false": False, "1": True, "0": False, 1: True, 0: False}
+_LABELS = {
+    True: True,
+    False: False,
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+}  # 1 and 0 are the True and False keys
 
 
 def to_kto_row(raw: RawRow, system: str | None = None, columns: dict[str, str] | None = None) -> dict[str, Any]:
@@ -195,7 +225,9 @@ def to_kto_row(raw: RawRow, system: str | None = None, columns: dict[str, str] |
     return {"prompt": prompt, "completion": completion, "label": _LABELS[key], "where": raw.where}
 
 
-def load_kto(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def load_kto(
+    paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     rows = collect_rows(paths, lambda raw: to_kto_row(raw, system, columns), "KTO row")
     check_kto_labels(rows, paths)
     return rows
@@ -220,7 +252,9 @@ def to_scored_row(raw: RawRow, system: str | None = None, columns: dict[str, str
     return {"messages": prompt + reply, "where": raw.where}
 
 
-def load_scored_rows(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def load_scored_rows(
+    paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     return collect_rows(paths, lambda raw: to_scored_row(raw, system, columns), "row to score")
 
 
@@ -243,11 +277,17 @@ def to_prompt_row(raw: RawRow, system: str | None = None, columns: dict[str, str
     if "answer" in row:
         answer = row["answer"]
         answers = [answer] if isinstance(answer, (str, int, float)) and not isinstance(answer, bool) else answer
-        if not (isinstance(answers, list) and answers and all(isinstance(a, (str, int, float)) and str(a).strip() for a in answers)):
+        if not (
+            isinstance(answers, list)
+            and answers
+            and all(isinstance(a, (str, int, float)) and str(a).strip() for a in answers)
+        ):
             raise RowError("answer", "expected a non-empty string, a number or a list of them")
         out["answer"] = [str(a) for a in answers]
     return out
 
 
-def load_prompts(paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def load_prompts(
+    paths: list[str | Path], system: str | None = None, columns: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     return collect_rows(paths, lambda raw: to_prompt_row(raw, system, columns), "prompt row")

@@ -1,8 +1,9 @@
 """Read data files into `(location, row)` pairs, where location is `file:line`.
 
 Supported: `.json` (an array of objects, or one object per line), `.jsonl`, `.csv` (header
-row; `line` is the line the record starts on), `.parquet` (`line` is the 1-based row number), `.txt` (the whole file is one `{"text"}` row),
-any of these compressed as `.gz`, and folders (every supported file inside, sorted by path).
+row; `line` is the line the record starts on), `.parquet` (`line` is the 1-based row number), `.txt`
+(the whole file is one `{"text"}` row), any of these compressed as `.gz`, and folders (every supported
+file inside, sorted by path).
 Every row keeps where it came from, so a later validation error can point at it.
 
 `read_rows` reads whole files; `iter_rows` yields the same rows one at a time for
@@ -66,8 +67,13 @@ def data_files(path: str | Path) -> list[Path]:
     if not path.exists():
         raise DataError(f"{path}: data file not found")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) in READABLE_SUFFIXES
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and _kind(p) in READABLE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         if not files:
             raise DataError(f"{path}: folder has no data files ({', '.join(READABLE_SUFFIXES)}, optionally .gz)")
         return files
@@ -85,7 +91,9 @@ def _read_file(path: Path) -> list[RawRow]:
     kind = _kind(path)
     if kind not in READABLE_SUFFIXES:
         shown = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-        raise DataError(f"{path}: unsupported file type `{shown}` (supported: {', '.join(READABLE_SUFFIXES)}, optionally .gz)")
+        raise DataError(
+            f"{path}: unsupported file type `{shown}` (supported: {', '.join(READABLE_SUFFIXES)}, optionally .gz)"
+        )
     data = path.read_bytes()
     if path.suffix == ".gz":
         try:
@@ -213,7 +221,9 @@ def _iter_file(path: Path) -> Iterator[RawRow]:
     kind = _kind(path)
     if kind not in READABLE_SUFFIXES:
         shown = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-        raise DataError(f"{path}: unsupported file type `{shown}` (supported: {', '.join(READABLE_SUFFIXES)}, optionally .gz)")
+        raise DataError(
+            f"{path}: unsupported file type `{shown}` (supported: {', '.join(READABLE_SUFFIXES)}, optionally .gz)"
+        )
     try:
         if kind == ".parquet":
             yield from _iter_parquet(path)
@@ -238,8 +248,10 @@ def _iter_json_lines(path: Path, kind: str) -> Iterator[RawRow]:
             if not raw_line.strip():
                 continue
             if kind == ".json" and raw_line.lstrip().startswith(b"["):
-                raise DataError(f"{path}: a JSON array cannot be streamed (it is parsed as a whole); convert it to "
-                                ".jsonl (one object per line) or set data.streaming: false")
+                raise DataError(
+                    f"{path}: a JSON array cannot be streamed (it is parsed as a whole); convert it to "
+                    ".jsonl (one object per line) or set data.streaming: false"
+                )
             kind = ".jsonl"  # only the first non-empty line can open an array
             try:
                 line = raw_line.decode("utf-8")

@@ -69,12 +69,16 @@ class Rejects:
             raise_row_errors(self.messages(), kind, paths, bool(kept or self.dropped), source, noun)
             return
         if not kept and not self.dropped:
-            raise DataError(f"no valid {kind}s left in {', '.join(str(p) for p in paths)}: all {total} were "
-                            f"rejected; first reasons:\n{listing(self.messages())}")
+            raise DataError(
+                f"no valid {kind}s left in {', '.join(str(p) for p in paths)}: all {total} were "
+                f"rejected; first reasons:\n{listing(self.messages())}"
+            )
         if self.entries and len(self.entries) / total > self.max_fraction:
-            raise DataError(f"{len(self.entries)} of {total} {kind}s ({100 * len(self.entries) / total:.1f}%) are invalid, "
-                            f"more than data.max_reject_fraction={self.max_fraction}; fix them or raise the limit:\n"
-                            f"{listing(self.messages())}")
+            raise DataError(
+                f"{len(self.entries)} of {total} {kind}s ({100 * len(self.entries) / total:.1f}%) are invalid, "
+                f"more than data.max_reject_fraction={self.max_fraction}; fix them or raise the limit:\n"
+                f"{listing(self.messages())}"
+            )
 
     def write(self, path: Path) -> None:
         """rejects.jsonl: one line per rejected or dropped row, with its reason."""
@@ -102,8 +106,14 @@ def iter_converted(paths, convert: Callable[[RawRow], Any], rejects: Rejects, st
         yield from converted(iter_rows(path) if stream else read_rows(path), convert, rejects)
 
 
-def collect_rows(paths, convert: Callable[[RawRow], Any], kind: str, rejects: Rejects | None = None,
-                 source: str | None = None, noun: str | None = None) -> list:
+def collect_rows(
+    paths,
+    convert: Callable[[RawRow], Any],
+    kind: str,
+    rejects: Rejects | None = None,
+    source: str | None = None,
+    noun: str | None = None,
+) -> list:
     """`convert` every row of every file and check the problems against `rejects`' policy (default:
     raise them all); `source`: the config key that named the files, for the message."""
     rejects = rejects if rejects is not None else Rejects()
@@ -112,7 +122,9 @@ def collect_rows(paths, convert: Callable[[RawRow], Any], kind: str, rejects: Re
     return rows
 
 
-def parse_rows(path: str | Path, parse: Callable[[Any, str], Any], what: str, key: str, noun: str | None = None) -> list:
+def parse_rows(
+    path: str | Path, parse: Callable[[Any, str], Any], what: str, key: str, noun: str | None = None
+) -> list:
     """`collect_rows` for a parser `parse(data, where)` that returns the parsed row, or why it is
     invalid as a "field: reason" string (or raises RowError). `what`: the kind of row, `key`: the
     config key that named the file, `noun`: what an empty file lacks."""

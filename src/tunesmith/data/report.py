@@ -31,16 +31,30 @@ def set_stats(data: TokenizedSet | list[TokenizedRow], max_length: int, replay_f
         "rows": len(data.rows),
         "tokens": int(lengths.sum()),
         "trained_tokens": data.trained_tokens,
-        "length": {"min": int(lengths.min()), **pct, "max": int(lengths.max()), "mean": round(float(lengths.mean()), 1)},
+        "length": {
+            "min": int(lengths.min()),
+            **pct,
+            "max": int(lengths.max()),
+            "mean": round(float(lengths.mean()), 1),
+        },
         "rows_at_max_length": int((lengths >= max_length).sum()),
-        "sources": {s: {"rows": per_source[s], "tokens": tokens_per_source[s], **({"replay": True} if s in (replay_files or ()) else {})}
-                    for s in sorted(per_source)},
+        "sources": {
+            s: {
+                "rows": per_source[s],
+                "tokens": tokens_per_source[s],
+                **({"replay": True} if s in (replay_files or ()) else {}),
+            }
+            for s in sorted(per_source)
+        },
     }
     if replay_files:
         replay = [c for c in stats["sources"].values() if c.get("replay")]
         rows = sum(c["rows"] for c in replay)
-        stats["replay"] = {"rows": rows, "tokens": sum(c["tokens"] for c in replay),
-                           "share": round(rows / max(1, stats["rows"]), 4)}
+        stats["replay"] = {
+            "rows": rows,
+            "tokens": sum(c["tokens"] for c in replay),
+            "share": round(rows / max(1, stats["rows"]), 4),
+        }
         stats["domain"] = {"rows": stats["rows"] - rows, "tokens": stats["tokens"] - stats["replay"]["tokens"]}
     return stats
 
@@ -61,12 +75,16 @@ def describe(name: str, data: TokenizedSet, max_length: int, replay_files: set[s
     ]
     if stats["truncated"]:
         first = ", ".join(t["where"] for t in data.rejects.truncated[:3])
-        lines.append(f"  {stats['truncated']} rows truncated to max_length (data.overlength: truncate), "
-                     f"{stats['truncated_without_end']} of them lost their reply's end-of-turn token (first: {first})")
+        lines.append(
+            f"  {stats['truncated']} rows truncated to max_length (data.overlength: truncate), "
+            f"{stats['truncated_without_end']} of them lost their reply's end-of-turn token (first: {first})"
+        )
     if "replay" in stats:
-        lines.append(f"  domain: {stats['domain']['rows']} rows, {stats['domain']['tokens']:,} tokens; replay "
-                     f"(forgetting.replay): {stats['replay']['rows']} rows, {stats['replay']['tokens']:,} tokens "
-                     f"({100 * stats['replay']['share']:.1f}% of rows)")
+        lines.append(
+            f"  domain: {stats['domain']['rows']} rows, {stats['domain']['tokens']:,} tokens; replay "
+            f"(forgetting.replay): {stats['replay']['rows']} rows, {stats['replay']['tokens']:,} tokens "
+            f"({100 * stats['replay']['share']:.1f}% of rows)"
+        )
     for source, counts in stats["sources"].items():
         tag = " (replay)" if counts.get("replay") else ""
         lines.append(f"  {source}{tag}: {counts['rows']} rows, {counts['tokens']:,} tokens")

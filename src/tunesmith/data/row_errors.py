@@ -41,14 +41,17 @@ def listing(lines: list[str]) -> str:
     return f"  {shown}{more}"
 
 
-def raise_row_errors(errors: list[str], kind: str, paths: Iterable, found: bool, source: str | None = None,
-                     noun: str | None = None) -> None:
+def raise_row_errors(
+    errors: list[str], kind: str, paths: Iterable, found: bool, source: str | None = None, noun: str | None = None
+) -> None:
     """One DataError for all `errors` (lines from `row_error_line`), or for a file without rows (`found`
     false). `kind` names a row ("QA row"), `source` the config key that named the files, `noun` what
     an empty file lacks (`{kind}s` unless given)."""
     named = f" ({source})" if source else ""
     if errors:
-        raise DataError(f"{len(errors)} invalid {kind}(s){' in ' + source if source else ''}; fix them and run "
-                        f"again:\n{listing(errors)}")
+        raise DataError(
+            f"{len(errors)} invalid {kind}(s){' in ' + source if source else ''}; fix them and run "
+            f"again:\n{listing(errors)}"
+        )
     if not found:
         raise DataError(f"no {noun or kind + 's'} found in {', '.join(str(p) for p in paths)}{named}")

@@ -51,8 +51,13 @@ def _pair_texts(row):
 
 
 PAIRS = RowKind("preference pair", to_pair, _pair_texts, ("prompt", "chosen", "rejected"))
-KTO_ROWS = RowKind("KTO row", to_kto_row, lambda row: [(row["prompt"] + row["completion"], False)],
-                   ("prompt", "completion", "label"), check_kto_labels)
+KTO_ROWS = RowKind(
+    "KTO row",
+    to_kto_row,
+    lambda row: [(row["prompt"] + row["completion"], False)],
+    ("prompt", "completion", "label"),
+    check_kto_labels,
+)
 PROMPTS = RowKind("prompt row", to_prompt_row, lambda row: [(row["prompt"], True)], ("prompt", "answer"))
 
 
@@ -75,8 +80,9 @@ def _token_length(tokenizer, messages: list[dict], generation_prompt: bool) -> i
     return len(tokenizer(render(tokenizer, messages, generation_prompt), add_special_tokens=False)["input_ids"])
 
 
-def _apply_overlength(tokenizer, rows: list[dict], kind: RowKind, data: DataConfig, rejects: Rejects,
-                      trainer_truncates: bool) -> tuple[list[dict], int]:
+def _apply_overlength(
+    tokenizer, rows: list[dict], kind: RowKind, data: DataConfig, rejects: Rejects, trainer_truncates: bool
+) -> tuple[list[dict], int]:
     kept, truncated = [], 0
     for row in rows:
         longest = max(_token_length(tokenizer, messages, prompt) for messages, prompt in kind.conversations(row))
@@ -88,34 +94,54 @@ def _apply_overlength(tokenizer, rows: list[dict], kind: RowKind, data: DataConf
             truncated += 1
             kept.append(row)
         else:
-            why = ("" if data.overlength == "error" else
-                   "; this stage cannot cut such a row (set data.overlength: drop to leave it out)")
+            why = (
+                ""
+                if data.overlength == "error"
+                else "; this stage cannot cut such a row (set data.overlength: drop to leave it out)"
+            )
             rejects.add(row["where"], "overlength", f"{longest} tokens > data.max_length={data.max_length}{why}")
     return kept, truncated
 
 
-def load_rows(tokenizer, data: DataConfig, key: str, kind: RowKind, seed: int, trainer_truncates: bool,
-              max_samples: int | None = None, weights: list[float] | None = None) -> RowSet:
+def load_rows(
+    tokenizer,
+    data: DataConfig,
+    key: str,
+    kind: RowKind,
+    seed: int,
+    trainer_truncates: bool,
+    max_samples: int | None = None,
+    weights: list[float] | None = None,
+) -> RowSet:
     """Every source of `data.<key>` read, validated and measured; the training sources mixed by `weights`."""
     sources = resolve_sources(getattr(data, key), data.registry, key)
     parts, rejects, truncated = [], Rejects(data.on_error == "skip", data.max_reject_fraction), 0
     for source in sources:
         if source.format not in (None, "auto"):
-            raise ConfigError(f"data.registry: dataset `{source.name}` sets format `{source.format}`, a chat-row format; "
-                              f"{kind.name}s have one layout of their own (map other field names with `columns`)")
+            raise ConfigError(
+                f"data.registry: dataset `{source.name}` sets format `{source.format}`, a chat-row format; "
+                f"{kind.name}s have one layout of their own (map other field names with `columns`)"
+            )
         if source.ranking and kind is not PAIRS:
-            raise ConfigError(f"data.{key}: dataset `{source.name}` is a ranking dataset (ranking: true): its rows are "
-                              f"preference pairs, not {kind.name}s")
+            raise ConfigError(
+                f"data.{key}: dataset `{source.name}` is a ranking dataset (ranking: true): its rows are "
+                f"preference pairs, not {kind.name}s"
+            )
         system = source.system if source.system is not None else data.system
         columns = source.columns or data.columns
         own = Rejects(rejects.skip, rejects.max_fraction)
-        rows = list(iter_converted(source.paths, lambda raw: kind.convert(raw, system, columns), own))
+        rows = list(
+            iter_converted(
+                source.paths, lambda raw, system=system, columns=columns: kind.convert(raw, system, columns), own
+            )
+        )
         rows, cut = _apply_overlength(tokenizer, rows, kind, data, own, trainer_truncates)
         own.check(kind.name, source.paths, kept=len(rows))
         if not rows:
             reason = own.dropped[0]["reason"] if own.dropped else "no rows"
-            raise DataError(f"no {kind.name}s left in {', '.join(source.paths)} (all {len(own.dropped)} were dropped: "
-                            f"{reason})")
+            raise DataError(
+                f"no {kind.name}s left in {', '.join(source.paths)} (all {len(own.dropped)} were dropped: {reason})"
+            )
         if max_samples:
             rows = rows[:max_samples]
         if kind.check_set:
@@ -131,8 +157,9 @@ def load_rows(tokenizer, data: DataConfig, key: str, kind: RowKind, seed: int, t
     return RowSet(rows, hashlib.sha256(digest.encode()).hexdigest()[:16], rejects, truncated)
 
 
-def load_row_splits(tokenizer, data: DataConfig, kind: RowKind, seed: int,
-                    trainer_truncates: bool) -> tuple[RowSet, RowSet | None]:
+def load_row_splits(
+    tokenizer, data: DataConfig, kind: RowKind, seed: int, trainer_truncates: bool
+) -> tuple[RowSet, RowSet | None]:
     """The training rows and the validation rows (its files, a `val_split` of training, or None)."""
     train = load_rows(tokenizer, data, "train", kind, seed, trainer_truncates, data.max_samples, data.weights)
     if data.validation:
@@ -143,5 +170,7 @@ def load_row_splits(tokenizer, data: DataConfig, kind: RowKind, seed: int,
     if kind.check_set:
         kind.check_set(kept, data.train)
         kind.check_set(val, [f"data.val_split={data.val_split} of {', '.join(data.train)}"])
-    return (RowSet(kept, train.fingerprint, train.rejects, train.truncated),
-            RowSet(val, f"{train.fingerprint}-split{data.val_split}"))
+    return (
+        RowSet(kept, train.fingerprint, train.rejects, train.truncated),
+        RowSet(val, f"{train.fingerprint}-split{data.val_split}"),
+    )

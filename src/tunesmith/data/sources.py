@@ -56,7 +56,9 @@ def load_registry(path: str | Path) -> dict[str, Source]:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"{path}:{mark.line + 1 if mark else '?'}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise ConfigError(
+            f"{path}:{mark.line + 1 if mark else '?'}: invalid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a registry is a mapping of dataset names to {{path, format, columns}}")
     registry = {}
@@ -68,7 +70,9 @@ def load_registry(path: str | Path) -> dict[str, Source]:
             raise ConfigError(f"{where}: expected a path or a mapping with `path`")
         unknown = set(entry) - ENTRY_KEYS
         if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(ENTRY_KEYS))})")
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(sorted(unknown))} (allowed: {', '.join(sorted(ENTRY_KEYS))})"
+            )
         paths = entry.get("path")
         paths = [paths] if isinstance(paths, str) else paths
         if not (isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths)):
@@ -76,7 +80,9 @@ def load_registry(path: str | Path) -> dict[str, Source]:
         if entry.get("format", "auto") not in FORMATS:
             raise ConfigError(f"{where}: format `{entry['format']}` is not one of {', '.join(FORMATS)}")
         columns = entry.get("columns") or {}
-        if not (isinstance(columns, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())):
+        if not (
+            isinstance(columns, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in columns.items())
+        ):
             raise ConfigError(f"{where}: `columns` must map canonical names to names in the file")
         resolved = [str(p if Path(p).is_absolute() else path.parent / p) for p in paths]
         registry[str(name)] = Source(str(name), resolved, entry.get("format"), columns, entry.get("system"))
@@ -103,8 +109,9 @@ def resolve_sources(entries: list[str], registry_path: str | None, key: str) -> 
             label = key if "." in key else f"data.{key}"
             names = sorted(registry)
             shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-            raise ConfigError(f"{label}[{i}]: `{entry}` is neither a file nor a dataset of {registry_path} "
-                              f"(its datasets: {shown})")
+            raise ConfigError(
+                f"{label}[{i}]: `{entry}` is neither a file nor a dataset of {registry_path} (its datasets: {shown})"
+            )
     return sources
 
 

@@ -27,8 +27,9 @@ def held_out_count(val_split: float, total: int) -> int:
     """How many of `total` rows `val_split` holds out: a fraction (below 1, at least one row) or a count."""
     if val_split >= 1:
         if val_split != int(val_split):
-            raise DataError(f"data.val_split={val_split}: a count of rows must be a whole number (or give a "
-                            "fraction below 1)")
+            raise DataError(
+                f"data.val_split={val_split}: a count of rows must be a whole number (or give a fraction below 1)"
+            )
         n = int(val_split)
     else:
         n = max(1, round(val_split * total))

@@ -28,13 +28,17 @@ log = logging.getLogger(__name__)
 CHUNK = 512  # rows tokenised per call (tokenize_all's own batch)
 
 
-def stream_tokenize(tokenizer, paths: list[str], data: DataConfig, kind: str, max_samples: int | None,
-                    rejects: Rejects, folder: Path) -> TokenWriter:
+def stream_tokenize(
+    tokenizer, paths: list[str], data: DataConfig, kind: str, max_samples: int | None, rejects: Rejects, folder: Path
+) -> TokenWriter:
     """Write the tokenised rows of `paths` into `folder`; raises DataError like the in-memory path.
     The caller writes meta.json (`writer.finish`) once the rejects are final."""
     text = kind == "text"
-    convert = (lambda raw: to_document(raw, data.columns)) if text else conversation_converter(data.format, data.system,
-                                                                                             data.columns)
+    convert = (
+        (lambda raw: to_document(raw, data.columns))
+        if text
+        else conversation_converter(data.format, data.system, data.columns)
+    )
     late = Rejects(rejects.skip, rejects.max_fraction)  # found while tokenising, reported after the row errors
     writer = TokenWriter(folder)
     options = MaskOptions.of(data)
@@ -73,8 +77,11 @@ def stream_tokenize(tokenizer, paths: list[str], data: DataConfig, kind: str, ma
     finally:
         writer.close()
     if data.clean:
-        log.info("clean: kept %d rows; removed %s", min(taken, max_samples or taken),
-                 ", ".join(f"{n} {reason}" for reason, n in removed.most_common()) or "nothing")
+        log.info(
+            "clean: kept %d rows; removed %s",
+            min(taken, max_samples or taken),
+            ", ".join(f"{n} {reason}" for reason, n in removed.most_common()) or "nothing",
+        )
     rejects.check("text row" if text else "row", paths, kept=converted)
     if not text:
         rejects.entries += late.entries

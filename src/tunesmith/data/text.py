@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunesmith.data.readers import RawRow
 from tunesmith.data.rejects import Rejects, collect_rows
 from tunesmith.data.row_errors import RowError
-from tunesmith.data.turns import rename_columns
-from tunesmith.data.readers import RawRow
 from tunesmith.data.tokenize import TokenizedRow
+from tunesmith.data.turns import rename_columns
 
 
 def to_document(raw: RawRow, columns: dict[str, str] | None) -> tuple[str, str]:
@@ -28,8 +28,9 @@ def to_document(raw: RawRow, columns: dict[str, str] | None) -> tuple[str, str]:
     return raw.where, text
 
 
-def load_documents(paths: list[str | Path], columns: dict[str, str] | None = None,
-                   rejects: Rejects | None = None) -> list[tuple[str, str]]:
+def load_documents(
+    paths: list[str | Path], columns: dict[str, str] | None = None, rejects: Rejects | None = None
+) -> list[tuple[str, str]]:
     """(where, text) for every document; rows without a non-empty string `text` are errors."""
     return collect_rows(paths, lambda raw: to_document(raw, columns), "text row", rejects)
 

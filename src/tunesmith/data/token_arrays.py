@@ -67,9 +67,18 @@ class TokenWriter:
     def finish(self, meta: dict) -> None:
         self.close()
         totals = {"rows": self.rows, "tokens": self.tokens, "trained_tokens": self.trained_tokens}
-        (self.folder / "meta.json").write_text(json.dumps(
-            {"arrays_version": ARRAYS_VERSION, **totals, "files": list(self.files), "tasks": list(self.tasks), **meta},
-            ensure_ascii=False))
+        (self.folder / "meta.json").write_text(
+            json.dumps(
+                {
+                    "arrays_version": ARRAYS_VERSION,
+                    **totals,
+                    "files": list(self.files),
+                    "tasks": list(self.tasks),
+                    **meta,
+                },
+                ensure_ascii=False,
+            )
+        )
 
     def close(self) -> None:
         for handle in (self._ids, self._labels, self._index):
@@ -148,8 +157,12 @@ class MemmapRows(RowArrays):
         end = int(record["end"])
         start = int(self.index["end"][i - 1]) if i else 0
         task = int(record["task"])
-        return TokenizedRow(self.ids[start:end].tolist(), self.labels[start:end].tolist(),
-                            f"{self.files[int(record['file'])]}:{int(record['line'])}", self.tasks[task] if task >= 0 else None)
+        return TokenizedRow(
+            self.ids[start:end].tolist(),
+            self.labels[start:end].tolist(),
+            f"{self.files[int(record['file'])]}:{int(record['line'])}",
+            self.tasks[task] if task >= 0 else None,
+        )
 
     def lengths(self) -> np.ndarray:
         ends = np.asarray(self.index["end"])

@@ -64,8 +64,14 @@ def tool_calls_as_text(messages: list[dict]) -> list[dict]:
     for message in messages:
         calls = message.get("tool_calls")
         if calls:
-            text = "\n".join("<tool_call>\n" + json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
-                                                          ensure_ascii=False) + "\n</tool_call>" for c in calls)
+            text = "\n".join(
+                "<tool_call>\n"
+                + json.dumps(
+                    {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}, ensure_ascii=False
+                )
+                + "\n</tool_call>"
+                for c in calls
+            )
             content = message.get("content") or ""
             rest = {k: v for k, v in message.items() if k != "tool_calls"}  # reasoning, the train mark
             message = {**rest, "content": f"{content}\n{text}" if content.strip() else text}
@@ -73,10 +79,14 @@ def tool_calls_as_text(messages: list[dict]) -> list[dict]:
     return out
 
 
-TOOLS_HEADER = ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-                "You are provided with function signatures within <tools></tools> XML tags:\n<tools>")
-TOOLS_FOOTER = ("\n</tools>\n\nFor each function call, return a json object with function name and arguments "
-                "within <tool_call></tool_call> XML tags.")
+TOOLS_HEADER = (
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>"
+)
+TOOLS_FOOTER = (
+    "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+    "within <tool_call></tool_call> XML tags."
+)
 
 
 def tools_in_system(messages: list[dict], tools: list[dict]) -> list[dict]:
@@ -88,17 +98,24 @@ def tools_in_system(messages: list[dict], tools: list[dict]) -> list[dict]:
     return [{"role": "system", "content": block}] + messages
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False, tools: list[dict] | None = None,
-           where: str = "") -> str:
+def render(
+    tokenizer,
+    messages: list[dict],
+    add_generation_prompt: bool = False,
+    tools: list[dict] | None = None,
+    where: str = "",
+) -> str:
     template = getattr(tokenizer, "chat_template", None)
     if not template:
         raise DataError(
             "the tokenizer has no chat template; set data.template to chatml or plain, or use a model with one"
         )
     if "reasoning_content" not in template and any(m.get("reasoning_content") for m in messages):
-        raise DataError(f"{where + ': ' if where else ''}the row has reasoning parts, and this chat template does not "
-                        "render reasoning (`reasoning_content`); use a model whose template does (e.g. Qwen3), "
-                        "set data.template to one that does, or drop the reasoning parts")
+        raise DataError(
+            f"{where + ': ' if where else ''}the row has reasoning parts, and this chat template does not "
+            "render reasoning (`reasoning_content`); use a model whose template does (e.g. Qwen3), "
+            "set data.template to one that does, or drop the reasoning parts"
+        )
     if "tool_calls" not in template:
         messages = tool_calls_as_text(messages)
     extra = {}
@@ -110,8 +127,9 @@ def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False,
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt, **extra)
 
 
-def assistant_spans(tokenizer, messages: list[dict[str, str]], where: str = "",
-                    tools: list[dict] | None = None) -> tuple[str, list[tuple[int, int]]]:
+def assistant_spans(
+    tokenizer, messages: list[dict[str, str]], where: str = "", tools: list[dict] | None = None
+) -> tuple[str, list[tuple[int, int]]]:
     """The rendered text and the (start, end) character spans of every trained assistant reply."""
     text = render(tokenizer, messages, tools=tools, where=where)
     spans = []
@@ -143,29 +161,46 @@ def _labels(ids: list[int], offsets, spans: list[tuple[int, int]], train_on_prom
     return labels
 
 
-def tokenize_conversation(tokenizer, conversation: Conversation, max_length: int = 1024,
-                          train_on_prompt: bool = False, last_turn_only: bool = False) -> TokenizedRow:
+def tokenize_conversation(
+    tokenizer,
+    conversation: Conversation,
+    max_length: int = 1024,
+    train_on_prompt: bool = False,
+    last_turn_only: bool = False,
+) -> TokenizedRow:
     """The conversation's tokens with labels, cut at max_length (`tokenize_all` applies the policy)."""
     return _tokenize_batch(tokenizer, [conversation], train_on_prompt, last_turn_only, max_length)[0]
 
 
-def _tokenize_batch(tokenizer, conversations: list[Conversation], train_on_prompt: bool, last_turn_only: bool,
-                    max_length: int | None = None) -> list[TokenizedRow]:
+def _tokenize_batch(
+    tokenizer,
+    conversations: list[Conversation],
+    train_on_prompt: bool,
+    last_turn_only: bool,
+    max_length: int | None = None,
+) -> list[TokenizedRow]:
     rendered = []
     for conversation in conversations:
-        text, spans = assistant_spans(tokenizer, conversation.messages, conversation.where, conversation.meta.get("tools"))
+        text, spans = assistant_spans(
+            tokenizer, conversation.messages, conversation.where, conversation.meta.get("tools")
+        )
         rendered.append((text, spans[-1:] if last_turn_only else spans))
     # one call for the whole batch: the fast tokenizer encodes it in parallel
     encoded = tokenizer([text for text, _ in rendered], add_special_tokens=False, return_offsets_mapping=True)
     rows = []
-    for conversation, (_, spans), ids, offsets in zip(conversations, rendered, encoded["input_ids"], encoded["offset_mapping"]):
+    for conversation, (_, spans), ids, offsets in zip(
+        conversations, rendered, encoded["input_ids"], encoded["offset_mapping"]
+    ):
         labels = _labels(ids, offsets, spans, train_on_prompt)
-        rows.append(TokenizedRow(ids[:max_length], labels[:max_length], conversation.where, conversation.meta.get("task")))
+        rows.append(
+            TokenizedRow(ids[:max_length], labels[:max_length], conversation.where, conversation.meta.get("task"))
+        )
     return rows
 
 
-def tokenize_all(tokenizer, conversations: list[Conversation], options: MaskOptions,
-                 rejects: Rejects | None = None, batch: int = 512) -> list[TokenizedRow]:
+def tokenize_all(
+    tokenizer, conversations: list[Conversation], options: MaskOptions, rejects: Rejects | None = None, batch: int = 512
+) -> list[TokenizedRow]:
     """Tokenise every conversation under `options`; over-length and untrainable rows go to `rejects`
     (errors for `overlength: error`, dropped rows otherwise). Raises if a row is invalid under the
     default policy."""
@@ -173,22 +208,35 @@ def tokenize_all(tokenizer, conversations: list[Conversation], options: MaskOpti
     rows = []
     for first in range(0, len(conversations), batch):
         chunk = conversations[first : first + batch]
-        for conversation, full in zip(chunk, _tokenize_batch(tokenizer, chunk, options.train_on_prompt, options.last_turn_only)):
+        for conversation, full in zip(
+            chunk, _tokenize_batch(tokenizer, chunk, options.train_on_prompt, options.last_turn_only)
+        ):
             n = len(full.input_ids)
             if n > options.max_length:
                 if options.overlength == "error":
-                    rejects.add(conversation.where, "row", f"{n} tokens, longer than data.max_length={options.max_length} "
-                                "(data.overlength: error; use truncate or drop, or raise max_length)")
+                    rejects.add(
+                        conversation.where,
+                        "row",
+                        f"{n} tokens, longer than data.max_length={options.max_length} "
+                        "(data.overlength: error; use truncate or drop, or raise max_length)",
+                    )
                     continue
                 if options.overlength == "drop":
-                    rejects.drop(conversation.where, f"{n} tokens > data.max_length={options.max_length} (overlength: drop)")
+                    rejects.drop(
+                        conversation.where, f"{n} tokens > data.max_length={options.max_length} (overlength: drop)"
+                    )
                     continue
-            row = TokenizedRow(full.input_ids[: options.max_length], full.labels[: options.max_length], conversation.where,
-                               full.task)
+            row = TokenizedRow(
+                full.input_ids[: options.max_length], full.labels[: options.max_length], conversation.where, full.task
+            )
             if row.trained_tokens == 0 and n > options.max_length:
-                rejects.add(conversation.where, "row", f"{n} tokens: truncation to data.max_length={options.max_length} "
-                            "cuts the trained reply to nothing (the prompt fills max_length); raise max_length, shorten "
-                            "the prompt, or set data.overlength: drop")
+                rejects.add(
+                    conversation.where,
+                    "row",
+                    f"{n} tokens: truncation to data.max_length={options.max_length} "
+                    "cuts the trained reply to nothing (the prompt fills max_length); raise max_length, shorten "
+                    "the prompt, or set data.overlength: drop",
+                )
                 continue
             if row.trained_tokens == 0:
                 rejects.drop(conversation.where, "no trained token (no assistant reply to train)")

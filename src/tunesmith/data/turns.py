@@ -37,8 +37,13 @@ def with_system(messages: list[dict[str, Any]], system: str | None) -> list[dict
 
 # LLaMA-Factory's tag names (dataset_info.json `tags`) -> our sharegpt turn keys and role names
 TURN_KEY_TAGS = {"role_tag": "from", "content_tag": "value"}
-ROLE_TAGS = {"user_tag": "human", "assistant_tag": "gpt", "observation_tag": "observation",
-             "function_tag": "function_call", "system_tag": "system"}
+ROLE_TAGS = {
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+    "observation_tag": "observation",
+    "function_tag": "function_call",
+    "system_tag": "system",
+}
 MEDIA = ("image", "image_url", "video", "video_url", "audio", "audio_url", "input_audio")
 
 
@@ -83,7 +88,11 @@ def content_parts(content: Any, where: str) -> tuple[str, str, list[dict[str, An
         if kind not in ("text", "reasoning", "tool_call"):
             raise RowError(f"{spot}.type", f"unknown part type {kind!r} (expected text, reasoning or tool_call)")
         if kind == "tool_call":
-            call = _json_value(value, f"{spot}.value", "; a tool_call value is JSON {name, arguments}") if isinstance(value, str) else value
+            call = (
+                _json_value(value, f"{spot}.value", "; a tool_call value is JSON {name, arguments}")
+                if isinstance(value, str)
+                else value
+            )
             calls += tool_calls(call, f"{spot}.value")
         elif not isinstance(value, str):
             raise RowError(f"{spot}.value", "missing or not a string")
@@ -100,8 +109,11 @@ def trained(turn: dict[str, Any], role: str, where: str) -> bool:
     if isinstance(weight, bool) or weight not in (0, 1):
         raise RowError(f"{where}.loss_weight", f"expected 0 (not trained) or 1 (trained), got {weight!r}")
     if weight == 1 and role != "assistant":
-        raise RowError(f"{where}.loss_weight", f"only assistant turns are trained (this is a {role} turn); "
-                       "set data.train_on_prompt to train on every token")
+        raise RowError(
+            f"{where}.loss_weight",
+            f"only assistant turns are trained (this is a {role} turn); "
+            "set data.train_on_prompt to train on every token",
+        )
     return weight == 1
 
 
@@ -109,7 +121,11 @@ def tool_definitions(value: Any) -> list[dict[str, Any]] | None:
     """A row's `tools` as a list of `{"type": "function", "function": {...}}` (None when empty)."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    tools = _json_value(value, "tools", "; `tools` is a JSON list of {name, description, parameters}") if isinstance(value, str) else value
+    tools = (
+        _json_value(value, "tools", "; `tools` is a JSON list of {name, description, parameters}")
+        if isinstance(value, str)
+        else value
+    )
     tools = [tools] if isinstance(tools, dict) else tools
     if not isinstance(tools, list):
         raise RowError("tools", "expected a list of tool definitions (or a JSON string of one)")

@@ -38,6 +38,8 @@ def chat_measures(cfg: TunesmithConfig) -> list[str]:
 def refuse_chat_measures(cfg: TunesmithConfig, base_path) -> None:
     asks = chat_measures(cfg)
     if asks:
-        raise ConfigError(f"{', '.join(asks)}: asked as chats, but the tokenizer of {base_path} has no chat template "
-                          f"(stage {cfg.stage} trains on raw text and needs none); measure with raw text instead "
-                          "(data.validation, `text` rows in forgetting.general_eval), or start from a model with one")
+        raise ConfigError(
+            f"{', '.join(asks)}: asked as chats, but the tokenizer of {base_path} has no chat template "
+            f"(stage {cfg.stage} trains on raw text and needs none); measure with raw text instead "
+            "(data.validation, `text` rows in forgetting.general_eval), or start from a model with one"
+        )

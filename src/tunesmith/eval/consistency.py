@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from tunesmith.data.rejects import parse_rows
-from tunesmith.eval.generate import generate, render, valid_unicode
+from tunesmith.eval.generate import generate, prompt_messages, prompt_text, valid_unicode
 from tunesmith.eval.qa import normalise
 
 
@@ -44,18 +44,15 @@ def _phrasing(row, where: str) -> Phrasing | str:
     if isinstance(group, bool) or not isinstance(group, (str, int)) or str(group).strip() == "":
         return "id: missing (rows sharing an `id` are phrasings of one question)"
     text = row.get("prompt", row.get("question"))
-    if isinstance(text, str) and text.strip():
-        messages = [{"role": "user", "content": text}]
-    elif isinstance(row.get("messages"), list) and row["messages"] and all(
-            isinstance(m, dict) and isinstance(m.get("content"), str) for m in row["messages"]) \
-            and row["messages"][-1].get("role") == "user":
-        messages = [{"role": m.get("role"), "content": m["content"]} for m in row["messages"]]
-    else:
+    messages = prompt_messages(row, text)
+    if messages is None:
         return "prompt: missing or empty (give `prompt`, `question` or `messages` ending with a user turn)"
     keys = row.get("answers", row.get("answer"))
     if isinstance(keys, str):
         keys = [keys]
-    if keys is not None and not (isinstance(keys, list) and keys and all(isinstance(k, str) and k.strip() for k in keys)):
+    if keys is not None and not (
+        isinstance(keys, list) and keys and all(isinstance(k, str) and k.strip() for k in keys)
+    ):
         return "answers: expected a non-empty list of non-empty strings"
     return Phrasing(str(group), messages, keys, where)
 
@@ -76,13 +73,33 @@ def agreement(labels: list[str]) -> float:
     return Counter(labels).most_common(1)[0][1] / len(labels)
 
 
-def consistency_metrics(model, tokenizer, path: str, system: str | None, max_new_tokens: int, batch_size: int,
-                        samples: int, temperature: float, seed: int) -> dict:
+def consistency_metrics(
+    model,
+    tokenizer,
+    path: str,
+    system: str | None,
+    max_new_tokens: int,
+    batch_size: int,
+    samples: int,
+    temperature: float,
+    seed: int,
+) -> dict:
     rows = load_consistency(path)
-    prompts = [render(tokenizer, r.messages, system) for r in rows for _ in range(samples)]
+    prompts = [prompt_text(tokenizer, r.messages, system) for r in rows for _ in range(samples)]
     torch.manual_seed(seed)
-    replies = [g.text for g in generate(model, tokenizer, prompts, max_new_tokens, batch_size, sample=True,
-                                        temperature=temperature, desc="consistency")]
+    replies = [
+        g.text
+        for g in generate(
+            model,
+            tokenizer,
+            prompts,
+            max_new_tokens,
+            batch_size,
+            sample=True,
+            temperature=temperature,
+            desc="consistency",
+        )
+    ]
     groups: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r.group, []).append(i)
@@ -98,11 +115,21 @@ def consistency_metrics(model, tokenizer, path: str, system: str | None, max_new
         if has_keys:
             keyed += [lab.startswith("key:") for lab in labels]
         top = Counter(labels).most_common(1)[0][0]
-        details.append({"id": group, "phrasings": len(members), "replies": len(labels), "agreement": agreement(labels),
-                        "answer": top.split(":", 1)[1] if not top.startswith("none:") else None,
-                        "samples": group_replies})
-    result = {"consistency_agreement": sum(d["agreement"] for d in details) / len(details),
-              "consistency_groups": len(details), "consistency_samples": samples}
+        details.append(
+            {
+                "id": group,
+                "phrasings": len(members),
+                "replies": len(labels),
+                "agreement": agreement(labels),
+                "answer": top.split(":", 1)[1] if not top.startswith("none:") else None,
+                "samples": group_replies,
+            }
+        )
+    result = {
+        "consistency_agreement": sum(d["agreement"] for d in details) / len(details),
+        "consistency_groups": len(details),
+        "consistency_samples": samples,
+    }
     if keyed:
         result["consistency_key_rate"] = sum(keyed) / len(keyed)
     result["consistency_details"] = details

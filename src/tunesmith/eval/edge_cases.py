@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tunesmith.data.rejects import parse_rows
-from tunesmith.eval.generate import Generated, generate, render, valid_unicode
+from tunesmith.eval.generate import Generated, generate, prompt_text, valid_unicode
 
 CHECKS = ("crash", "no_stop", "special_tokens")
 
@@ -52,8 +52,14 @@ def _probe(row, where: str) -> Probe | str:
     if isinstance(row.get("prompt"), str):
         return Probe(kind, [{"role": "user", "content": row["prompt"]}], None, 0.0, where)
     messages = row.get("messages")
-    if isinstance(messages, list) and messages and all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages):
+    if (
+        isinstance(messages, list)
+        and messages
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in messages
+        )
+    ):
         return Probe(kind, [{"role": m["role"], "content": m["content"]} for m in messages], None, 0.0, where)
     return "prompt: missing (give `prompt`, `messages` or `fill`)"
 
@@ -69,11 +75,15 @@ def context_limit(model, tokenizer) -> int:
 
 def filled_prompt(tokenizer, probe: Probe, budget: int, system: str | None) -> str:
     """The fill text repeated so the rendered prompt is about `probe.share * budget` tokens."""
-    empty = len(tokenizer(render(tokenizer, [{"role": "user", "content": ""}], system), add_special_tokens=False)["input_ids"])
+    empty = len(
+        tokenizer(prompt_text(tokenizer, [{"role": "user", "content": ""}], system), add_special_tokens=False)[
+            "input_ids"
+        ]
+    )
     per = max(1, len(tokenizer(probe.fill, add_special_tokens=False)["input_ids"]))
     times = max(1, (int(probe.share * budget) - empty) // per)
     while True:
-        text = render(tokenizer, [{"role": "user", "content": probe.fill * times}], system)
+        text = prompt_text(tokenizer, [{"role": "user", "content": probe.fill * times}], system)
         if len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget or times == 1:
             return text
         times = max(1, int(times * 0.9))
@@ -88,8 +98,11 @@ def special_strings(tokenizer) -> list[str]:
 def check(generated: Generated | None, error: str | None, specials: list[str]) -> dict[str, bool]:
     if generated is None:
         return {"crash": True, "no_stop": False, "special_tokens": False}
-    return {"crash": False, "no_stop": not generated.stopped,
-            "special_tokens": any(s in generated.raw or s in generated.text for s in specials)}
+    return {
+        "crash": False,
+        "no_stop": not generated.stopped,
+        "special_tokens": any(s in generated.raw or s in generated.text for s in specials),
+    }
 
 
 def edge_case_metrics(model, tokenizer, path: str, system: str | None, max_new_tokens: int, batch_size: int) -> dict:
@@ -100,7 +113,9 @@ def edge_case_metrics(model, tokenizer, path: str, system: str | None, max_new_t
     errors: list[str | None] = []
     for p in probes:
         try:
-            prompts.append(filled_prompt(tokenizer, p, budget, system) if p.fill else render(tokenizer, p.messages, system))
+            prompts.append(
+                filled_prompt(tokenizer, p, budget, system) if p.fill else prompt_text(tokenizer, p.messages, system)
+            )
             errors.append(None)
         except Exception as exc:  # a probe that cannot even be rendered is a crash of that probe
             prompts.append(None)
@@ -108,8 +123,10 @@ def edge_case_metrics(model, tokenizer, path: str, system: str | None, max_new_t
     replies: list[Generated | None] = [None] * len(probes)
     ready = [i for i, p in enumerate(prompts) if p is not None]
     try:
-        for i, g in zip(ready, generate(model, tokenizer, [prompts[i] for i in ready], max_new_tokens, batch_size,
-                                        desc="edge cases")):
+        for i, g in zip(
+            ready,
+            generate(model, tokenizer, [prompts[i] for i in ready], max_new_tokens, batch_size, desc="edge cases"),
+        ):
             replies[i] = g
     except Exception:  # find the probe(s) that fail, one at a time
         for i in ready:
@@ -120,10 +137,17 @@ def edge_case_metrics(model, tokenizer, path: str, system: str | None, max_new_t
     details = []
     for probe, g, error in zip(probes, replies, errors):
         failed = check(g, error, specials)
-        details.append({"where": probe.where, "kind": probe.kind,
-                        "prompt": valid_unicode(probe.messages[-1]["content"] if probe.messages else f"{probe.fill} x N")[:300],
-                        "reply": g.text if g else None, "tokens": g.tokens if g else 0, "error": error,
-                        "failed": [name for name in CHECKS if failed[name]]})
+        details.append(
+            {
+                "where": probe.where,
+                "kind": probe.kind,
+                "prompt": valid_unicode(probe.messages[-1]["content"] if probe.messages else f"{probe.fill} x N")[:300],
+                "reply": g.text if g else None,
+                "tokens": g.tokens if g else 0,
+                "error": error,
+                "failed": [name for name in CHECKS if failed[name]],
+            }
+        )
     n = len(details)
     result = {f"edge_fail/{name}": sum(name in d["failed"] for d in details) / n for name in CHECKS}
     result["edge_fail/any"] = sum(bool(d["failed"]) for d in details) / n

@@ -25,11 +25,27 @@ class Generated:
     stopped: bool  # the model emitted a stop (EOS) token before max_new_tokens
 
 
-def chat_prompt(tokenizer, question: str, system: str | None) -> str:
-    return render(tokenizer, [{"role": "user", "content": question}], system)
+def prompt_messages(row: dict, text) -> list[dict] | None:
+    """The prompt of an eval row: its `text` (the row's prompt or question) as one user turn, else its
+    `messages` when they end with a user turn; None when it has neither."""
+    if isinstance(text, str) and text.strip():
+        return [{"role": "user", "content": text}]
+    turns = row.get("messages")
+    if (
+        isinstance(turns, list)
+        and turns
+        and all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in turns)
+        and turns[-1].get("role") == "user"
+    ):
+        return [{"role": m.get("role"), "content": m["content"]} for m in turns]
+    return None
 
 
-def render(tokenizer, messages: list[dict], system: str | None = None) -> str:
+def question_prompt(tokenizer, question: str, system: str | None) -> str:
+    return prompt_text(tokenizer, [{"role": "user", "content": question}], system)
+
+
+def prompt_text(tokenizer, messages: list[dict], system: str | None = None) -> str:
     """The prompt text of a conversation (ending with a user turn), with the system prompt put first
     when the conversation has none. Text that is not valid Unicode (lone surrogates, which JSON's
     `\\udcff` escapes can produce) is replaced by U+FFFD: a tokenizer refuses to encode it."""
@@ -48,23 +64,34 @@ def stop_ids(model, tokenizer) -> set[int]:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 48, batch_size: int = 16,
-             sample: bool = False, temperature: float = 1.0, desc: str | None = None) -> list[Generated]:
-    """Replies to rendered prompt texts (`render`), in their order. `sample=True` samples at
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int = 48,
+    batch_size: int = 16,
+    sample: bool = False,
+    temperature: float = 1.0,
+    desc: str | None = None,
+) -> list[Generated]:
+    """Replies to rendered prompt texts (`prompt_text`), in their order. `sample=True` samples at
     `temperature` (seed torch beforehand for repeatable draws); otherwise greedy."""
     stops = stop_ids(model, tokenizer)
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     results: list[Generated | None] = [None] * len(prompts)
-    options = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
+    options = (
+        {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if sample else {"do_sample": False}
+    )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stops)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     bar = tqdm(total=len(prompts), desc=desc or "generating", unit="row", disable=None, leave=False)
     try:
         for chosen in _batches(order, lengths, batch_size):
-            batch = tokenizer([prompts[i] for i in chosen], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
+            batch = tokenizer(
+                [prompts[i] for i in chosen], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
             out = model.generate(**batch, max_new_tokens=max_new_tokens, pad_token_id=pad, **options)
             for i, ids in zip(chosen, out[:, batch["input_ids"].shape[1] :].tolist()):
                 results[i] = _reply(tokenizer, ids, stops)
@@ -90,13 +117,17 @@ def _batches(order: list[int], lengths: list[int], batch_size: int) -> list[list
 def _reply(tokenizer, ids: list[int], stops: set[int]) -> Generated:
     end = next((k for k, t in enumerate(ids) if t in stops), None)
     kept = ids if end is None else ids[:end]
-    return Generated(text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
-                     raw=tokenizer.decode(kept, skip_special_tokens=False),
-                     tokens=len(ids) if end is None else end + 1, stopped=end is not None)
+    return Generated(
+        text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
+        raw=tokenizer.decode(kept, skip_special_tokens=False),
+        tokens=len(ids) if end is None else end + 1,
+        stopped=end is not None,
+    )
 
 
-def generate_replies(model, tokenizer, questions: list[str], system: str | None = None,
-                     max_new_tokens: int = 48, batch_size: int = 16) -> list[str]:
+def generate_replies(
+    model, tokenizer, questions: list[str], system: str | None = None, max_new_tokens: int = 48, batch_size: int = 16
+) -> list[str]:
     """Greedy replies to single questions (one user turn each)."""
-    prompts = [chat_prompt(tokenizer, q, system) for q in questions]
+    prompts = [question_prompt(tokenizer, q, system) for q in questions]
     return [g.text for g in generate(model, tokenizer, prompts, max_new_tokens, batch_size)]

@@ -68,17 +68,15 @@ def is_endpoint(ref: str) -> bool:
 
 # --- inputs ---------------------------------------------------------------------------------------
 
+
 def _prompt(row, where: str) -> JudgePrompt | str:
     if not isinstance(row, dict):
         return "row: expected a JSON object"
     text = row.get("prompt", row.get("question", row.get("instruction")))
-    if isinstance(text, str) and text.strip():
-        messages = [{"role": "user", "content": text}]
-    elif isinstance(row.get("messages"), list) and row["messages"] and all(
-            isinstance(m, dict) and isinstance(m.get("content"), str) for m in row["messages"]) \
-            and row["messages"][-1].get("role") == "user":
-        messages = [{"role": m.get("role"), "content": m["content"]} for m in row["messages"]]
-    else:
+    from tunesmith.eval.generate import prompt_messages
+
+    messages = prompt_messages(row, text)
+    if messages is None:
         return "prompt: missing or empty (give `prompt`, `question` or `messages` ending with a user turn)"
     reference = row.get("reference", row.get("output"))
     if reference is not None and not (isinstance(reference, str) and reference.strip()):
@@ -100,8 +98,10 @@ def load_template(path: str | None) -> str | None:
         raise ConfigError(f"eval.judge.template: cannot read `{path}` ({exc})") from None
     missing = [p for p in PLACEHOLDERS if p not in text]
     if missing:
-        raise ConfigError(f"eval.judge.template: `{path}` lacks {', '.join(missing)} (the judge prompt must hold "
-                          f"{', '.join(PLACEHOLDERS)}; {{reference}} is optional)")
+        raise ConfigError(
+            f"eval.judge.template: `{path}` lacks {', '.join(missing)} (the judge prompt must hold "
+            f"{', '.join(PLACEHOLDERS)}; {{reference}} is optional)"
+        )
     return text
 
 
@@ -115,8 +115,10 @@ def check_judge(judge) -> None:
         raise ConfigError(f"eval.judge.model: `{ref}`: an endpoint URL starts with http:// or https://")
     hub_id = ref.count("/") == 1 and not ref.startswith((".", "/", "~"))
     if not is_endpoint(ref) and ref != "default" and not hub_id and not Path(ref).exists():
-        raise ConfigError(f"eval.judge.model: `{ref}` is neither a model folder, 'default', a hub id nor an "
-                          "endpoint URL (http://HOST:PORT/v1)")
+        raise ConfigError(
+            f"eval.judge.model: `{ref}` is neither a model folder, 'default', a hub id nor an "
+            "endpoint URL (http://HOST:PORT/v1)"
+        )
 
 
 def question_text(messages: list[dict]) -> str:
@@ -138,18 +140,35 @@ def judge_prompt(template: str | None, question: str, reference: str | None, ans
 
 # --- the replies judged ---------------------------------------------------------------------------
 
+
 def judge_replies(model, tokenizer, path: str, system: str | None, max_new_tokens: int, batch_size: int) -> dict:
     """One model's greedy replies to the judge prompts (kept in the result for the pairwise judge)."""
-    from tunesmith.eval.generate import generate, render, valid_unicode
+    from tunesmith.eval.generate import generate, prompt_text, valid_unicode
 
     rows = load_judge_prompts(path)
-    replies = generate(model, tokenizer, [render(tokenizer, r.messages, system) for r in rows], max_new_tokens,
-                       batch_size, desc="judge prompts")
-    return {"judge_replies": [{"where": r.where, "question": valid_unicode(question_text(r.messages)),
-                               "reference": r.reference, "reply": g.text} for r, g in zip(rows, replies)]}
+    replies = generate(
+        model,
+        tokenizer,
+        [prompt_text(tokenizer, r.messages, system) for r in rows],
+        max_new_tokens,
+        batch_size,
+        desc="judge prompts",
+    )
+    return {
+        "judge_replies": [
+            {
+                "where": r.where,
+                "question": valid_unicode(question_text(r.messages)),
+                "reference": r.reference,
+                "reply": g.text,
+            }
+            for r, g in zip(rows, replies)
+        ]
+    }
 
 
 # --- judges ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class Verdict:
@@ -172,8 +191,9 @@ class LocalJudge:
             raise ModelError(f"eval.judge.model: `{ref}` has no chat template; use an instruction-tuned judge")
         firsts = [tokenizer.encode(c, add_special_tokens=False)[:1] for c in CHOICES]
         if any(not f for f in firsts) or len({f[0] for f in firsts}) < len(CHOICES):
-            raise ModelError(f"eval.judge.model: `{ref}`: the tokenizer does not give A, B and tie distinct first "
-                             f"tokens ({firsts})")
+            raise ModelError(
+                f"eval.judge.model: `{ref}`: the tokenizer does not give A, B and tie distinct first tokens ({firsts})"
+            )
         self.ids = [f[0] for f in firsts]
 
     def verdicts(self, texts: list[str]) -> list[Verdict]:
@@ -182,8 +202,10 @@ class LocalJudge:
         from tunesmith.eval.mcq import choice_logits
 
         tokenizer = self.loaded.tokenizer
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
-                                                 add_generation_prompt=True) for t in texts]
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True)
+            for t in texts
+        ]
         out = []
         for logits in choice_logits(self.loaded.model, tokenizer, prompts, self.batch_size):
             probs = torch.softmax(logits[self.ids], dim=-1).tolist()
@@ -192,8 +214,9 @@ class LocalJudge:
         return out
 
 
-def endpoint_request(url: str, api_key: str | None, timeout: float, method: str, path: str,
-                     body: dict | None = None) -> dict:
+def endpoint_request(
+    url: str, api_key: str | None, timeout: float, method: str, path: str, body: dict | None = None
+) -> dict:
     """One JSON request to an OpenAI-compatible endpoint; failures as ModelError naming the URL."""
     headers = {"Content-Type": "application/json"}
     if api_key:
@@ -207,8 +230,10 @@ def endpoint_request(url: str, api_key: str | None, timeout: float, method: str,
         detail = exc.read().decode("utf-8", "replace")[:300]
         raise ModelError(f"eval.judge.model: {method} {url + path} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ModelError(f"eval.judge.model: cannot reach {url + path} ({exc}); is the endpoint running? "
-                         "(e.g. `tunesmith serve --model JUDGE`)") from None
+        raise ModelError(
+            f"eval.judge.model: cannot reach {url + path} ({exc}); is the endpoint running? "
+            "(e.g. `tunesmith serve --model JUDGE`)"
+        ) from None
 
 
 class EndpointJudge:
@@ -274,12 +299,15 @@ def reach_judge(judge) -> None:
     down is found before the work, not after it). A local judge is only checked for its files."""
     if not is_endpoint(judge.model):
         return
-    answer = endpoint_request(judge.model.rstrip("/"), os.environ.get(judge.api_key_env) or None,
-                              min(judge.timeout, 15.0), "GET", "/models")
+    answer = endpoint_request(
+        judge.model.rstrip("/"), os.environ.get(judge.api_key_env) or None, min(judge.timeout, 15.0), "GET", "/models"
+    )
     models = [m.get("id") for m in answer.get("data") or []]
     if judge.api_model and judge.api_model not in models:
-        raise ModelError(f"eval.judge.api_model: `{judge.api_model}` is not served by {judge.model} (it lists "
-                         f"{models or 'no model'})")
+        raise ModelError(
+            f"eval.judge.api_model: `{judge.api_model}` is not served by {judge.model} (it lists "
+            f"{models or 'no model'})"
+        )
 
 
 def open_judge(judge, cache_dir: str | None, batch_size: int):
@@ -290,14 +318,17 @@ def open_judge(judge, cache_dir: str | None, batch_size: int):
 
 # --- pairwise comparison ----------------------------------------------------------------------------
 
+
 def judge_pairs(judge, candidate: list[dict], baseline: list[dict], template: str | None = None) -> dict:
     """Win/tie/loss of `candidate`'s replies against `baseline`'s (both `judge_replies` lists, matched
     by `where`), each pair judged with the candidate as answer A and again as answer B."""
     others = {r["where"]: r for r in baseline}
     missing = [r["where"] for r in candidate if r["where"] not in others]
     if missing or not candidate:
-        raise ConfigError(f"eval.judge: the two runs did not answer the same judge prompts (missing: {missing[:5]}); "
-                          "measure both with the same eval.judge.prompts")
+        raise ConfigError(
+            f"eval.judge: the two runs did not answer the same judge prompts (missing: {missing[:5]}); "
+            "measure both with the same eval.judge.prompts"
+        )
     texts = []
     for row in candidate:
         other = others[row["where"]]["reply"]
@@ -314,15 +345,34 @@ def judge_pairs(judge, candidate: list[dict], baseline: list[dict], template: st
         else:
             outcome = "tie"
         counts[outcome] += 1
-        details.append({"where": row["where"], "question": row["question"], "reference": row["reference"],
-                        "candidate": row["reply"], "baseline": others[row["where"]]["reply"],
-                        "candidate_first": first.choice, "candidate_second": swapped.choice, "outcome": outcome,
-                        "scores_first": first.scores, "scores_second": swapped.scores})
+        details.append(
+            {
+                "where": row["where"],
+                "question": row["question"],
+                "reference": row["reference"],
+                "candidate": row["reply"],
+                "baseline": others[row["where"]]["reply"],
+                "candidate_first": first.choice,
+                "candidate_second": swapped.choice,
+                "outcome": outcome,
+                "scores_first": first.scores,
+                "scores_second": swapped.scores,
+            }
+        )
     n = len(candidate)
     singles = [v.choice for v in verdicts]
     consistent = sum(d["outcome"] != "tie" or (d["candidate_first"] == d["candidate_second"] == "tie") for d in details)
-    return {"judge_win_rate": counts["win"] / n, "judge_tie_rate": counts["tie"] / n, "judge_loss_rate": counts["loss"] / n,
-            "judge_wins": counts["win"], "judge_ties": counts["tie"], "judge_losses": counts["loss"], "judge_pairs": n,
-            "judge_consistency": consistent / n, "judge_position_a_rate": singles.count("A") / len(singles),
-            "judge_unreadable": sum(not v.readable for v in verdicts), "judge_model": str(judge.name),
-            "judge_verdicts": details}
+    return {
+        "judge_win_rate": counts["win"] / n,
+        "judge_tie_rate": counts["tie"] / n,
+        "judge_loss_rate": counts["loss"] / n,
+        "judge_wins": counts["win"],
+        "judge_ties": counts["tie"],
+        "judge_losses": counts["loss"],
+        "judge_pairs": n,
+        "judge_consistency": consistent / n,
+        "judge_position_a_rate": singles.count("A") / len(singles),
+        "judge_unreadable": sum(not v.readable for v in verdicts),
+        "judge_model": str(judge.name),
+        "judge_verdicts": details,
+    }

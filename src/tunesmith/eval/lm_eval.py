@@ -69,8 +69,10 @@ def task_manager(lm_cfg):
     unknown = [t for t in lm_cfg.tasks if t not in manager.all_tasks]
     if unknown:
         where = f"in `{lm_cfg.include_path}` or " if lm_cfg.include_path else ""
-        raise ConfigError(f"eval.lm_eval.tasks: {', '.join(unknown)} not found {where}among lm-eval's tasks "
-                          f"(local tasks: {', '.join(sorted(local_tasks(lm_cfg.include_path))) or 'none'})")
+        raise ConfigError(
+            f"eval.lm_eval.tasks: {', '.join(unknown)} not found {where}among lm-eval's tasks "
+            f"(local tasks: {', '.join(sorted(local_tasks(lm_cfg.include_path))) or 'none'})"
+        )
     return manager
 
 
@@ -101,7 +103,9 @@ def _data_files(path: Path) -> dict[str, list[str]]:
     resolved = {}
     for split, value in split_files.items():
         values = value if isinstance(value, list) else [value]
-        resolved[split] = [v if "://" in v or Path(v).is_absolute() else str((path.parent / v).resolve()) for v in values]
+        resolved[split] = [
+            v if "://" in v or Path(v).is_absolute() else str((path.parent / v).resolve()) for v in values
+        ]
     return resolved
 
 
@@ -127,9 +131,19 @@ def lm_eval_metrics(model, tokenizer, lm_cfg, batch_size: int, seed: int) -> dic
 
     manager = task_manager(lm_cfg)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    output = simple_evaluate(model=lm, tasks=task_specs(lm_cfg), num_fewshot=lm_cfg.num_fewshot, limit=lm_cfg.limit,
-                             task_manager=manager, log_samples=False, bootstrap_iters=1000, random_seed=seed,
-                             numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+    output = simple_evaluate(
+        model=lm,
+        tasks=task_specs(lm_cfg),
+        num_fewshot=lm_cfg.num_fewshot,
+        limit=lm_cfg.limit,
+        task_manager=manager,
+        log_samples=False,
+        bootstrap_iters=1000,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
     result: dict = {"lm_eval_version": importlib.metadata.version("lm_eval")}
     for task, metrics in sorted(output["results"].items()):
         for key, value in metrics.items():

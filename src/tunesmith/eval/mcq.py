@@ -91,8 +91,11 @@ def read_csv(path: Path, subject: str, need_answer: bool = True) -> list[Questio
             raise RowError("answer", f"`{record[a]}` is not one of {', '.join(letters)}")
         return Question(subject, record[q].strip(), [record[c].strip() for c in columns], answer, raw.where)
 
-    rows = [RawRow(str(path), line, record) for line, record in enumerate(body, start=first_line)
-            if any(cell.strip() for cell in record)]
+    rows = [
+        RawRow(str(path), line, record)
+        for line, record in enumerate(body, start=first_line)
+        if any(cell.strip() for cell in record)
+    ]
     rejects = Rejects()
     questions = list(converted(rows, to_question, rejects))
     raise_row_errors(rejects.messages(), "multiple-choice row", [path], found=True, source="eval.mcq")
@@ -133,8 +136,11 @@ def load_mcq(path: str) -> Benchmark:
     if split is None:
         raise DataError(f"eval.mcq: `{path}` has no test/*.csv or val/*.csv (the MMLU / C-Eval layout)")
     files = sorted((root / split).glob("*.csv"))
-    if split == "test" and (root / "val").is_dir() and not all(
-            q.answer != "" for f in files for q in read_csv(f, _subject(f, split), need_answer=False)):
+    if (
+        split == "test"
+        and (root / "val").is_dir()
+        and not all(q.answer != "" for f in files for q in read_csv(f, _subject(f, split), need_answer=False))
+    ):
         split, files = "val", sorted((root / "val").glob("*.csv"))  # C-Eval: test answers withheld
     questions = [q for f in files for q in read_csv(f, _subject(f, split))]
     shots = {_subject(f, "dev"): read_csv(f, _subject(f, "dev")) for f in sorted((root / "dev").glob("*.csv"))}
@@ -146,6 +152,7 @@ def load_mcq(path: str) -> Benchmark:
 
 # --- prompts and scoring ------------------------------------------------------------------------
 
+
 def _format(q: Question, chinese: bool) -> str:
     options = "\n".join(f"{letter}. {text}" for letter, text in zip(LETTERS, q.options))
     return f"{q.question}\n{options}\n" + ("答案：" if chinese else "Answer:")
@@ -155,9 +162,12 @@ def conversation(q: Question, bench: Benchmark, shots: int, system: str | None) 
     examples = bench.shots.get(q.subject, [])[:shots]
     chinese = is_chinese([q.question] + q.options)
     name, name_zh = bench.names.get(q.subject, (q.subject.replace("_", " "), q.subject.replace("_", " ")))
-    header = (f"以下是关于{name_zh}的单项选择题，请直接给出正确答案的选项。\n\n" if chinese else
-              f"The following are multiple choice questions about {name}. Answer with the letter of the correct "
-              f"option.\n\n")
+    header = (
+        f"以下是关于{name_zh}的单项选择题，请直接给出正确答案的选项。\n\n"
+        if chinese
+        else f"The following are multiple choice questions about {name}. Answer with the letter of the correct "
+        f"option.\n\n"
+    )
     messages = with_system([], system)
     for k, example in enumerate(examples + [q]):
         messages.append({"role": "user", "content": (header if k == 0 else "") + _format(example, chinese)})
@@ -183,8 +193,9 @@ def choice_logits(model, tokenizer, prompts: list[str], batch_size: int) -> list
     out = []
     try:
         for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(model.device)
+            batch = tokenizer(
+                prompts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
             logits = model(**batch).logits[:, -batch["input_ids"].shape[1] :].float()  # drop virtual tokens
             last = batch["attention_mask"].sum(dim=1) - 1
             out += list(logits[torch.arange(len(last)), last].cpu())
@@ -195,18 +206,33 @@ def choice_logits(model, tokenizer, prompts: list[str], batch_size: int) -> list
 
 def mcq_accuracy(model, tokenizer, path: str, shots: int, system: str | None, batch_size: int) -> dict:
     bench = load_mcq(path)
-    prompts = [tokenizer.apply_chat_template(conversation(q, bench, shots, system), tokenize=False,
-                                             add_generation_prompt=True) for q in bench.questions]
+    prompts = [
+        tokenizer.apply_chat_template(conversation(q, bench, shots, system), tokenize=False, add_generation_prompt=True)
+        for q in bench.questions
+    ]
     details = []
     for q, logits in zip(bench.questions, choice_logits(model, tokenizer, prompts, batch_size)):
         letters = LETTERS[: len(q.options)]
         probs = torch.softmax(logits[letter_ids(tokenizer, letters)], dim=-1).tolist()
         predicted = letters[max(range(len(letters)), key=probs.__getitem__)]
-        details.append({"where": q.where, "subject": q.subject, "category": bench.categories.get(q.subject),
-                        "question": q.question, "answer": q.answer, "predicted": predicted,
-                        "correct": predicted == q.answer, "probs": dict(zip(letters, [round(p, 4) for p in probs]))})
-    result = {"mcq_accuracy": sum(d["correct"] for d in details) / len(details),
-              "mcq_correct": sum(d["correct"] for d in details), "mcq_total": len(details), "mcq_shots": shots}
+        details.append(
+            {
+                "where": q.where,
+                "subject": q.subject,
+                "category": bench.categories.get(q.subject),
+                "question": q.question,
+                "answer": q.answer,
+                "predicted": predicted,
+                "correct": predicted == q.answer,
+                "probs": dict(zip(letters, [round(p, 4) for p in probs])),
+            }
+        )
+    result = {
+        "mcq_accuracy": sum(d["correct"] for d in details) / len(details),
+        "mcq_correct": sum(d["correct"] for d in details),
+        "mcq_total": len(details),
+        "mcq_shots": shots,
+    }
     for field, prefix in (("subject", "mcq_subject/"), ("category", "mcq_category/")):
         for group in sorted({d[field] for d in details if d[field]}):
             marks = [d["correct"] for d in details if d[field] == group]

@@ -28,8 +28,9 @@ class PolicyReward:
         total = [0.0] * len(completions)
         if self.reward_model is not None:
             conversations = [r["prompt"] + [{"role": "assistant", "content": c}] for r, c in zip(rows, completions)]
-            parts[REWARD_MODEL] = reward_scores(self.reward_model.model, self.reward_model.tokenizer, conversations,
-                                                self.batch_size)
+            parts[REWARD_MODEL] = reward_scores(
+                self.reward_model.model, self.reward_model.tokenizer, conversations, self.batch_size
+            )
             total = list(parts[REWARD_MODEL])
         columns = {"answer": [r.get("answer") for r in rows]}
         for spec, func in zip(self.specs, self.functions):
@@ -38,14 +39,17 @@ class PolicyReward:
         return total, parts
 
 
-def policy_reward_report(model, tokenizer, rows: list[dict], scorer: PolicyReward, max_new_tokens: int,
-                         batch_size: int = 16) -> dict:
+def policy_reward_report(
+    model, tokenizer, rows: list[dict], scorer: PolicyReward, max_new_tokens: int, batch_size: int = 16
+) -> dict:
     """Mean reward of greedy completions on held-out prompts, and each part's mean."""
     completions = generate_completions(model, tokenizer, [r["prompt"] for r in rows], max_new_tokens, batch_size)
     total, parts = scorer(rows, completions)
     result = {f"reward_{name}": sum(values) / len(values) for name, values in parts.items()}
     result["reward_mean"] = sum(total) / len(total)
     result["reward_prompts"] = len(rows)
-    result["reward_samples"] = [{"prompt": r["prompt"][-1]["content"], "completion": c, "reward": round(t, 4)}
-                                for r, c, t in zip(rows[:5], completions, total)]
+    result["reward_samples"] = [
+        {"prompt": r["prompt"][-1]["content"], "completion": c, "reward": round(t, 4)}
+        for r, c, t in zip(rows[:5], completions, total)
+    ]
     return result

@@ -15,7 +15,9 @@ from tunesmith.data.tokenize import IGNORE_INDEX, tokenize_conversation
 
 
 @torch.no_grad()
-def sequence_logprobs(model, tokenizer, conversations: list[list[dict]], max_length: int, batch_size: int = 8) -> list[float]:
+def sequence_logprobs(
+    model, tokenizer, conversations: list[list[dict]], max_length: int, batch_size: int = 8
+) -> list[float]:
     rows = [tokenize_conversation(tokenizer, Conversation(c), max_length) for c in conversations]
     collate = PaddingCollator(tokenizer.pad_token_id)
     out = []

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from tunesmith.data.readers import RawRow
 from tunesmith.data.rejects import collect_rows
 from tunesmith.data.row_errors import RowError
-from tunesmith.eval.generate import chat_prompt, generate
+from tunesmith.eval.generate import generate, question_prompt
 
 log = logging.getLogger(__name__)
 
@@ -66,23 +66,39 @@ def load_qa(path: str) -> list[QAItem]:
 
 def qa_accuracy(model, tokenizer, path: str, system: str | None, max_new_tokens: int, batch_size: int) -> dict:
     items = load_qa(path)
-    prompts = [chat_prompt(tokenizer, i.question, system) for i in items]
+    prompts = [question_prompt(tokenizer, i.question, system) for i in items]
     replies = generate(model, tokenizer, prompts, max_new_tokens, batch_size)
     details = []
     for i, r in zip(items, replies):
-        detail = {"question": i.question, "answers": i.answers, "reply": r.text, "correct": is_correct(r.text, i.answers)}
+        detail = {
+            "question": i.question,
+            "answers": i.answers,
+            "reply": r.text,
+            "correct": is_correct(r.text, i.answers),
+        }
         if not r.stopped:
             detail["cut"] = True
         details.append(detail)
     correct = sum(d["correct"] for d in details)
     cut_wrong = sum(1 for d in details if d.get("cut") and not d["correct"])
     if cut_wrong:
-        log.warning("%s: %d of the %d wrong replies were cut at max_new_tokens=%d before they ended (they may stop "
-                    "before their answer); raise eval.max_new_tokens to judge them whole", path, cut_wrong,
-                    len(items) - correct, max_new_tokens)
+        log.warning(
+            "%s: %d of the %d wrong replies were cut at max_new_tokens=%d before they ended (they may stop "
+            "before their answer); raise eval.max_new_tokens to judge them whole",
+            path,
+            cut_wrong,
+            len(items) - correct,
+            max_new_tokens,
+        )
     per_task = {}
     for task in sorted({i.task for i in items if i.task is not None}):
         marks = [d["correct"] for i, d in zip(items, details) if i.task == task]
         per_task[f"qa_accuracy/{task}"] = sum(marks) / len(marks)
-    return {"qa_accuracy": correct / len(items), "qa_correct": correct, "qa_total": len(items), **per_task,
-            "qa_cut_wrong": cut_wrong, "qa_details": details}
+    return {
+        "qa_accuracy": correct / len(items),
+        "qa_correct": correct,
+        "qa_total": len(items),
+        **per_task,
+        "qa_cut_wrong": cut_wrong,
+        "qa_details": details,
+    }

@@ -18,11 +18,22 @@ from tunesmith.errors import ConfigError
 from tunesmith.eval.suites import DETAIL_KEYS
 
 # metric key prefix -> section title, in report order
-SECTIONS = (("val_", "Held-out data"), ("pref_", "Held-out data"), ("kto_", "Held-out data"), ("rm_", "Held-out data"),
-            ("reward_", "Rewards"), ("qa_", "QA accuracy (key match)"), ("general_", "General ability (forgetting)"),
-            ("gen_", "Generation metrics"), ("bleu4_char", "Generation metrics"), ("mcq_", "Multiple choice"),
-            ("consistency_", "Consistency"), ("edge_", "Edge cases"), ("judge_", "Judge (pairwise, both orders)"),
-            ("lm_eval/", "lm-evaluation-harness"))
+SECTIONS = (
+    ("val_", "Held-out data"),
+    ("pref_", "Held-out data"),
+    ("kto_", "Held-out data"),
+    ("rm_", "Held-out data"),
+    ("reward_", "Rewards"),
+    ("qa_", "QA accuracy (key match)"),
+    ("general_", "General ability (forgetting)"),
+    ("gen_", "Generation metrics"),
+    ("bleu4_char", "Generation metrics"),
+    ("mcq_", "Multiple choice"),
+    ("consistency_", "Consistency"),
+    ("edge_", "Edge cases"),
+    ("judge_", "Judge (pairwise, both orders)"),
+    ("lm_eval/", "lm-evaluation-harness"),
+)
 LOWER_IS_BETTER = ("loss", "perplexity", "edge_fail/")
 WORST_SHOWN = 10
 VERDICTS_SHOWN = 20
@@ -45,9 +56,13 @@ def _fmt(key: str, value) -> str:
         return _e(value)
     if isinstance(value, int):
         return str(value)
-    share = key.endswith(("accuracy", "_match", "agreement", "key_rate")) or key.startswith("judge_") and key.endswith(
-        ("_rate", "_consistency")) or "/" in key and key.split("/")[0] in (
-        "mcq_subject", "mcq_category", "edge_fail", "qa_accuracy")
+    share = (
+        key.endswith(("accuracy", "_match", "agreement", "key_rate"))
+        or key.startswith("judge_")
+        and key.endswith(("_rate", "_consistency"))
+        or "/" in key
+        and key.split("/")[0] in ("mcq_subject", "mcq_category", "edge_fail", "qa_accuracy")
+    )
     return f"{value:.1%}" if share else f"{value:.4f}"
 
 
@@ -56,8 +71,13 @@ def _section(key: str) -> str:
 
 
 def _scalars(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in DETAIL_KEYS and isinstance(v, (int, float, str))
-            and k not in ("model", "system", "gen_bleu_tokenize")}
+    return {
+        k: v
+        for k, v in result.items()
+        if k not in DETAIL_KEYS
+        and isinstance(v, (int, float, str))
+        and k not in ("model", "system", "gen_bleu_tokenize")
+    }
 
 
 def metrics_table(runs: list[tuple[str, dict]]) -> str:
@@ -80,8 +100,23 @@ def metrics_table(runs: list[tuple[str, dict]]) -> str:
 def _change(key: str, runs) -> str:
     first, last = runs[0][1].get(key), runs[-1][1].get(key)
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (first, last)) or key.endswith(
-            ("_total", "_rows", "_tokens", "_seconds", "_probes", "_groups", "_samples", "_shots", "_prompts", "_pairs",
-             "_wins", "_ties", "_losses", "_unreadable")):
+        (
+            "_total",
+            "_rows",
+            "_tokens",
+            "_seconds",
+            "_probes",
+            "_groups",
+            "_samples",
+            "_shots",
+            "_prompts",
+            "_pairs",
+            "_wins",
+            "_ties",
+            "_losses",
+            "_unreadable",
+        )
+    ):
         return "<td></td>"
     delta = last - first
     good = delta < 0 if any(t in key for t in LOWER_IS_BETTER) else delta > 0
@@ -90,11 +125,14 @@ def _change(key: str, runs) -> str:
 
 
 def bars(runs: list[tuple[str, dict]], prefix: str, title: str) -> str:
-    groups = sorted({k[len(prefix):] for _, r in runs for k in r if k.startswith(prefix)})
+    groups = sorted({k[len(prefix) :] for _, r in runs for k in r if k.startswith(prefix)})
     if not groups:
         return ""
-    lines = [f"<h3>{_e(title)}</h3><table><tr><th>{_e(prefix.rstrip('/').split('_')[-1])}</th>"
-             + "".join(f"<th>{_e(n)}</th>" for n, _ in runs) + "</tr>"]
+    lines = [
+        f"<h3>{_e(title)}</h3><table><tr><th>{_e(prefix.rstrip('/').split('_')[-1])}</th>"
+        + "".join(f"<th>{_e(n)}</th>" for n, _ in runs)
+        + "</tr>"
+    ]
     for group in groups:
         cells = []
         for _, r in runs:
@@ -110,12 +148,17 @@ def consistency_table(runs) -> str:
     ids = [i for _, groups in per_run for i in groups]
     if not ids:
         return ""
-    lines = ["<h3>Agreement per group</h3><table><tr><th>id</th>"
-             + "".join(f"<th>{_e(n)}</th>" for n, _ in per_run) + "</tr>"]
+    lines = [
+        "<h3>Agreement per group</h3><table><tr><th>id</th>"
+        + "".join(f"<th>{_e(n)}</th>" for n, _ in per_run)
+        + "</tr>"
+    ]
     for gid in dict.fromkeys(ids):
-        cells = "".join(f'<td class="num">{_fmt("agreement", g[gid]["agreement"]) if gid in g else "-"}'
-                        f'<div class="small">{_e(g[gid]["answer"] or "no key") if gid in g else ""}</div></td>'
-                        for _, g in per_run)
+        cells = "".join(
+            f'<td class="num">{_fmt("agreement", g[gid]["agreement"]) if gid in g else "-"}'
+            f'<div class="small">{_e(g[gid]["answer"] or "no key") if gid in g else ""}</div></td>'
+            for _, g in per_run
+        )
         lines.append(f"<tr><td>{_e(gid)}</td>{cells}</tr>")
     return "\n".join(lines + ["</table>"])
 
@@ -129,8 +172,11 @@ def edge_failures(runs) -> str:
         lines.append(f"<h3>Failing probes: {_e(name)} ({len(failing)} of {len(result['edge_details'])})</h3>")
         if failing:
             lines.append("<table><tr><th>kind</th><th>failed</th><th>prompt</th><th>reply / error</th></tr>")
-            lines += [f"<tr><td>{_e(d['kind'])}</td><td>{_e(', '.join(d['failed']))}</td><td><pre>{_e(d['prompt'][:200])}"
-                      f"</pre></td><td><pre>{_e(d['error'] or (d['reply'] or '')[:300])}</pre></td></tr>" for d in failing]
+            lines += [
+                f"<tr><td>{_e(d['kind'])}</td><td>{_e(', '.join(d['failed']))}</td><td><pre>{_e(d['prompt'][:200])}"
+                f"</pre></td><td><pre>{_e(d['error'] or (d['reply'] or '')[:300])}</pre></td></tr>"
+                for d in failing
+            ]
             lines.append("</table>")
     return "\n".join(lines)
 
@@ -141,20 +187,29 @@ def judge_section(runs) -> str:
         verdicts = result.get("judge_verdicts")
         if not verdicts:
             continue
-        lines.append(f"<h3>{_e(name)} against {_e(result.get('judge_baseline', 'the baseline'))}, judged by "
-                     f"{_e(result.get('judge_model', '?'))}</h3><table><tr><th>outcome</th><th>share</th></tr>")
+        lines.append(
+            f"<h3>{_e(name)} against {_e(result.get('judge_baseline', 'the baseline'))}, judged by "
+            f"{_e(result.get('judge_model', '?'))}</h3><table><tr><th>outcome</th><th>share</th></tr>"
+        )
         for outcome in ("win", "tie", "loss"):
             value = result.get(f"judge_{outcome}_rate", 0.0)
-            lines.append(f'<tr><td>{outcome}</td><td><span class="bar" style="width:{round(150 * value)}px"></span>'
-                         f"{value:.1%}</td></tr>")
+            lines.append(
+                f'<tr><td>{outcome}</td><td><span class="bar" style="width:{round(150 * value)}px"></span>'
+                f"{value:.1%}</td></tr>"
+            )
         lines.append("</table>")
-        lines.append(f'<p class="small">{len(verdicts)} prompts; each pair judged with {_e(name)} as answer A, then as '
-                     f"answer B; a win or loss needs both orders to agree. First {min(len(verdicts), VERDICTS_SHOWN)} "
-                     "shown; all in judge.jsonl.</p><table><tr><th>question</th><th>reply</th><th>baseline reply</th>"
-                     "<th>verdict (reply as A)</th><th>verdict (reply as B)</th><th>outcome</th></tr>")
-        lines += [f"<tr><td><pre>{_e(d['question'][:300])}</pre></td><td><pre>{_e(d['candidate'][:300])}</pre></td>"
-                  f"<td><pre>{_e(d['baseline'][:300])}</pre></td><td>{_e(d['candidate_first'])}</td>"
-                  f"<td>{_e(d['candidate_second'])}</td><td>{_e(d['outcome'])}</td></tr>" for d in verdicts[:VERDICTS_SHOWN]]
+        lines.append(
+            f'<p class="small">{len(verdicts)} prompts; each pair judged with {_e(name)} as answer A, then as '
+            f"answer B; a win or loss needs both orders to agree. First {min(len(verdicts), VERDICTS_SHOWN)} "
+            "shown; all in judge.jsonl.</p><table><tr><th>question</th><th>reply</th><th>baseline reply</th>"
+            "<th>verdict (reply as A)</th><th>verdict (reply as B)</th><th>outcome</th></tr>"
+        )
+        lines += [
+            f"<tr><td><pre>{_e(d['question'][:300])}</pre></td><td><pre>{_e(d['candidate'][:300])}</pre></td>"
+            f"<td><pre>{_e(d['baseline'][:300])}</pre></td><td>{_e(d['candidate_first'])}</td>"
+            f"<td>{_e(d['candidate_second'])}</td><td>{_e(d['outcome'])}</td></tr>"
+            for d in verdicts[:VERDICTS_SHOWN]
+        ]
         lines.append("</table>")
     return "\n".join(lines)
 
@@ -166,25 +221,33 @@ def worst_predictions(runs) -> str:
     others = [(n, {d["where"]: d for d in r.get("gen_predictions") or []}) for n, r in runs if n != name]
     worst = sorted(result["gen_predictions"], key=lambda d: (d["scores"]["chrf"], d["scores"]["bleu"]))[:WORST_SHOWN]
     head = "".join(f"<th>{_e(n)}</th>" for n, _ in others)
-    lines = [f"<h3>Lowest chrF: {_e(name)}</h3><table><tr><th>prompt</th><th>reference</th><th>prediction</th>"
-             f"<th>chrF / BLEU</th>{head}</tr>"]
+    lines = [
+        f"<h3>Lowest chrF: {_e(name)}</h3><table><tr><th>prompt</th><th>reference</th><th>prediction</th>"
+        f"<th>chrF / BLEU</th>{head}</tr>"
+    ]
     for d in worst:
-        other = "".join(f"<td><pre>{_e(o[d['where']]['prediction']) if d['where'] in o else '-'}</pre></td>"
-                        for _, o in others)
-        lines.append(f"<tr><td><pre>{_e(d['prompt'])}</pre></td><td><pre>{_e(d['reference'])}</pre></td>"
-                     f"<td><pre>{_e(d['prediction'])}</pre></td><td class=\"num\">{d['scores']['chrf']:.1f} / "
-                     f"{d['scores']['bleu']:.1f}</td>{other}</tr>")
+        other = "".join(
+            f"<td><pre>{_e(o[d['where']]['prediction']) if d['where'] in o else '-'}</pre></td>" for _, o in others
+        )
+        lines.append(
+            f"<tr><td><pre>{_e(d['prompt'])}</pre></td><td><pre>{_e(d['reference'])}</pre></td>"
+            f'<td><pre>{_e(d["prediction"])}</pre></td><td class="num">{d["scores"]["chrf"]:.1f} / '
+            f"{d['scores']['bleu']:.1f}</td>{other}</tr>"
+        )
     return "\n".join(lines + ["</table>"])
 
 
 def render_report(runs: list[tuple[str, dict]], title: str = "tunesmith evaluation") -> str:
     models = "".join(f"<li>{_e(n)}: {_e(r.get('model', '?'))}</li>" for n, r in runs)
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)}</title>"
-             f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>",
-             f'<p class="small">written {time.strftime("%Y-%m-%d %H:%M")}; runs:</p><ul>{models}</ul>',
-             "<h2>Metrics</h2>", metrics_table(runs),
-             "<p class=\"small\">gen_bleu is sacreBLEU (corpus, standard tokenisation); bleu4_char_llamafactory is "
-             "LLaMA-Factory's per-sentence character BLEU-4: not comparable with each other (docs/eval.md).</p>"]
+    parts = [
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>",
+        f'<p class="small">written {time.strftime("%Y-%m-%d %H:%M")}; runs:</p><ul>{models}</ul>',
+        "<h2>Metrics</h2>",
+        metrics_table(runs),
+        '<p class="small">gen_bleu is sacreBLEU (corpus, standard tokenisation); bleu4_char_llamafactory is '
+        "LLaMA-Factory's per-sentence character BLEU-4: not comparable with each other (docs/eval.md).</p>",
+    ]
     mcq = bars(runs, "mcq_category/", "Accuracy per category") + bars(runs, "mcq_subject/", "Accuracy per subject")
     if mcq:
         parts += ["<h2>Multiple choice</h2>", mcq]
@@ -217,8 +280,9 @@ def load_runs(folder: str | Path) -> list[tuple[str, dict]]:
         data = json.loads((folder / "eval_results.json").read_text(encoding="utf-8"))
         if "runs" in data:  # a combined report written by --compare
             return [(n, r) for n, r in data["runs"].items()]
-        return [(f"{name} ({key})" if key == "base" else name, data[key]) for key in ("base", "fine_tuned")
-                if data.get(key)]
+        return [
+            (f"{name} ({key})" if key == "base" else name, data[key]) for key in ("base", "fine_tuned") if data.get(key)
+        ]
     if (folder / "eval.json").is_file():
         return [(name, json.loads((folder / "eval.json").read_text(encoding="utf-8")))]
     raise ConfigError(f"--compare: `{folder}` has no eval_results.json (tunesmith train) or eval.json (tunesmith eval)")
@@ -242,10 +306,16 @@ def compare_runs(folders: list[str], out: str | Path, judge=None) -> Path:
         from tunesmith.eval.judge import judge_pairs, load_template, open_judge
 
         if len(runs) < 2 or not all(r.get("judge_replies") for r in (runs[0][1], runs[-1][1])):
-            raise ConfigError("--compare --judge: the first and last outputs must both hold judge replies (measured "
-                              "with eval.judge.prompts / --judge-prompts)")
-        verdicts = judge_pairs(open_judge(judge, None, 8), runs[-1][1]["judge_replies"], runs[0][1]["judge_replies"],
-                               load_template(judge.template))
+            raise ConfigError(
+                "--compare --judge: the first and last outputs must both hold judge replies (measured "
+                "with eval.judge.prompts / --judge-prompts)"
+            )
+        verdicts = judge_pairs(
+            open_judge(judge, None, 8),
+            runs[-1][1]["judge_replies"],
+            runs[0][1]["judge_replies"],
+            load_template(judge.template),
+        )
         runs[-1] = (runs[-1][0], {**runs[-1][1], **verdicts, "judge_baseline": runs[0][0]})
     Path(out).mkdir(parents=True, exist_ok=True)
     (Path(out) / "eval_results.json").write_text(json.dumps({"runs": dict(runs)}, indent=2, ensure_ascii=False))

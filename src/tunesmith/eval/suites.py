@@ -85,8 +85,17 @@ def _run_consistency(cfg, model, tokenizer, system):
     from tunesmith.eval.consistency import consistency_metrics
 
     ev = cfg.eval
-    return consistency_metrics(model, tokenizer, ev.consistency, system, ev.max_new_tokens, ev.batch_size,
-                               ev.consistency_samples, ev.consistency_temperature, cfg.training.seed)
+    return consistency_metrics(
+        model,
+        tokenizer,
+        ev.consistency,
+        system,
+        ev.max_new_tokens,
+        ev.batch_size,
+        ev.consistency_samples,
+        ev.consistency_temperature,
+        cfg.training.seed,
+    )
 
 
 def _check_edge_cases(cfg):
@@ -106,8 +115,10 @@ def _check_judge(cfg):
     from tunesmith.eval.judge import check_judge
 
     if not cfg.eval.judge.prompts:
-        raise ConfigError("eval.judge.prompts: missing; name the file of prompts both models answer "
-                          "(rows {prompt, reference?}, e.g. examples/data/judge_prompts.jsonl)")
+        raise ConfigError(
+            "eval.judge.prompts: missing; name the file of prompts both models answer "
+            "(rows {prompt, reference?}, e.g. examples/data/judge_prompts.jsonl)"
+        )
     check_judge(cfg.eval.judge)
 
 
@@ -136,52 +147,146 @@ def _run_lm_eval(cfg, model, tokenizer, system):
     return lm_eval_metrics(model, tokenizer, cfg.eval.lm_eval, cfg.eval.batch_size, cfg.training.seed)
 
 
-SUITES: dict[str, Suite] = {s.name: s for s in (
-    Suite("generation", _check_generation, _run_generation, {"gen_predictions": "predictions.jsonl"}, chats=True,
-          reads=("eval.generation",),
-          headlines=(("gen_bleu", "BLEU (sacreBLEU, corpus)", False), ("gen_chrf", "chrF", False),
-                     ("gen_rougeL", "ROUGE-L F", False), ("gen_exact_match", "exact match", True),
-                     ("gen_key_match", "key match", True),
-                     ("bleu4_char_llamafactory", "char BLEU-4 (LLaMA-Factory)", False)),
-          flags=(Flag("--generation", "generation", "eval.generation: rows {prompt|messages, reference|references} "
-                      "(BLEU, chrF, ROUGE)."),)),
-    Suite("mcq", _check_mcq, _run_mcq, {"mcq_details": "mcq_predictions.jsonl"}, chats=True, reads=("eval.mcq",),
-          headlines=(("mcq_accuracy", "multiple-choice accuracy", True),),
-          flags=(Flag("--mcq", "mcq", "eval.mcq: an MMLU/C-Eval layout folder or a CSV of question,A,B,C,D,answer."),
-                 Flag("--mcq-shots", "mcq_shots", "eval.mcq_shots: dev rows shown before each question.",
-                      {"type": int}))),
-    Suite("consistency", _check_consistency, _run_consistency, {"consistency_details": "consistency.jsonl"},
-          chats=True, reads=("eval.consistency",),
-          headlines=(("consistency_agreement", "consistency agreement", True),),
-          flags=(Flag("--consistency", "consistency", "eval.consistency: rows {id, prompt, answers?}, phrasings "
-                      "grouped by id."),)),
-    Suite("edge_cases", _check_edge_cases, _run_edge_cases, {"edge_details": "edge_cases.jsonl"}, chats=True,
-          reads=("eval.edge_cases",), headlines=(("edge_fail/any", "edge-case probes failing", True),),
-          flags=(Flag("--edge-cases", "edge_cases", "eval.edge_cases: probe rows {kind, prompt} "
-                      "(examples/data/edge_cases.jsonl)."),)),
-    Suite("judge", _check_judge, _run_judge, {"judge_replies": "judge_replies.jsonl", "judge_verdicts": "judge.jsonl"},
-          chats=True, reads=("eval.judge.prompts", "eval.judge.template", "eval.judge.model", "eval.judge.baseline"),
-          headlines=(("judge_win_rate", "judge: wins against the base", True), ("judge_tie_rate", "judge: ties", True),
-                     ("judge_loss_rate", "judge: losses", True)),
-          flags=(Flag("--judge", "judge.model", "eval.judge.model: a judge model folder or an OpenAI-compatible "
-                      "endpoint (http://HOST:PORT/v1); compares the model's replies to --judge-prompts with its base's "
-                      "(or --judge-baseline's), both orders. With --compare: the first output against the last, from "
-                      "their stored replies.", {"metavar": "MODEL_OR_URL"}),
-                 Flag("--judge-prompts", "judge.prompts", "eval.judge.prompts: rows {prompt | messages, reference?} "
-                      "both models answer."),
-                 Flag("--judge-baseline", "judge.baseline", "eval.judge.baseline: the model compared with (default: "
-                      "the output's base)."),
-                 Flag("--judge-template", "judge.template", "eval.judge.template: a judge prompt file with "
-                      "{question}, {answer_a}, {answer_b} (and {reference}).")),
-          reach=_reach_judge),
-    Suite("lm_eval", _check_lm_eval, _run_lm_eval, {}, chats=False, reads=("eval.lm_eval.include_path",),
-          flags=(Flag("--lm-eval", "lm_eval.tasks", "eval.lm_eval.tasks: lm-evaluation-harness tasks, run offline on "
-                      "the model (pip install 'tunesmith[lm-eval]').", {"nargs": "+", "metavar": "TASK"}),
-                 Flag("--lm-eval-tasks", "lm_eval.include_path", "eval.lm_eval.include_path: a folder of local task "
-                      "YAMLs (examples/lm_eval).", {"metavar": "DIR"}),
-                 Flag("--lm-eval-limit", "lm_eval.limit", "eval.lm_eval.limit: documents scored per task.",
-                      {"type": int}))),
-)}
+SUITES: dict[str, Suite] = {
+    s.name: s
+    for s in (
+        Suite(
+            "generation",
+            _check_generation,
+            _run_generation,
+            {"gen_predictions": "predictions.jsonl"},
+            chats=True,
+            reads=("eval.generation",),
+            headlines=(
+                ("gen_bleu", "BLEU (sacreBLEU, corpus)", False),
+                ("gen_chrf", "chrF", False),
+                ("gen_rougeL", "ROUGE-L F", False),
+                ("gen_exact_match", "exact match", True),
+                ("gen_key_match", "key match", True),
+                ("bleu4_char_llamafactory", "char BLEU-4 (LLaMA-Factory)", False),
+            ),
+            flags=(
+                Flag(
+                    "--generation",
+                    "generation",
+                    "eval.generation: rows {prompt|messages, reference|references} (BLEU, chrF, ROUGE).",
+                ),
+            ),
+        ),
+        Suite(
+            "mcq",
+            _check_mcq,
+            _run_mcq,
+            {"mcq_details": "mcq_predictions.jsonl"},
+            chats=True,
+            reads=("eval.mcq",),
+            headlines=(("mcq_accuracy", "multiple-choice accuracy", True),),
+            flags=(
+                Flag("--mcq", "mcq", "eval.mcq: an MMLU/C-Eval layout folder or a CSV of question,A,B,C,D,answer."),
+                Flag("--mcq-shots", "mcq_shots", "eval.mcq_shots: dev rows shown before each question.", {"type": int}),
+            ),
+        ),
+        Suite(
+            "consistency",
+            _check_consistency,
+            _run_consistency,
+            {"consistency_details": "consistency.jsonl"},
+            chats=True,
+            reads=("eval.consistency",),
+            headlines=(("consistency_agreement", "consistency agreement", True),),
+            flags=(
+                Flag(
+                    "--consistency",
+                    "consistency",
+                    "eval.consistency: rows {id, prompt, answers?}, phrasings grouped by id.",
+                ),
+            ),
+        ),
+        Suite(
+            "edge_cases",
+            _check_edge_cases,
+            _run_edge_cases,
+            {"edge_details": "edge_cases.jsonl"},
+            chats=True,
+            reads=("eval.edge_cases",),
+            headlines=(("edge_fail/any", "edge-case probes failing", True),),
+            flags=(
+                Flag(
+                    "--edge-cases",
+                    "edge_cases",
+                    "eval.edge_cases: probe rows {kind, prompt} (examples/data/edge_cases.jsonl).",
+                ),
+            ),
+        ),
+        Suite(
+            "judge",
+            _check_judge,
+            _run_judge,
+            {"judge_replies": "judge_replies.jsonl", "judge_verdicts": "judge.jsonl"},
+            chats=True,
+            reads=("eval.judge.prompts", "eval.judge.template", "eval.judge.model", "eval.judge.baseline"),
+            headlines=(
+                ("judge_win_rate", "judge: wins against the base", True),
+                ("judge_tie_rate", "judge: ties", True),
+                ("judge_loss_rate", "judge: losses", True),
+            ),
+            flags=(
+                Flag(
+                    "--judge",
+                    "judge.model",
+                    "eval.judge.model: a judge model folder or an OpenAI-compatible "
+                    "endpoint (http://HOST:PORT/v1); compares the model's replies to --judge-prompts with its base's "
+                    "(or --judge-baseline's), both orders. With --compare: the first output against the last, from "
+                    "their stored replies.",
+                    {"metavar": "MODEL_OR_URL"},
+                ),
+                Flag(
+                    "--judge-prompts",
+                    "judge.prompts",
+                    "eval.judge.prompts: rows {prompt | messages, reference?} both models answer.",
+                ),
+                Flag(
+                    "--judge-baseline",
+                    "judge.baseline",
+                    "eval.judge.baseline: the model compared with (default: the output's base).",
+                ),
+                Flag(
+                    "--judge-template",
+                    "judge.template",
+                    "eval.judge.template: a judge prompt file with "
+                    "{question}, {answer_a}, {answer_b} (and {reference}).",
+                ),
+            ),
+            reach=_reach_judge,
+        ),
+        Suite(
+            "lm_eval",
+            _check_lm_eval,
+            _run_lm_eval,
+            {},
+            chats=False,
+            reads=("eval.lm_eval.include_path",),
+            flags=(
+                Flag(
+                    "--lm-eval",
+                    "lm_eval.tasks",
+                    "eval.lm_eval.tasks: lm-evaluation-harness tasks, run offline on "
+                    "the model (pip install 'tunesmith[lm-eval]').",
+                    {"nargs": "+", "metavar": "TASK"},
+                ),
+                Flag(
+                    "--lm-eval-tasks",
+                    "lm_eval.include_path",
+                    "eval.lm_eval.include_path: a folder of local task YAMLs (examples/lm_eval).",
+                    {"metavar": "DIR"},
+                ),
+                Flag(
+                    "--lm-eval-limit", "lm_eval.limit", "eval.lm_eval.limit: documents scored per task.", {"type": int}
+                ),
+            ),
+        ),
+    )
+}
 # per-row lists of the other measures (QA), kept in results but written by their own callers
 OTHER_DETAILS = ("qa_details", "general_qa_details")
 DETAIL_KEYS = {key: name for s in SUITES.values() for key, name in s.details.items()} | dict.fromkeys(OTHER_DETAILS)
@@ -238,6 +343,7 @@ def write_details(result: dict, folder: str | Path) -> list[Path]:
 
 def suite_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
     """(label, base, fine-tuned) rows of the suites' headline figures, for the before/after table."""
+
     def fmt(value, share):
         return "-" if value is None else f"{value:.1%}" if share else f"{value:.2f}"
 
@@ -246,10 +352,13 @@ def suite_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
         if key in after:
             rows.append((name, fmt(before.get(key), share), fmt(after[key], share)))
             if key == "mcq_accuracy":
-                rows += [(f"  {k[len('mcq_category/'):]}", fmt(before.get(k), True), fmt(v, True))
-                         for k, v in after.items() if k.startswith("mcq_category/")]
+                rows += [
+                    (f"  {k[len('mcq_category/') :]}", fmt(before.get(k), True), fmt(v, True))
+                    for k, v in after.items()
+                    if k.startswith("mcq_category/")
+                ]
     for key, value in after.items():  # lm-eval's metrics, as it names them
         if key.startswith("lm_eval/") and not key.endswith(("_stderr", "/samples")) and isinstance(value, (int, float)):
             share = key.rsplit("/", 1)[-1].startswith(("acc", "exact_match"))
-            rows.append((f"lm-eval {key[len('lm_eval/'):]}", fmt(before.get(key), share), fmt(value, share)))
+            rows.append((f"lm-eval {key[len('lm_eval/') :]}", fmt(before.get(key), share), fmt(value, share)))
     return rows

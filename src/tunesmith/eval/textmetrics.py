@@ -6,7 +6,8 @@ key match, and LLaMA-Factory's character BLEU-4 under its own name.
 
 Rows (JSONL/JSON/CSV/parquet) are `{"prompt": str}` or `{"messages": [...]}` with `"reference": str`
 or `"references": [str, ...]`; a `messages` list that ends with an assistant turn uses that turn
-as the reference, and an alpaca row (`instruction`, `input`, `output`) its `output`. An optional `answers` list gives the keys for key match (default: the references).
+as the reference, and an alpaca row (`instruction`, `input`, `output`) its `output`. An optional
+`answers` list gives the keys for key match (default: the references).
 
 - `gen_bleu`: sacrebleu's corpus BLEU with its standard `13a` tokenisation, or `zh` when any
   reference contains Chinese characters (`gen_bleu_tokenize` says which); the number sacrebleu's
@@ -30,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from tunesmith.data.rejects import parse_rows
-from tunesmith.eval.generate import generate, render, valid_unicode
+from tunesmith.eval.generate import generate, prompt_text, valid_unicode
 from tunesmith.eval.qa import normalise
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -63,9 +64,14 @@ def _row(row, where: str) -> GenerationRow | str:
     references = _strings(row.get("references", row.get("reference")))
     if "messages" in row:
         messages = row["messages"]
-        if not (isinstance(messages, list) and messages and all(
+        if not (
+            isinstance(messages, list)
+            and messages
+            and all(
                 isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-                for m in messages)):
+                for m in messages
+            )
+        ):
             return "messages: expected a non-empty list of {role, content} objects"
         messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         if messages[-1]["role"] == "assistant" and references is None:
@@ -77,7 +83,12 @@ def _row(row, where: str) -> GenerationRow | str:
         messages = [{"role": "user", "content": row["prompt"]}]
     elif isinstance(row.get("instruction"), str) and row["instruction"].strip():  # alpaca: output is the reference
         extra = row.get("input")
-        messages = [{"role": "user", "content": row["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra else "")}]
+        messages = [
+            {
+                "role": "user",
+                "content": row["instruction"] + (f"\n\n{extra}" if isinstance(extra, str) and extra else ""),
+            }
+        ]
         references = references or _strings(row.get("output"))
     else:
         return "prompt: missing or empty (give `prompt`, `messages` or `instruction`)"
@@ -97,6 +108,7 @@ def load_generation_rows(path: str) -> list[GenerationRow]:
 
 
 # --- scores ---------------------------------------------------------------------------------------
+
 
 def is_chinese(texts: list[str]) -> bool:
     return any(CJK.search(t) for t in texts)
@@ -133,8 +145,9 @@ def bleu4_char_llamafactory(prediction: str, references: list[str]) -> float:
     """LLaMA-Factory's per-row `bleu-4` (src/llamafactory/train/sft/metric.py, ComputeSimilarity)."""
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-    score = sentence_bleu([list(r) for r in references], list(prediction),
-                          smoothing_function=SmoothingFunction().method3)
+    score = sentence_bleu(
+        [list(r) for r in references], list(prediction), smoothing_function=SmoothingFunction().method3
+    )
     return round(score * 100, 4)
 
 
@@ -144,7 +157,9 @@ def reference_streams(references: list[list[str]]) -> list[list[str | None]]:
     return [[r[k] if k < len(r) else None for r in references] for k in range(width)]
 
 
-def generation_scores(predictions: list[str], references: list[list[str]], keys: list[list[str]]) -> tuple[dict, list[dict]]:
+def generation_scores(
+    predictions: list[str], references: list[list[str]], keys: list[list[str]]
+) -> tuple[dict, list[dict]]:
     """(corpus metrics, per-row scores) of predictions against their references."""
     import sacrebleu
 
@@ -152,14 +167,16 @@ def generation_scores(predictions: list[str], references: list[list[str]], keys:
     streams = reference_streams(references)
     rows = []
     for prediction, refs, row_keys in zip(predictions, references, keys):
-        rows.append({
-            "bleu": sacrebleu.sentence_bleu(prediction, refs, tokenize=tokenize).score,
-            "chrf": sacrebleu.sentence_chrf(prediction, refs).score,
-            **rouge_scores(prediction, refs),
-            "exact_match": normalise(prediction) in {normalise(r) for r in refs},
-            "key_match": any(normalise(k) in normalise(prediction) for k in row_keys),
-            "bleu4_char_llamafactory": bleu4_char_llamafactory(prediction, refs),
-        })
+        rows.append(
+            {
+                "bleu": sacrebleu.sentence_bleu(prediction, refs, tokenize=tokenize).score,
+                "chrf": sacrebleu.sentence_chrf(prediction, refs).score,
+                **rouge_scores(prediction, refs),
+                "exact_match": normalise(prediction) in {normalise(r) for r in refs},
+                "key_match": any(normalise(k) in normalise(prediction) for k in row_keys),
+                "bleu4_char_llamafactory": bleu4_char_llamafactory(prediction, refs),
+            }
+        )
     n = len(rows)
     metrics = {
         "gen_bleu": sacrebleu.corpus_bleu(predictions, streams, tokenize=tokenize).score,
@@ -178,9 +195,18 @@ def generation_metrics(model, tokenizer, path: str, system: str | None, max_new_
     """Generate a greedy reply to every row of `path` and score it. `gen_predictions` holds the rows
     written to predictions.jsonl (prompt, reference(s), prediction, per-row scores)."""
     rows = load_generation_rows(path)
-    prompts = [render(tokenizer, r.messages, system) for r in rows]
+    prompts = [prompt_text(tokenizer, r.messages, system) for r in rows]
     predictions = [g.text for g in generate(model, tokenizer, prompts, max_new_tokens, batch_size, desc="generation")]
     metrics, scores = generation_scores(predictions, [r.references for r in rows], [r.keys for r in rows])
-    details = [{"where": r.where, "prompt": valid_unicode(r.prompt), "reference": r.references[0], "references": r.references,
-                "prediction": p, "scores": s} for r, p, s in zip(rows, predictions, scores)]
+    details = [
+        {
+            "where": r.where,
+            "prompt": valid_unicode(r.prompt),
+            "reference": r.references[0],
+            "references": r.references,
+            "prediction": p,
+            "scores": s,
+        }
+        for r, p, s in zip(rows, predictions, scores)
+    ]
     return {**metrics, "gen_predictions": details}

@@ -64,8 +64,11 @@ def reward_functions(specs) -> list[Callable]:
     """One TRL reward function per configured reward (a `grpo.rewards` entry), named after it."""
     funcs = []
     for spec, name in zip(specs, reward_names(specs)):
-        options = {k: v for k, v in (("match", spec.match), ("pattern", spec.pattern), ("max_chars", spec.max_chars))
-                   if v is not None}
+        options = {
+            k: v
+            for k, v in (("match", spec.match), ("pattern", spec.pattern), ("max_chars", spec.max_chars))
+            if v is not None
+        }
 
         def reward(completions, _fn=FUNCTIONS[spec.name], _options=options, **columns):
             return _fn(completions, **{**columns, **_options})
@@ -76,17 +79,23 @@ def reward_functions(specs) -> list[Callable]:
 
 
 @torch.no_grad()
-def generate_completions(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16) -> list[str]:
+def generate_completions(
+    model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, batch_size: int = 16
+) -> list[str]:
     """Greedy completions of chat prompts (message lists), left-padded in batches."""
     out = []
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
         for start in range(0, len(prompts), batch_size):
-            texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
-                     for p in prompts[start : start + batch_size]]
+            texts = [
+                tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True)
+                for p in prompts[start : start + batch_size]
+            ]
             batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            ids = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+            ids = model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
             out += tokenizer.batch_decode(ids[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     finally:
         tokenizer.padding_side = side
@@ -105,7 +114,9 @@ def reward_report(model, tokenizer, rows: list[dict], specs, max_new_tokens: int
         total = [t + spec.weight * v for t, v in zip(total, values)]
     result["reward_mean"] = sum(total) / len(total)
     result["reward_prompts"] = len(rows)
-    result["reward_samples"] = [{"prompt": r["prompt"][-1]["content"], "completion": c} for r, c in zip(rows[:5], completions)]
+    result["reward_samples"] = [
+        {"prompt": r["prompt"][-1]["content"], "completion": c} for r, c in zip(rows[:5], completions)
+    ]
     return result
 
 
@@ -116,5 +127,8 @@ def require_answers(rows: list[dict], specs) -> None:
     if any(spec.name == "exact_answer" for spec in specs):
         missing = [r["where"] for r in rows if "answer" not in r]
         if missing:
-            raise DataError(f"{len(missing)} prompt row(s) have no `answer` field, which reward exact_answer needs: "
-                            + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
+            raise DataError(
+                f"{len(missing)} prompt row(s) have no `answer` field, which reward exact_answer needs: "
+                + ", ".join(missing[:5])
+                + (" ..." if len(missing) > 5 else "")
+            )

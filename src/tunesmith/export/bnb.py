@@ -24,8 +24,10 @@ from pathlib import Path
 
 from tunesmith.errors import ModelError
 
-CPU_ALTERNATIVES = ("for a CPU runtime, export --format gguf --quant q8_0 or q4_0 (llama.cpp, Ollama) or --format onnx "
-                    "--quant q8_0 or q4_0 (ONNX Runtime)")
+CPU_ALTERNATIVES = (
+    "for a CPU runtime, export --format gguf --quant q8_0 or q4_0 (llama.cpp, Ollama) or --format onnx "
+    "--quant q8_0 or q4_0 (ONNX Runtime)"
+)
 
 
 def check_available(quant: str) -> None:
@@ -34,19 +36,26 @@ def check_available(quant: str) -> None:
 
     bits = {"bnb4": "4-bit (NF4)", "bnb8": "8-bit (LLM.int8())"}[quant]
     if not torch.cuda.is_available():
-        raise ModelError(f"--quant {quant}: bitsandbytes {bits} weights are made and served by CUDA kernels, and this "
-                         f"machine has no CUDA GPU; {CPU_ALTERNATIVES}")
+        raise ModelError(
+            f"--quant {quant}: bitsandbytes {bits} weights are made and served by CUDA kernels, and this "
+            f"machine has no CUDA GPU; {CPU_ALTERNATIVES}"
+        )
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelError(f"--quant {quant}: needs the bitsandbytes package (pip install bitsandbytes); "
-                         f"{CPU_ALTERNATIVES}")
+        raise ModelError(
+            f"--quant {quant}: needs the bitsandbytes package (pip install bitsandbytes); {CPU_ALTERNATIVES}"
+        )
 
 
 def quantization_config(quant: str, compute_dtype):
     from transformers import BitsAndBytesConfig
 
     if quant == "bnb4":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute_dtype)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -58,24 +67,31 @@ def write_bnb(model, tokenizer, work: Path, quant: str) -> dict:
     compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     staging = work / ".merged"
     stage_in(model, tokenizer, staging, compute)
-    quantised = AutoModelForCausalLM.from_pretrained(staging, dtype=compute,
-                                                     quantization_config=quantization_config(quant, compute),
-                                                     device_map={"": torch.cuda.current_device()})
+    quantised = AutoModelForCausalLM.from_pretrained(
+        staging,
+        dtype=compute,
+        quantization_config=quantization_config(quant, compute),
+        device_map={"": torch.cuda.current_device()},
+    )
     quantised.save_pretrained(work)
     tokenizer.save_pretrained(work)
     shutil.rmtree(staging)
     del quantised
-    return {"quant": quant, "method": "bitsandbytes " + ("NF4, double quantisation" if quant == "bnb4" else "LLM.int8()"),
-            "compute_dtype": str(compute).removeprefix("torch."),
-            "bytes": sum(p.stat().st_size for p in work.glob("*.safetensors"))}
+    return {
+        "quant": quant,
+        "method": "bitsandbytes " + ("NF4, double quantisation" if quant == "bnb4" else "LLM.int8()"),
+        "compute_dtype": str(compute).removeprefix("torch."),
+        "bytes": sum(p.stat().st_size for p in work.glob("*.safetensors")),
+    }
 
 
 def stage_in(model, tokenizer, staging: Path, dtype) -> None:
     """Write `model`'s weights cast to `dtype` into `staging`, leaving `model` as it is: the export's check
     and QA compare the quantised folder with the model itself, so it must not be rounded to half
     precision on the way (`model.to(dtype)` would do that in place)."""
-    state = {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
-             for name, tensor in model.state_dict().items()}
+    state = {
+        name: tensor.to(dtype) if tensor.is_floating_point() else tensor for name, tensor in model.state_dict().items()
+    }
     model.save_pretrained(staging, state_dict=state)
     tokenizer.save_pretrained(staging)
 

@@ -40,8 +40,10 @@ CALIBRATION_ROWS = 256
 CALIBRATION_TOKENS = 512
 CHAT_KEYS = {"messages", "conversations", "instruction", "prompt"}  # a row with one of these is a chat row
 GROUP_SIZES = (128, 64, 32)  # the largest that divides every quantised layer's input width is used
-INSTALL = ("pip install 'tunesmith[gptq]' (llm-compressor; it pins transformers to 5.15-5.17, so use its own "
-           "environment if this one needs a newer transformers)")
+INSTALL = (
+    "pip install 'tunesmith[gptq]' (llm-compressor; it pins transformers to 5.15-5.17, so use its own "
+    "environment if this one needs a newer transformers)"
+)
 
 
 def check_available(quant: str) -> None:
@@ -49,25 +51,34 @@ def check_available(quant: str) -> None:
     import torch
 
     if importlib.util.find_spec("llmcompressor") is None:
-        raise ModelError(f"--quant {quant}: needs llm-compressor: {INSTALL}; without it, GGUF Q4_0/Q8_0 "
-                         "(--format gguf) and ONNX int8 (--format onnx) are quantised formats this install can write")
+        raise ModelError(
+            f"--quant {quant}: needs llm-compressor: {INSTALL}; without it, GGUF Q4_0/Q8_0 "
+            "(--format gguf) and ONNX int8 (--format onnx) are quantised formats this install can write"
+        )
     if quant == "awq4" and not torch.cuda.is_available():
-        raise ModelError("--quant awq4: llm-compressor's AWQ pins host memory for its transfers to a GPU, which fails "
-                         "on a machine without a CUDA GPU (as this one); --quant gptq4 makes 4-bit weights of the same "
-                         "format on a CPU")
+        raise ModelError(
+            "--quant awq4: llm-compressor's AWQ pins host memory for its transfers to a GPU, which fails "
+            "on a machine without a CUDA GPU (as this one); --quant gptq4 makes 4-bit weights of the same "
+            "format on a CPU"
+        )
 
 
 def group_size(model) -> int:
     """The largest of GROUP_SIZES dividing the input width of every linear layer that is quantised."""
     import torch
 
-    widths = {m.in_features for name, m in model.named_modules()
-              if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head")}
+    widths = {
+        m.in_features
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head")
+    }
     for size in GROUP_SIZES:
         if all(width % size == 0 for width in widths):
             return size
-    raise ModelError(f"--quant gptq4/awq4: no group size of {GROUP_SIZES} divides every linear layer's input width "
-                     f"({sorted(widths)}); --quant gptq8 quantises per output channel instead")
+    raise ModelError(
+        f"--quant gptq4/awq4: no group size of {GROUP_SIZES} divides every linear layer's input width "
+        f"({sorted(widths)}); --quant gptq8 quantises per output channel instead"
+    )
 
 
 def recipe(quant: str, group: int):
@@ -76,8 +87,9 @@ def recipe(quant: str, group: int):
     if quant == "gptq8":
         weights = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="channel")
     else:
-        weights = QuantizationArgs(num_bits=4, type="int", symmetric=quant == "gptq4", strategy="group",
-                                   group_size=group)
+        weights = QuantizationArgs(
+            num_bits=4, type="int", symmetric=quant == "gptq4", strategy="group", group_size=group
+        )
     groups = {"group_0": QuantizationScheme(targets=["Linear"], weights=weights)}
     if quant == "awq4":
         from llmcompressor.modifiers.quantization import QuantizationModifier
@@ -102,17 +114,22 @@ def calibration_paths(source: Path, given: str | None) -> tuple[list[str], dict]
     train = data.get("train")
     paths = [train] if isinstance(train, str) else list(train or [])
     if not paths:
-        raise ModelError(f"{source}: no training data recorded (no config.yaml with data.train) to calibrate GPTQ "
-                         "with; pass --calibration FILE (chat rows or {\"text\": ...} rows, JSONL)")
+        raise ModelError(
+            f"{source}: no training data recorded (no config.yaml with data.train) to calibrate GPTQ "
+            'with; pass --calibration FILE (chat rows or {"text": ...} rows, JSONL)'
+        )
     missing = [p for p in paths if not Path(p).is_file()]
     if missing:
-        raise ModelError(f"{config}: data.train `{missing[0]}` is not a file from here (a config's paths are relative to "
-                         "the working directory the run started in); run the export from there or pass --calibration FILE")
+        raise ModelError(
+            f"{config}: data.train `{missing[0]}` is not a file from here (a config's paths are relative to "
+            "the working directory the run started in); run the export from there or pass --calibration FILE"
+        )
     return paths, data
 
 
 def calibration_texts(tokenizer, paths: list[str], data: dict, seed: int = 0) -> list[str]:
-    """Up to CALIBRATION_ROWS rows as the model sees them: chat rows through the chat template, text rows as they are."""
+    """Up to CALIBRATION_ROWS rows as the model sees them: chat rows through the chat template, text rows as
+    they are."""
     from tunesmith.data.formats import conversation_converter
     from tunesmith.data.rejects import collect_rows
 
@@ -144,18 +161,33 @@ def write_calibrated(model, tokenizer, work: Path, quant: str, group: int | None
     tokenizer.save_pretrained(staging)
     rows = Dataset.from_dict({"text": texts}).map(
         lambda row: tokenizer(row["text"], truncation=True, max_length=CALIBRATION_TOKENS, add_special_tokens=False),
-        remove_columns=["text"])
+        remove_columns=["text"],
+    )
     started = time.perf_counter()
-    oneshot(model=str(staging), dataset=rows, recipe=recipe(quant, group), max_seq_length=CALIBRATION_TOKENS,
-            num_calibration_samples=len(rows), output_dir=str(work))
+    oneshot(
+        model=str(staging),
+        dataset=rows,
+        recipe=recipe(quant, group),
+        max_seq_length=CALIBRATION_TOKENS,
+        num_calibration_samples=len(rows),
+        output_dir=str(work),
+    )
     seconds = time.perf_counter() - started
     tokenizer.save_pretrained(work)
     shutil.rmtree(staging)
-    scheme = {"gptq4": f"GPTQ, 4-bit integer weights in groups of {group}, symmetric",
-              "gptq8": "GPTQ, 8-bit integer weights per output channel, symmetric",
-              "awq4": f"AWQ scaling, then 4-bit integer weights in groups of {group} with zero points"}[quant]
-    return {"quant": quant, "method": f"llm-compressor {version('llmcompressor')}: {scheme}; the output head and "
-            "embeddings kept in the model's precision", "format": "compressed-tensors",
-            "calibration_rows": len(texts), "calibration_tokens_max": CALIBRATION_TOKENS,
-            "device": "cuda" if torch.cuda.is_available() else "cpu", "seconds": round(seconds, 1),
-            "bytes": sum(p.stat().st_size for p in work.glob("*.safetensors"))}
+    scheme = {
+        "gptq4": f"GPTQ, 4-bit integer weights in groups of {group}, symmetric",
+        "gptq8": "GPTQ, 8-bit integer weights per output channel, symmetric",
+        "awq4": f"AWQ scaling, then 4-bit integer weights in groups of {group} with zero points",
+    }[quant]
+    return {
+        "quant": quant,
+        "method": f"llm-compressor {version('llmcompressor')}: {scheme}; the output head and "
+        "embeddings kept in the model's precision",
+        "format": "compressed-tensors",
+        "calibration_rows": len(texts),
+        "calibration_tokens_max": CALIBRATION_TOKENS,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "seconds": round(seconds, 1),
+        "bytes": sum(p.stat().st_size for p in work.glob("*.safetensors")),
+    }

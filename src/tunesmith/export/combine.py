@@ -17,19 +17,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.models.lora_set import check_switchable, common_base, describe_output
 from tunesmith.models.loader import load_causal_lm, load_tokenizer, resolve_model_path
+from tunesmith.models.lora_set import check_switchable, common_base, describe_output
 from tunesmith.runtime.outputs import OutputFolder
 
-COMBINATIONS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd",
-                "dare_ties_svd", "magnitude_prune", "magnitude_prune_svd")
+# PEFT's add_weighted_adapter combinations; those that prune (TIES, DARE, magnitude) take a density
 PRUNING = ("ties", "ties_svd", "dare_linear", "dare_ties", "dare_linear_svd", "dare_ties_svd", "magnitude_prune",
-           "magnitude_prune_svd")
+           "magnitude_prune_svd")  # fmt: skip
+COMBINATIONS = ("cat", "linear", "svd", *PRUNING)
 
 
-def combine_adapters(weighted: list[tuple[str, float]], out: str, combination: str = "cat",
-                     density: float | None = None, rank: int | None = None, cache_dir: str | None = None,
-                     overwrite: bool = False) -> Path:
+def combine_adapters(
+    weighted: list[tuple[str, float]],
+    out: str,
+    combination: str = "cat",
+    density: float | None = None,
+    rank: int | None = None,
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write the weighted combination of LoRA adapters (same base) as a new output folder."""
     from peft import PeftModel
 
@@ -38,8 +44,11 @@ def combine_adapters(weighted: list[tuple[str, float]], out: str, combination: s
     if len(weighted) < 2:
         raise ConfigError("combine needs at least two adapters (--adapter PATH[:WEIGHT], repeated)")
     if (density is not None) != (combination in PRUNING):
-        raise ConfigError(f"--density goes with the pruning combinations ({', '.join(PRUNING)}), and they need it"
-                          if density is None else f"--density has no meaning for --combination {combination}")
+        raise ConfigError(
+            f"--density goes with the pruning combinations ({', '.join(PRUNING)}), and they need it"
+            if density is None
+            else f"--density has no meaning for --combination {combination}"
+        )
     if density is not None and not 0.0 < density <= 1.0:
         raise ConfigError(f"--density {density}: must be in (0, 1]")
     if rank is not None and not combination.endswith("svd"):
@@ -50,23 +59,29 @@ def combine_adapters(weighted: list[tuple[str, float]], out: str, combination: s
     for info in infos:
         check_switchable(info)
         if info.dora:
-            raise ModelError(f"{info.path}: a DoRA adapter; its per-column magnitudes have no weighted sum, so DoRA "
-                             "adapters cannot be combined (merge each into its own base with `tunesmith export`)")
+            raise ModelError(
+                f"{info.path}: a DoRA adapter; its per-column magnitudes have no weighted sum, so DoRA "
+                "adapters cannot be combined (merge each into its own base with `tunesmith export`)"
+            )
     if combination == "linear" and len({info.rank for info in infos}) > 1:
-        raise ConfigError(f"--combination linear needs adapters of one rank (got {[i.rank for i in infos]}); "
-                          "use cat (exact) or svd")
+        raise ConfigError(
+            f"--combination linear needs adapters of one rank (got {[i.rank for i in infos]}); use cat (exact) or svd"
+        )
     base_path = common_base(infos, cache_dir)
     tokenizers = [load_tokenizer(str(info.path)) for info in infos]
     if len({t.chat_template for t in tokenizers}) > 1:
-        raise ModelError("these adapters were trained with different chat templates; a combined adapter could "
-                         "answer in only one of them")
+        raise ModelError(
+            "these adapters were trained with different chat templates; a combined adapter could "
+            "answer in only one of them"
+        )
     base = load_causal_lm(resolve_model_path(base_path, cache_dir))  # fp32: the combination is computed exactly
     model = PeftModel.from_pretrained(base, str(infos[0].path), adapter_name=names[0])
     for name, info in zip(names[1:], infos[1:]):
         model.load_adapter(str(info.path), adapter_name=name)
     try:
-        model.add_weighted_adapter(names, [w for _, w in weighted], "combined", combination_type=combination,
-                                   svd_rank=rank, density=density)
+        model.add_weighted_adapter(
+            names, [w for _, w in weighted], "combined", combination_type=combination, svd_rank=rank, density=density
+        )
     except ValueError as exc:  # PEFT's own compatibility checks (e.g. two adapters saving the same head)
         raise ModelError(f"PEFT cannot combine these adapters: {exc}") from None
     work = output.open()
@@ -78,8 +93,15 @@ def combine_adapters(weighted: list[tuple[str, float]], out: str, combination: s
         nested.rmdir()
     tokenizers[0].save_pretrained(str(work))
     first = infos[0].manifest
-    manifest = {"stage": first.get("stage"), "method": first.get("method"), "base_model": base_path,
-                "base_model_ref": first.get("base_model_ref"), "system": first.get("system"),
-                "combined_from": [{"path": str(info.path), "weight": w} for info, (_, w) in zip(infos, weighted)],
-                "combination": combination, "density": density, "svd_rank": rank}
+    manifest = {
+        "stage": first.get("stage"),
+        "method": first.get("method"),
+        "base_model": base_path,
+        "base_model_ref": first.get("base_model_ref"),
+        "system": first.get("system"),
+        "combined_from": [{"path": str(info.path), "weight": w} for info, (_, w) in zip(infos, weighted)],
+        "combination": combination,
+        "density": density,
+        "svd_rank": rank,
+    }
     return output.commit(manifest)

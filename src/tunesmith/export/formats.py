@@ -93,8 +93,11 @@ def _transformers_write(job: ExportJob, work: Path) -> dict:
     if _calibrated(job.quant):
         from tunesmith.export.calibrated import write_calibrated
 
-        written = {"quantization": write_calibrated(model, tokenizer, work, job.quant, job.prepared["group"],
-                                                    job.prepared["texts"])}
+        written = {
+            "quantization": write_calibrated(
+                model, tokenizer, work, job.quant, job.prepared["group"], job.prepared["texts"]
+            )
+        }
     elif job.quant:
         from tunesmith.export.bnb import write_bnb
 
@@ -188,9 +191,11 @@ def _onnx_compare(job: ExportJob, artifact: Path) -> dict:
 
     check = compare_onnx(artifact, job.loaded.model, job.loaded.tokenizer, job.loaded.system)
     if job.quant == "f32" and check["max_logit_diff"] > ONNX_F32_TOLERANCE:
-        raise ExportCheckFailed(f"{artifact.parent}: the fp32 ONNX graph's logits differ from the model's by "
-                                f"{check['max_logit_diff']} (tolerance {ONNX_F32_TOLERANCE}); the export is left "
-                                "unfinished for inspection")
+        raise ExportCheckFailed(
+            f"{artifact.parent}: the fp32 ONNX graph's logits differ from the model's by "
+            f"{check['max_logit_diff']} (tolerance {ONNX_F32_TOLERANCE}); the export is left "
+            "unfinished for inspection"
+        )
     return check
 
 
@@ -204,15 +209,50 @@ def _file(section: str) -> Callable[[Path, dict], Path]:
     return lambda work, manifest: work / manifest[section]["file"]
 
 
-EXPORTERS: dict[str, Exporter] = {e.name: e for e in (
-    Exporter("transformers", BITSANDBYTES + CALIBRATED, None, "auto", _transformers_available, _transformers_inputs,
-             _transformers_check,
-             _transformers_write, lambda work, manifest: work, _transformers_compare, _transformers_greedy),
-    Exporter("gguf", ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"), "f16", "float32", _nothing, _nothing, _gguf_check, _gguf_write, _file("gguf"),
-             _gguf_compare, _gguf_greedy),
-    Exporter("onnx", ("f32", "int8", "q8_0", "q4_0"), "f32", "float32", _onnx_available, _nothing, _onnx_check, _onnx_write, _file("onnx"),
-             _onnx_compare, _onnx_greedy),
-)}
+EXPORTERS: dict[str, Exporter] = {
+    e.name: e
+    for e in (
+        Exporter(
+            "transformers",
+            BITSANDBYTES + CALIBRATED,
+            None,
+            "auto",
+            _transformers_available,
+            _transformers_inputs,
+            _transformers_check,
+            _transformers_write,
+            lambda work, manifest: work,
+            _transformers_compare,
+            _transformers_greedy,
+        ),
+        Exporter(
+            "gguf",
+            ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1"),
+            "f16",
+            "float32",
+            _nothing,
+            _nothing,
+            _gguf_check,
+            _gguf_write,
+            _file("gguf"),
+            _gguf_compare,
+            _gguf_greedy,
+        ),
+        Exporter(
+            "onnx",
+            ("f32", "int8", "q8_0", "q4_0"),
+            "f32",
+            "float32",
+            _onnx_available,
+            _nothing,
+            _onnx_check,
+            _onnx_write,
+            _file("onnx"),
+            _onnx_compare,
+            _onnx_greedy,
+        ),
+    )
+}
 
 
 def all_quants() -> tuple[str, ...]:

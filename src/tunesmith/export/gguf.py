@@ -32,14 +32,22 @@ import torch
 
 from tunesmith.errors import ModelError
 
-PROBE = ("Hello world!  \n\n 3.14 1234567 don't I'm 'll \t tabs\u00a0nbsp ñandú 维特拉诺 数字123 ,.;:!? "
-         "<|im_start|>user\nHi<|im_end|> \U0001F600 a\u200bb CamelCase snake_case")
+PROBE = (
+    "Hello world!  \n\n 3.14 1234567 don't I'm 'll \t tabs\u00a0nbsp ñandú 维特拉诺 数字123 ,.;:!? "
+    "<|im_start|>user\nHi<|im_end|> \U0001f600 a\u200bb CamelCase snake_case"
+)
 PRE_TABLE = Path(__file__).with_name("gguf_pretokenizers.json")
 
 
 # --quant -> (ggml tensor type, llama.cpp file type) by name; the quants of export.formats' gguf record
-GGML_TYPES = {"f32": ("F32", "ALL_F32"), "f16": ("F16", "MOSTLY_F16"), "bf16": ("BF16", "MOSTLY_BF16"),
-              "q8_0": ("Q8_0", "MOSTLY_Q8_0"), "q4_0": ("Q4_0", "MOSTLY_Q4_0"), "q4_1": ("Q4_1", "MOSTLY_Q4_1")}
+GGML_TYPES = {
+    "f32": ("F32", "ALL_F32"),
+    "f16": ("F16", "MOSTLY_F16"),
+    "bf16": ("BF16", "MOSTLY_BF16"),
+    "q8_0": ("Q8_0", "MOSTLY_Q8_0"),
+    "q4_0": ("Q4_0", "MOSTLY_Q4_0"),
+    "q4_1": ("Q4_1", "MOSTLY_Q4_1"),
+}
 
 
 def _qtype(quant: str):
@@ -69,16 +77,19 @@ def pretokenizer_name(tokenizer, given: str | None) -> str:
         raise ModelError(
             "GGUF export: this tokenizer's pre-tokenizer is not one tunesmith has verified (known: "
             f"{', '.join(sorted(set(known.values())))}); llama.cpp needs its name to split text as training "
-            "did. Pass --gguf-pre NAME with the name llama.cpp uses for this model family (llama-bpe, qwen2, ...)")
+            "did. Pass --gguf-pre NAME with the name llama.cpp uses for this model family (llama-bpe, qwen2, ...)"
+        )
     return found["name"] if isinstance(found, dict) else found
 
 
 def check_architecture(config) -> None:
     """Refuse what this writer does not cover, naming it."""
     if config.model_type != "llama":
-        raise ModelError(f"GGUF export supports the Llama family (model_type `llama`: Llama, SmolLM2, the embedded "
-                         f"default); this model is `{config.model_type}`. Export it with --format transformers and "
-                         "convert it with llama.cpp's convert_hf_to_gguf.py")
+        raise ModelError(
+            f"GGUF export supports the Llama family (model_type `llama`: Llama, SmolLM2, the embedded "
+            f"default); this model is `{config.model_type}`. Export it with --format transformers and "
+            "convert it with llama.cpp's convert_hf_to_gguf.py"
+        )
     for option in ("attention_bias", "mlp_bias"):
         if getattr(config, option, False):
             raise ModelError(f"GGUF export: {option}=true is not written by this exporter (Llama GGUFs have no biases)")
@@ -120,8 +131,10 @@ def _check_tokenizer(tokenizer_dir: Path) -> None:
         raise ModelError("GGUF export needs a fast tokenizer (tokenizer.json) with a byte-level BPE model")
     model = json.loads(path.read_text(encoding="utf-8")).get("model", {})
     if model.get("type") != "BPE":
-        raise ModelError(f"GGUF export: tokenizer model `{model.get('type')}` is not written by this exporter "
-                         "(byte-level BPE only, as GPT-2/Llama 3/SmolLM2 use)")
+        raise ModelError(
+            f"GGUF export: tokenizer model `{model.get('type')}` is not written by this exporter "
+            "(byte-level BPE only, as GPT-2/Llama 3/SmolLM2 use)"
+        )
 
 
 def write_gguf(model, tokenizer, path: Path, quant: str, name: str, pre: str | None = None) -> dict:
@@ -195,6 +208,10 @@ def write_gguf(model, tokenizer, path: Path, quant: str, name: str, pre: str | N
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    return {"quant": quant, "pre_tokenizer": pre, "kept_f16": kept_f16,
-            "bytes": path.stat().st_size, "add_bos": starts_with_bos}
-
+    return {
+        "quant": quant,
+        "pre_tokenizer": pre,
+        "kept_f16": kept_f16,
+        "bytes": path.stat().st_size,
+        "add_bos": starts_with_bos,
+    }

@@ -18,16 +18,22 @@ from tunesmith.errors import ModelError
 def check_mergeable(path: Path, kind: str | None, merge: bool) -> None:
     """Refuse outputs whose trained part cannot become plain weights, saying why."""
     if kind == "bottleneck":
-        raise ModelError(f"{path}: bottleneck adapters cannot be merged into the base (the non-linearity between "
-                         "their down- and up-projection is not a linear map); load the output folder itself with "
-                         "tunesmith chat / eval")
+        raise ModelError(
+            f"{path}: bottleneck adapters cannot be merged into the base (the non-linearity between "
+            "their down- and up-projection is not a linear map); load the output folder itself with "
+            "tunesmith chat / eval"
+        )
     if kind == "moe":
-        raise ModelError(f"{path}: a mixture of LoRA experts cannot be merged into the base: its router picks "
-                         "different experts for each token (and with top_k == experts the gates still depend on the "
-                         "input), so no single weight matrix equals it; load the output folder itself with "
-                         "tunesmith chat / eval")
+        raise ModelError(
+            f"{path}: a mixture of LoRA experts cannot be merged into the base: its router picks "
+            "different experts for each token (and with top_k == experts the gates still depend on the "
+            "input), so no single weight matrix equals it; load the output folder itself with "
+            "tunesmith chat / eval"
+        )
     if kind not in (None, "lora"):
-        raise ModelError(f"{path}: a {kind} adapter (virtual tokens) cannot be merged into the base weights; load the "
-                         "output folder itself with tunesmith chat / eval")
+        raise ModelError(
+            f"{path}: a {kind} adapter (virtual tokens) cannot be merged into the base weights; load the "
+            "output folder itself with tunesmith chat / eval"
+        )
     if kind == "lora" and not merge:
         raise ModelError(f"{path}: a LoRA adapter; pass --merge to fold it into a copy of the base weights")

@@ -28,8 +28,12 @@ def is_chatml(tokenizer) -> bool:
     """Whether the tokenizer's chat template renders a system + two-turn probe exactly as ChatML."""
     if not tokenizer.chat_template:
         return False
-    probe = [{"role": "system", "content": "S1"}, {"role": "user", "content": "U1"},
-             {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2"}]
+    probe = [
+        {"role": "system", "content": "S1"},
+        {"role": "user", "content": "U1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "U2"},
+    ]
     try:
         rendered = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
     except Exception:  # a template that cannot render the probe is not ChatML
@@ -42,7 +46,7 @@ def default_system(tokenizer) -> str | None:
     rendered = tokenizer.apply_chat_template([{"role": "user", "content": "U1"}], tokenize=False)
     head = "<|im_start|>system\n"
     if rendered.startswith(head) and "<|im_end|>" in rendered:
-        return rendered[len(head):rendered.index("<|im_end|>")]
+        return rendered[len(head) : rendered.index("<|im_end|>")]
     return None
 
 
@@ -51,15 +55,16 @@ def _quoted(text: str) -> str:
 
 
 def modelfile(gguf_name: str, tokenizer, system: str | None) -> str:
-    lines = ["# ollama create NAME -f Modelfile   (written by tunesmith export --format gguf)",
-             f"FROM ./{gguf_name}"]
+    lines = ["# ollama create NAME -f Modelfile   (written by tunesmith export --format gguf)", f"FROM ./{gguf_name}"]
     stops = []
     if is_chatml(tokenizer):
         lines.append(f"TEMPLATE {_quoted(CHATML_TEMPLATE)}")
         stops.append("<|im_end|>")
         system = system or default_system(tokenizer)  # the Go template adds no default: say it here
     else:
-        lines.append("# no TEMPLATE: the chat template is not ChatML; Ollama reads tokenizer.chat_template from the GGUF")
+        lines.append(
+            "# no TEMPLATE: the chat template is not ChatML; Ollama reads tokenizer.chat_template from the GGUF"
+        )
     if system:
         lines.append(f"SYSTEM {_quoted(system)}")
     if tokenizer.eos_token and tokenizer.eos_token not in stops:

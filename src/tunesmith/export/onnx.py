@@ -42,7 +42,8 @@ _PROTOBUF_LIMIT = 2 * 1024**3  # one ONNX protobuf file holds at most 2 GB: larg
 
 def input_names(layers: int) -> list[str]:
     return ["input_ids", "attention_mask", "position_ids"] + [
-        f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+        f"past_key_values.{i}.{kv}" for i in range(layers) for kv in ("key", "value")
+    ]
 
 
 def output_names(layers: int) -> list[str]:
@@ -63,8 +64,13 @@ class DecoderWithCache(nn.Module):
 
         layers = [(past[2 * i], past[2 * i + 1]) for i in range(len(past) // 2)]
         cache = DynamicCache(layers, config=self.model.config)
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         **cache_kwargs(cache), use_cache=True)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            **cache_kwargs(cache),
+            use_cache=True,
+        )
         present = [t for layer in output_cache(out).layers for t in (layer.keys, layer.values)]
         return (out.logits, *present)
 
@@ -82,9 +88,11 @@ def check_architecture(config) -> None:
     """Refuse what this exporter does not cover, before anything is written."""
     check_toolchain()
     if config.model_type not in FAMILIES:
-        raise ModelError(f"ONNX export supports the Llama family (model_type `llama`: Llama, SmolLM2, the embedded "
-                         f"default); this model is `{config.model_type}`. Export it with --format transformers "
-                         "and use a converter that knows its cache layout")
+        raise ModelError(
+            f"ONNX export supports the Llama family (model_type `llama`: Llama, SmolLM2, the embedded "
+            f"default); this model is `{config.model_type}`. Export it with --format transformers "
+            "and use a converter that knows its cache layout"
+        )
 
 
 def cache_shape(config) -> tuple[int, int, int]:
@@ -111,34 +119,66 @@ def write_onnx(model, path: Path, quant: str = "f32") -> dict:
     mask = torch.ones(batch, past_len + seq, dtype=torch.long)
     positions = torch.arange(past_len, past_len + seq).unsqueeze(0).expand(batch, -1)
     past = tuple(torch.zeros(batch, kv_heads, past_len, head_dim) for _ in range(2 * layers))
-    axes = {"input_ids": {0: Dim.DYNAMIC, 1: Dim.DYNAMIC}, "attention_mask": {0: Dim.DYNAMIC, 1: Dim.DYNAMIC},
-            "position_ids": {0: Dim.DYNAMIC, 1: Dim.DYNAMIC},
-            "past": tuple({0: Dim.DYNAMIC, 2: Dim.DYNAMIC} for _ in range(2 * layers))}
+    axes = {
+        "input_ids": {0: Dim.DYNAMIC, 1: Dim.DYNAMIC},
+        "attention_mask": {0: Dim.DYNAMIC, 1: Dim.DYNAMIC},
+        "position_ids": {0: Dim.DYNAMIC, 1: Dim.DYNAMIC},
+        "past": tuple({0: Dim.DYNAMIC, 2: Dim.DYNAMIC} for _ in range(2 * layers)),
+    }
     fp32 = folder / MODEL_FILE["f32"] if quant == "f32" else folder / "fp32" / MODEL_FILE["f32"]
     fp32.parent.mkdir(parents=True, exist_ok=True)
     try:
-        program = torch.onnx.export(DecoderWithCache(model).eval(), (ids, mask, positions, past), dynamo=True,
-                                    dynamic_shapes=axes, input_names=input_names(layers),
-                                    output_names=output_names(layers), optimize=True, verbose=False)
+        program = torch.onnx.export(
+            DecoderWithCache(model).eval(),
+            (ids, mask, positions, past),
+            dynamo=True,
+            dynamic_shapes=axes,
+            input_names=input_names(layers),
+            output_names=output_names(layers),
+            optimize=True,
+            verbose=False,
+        )
     except Exception as exc:  # the exporter's own message says which op or shape failed
-        raise ModelError(f"ONNX export of this {model.config.model_type} model failed in torch.onnx.export: {exc}") from exc
+        raise ModelError(
+            f"ONNX export of this {model.config.model_type} model failed in torch.onnx.export: {exc}"
+        ) from exc
     program.save(str(fp32), external_data=True)  # weights in model.onnx.data: no 2 GB protobuf limit
-    opset = next(o.version for o in onnx.load(str(fp32), load_external_data=False).opset_import if o.domain in ("", "ai.onnx"))
-    info = {"file": path.name, "quant": quant, "opset": opset, "exporter": f"torch.onnx.export dynamo (torch {torch.__version__})",
-            "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "fp32_bytes": _size(fp32)}
+    opset = next(
+        o.version for o in onnx.load(str(fp32), load_external_data=False).opset_import if o.domain in ("", "ai.onnx")
+    )
+    info = {
+        "file": path.name,
+        "quant": quant,
+        "opset": opset,
+        "exporter": f"torch.onnx.export dynamo (torch {torch.__version__})",
+        "layers": layers,
+        "kv_heads": kv_heads,
+        "head_dim": head_dim,
+        "fp32_bytes": _size(fp32),
+    }
     if quant == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8,
-                         use_external_data_format=info["fp32_bytes"] / 4 > _PROTOBUF_LIMIT * 0.9)
+        quantize_dynamic(
+            str(fp32),
+            str(path),
+            weight_type=QuantType.QInt8,
+            use_external_data_format=info["fp32_bytes"] / 4 > _PROTOBUF_LIMIT * 0.9,
+        )
         shutil.rmtree(fp32.parent)
         info["quantisation"] = "onnxruntime quantize_dynamic, QInt8 weights (MatMul, Gather), dynamic activations"
     elif quant in ("q8_0", "q4_0"):
-        _weight_only(fp32, path, bits=8 if quant == "q8_0" else 4,
-                     external=info["fp32_bytes"] / (4 if quant == "q8_0" else 8) > _PROTOBUF_LIMIT * 0.9)
+        _weight_only(
+            fp32,
+            path,
+            bits=8 if quant == "q8_0" else 4,
+            external=info["fp32_bytes"] / (4 if quant == "q8_0" else 8) > _PROTOBUF_LIMIT * 0.9,
+        )
         shutil.rmtree(fp32.parent)
-        info["quantisation"] = (f"onnxruntime MatMulNBits, {quant[1]}-bit symmetric weight blocks of {BLOCK} (every MatMul), "
-                                "accuracy level 4; embedding fp32")
+        info["quantisation"] = (
+            f"onnxruntime MatMulNBits, {quant[1]}-bit symmetric weight blocks of {BLOCK} (every MatMul), "
+            "accuracy level 4; embedding fp32"
+        )
     info["bytes"] = _size(path)
     info["files"] = sorted(p.name for p in folder.iterdir() if p.name.startswith(path.name))
     return info
@@ -149,8 +189,9 @@ def _weight_only(fp32: Path, path: Path, bits: int, external: bool) -> None:
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32)), bits=bits, block_size=BLOCK, is_symmetric=True,
-                                     accuracy_level=4)
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(fp32)), bits=bits, block_size=BLOCK, is_symmetric=True, accuracy_level=4
+    )
     quantizer.process()
     quantizer.model.save_model_to_file(str(path), use_external_data_format=external)
 

@@ -46,8 +46,9 @@ class OnnxDecoder:
         batch, length = ids.shape
         mask = np.ones((batch, past + length), np.int64) if attention_mask is None else attention_mask
         positions = np.broadcast_to(np.arange(past, past + length, dtype=np.int64), (batch, length))
-        outputs = self.session.run(None, {"input_ids": ids.astype(np.int64), "attention_mask": mask,
-                                          "position_ids": positions, **cache})
+        outputs = self.session.run(
+            None, {"input_ids": ids.astype(np.int64), "attention_mask": mask, "position_ids": positions, **cache}
+        )
         names = [o.name for o in self.session.get_outputs()]
         present = {n.replace("present.", "past_key_values.", 1): v for n, v in zip(names[1:], outputs[1:])}
         return outputs[0], present
@@ -56,8 +57,9 @@ class OnnxDecoder:
         """Logits of a whole sequence in one pass, from an empty cache."""
         return self.step(np.array([ids]), self.empty_cache())[0][0]
 
-    def greedy(self, ids: list[int], max_new_tokens: int, eos_ids: set[int] = frozenset(),
-               use_cache: bool = True) -> list[int]:
+    def greedy(
+        self, ids: list[int], max_new_tokens: int, eos_ids: set[int] = frozenset(), use_cache: bool = True
+    ) -> list[int]:
         """Greedy tokens after `ids`, stopping after an end token as `generate` does. `use_cache=False`
         recomputes the whole sequence at every step (the reference the cache must equal)."""
         logits, cache = self.step(np.array([ids]), self.empty_cache())

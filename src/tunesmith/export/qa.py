@@ -34,8 +34,10 @@ def qa_settings(source: Path, given: str | None) -> tuple[str | None, int]:
     qa = given or section.get("qa")
     if qa and not Path(qa).is_file():
         where = "--qa" if given else f"{config}: eval.qa"
-        raise ModelError(f"{where} `{qa}` is not a file from here (a config's paths are relative to the working "
-                         "directory the run started in); run the export from there or pass --qa FILE")
+        raise ModelError(
+            f"{where} `{qa}` is not a file from here (a config's paths are relative to the working "
+            "directory the run started in); run the export from there or pass --qa FILE"
+        )
     return qa, int(section.get("max_new_tokens") or 48)
 
 
@@ -48,9 +50,14 @@ def qa_comparison(path: str, source, artifact, tokenizer, system: str | None, ne
         marks.append([is_correct(r, item.answers) for r in replies])
     trained, exported = (sum(m[i] for m in marks) / len(items) for i in (0, 1))
     changed = [i.question for i, m in zip(items, marks) if m[0] != m[1]]
-    return {"qa_file": str(path), "qa_total": len(items), "trained_qa_accuracy": round(trained, 4),
-            "artifact_qa_accuracy": round(exported, 4), "drop": round(trained - exported, 4),
-            "changed_questions": changed[:10]}
+    return {
+        "qa_file": str(path),
+        "qa_total": len(items),
+        "trained_qa_accuracy": round(trained, 4),
+        "artifact_qa_accuracy": round(exported, 4),
+        "drop": round(trained - exported, 4),
+        "changed_questions": changed[:10],
+    }
 
 
 def after_export(artifact, loaded, check: dict, qa: str | None, new_tokens: int) -> dict:
@@ -58,17 +65,27 @@ def after_export(artifact, loaded, check: dict, qa: str | None, new_tokens: int)
     the artifact in its own runtime (export.formats' `greedy`), needed when there is a QA file."""
     if qa:
         source = torch_greedy(loaded.model, loaded.tokenizer)
-        return {"measure": "qa_accuracy", **qa_comparison(qa, source, artifact, loaded.tokenizer, loaded.system,
-                                                          new_tokens)}
-    return {"measure": "greedy_agreement", "greedy_agreement": check["greedy_agreement"],
-            "drop": round(1 - check["greedy_agreement"], 4)}
+        return {
+            "measure": "qa_accuracy",
+            **qa_comparison(qa, source, artifact, loaded.tokenizer, loaded.system, new_tokens),
+        }
+    return {
+        "measure": "greedy_agreement",
+        "greedy_agreement": check["greedy_agreement"],
+        "drop": round(1 - check["greedy_agreement"], 4),
+    }
 
 
 def enforce_max_drop(result: dict, max_drop: float | None, work: Path) -> None:
     if max_drop is None or result["drop"] <= max_drop:
         return
     (work / "export_check.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
-    what = (f"QA accuracy {result['trained_qa_accuracy']:.3f} -> {result['artifact_qa_accuracy']:.3f}"
-            if result["measure"] == "qa_accuracy" else f"greedy agreement {result['greedy_agreement']:.3f}")
-    raise ExportCheckFailed(f"export check failed: {what}, a drop of {result['drop']:.3f} > --max-drop {max_drop}; the "
-                            f"artifact is left in {work} (not finished; details in {work / 'export_check.json'})")
+    what = (
+        f"QA accuracy {result['trained_qa_accuracy']:.3f} -> {result['artifact_qa_accuracy']:.3f}"
+        if result["measure"] == "qa_accuracy"
+        else f"greedy agreement {result['greedy_agreement']:.3f}"
+    )
+    raise ExportCheckFailed(
+        f"export check failed: {what}, a drop of {result['drop']:.3f} > --max-drop {max_drop}; the "
+        f"artifact is left in {work} (not finished; details in {work / 'export_check.json'})"
+    )

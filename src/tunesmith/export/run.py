@@ -28,10 +28,19 @@ from tunesmith.models.loader import resolve_model_path
 from tunesmith.runtime.outputs import OutputFolder
 
 
-def export_model(source: str, out: str, merge: bool = False, cache_dir: str | None = None,
-                 overwrite: bool = False, format: str = "transformers", quant: str | None = None,
-                 gguf_pre: str | None = None, qa: str | None = None, max_drop: float | None = None,
-                 calibration: str | None = None) -> Path:
+def export_model(
+    source: str,
+    out: str,
+    merge: bool = False,
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+    format: str = "transformers",
+    quant: str | None = None,
+    gguf_pre: str | None = None,
+    qa: str | None = None,
+    max_drop: float | None = None,
+    calibration: str | None = None,
+) -> Path:
     """Export `source` as `format` (a transformers folder, a GGUF file with an Ollama Modelfile, an ONNX
     decoder with its KV cache; see export.formats), weights as `quant` (the format's default when
     None), checked against the model it came from in the artifact's own runtime and on the run's QA

@@ -20,12 +20,9 @@ output is loaded back with its trained part by `methods.load`.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
 
 from tunesmith.config.schema import TunesmithConfig
 from tunesmith.errors import ConfigError
@@ -35,7 +32,7 @@ from tunesmith.methods.full import apply_full
 from tunesmith.methods.lora import apply_lora, loraplus_optimizer, save_lora
 from tunesmith.methods.moe import apply_moe, check_moe, moe_callbacks, save_moe
 from tunesmith.methods.prompt import apply_prefix, apply_prompt_tuning, apply_ptuning, check_virtual_tokens
-from tunesmith.methods.qlora import apply_qlora, qlora_load_options
+from tunesmith.methods.qlora import apply_qlora, check_qlora_hardware, qlora_load_options
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +57,13 @@ def no_check(cfg) -> None:
     return None
 
 
+def always_available() -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Method:
+    name: str  # `method:` in the config
     apply: Callable
     save: Callable = save_pretrained
     optimizer: Callable = no_optimizer
@@ -69,18 +71,22 @@ class Method:
     callbacks: Callable = no_callbacks
     check: Callable = no_check
     task_head: bool = True
+    available: Callable[[], None] = always_available  # hardware and packages it needs, refused up front
 
 
-REGISTRY = {
-    "full": Method(apply_full),
-    "freeze": Method(apply_freeze),
-    "lora": Method(apply_lora, save_lora, loraplus_optimizer),
-    "qlora": Method(apply_qlora, save_lora, loraplus_optimizer, qlora_load_options),
-    "prompt": Method(apply_prompt_tuning, check=check_virtual_tokens, task_head=False),
-    "ptuning": Method(apply_ptuning, check=check_virtual_tokens, task_head=False),
-    "prefix": Method(apply_prefix, check=check_virtual_tokens, task_head=False),
-    "adapter": Method(apply_bottleneck, save_bottleneck),
-    "moe": Method(apply_moe, save_moe, callbacks=moe_callbacks, check=check_moe, task_head=False),
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("full", apply_full),
+        Method("freeze", apply_freeze),
+        Method("lora", apply_lora, save_lora, loraplus_optimizer),
+        Method("qlora", apply_qlora, save_lora, loraplus_optimizer, qlora_load_options, available=check_qlora_hardware),
+        Method("prompt", apply_prompt_tuning, check=check_virtual_tokens, task_head=False),
+        Method("ptuning", apply_ptuning, check=check_virtual_tokens, task_head=False),
+        Method("prefix", apply_prefix, check=check_virtual_tokens, task_head=False),
+        Method("adapter", apply_bottleneck, save_bottleneck),
+        Method("moe", apply_moe, save_moe, callbacks=moe_callbacks, check=check_moe, task_head=False),
+    )
 }
 
 
@@ -112,32 +118,31 @@ def count_parameters(model) -> TrainableReport:
 def check_method(name: str, cfg: TunesmithConfig | None = None) -> None:
     """Refuse, before any model loads, a method that is not implemented or cannot run here (and,
     given the config, options the method refuses)."""
-    if name == "qlora" and not (torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes")):
-        missing = "no CUDA GPU is visible" if not torch.cuda.is_available() else "bitsandbytes is not installed"
-        raise ConfigError(f"method `qlora` needs a CUDA GPU and bitsandbytes ({missing}); "
-                          "use `method: lora` (same adapters on a full-precision base) instead")
-    if name not in REGISTRY:
-        raise ConfigError(f"method `{name}` is not one of: {', '.join(REGISTRY)}")
+    if name not in METHODS:
+        raise ConfigError(f"method `{name}` is not one of: {', '.join(METHODS)}")
+    METHODS[name].available()
     if cfg is not None:
-        REGISTRY[name].check(cfg)
+        METHODS[name].check(cfg)
 
 
 def check_task_head(name: str, why: str) -> None:
     """Refuse a method that cannot train a new task head for a model that gets one (`why` says which)."""
-    if not REGISTRY[name].task_head:
-        able = ", ".join(n for n, m in REGISTRY.items() if m.task_head)
-        raise ConfigError(f"method `{name}` cannot train {why}: it would stay randomly initialised and would not be "
-                          f"saved; use one of: {able}")
+    if not METHODS[name].task_head:
+        able = ", ".join(n for n, m in METHODS.items() if m.task_head)
+        raise ConfigError(
+            f"method `{name}` cannot train {why}: it would stay randomly initialised and would not be "
+            f"saved; use one of: {able}"
+        )
 
 
 def method_load_options(cfg: TunesmithConfig) -> dict:
     check_method(cfg.method)
-    return REGISTRY[cfg.method].load_options(cfg)
+    return METHODS[cfg.method].load_options(cfg)
 
 
 def apply_method(model, cfg: TunesmithConfig):
     check_method(cfg.method, cfg)
-    model = REGISTRY[cfg.method].apply(model, cfg)
+    model = METHODS[cfg.method].apply(model, cfg)
     report = count_parameters(model)
     if report.trainable == 0:
         raise ConfigError(f"method `{cfg.method}` left no parameter trainable; check its options")
@@ -146,12 +151,12 @@ def apply_method(model, cfg: TunesmithConfig):
 
 
 def save_trained(model, cfg: TunesmithConfig, directory) -> None:
-    REGISTRY[cfg.method].save(model, directory)
+    METHODS[cfg.method].save(model, directory)
 
 
 def method_optimizer(cfg: TunesmithConfig, args):
-    return REGISTRY[cfg.method].optimizer(cfg, args)
+    return METHODS[cfg.method].optimizer(cfg, args)
 
 
 def method_callbacks(model, cfg: TunesmithConfig) -> list:
-    return list(REGISTRY[cfg.method].callbacks(model, cfg))
+    return list(METHODS[cfg.method].callbacks(model, cfg))

@@ -25,8 +25,8 @@ import torch
 import torch.nn as nn
 
 from tunesmith.errors import ConfigError, ModelError
-from tunesmith.methods.freeze import decoder_layers
 from tunesmith.layout import BOTTLENECK_CONFIG
+from tunesmith.methods.freeze import decoder_layers
 from tunesmith.models.reward import task_head
 
 ADAPTER_WEIGHTS = "bottleneck_adapters.safetensors"
@@ -53,8 +53,10 @@ def _block(layer: nn.Module, names: tuple[str, ...], kind: str, where: str) -> n
     for name in names:
         if isinstance(getattr(layer, name, None), nn.Module):
             return getattr(layer, name)
-    raise ConfigError(f"method adapter: no {kind} block ({' / '.join(names)}) in {where}; use adapter.placement "
-                      "to choose the other block, or another method")
+    raise ConfigError(
+        f"method adapter: no {kind} block ({' / '.join(names)}) in {where}; use adapter.placement "
+        "to choose the other block, or another method"
+    )
 
 
 def _apply_output(adapter: BottleneckAdapter):
@@ -133,16 +135,19 @@ def load_bottleneck(model, directory):
     config = read_bottleneck_config(directory)
     head = config.get("task_head")
     if head and task_head(model) != head:
-        raise ModelError(f"{directory}: bottleneck adapters trained with a reward model's `{head}` head (stage rm); "
-                         "score text with `tunesmith score` or use it as ppo.reward_model")
+        raise ModelError(
+            f"{directory}: bottleneck adapters trained with a reward model's `{head}` head (stage rm); "
+            "score text with `tunesmith score` or use it as ppo.reward_model"
+        )
     adapters = attach_adapters(model, config["r"], config["activation"], config["placement"], config["dropout"])
     state = load_file(str(Path(directory) / ADAPTER_WEIGHTS))
     if head:
         prefix = f"{head}."
-        getattr(model, head).load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        getattr(model, head).load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         state = {k: v for k, v in state.items() if not k.startswith(prefix)}
     missing, unexpected = adapters.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ModelError(f"{directory}: adapter weights do not fit this base (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+        raise ModelError(
+            f"{directory}: adapter weights do not fit this base (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model

@@ -29,10 +29,12 @@ def apply_freeze(model, cfg):
     options = cfg.freeze
     name, layers = decoder_layers(model)
     if options.trainable_layers > len(layers):
-        raise ConfigError(
-            f"freeze.trainable_layers={options.trainable_layers} but the model has {len(layers)} layers"
-        )
-    chosen = range(len(layers) - options.trainable_layers, len(layers)) if options.position == "last" else range(options.trainable_layers)
+        raise ConfigError(f"freeze.trainable_layers={options.trainable_layers} but the model has {len(layers)} layers")
+    chosen = (
+        range(len(layers) - options.trainable_layers, len(layers))
+        if options.position == "last"
+        else range(options.trainable_layers)
+    )
     prefixes = tuple(f"{name}.{i}." for i in chosen)
     head = task_head(model)
     if head:
@@ -55,12 +57,22 @@ def check_extra_modules(model, fragments: list[str]) -> None:
             continue
         owners = [m for m, module in model.named_modules() if fragment in m and any(True for _ in module.parameters())]
         if owners:  # the module exists but its weight is another module's (tied): name the owner
-            tied = next((n for n, p in model.named_parameters()
-                         if any(p is q for q in dict(model.named_modules())[owners[0]].parameters())), None)
-            raise ConfigError(f"freeze.extra_modules: `{fragment}` has no weight of its own: {owners[0]} shares it with "
-                              f"{tied} (tied embeddings), so name `{tied.rsplit('.', 1)[0].rsplit('.', 1)[-1]}` to "
-                              f"train it (that trains both)")
+            tied = next(
+                (
+                    n
+                    for n, p in model.named_parameters()
+                    if any(p is q for q in dict(model.named_modules())[owners[0]].parameters())
+                ),
+                None,
+            )
+            raise ConfigError(
+                f"freeze.extra_modules: `{fragment}` has no weight of its own: {owners[0]} shares it with "
+                f"{tied} (tied embeddings), so name `{tied.rsplit('.', 1)[0].rsplit('.', 1)[-1]}` to "
+                f"train it (that trains both)"
+            )
         close = difflib.get_close_matches(fragment, parts, n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join(close)}? " if close else ""
-        raise ConfigError(f"freeze.extra_modules: `{fragment}` matches no parameter of this model; {hint}"
-                          f"module names that exist: {', '.join(parts)}")
+        raise ConfigError(
+            f"freeze.extra_modules: `{fragment}` matches no parameter of this model; {hint}"
+            f"module names that exist: {', '.join(parts)}"
+        )

@@ -20,8 +20,14 @@ from tunesmith.errors import ModelError
 from tunesmith.layout import BOTTLENECK_CONFIG, MOE_CONFIG, PEFT_CONFIG, is_run_output, read_manifest
 from tunesmith.methods.bottleneck import load_bottleneck, read_bottleneck_config
 from tunesmith.methods.moe import load_moe_lora, read_moe_config
-from tunesmith.models.loader import (LoadedModel, load_causal_lm, load_tokenizer, pick_device, pick_dtype,
-                                     resolve_model_path)
+from tunesmith.models.loader import (
+    LoadedModel,
+    load_causal_lm,
+    load_tokenizer,
+    pick_device,
+    pick_dtype,
+    resolve_model_path,
+)
 from tunesmith.models.reward import is_reward_model, load_reward_model
 
 
@@ -57,8 +63,9 @@ def load_for_inference(ref: str, cache_dir: str | None = None, merge: bool = Tru
 
 
 def load_reward_for_inference(ref: str, cache_dir: str | None = None, new_head_seed: int | None = None) -> LoadedModel:
-    """A trained reward model (full, LoRA or bottleneck-adapter output). A base model is refused unless `new_head_seed` is
-    given: then it gets a new, untrained head initialised from that seed (training's starting point)."""
+    """A trained reward model (full, LoRA or bottleneck-adapter output). A base model is refused unless
+    `new_head_seed` is given: then it gets a new, untrained head initialised from that seed (training's
+    starting point)."""
     path = Path(resolve_model_path(ref, cache_dir))
     manifest = read_manifest(path) if is_run_output(path) else {}
     tokenizer = load_tokenizer(str(path))
@@ -73,11 +80,15 @@ def load_reward_for_inference(ref: str, cache_dir: str | None = None, new_head_s
         from peft import PeftModel
 
         settings = json.loads((path / PEFT_CONFIG).read_text())
-        base = load_reward_model(resolve_model_path(settings["base_model_name_or_path"], cache_dir), tokenizer.pad_token_id, dtype)
+        base = load_reward_model(
+            resolve_model_path(settings["base_model_name_or_path"], cache_dir), tokenizer.pad_token_id, dtype
+        )
         model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     elif (path / BOTTLENECK_CONFIG).is_file() and trained_head:
         base_ref = read_bottleneck_config(path)["base_model_name_or_path"]
-        model = load_bottleneck(load_reward_model(resolve_model_path(base_ref, cache_dir), tokenizer.pad_token_id, dtype), path)
+        model = load_bottleneck(
+            load_reward_model(resolve_model_path(base_ref, cache_dir), tokenizer.pad_token_id, dtype), path
+        )
     else:
         model = load_reward_model(str(path), tokenizer.pad_token_id, dtype)
     model.to(device).eval()

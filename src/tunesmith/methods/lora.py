@@ -43,8 +43,10 @@ def attention_linear_names(model) -> list[str]:
         if isinstance(module, nn.Linear) and any("attn" in p.lower() or "attention" in p.lower() for p in parents):
             names.append(name)
     if not names:
-        raise ConfigError("lora.target_modules=attention: no linear layer inside an attention block found in this "
-                          "model; list the module names instead, e.g. lora.target_modules=[q_proj,v_proj]")
+        raise ConfigError(
+            "lora.target_modules=attention: no linear layer inside an attention block found in this "
+            "model; list the module names instead, e.g. lora.target_modules=[q_proj,v_proj]"
+        )
     return names
 
 
@@ -53,22 +55,29 @@ def adapted_layers(model, layers) -> list[int] | None:
     if layers is None:
         return None
     config = getattr(model, "config", None)
-    count = getattr(config, "num_hidden_layers", None) or getattr(getattr(config, "text_config", None),
-                                                                  "num_hidden_layers", None)
+    count = getattr(config, "num_hidden_layers", None) or getattr(
+        getattr(config, "text_config", None), "num_hidden_layers", None
+    )
     if not count:
-        raise ConfigError("lora.layers: this model's config does not say how many decoder layers it has "
-                          "(num_hidden_layers); leave lora.layers unset")
+        raise ConfigError(
+            "lora.layers: this model's config does not say how many decoder layers it has "
+            "(num_hidden_layers); leave lora.layers unset"
+        )
     if isinstance(layers, int):
         if not 1 <= layers <= count:
-            raise ConfigError(f"lora.layers: {layers} (the last N layers) must be between 1 and {count}, the "
-                              "model's number of decoder layers")
+            raise ConfigError(
+                f"lora.layers: {layers} (the last N layers) must be between 1 and {count}, the "
+                "model's number of decoder layers"
+            )
         return list(range(count - layers, count))
     if not layers:
         raise ConfigError("lora.layers: an empty list adapts nothing; leave it unset for every layer")
     bad = [i for i in layers if not -count <= i < count]
     if bad:
-        raise ConfigError(f"lora.layers: {bad} out of range: the model has {count} decoder layers "
-                          f"(0..{count - 1}, or -{count}..-1 from the end)")
+        raise ConfigError(
+            f"lora.layers: {bad} out of range: the model has {count} decoder layers "
+            f"(0..{count - 1}, or -{count}..-1 from the end)"
+        )
     return sorted({i % count for i in layers})
 
 
@@ -86,8 +95,9 @@ def modules_in_layers(model, targets, layers: set[int]) -> list[str]:
         if targets == "all-linear" or any(name == t or name.endswith("." + t) for t in targets):
             names.append(name)
     if not names:
-        raise ConfigError(f"lora.layers: no module of lora.target_modules={targets} inside decoder layers "
-                          f"{sorted(layers)}")
+        raise ConfigError(
+            f"lora.layers: no module of lora.target_modules={targets} inside decoder layers {sorted(layers)}"
+        )
     return names
 
 
@@ -101,8 +111,10 @@ def peft_lora_config(model, options):
         names = [name for name, _ in model.named_modules()]
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
         if missing:
-            raise ConfigError(f"lora.target_modules: {missing} not found in the model; linear layers it has: "
-                              f"{sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})}")
+            raise ConfigError(
+                f"lora.target_modules: {missing} not found in the model; linear layers it has: "
+                f"{sorted({n.rsplit('.', 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})}"
+            )
     chosen = adapted_layers(model, options.layers)
     if chosen is not None:  # PEFT takes layers_to_transform with a list of names only: name the modules
         targets = modules_in_layers(model, targets, set(chosen))
@@ -124,8 +136,10 @@ def apply_lora(model, cfg):
     options = cfg.lora
     if options.init in ("pissa", "olora") and options.dropout:
         # PEFT's PiSSA/OLoRA assume no dropout on the adapter input (the paper's setting).
-        raise ConfigError(f"lora.init={options.init} needs lora.dropout=0 (PiSSA/OLoRA adapters start from the weights' "
-                          "own principal directions)")
+        raise ConfigError(
+            f"lora.init={options.init} needs lora.dropout=0 (PiSSA/OLoRA adapters start from the weights' "
+            "own principal directions)"
+        )
     if cfg.training.gradient_checkpointing:
         model.enable_input_require_grads()
     peft_model = get_peft_model(model, peft_lora_config(model, options))
@@ -162,8 +176,14 @@ class LoraPlusOptimizer:
         optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
         kwargs = dict(kwargs)
         lr = kwargs.pop("lr", args.learning_rate)
-        return create_loraplus_optimizer(model, optimizer_cls, lr=lr, loraplus_lr_ratio=loraplus_lr_ratio,
-                                         loraplus_weight_decay=args.weight_decay, **kwargs)
+        return create_loraplus_optimizer(
+            model,
+            optimizer_cls,
+            lr=lr,
+            loraplus_lr_ratio=loraplus_lr_ratio,
+            loraplus_weight_decay=args.weight_decay,
+            **kwargs,
+        )
 
 
 def loraplus_optimizer(cfg, args):

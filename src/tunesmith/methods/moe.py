@@ -72,8 +72,18 @@ class LoraExperts(nn.Module):
     """E rank-r LoRA experts and a top-k router for one linear layer; `forward(x)` is the change
     to add to the layer's output."""
 
-    def __init__(self, in_features: int, out_features: int, experts: int, top_k: int, rank: int, alpha: float,
-                 dropout: float = 0.0, router_jitter: float = 0.0, balance_weight: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        experts: int,
+        top_k: int,
+        rank: int,
+        alpha: float,
+        dropout: float = 0.0,
+        router_jitter: float = 0.0,
+        balance_weight: float = 0.0,
+    ):
         super().__init__()
         self.experts, self.top_k, self.rank = experts, top_k, rank
         self.scaling = alpha / rank
@@ -131,6 +141,7 @@ def target_linears(model, targets) -> list[str]:
     if targets == "all-linear":
         names = list(linears)
     elif targets in ("attention", "mlp"):
+
         def chosen(part: str) -> bool:
             part = part.lower()
             return ("attn" in part or "attention" in part) if targets == "attention" else part in MLP_PARTS
@@ -139,23 +150,35 @@ def target_linears(model, targets) -> list[str]:
     else:
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in linears)]
         if missing:
-            raise ConfigError(f"moe.targets: {missing} not found in the model; its linear layers: "
-                              f"{sorted({n.rsplit('.', 1)[-1] for n in linears})}")
+            raise ConfigError(
+                f"moe.targets: {missing} not found in the model; its linear layers: "
+                f"{sorted({n.rsplit('.', 1)[-1] for n in linears})}"
+            )
         names = [n for n in linears if any(n == t or n.endswith("." + t) for t in targets)]
     if not names:
         raise ConfigError(f"moe.targets={targets}: no linear layer selected in this model; list module names instead")
     return names
 
 
-def attach_moe_lora(model, names: list[str], experts: int, top_k: int, rank: int, alpha: float, dropout: float,
-                    router_jitter: float, balance_weight: float = 0.0) -> nn.ModuleDict:
+def attach_moe_lora(
+    model,
+    names: list[str],
+    experts: int,
+    top_k: int,
+    rank: int,
+    alpha: float,
+    dropout: float,
+    router_jitter: float,
+    balance_weight: float = 0.0,
+) -> nn.ModuleDict:
     """Add a LoraExperts (all trainable) to each named linear of `model`; returns them."""
     modules = dict(model.named_modules())
     mixtures = nn.ModuleDict()
     for name in names:
         linear = modules[name]
-        mixture = LoraExperts(linear.in_features, linear.out_features, experts, top_k, rank, alpha, dropout,
-                              router_jitter, balance_weight)
+        mixture = LoraExperts(
+            linear.in_features, linear.out_features, experts, top_k, rank, alpha, dropout, router_jitter, balance_weight
+        )
         mixtures[name.replace(".", "/")] = mixture.to(device=linear.weight.device, dtype=linear.weight.dtype)
         linear.register_forward_hook(_add_output(mixture))
     model.add_module("moe_lora", mixtures)
@@ -180,8 +203,10 @@ def moe_blocks(model) -> list[tuple[str, nn.Module, nn.Module]]:
 def _train_native(model, train: str):
     blocks = moe_blocks(model)
     if not blocks:
-        raise ConfigError(f"moe.train={train}: the base model has no mixture-of-experts blocks (a module with "
-                          "`experts` and a `gate`/`router`); use moe.train=lora to add LoRA experts to a dense model")
+        raise ConfigError(
+            f"moe.train={train}: the base model has no mixture-of-experts blocks (a module with "
+            "`experts` and a `gate`/`router`); use moe.train=lora to add LoRA experts to a dense model"
+        )
     for param in model.parameters():
         param.requires_grad_(False)
     for _, router, experts in blocks:
@@ -200,22 +225,35 @@ def check_moe(cfg) -> None:
     t, options = cfg.training, cfg.moe
     fp16 = t.mixed_precision == "fp16" or (t.mixed_precision == "auto" and cfg.model.dtype == "float16")
     if options.train == "lora" and options.balance_coef > 0 and fp16:
-        raise ConfigError("method moe with fp16 mixed precision: the fp16 loss scaler would not scale the "
-                          "load-balancing gradient; set training.mixed_precision to bf16 or no, or moe.balance_coef=0")
+        raise ConfigError(
+            "method moe with fp16 mixed precision: the fp16 loss scaler would not scale the "
+            "load-balancing gradient; set training.mixed_precision to bf16 or no, or moe.balance_coef=0"
+        )
 
 
 def apply_moe(model, cfg):
     options = cfg.moe
     if task_head(model):
-        raise ConfigError("method moe does not train a new task head (the rm stage's scalar score); use "
-                          "method lora, freeze or full for a reward model")
+        raise ConfigError(
+            "method moe does not train a new task head (the rm stage's scalar score); use "
+            "method lora, freeze or full for a reward model"
+        )
     if options.train != "lora":
         return _train_native(model, options.train)
     names = target_linears(model, options.targets)
     for param in model.parameters():
         param.requires_grad_(False)
-    attach_moe_lora(model, names, options.experts, options.top_k, options.rank, options.alpha, options.dropout,
-                    options.router_jitter, options.balance_coef / cfg.training.gradient_accumulation)
+    attach_moe_lora(
+        model,
+        names,
+        options.experts,
+        options.top_k,
+        options.rank,
+        options.alpha,
+        options.dropout,
+        options.router_jitter,
+        options.balance_coef / cfg.training.gradient_accumulation,
+    )
     if cfg.training.gradient_checkpointing:
         model.enable_input_require_grads()
     return model
@@ -260,15 +298,25 @@ def load_moe_lora(model, directory):
     config = read_moe_config(directory)
     missing_targets = sorted(set(config["targets"]) - {n for n, _ in model.named_modules()})
     if missing_targets:
-        raise ModelError(f"{directory}: the base has no layers {missing_targets[:3]} that these experts were "
-                         "trained on")
-    mixtures = attach_moe_lora(model, config["targets"], config["experts"], config["top_k"], config["rank"],
-                               config["alpha"], config["dropout"], config["router_jitter"])
+        raise ModelError(
+            f"{directory}: the base has no layers {missing_targets[:3]} that these experts were trained on"
+        )
+    mixtures = attach_moe_lora(
+        model,
+        config["targets"],
+        config["experts"],
+        config["top_k"],
+        config["rank"],
+        config["alpha"],
+        config["dropout"],
+        config["router_jitter"],
+    )
     state = load_file(str(Path(directory) / MOE_WEIGHTS))
     missing, unexpected = mixtures.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ModelError(f"{directory}: expert weights do not fit this base (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
+        raise ModelError(
+            f"{directory}: expert weights do not fit this base (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model
 
 

@@ -21,16 +21,20 @@ def _base_path(model) -> str:
 def _refuse_task_head(model, name: str) -> None:
     # PEFT's CAUSAL_LM wrapper would freeze a new task head (a reward model's `score`) at its random start
     if task_head(model):
-        raise ConfigError(f"method `{name}` cannot train a new task head (a reward model's scalar score); use "
-                          "method lora, freeze, full or adapter")
+        raise ConfigError(
+            f"method `{name}` cannot train a new task head (a reward model's scalar score); use "
+            "method lora, freeze, full or adapter"
+        )
 
 
 def check_virtual_tokens(cfg) -> None:
     """Config-time refusals of the virtual-token methods (before any model loads)."""
     if cfg.data.packing:
-        raise ConfigError(f"data.packing: method `{cfg.method}` cannot train packed rows: PEFT's virtual-token "
-                          "forward drops the per-row position ids that keep packed rows apart, so every row would "
-                          "attend to the rows packed before it; set data.packing: false")
+        raise ConfigError(
+            f"data.packing: method `{cfg.method}` cannot train packed rows: PEFT's virtual-token "
+            "forward drops the per-row position ids that keep packed rows apart, so every row would "
+            "attend to the rows packed before it; set data.packing: false"
+        )
 
 
 def apply_prompt_tuning(model, cfg):
@@ -38,8 +42,15 @@ def apply_prompt_tuning(model, cfg):
     from peft import PromptTuningConfig, get_peft_model
 
     options = cfg.prompt
-    text_init = dict(prompt_tuning_init="TEXT", prompt_tuning_init_text=options.init_text,
-                     tokenizer_name_or_path=_base_path(model)) if options.init_text else {}
+    text_init = (
+        dict(
+            prompt_tuning_init="TEXT",
+            prompt_tuning_init_text=options.init_text,
+            tokenizer_name_or_path=_base_path(model),
+        )
+        if options.init_text
+        else {}
+    )
     config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=options.num_virtual_tokens, **text_init)
     return get_peft_model(model, config)
 
@@ -49,8 +60,12 @@ def apply_ptuning(model, cfg):
     from peft import PromptEncoderConfig, get_peft_model
 
     options = cfg.prompt
-    config = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=options.num_virtual_tokens,
-                                 encoder_hidden_size=options.encoder_hidden_size, encoder_reparameterization_type="MLP")
+    config = PromptEncoderConfig(
+        task_type="CAUSAL_LM",
+        num_virtual_tokens=options.num_virtual_tokens,
+        encoder_hidden_size=options.encoder_hidden_size,
+        encoder_reparameterization_type="MLP",
+    )
     return get_peft_model(model, config)
 
 
@@ -59,7 +74,10 @@ def apply_prefix(model, cfg):
     from peft import PrefixTuningConfig, get_peft_model
 
     options = cfg.prompt
-    config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=options.num_virtual_tokens,
-                                prefix_projection=options.prefix_projection,
-                                encoder_hidden_size=options.encoder_hidden_size)
+    config = PrefixTuningConfig(
+        task_type="CAUSAL_LM",
+        num_virtual_tokens=options.num_virtual_tokens,
+        prefix_projection=options.prefix_projection,
+        encoder_hidden_size=options.encoder_hidden_size,
+    )
     return get_peft_model(model, config)

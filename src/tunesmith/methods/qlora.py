@@ -1,6 +1,7 @@
 """QLoRA: LoRA adapters (options from `lora:`) on a base loaded in 4 or 8 bits by bitsandbytes.
 
-Needs a CUDA GPU and bitsandbytes; `methods.check_method` refuses it elsewhere at config time.
+Needs a CUDA GPU and bitsandbytes; its record's `available` (`check_qlora_hardware`) refuses it elsewhere
+at config time.
 The base is quantised while it loads (`qlora_load_options` gives `from_pretrained` its
 BitsAndBytesConfig), then PEFT's `prepare_model_for_kbit_training` readies it (norms in fp32,
 input gradients for checkpointing) and the LoRA family is applied on top as for `method: lora`.
@@ -11,7 +12,20 @@ from __future__ import annotations
 
 import torch
 
+from tunesmith.errors import ConfigError
 from tunesmith.methods.lora import apply_lora
+
+
+def check_qlora_hardware() -> None:
+    """qlora quantises the base with bitsandbytes on a CUDA GPU; refused elsewhere before anything loads."""
+    import importlib.util
+
+    if not (torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes")):
+        missing = "no CUDA GPU is visible" if not torch.cuda.is_available() else "bitsandbytes is not installed"
+        raise ConfigError(
+            f"method `qlora` needs a CUDA GPU and bitsandbytes ({missing}); "
+            "use `method: lora` (same adapters on a full-precision base) instead"
+        )
 
 
 def qlora_load_options(cfg) -> dict:

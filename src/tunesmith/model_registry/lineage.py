@@ -36,14 +36,18 @@ def check_copy(local: Path, registered_digest: str | None, what: str) -> Path:
     """`local` holds `files.json` and `model/`; refuse unless both match what was registered. Returns `local/model`."""
     expected = json.loads((local / "files.json").read_text())
     if list_digest(expected) != registered_digest:
-        raise ModelError(f"registry: {what}: its file list {local / 'files.json'} does not "
-                         "match the sha256 recorded at registration; the stored copy was changed")
+        raise ModelError(
+            f"registry: {what}: its file list {local / 'files.json'} does not "
+            "match the sha256 recorded at registration; the stored copy was changed"
+        )
     found = file_hashes(local / "model")
     changed = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
     if changed:
-        raise ModelError(f"registry: {what} in {local / 'model'} differs from what was "
-                         f"registered (changed, missing or added: {', '.join(changed[:5])}); registered versions are "
-                         "immutable, so register the new files as a new version")
+        raise ModelError(
+            f"registry: {what} in {local / 'model'} differs from what was "
+            f"registered (changed, missing or added: {', '.join(changed[:5])}); registered versions are "
+            "immutable, so register the new files as a new version"
+        )
     return local / "model"
 
 
@@ -52,11 +56,17 @@ def lineage(folder: Path) -> tuple[dict[str, str], dict[str, float], list[Path]]
     manifest = read_manifest(folder)  # refuses an unfinished folder
     origin = Path(manifest["exported_from"]) if manifest.get("exported_from") else folder
     data = manifest.get("data") or {}
-    tags = {"format": manifest.get("format") or f"tunesmith output ({trained_part(folder) or 'whole model'})",
-            "base_model": manifest.get("base_model_ref") or manifest.get("base_model") or str(origin),
-            "stage": manifest.get("stage"), "method": manifest.get("method"), "config_hash": manifest.get("config_hash"),
-            "train_fingerprint": data.get("train_fingerprint"), "validation_fingerprint": data.get("validation_fingerprint"),
-            "source_path": str(folder.resolve()), "exported_from": manifest.get("exported_from")}
+    tags = {
+        "format": manifest.get("format") or f"tunesmith output ({trained_part(folder) or 'whole model'})",
+        "base_model": manifest.get("base_model_ref") or manifest.get("base_model") or str(origin),
+        "stage": manifest.get("stage"),
+        "method": manifest.get("method"),
+        "config_hash": manifest.get("config_hash"),
+        "train_fingerprint": data.get("train_fingerprint"),
+        "validation_fingerprint": data.get("validation_fingerprint"),
+        "source_path": str(folder.resolve()),
+        "exported_from": manifest.get("exported_from"),
+    }
     metrics = {k: float(v) for k, v in (manifest.get("metrics") or {}).items() if isinstance(v, (int, float))}
     files = []
     for place in dict.fromkeys([folder, origin]):
@@ -64,7 +74,9 @@ def lineage(folder: Path) -> tuple[dict[str, str], dict[str, float], list[Path]]
         if results.is_file() and results not in files:
             files.append(results)
             tuned = json.loads(results.read_text(encoding="utf-8")).get("fine_tuned") or {}
-            metrics.update({k: float(v) for k, v in tuned.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            metrics.update(
+                {k: float(v) for k, v in tuned.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            )
         if (place / "config.yaml").is_file() and place != folder:
             files.append(place / "config.yaml")
     check = manifest.get("check") or {}

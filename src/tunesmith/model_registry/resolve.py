@@ -18,6 +18,9 @@ def resolve_reference(ref: str, store: str | None = None) -> str:
     folder = Registry(store).resolve(ref)
     form = read_manifest(folder).get("format")
     if form in ("gguf", "onnx"):
-        raise ConfigError(f"{ref} is {'an ONNX' if form == 'onnx' else 'a GGUF'} export: it runs in its own runtime (llama.cpp/Ollama, ONNX "
-                          "Runtime; docs/export.md); serve, chat and eval load transformers folders and tunesmith outputs")
+        raise ConfigError(
+            f"{ref} is {'an ONNX' if form == 'onnx' else 'a GGUF'} export: it runs in its own runtime "
+            "(llama.cpp/Ollama, ONNX Runtime; docs/export.md); serve, chat and eval load transformers folders and "
+            "tunesmith outputs"
+        )
     return str(folder)

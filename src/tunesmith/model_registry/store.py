@@ -42,7 +42,7 @@ def store_location(store: str | None) -> tuple[str, str | None]:
         return os.environ["MLFLOW_TRACKING_URI"], None
     if store and "://" in store:
         if store.startswith("sqlite:///"):  # artifacts beside the database, never in the working directory
-            return store, (Path(store[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
+            return store, (Path(store[len("sqlite:///") :]).resolve().parent / "artifacts").as_uri()
         return store, None
     folder = Path(store).expanduser().resolve() if store else home() / "registry"
     folder.mkdir(parents=True, exist_ok=True)
@@ -54,7 +54,9 @@ class Registry:
         try:
             from mlflow import MlflowClient
         except ImportError as exc:
-            raise ConfigError("tunesmith registry needs MLflow: pip install 'tunesmith[registry]' (mlflow-skinny)") from exc
+            raise ConfigError(
+                "tunesmith registry needs MLflow: pip install 'tunesmith[registry]' (mlflow-skinny)"
+            ) from exc
         self.uri, self.artifacts = store_location(store)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
@@ -62,12 +64,16 @@ class Registry:
 
     def register(self, folder: str | Path, name: str, description: str | None = None) -> dict:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            raise ConfigError(f"registry: name `{name}`: use letters, digits, `.`, `_` and `-` (`@` and `:` start an "
-                              "alias or a version in a reference)")
+            raise ConfigError(
+                f"registry: name `{name}`: use letters, digits, `.`, `_` and `-` (`@` and `:` start an "
+                "alias or a version in a reference)"
+            )
         folder = Path(folder).expanduser()
         if not (folder / RUN_MANIFEST).is_file():
-            raise ModelError(f"{folder}: not a finished tunesmith output or export (no {RUN_MANIFEST}); register "
-                             "what `tunesmith train` or `tunesmith export` wrote")
+            raise ModelError(
+                f"{folder}: not a finished tunesmith output or export (no {RUN_MANIFEST}); register "
+                "what `tunesmith train` or `tunesmith export` wrote"
+            )
         tags, metrics, extra = lineage(folder)
         hashes = file_hashes(folder)
         parent = self._newest(name)
@@ -75,8 +81,11 @@ class Registry:
             tags["parent_version"] = str(parent.version)
         tags.update({"files": str(len(hashes)), "files_sha256": list_digest(hashes)})
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
-        experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(
-            EXPERIMENT, artifact_location=self.artifacts)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else self.client.create_experiment(EXPERIMENT, artifact_location=self.artifacts)
+        )
         run = self.client.create_run(experiment_id, run_name=f"{name} from {folder.name}")
         run_id = run.info.run_id
         try:
@@ -99,9 +108,13 @@ class Registry:
                     path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
         if not self._exists(name):
             self.client.create_registered_model(name)
-        version = self.client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id,
-                                                   tags={f"tunesmith.{k}": v for k, v in tags.items()},
-                                                   description=description)
+        version = self.client.create_model_version(
+            name,
+            f"runs:/{run_id}/model",
+            run_id=run_id,
+            tags={f"tunesmith.{k}": v for k, v in tags.items()},
+            description=description,
+        )
         return self.describe(version)
 
     def alias(self, name: str, version: str, alias: str) -> None:
@@ -116,8 +129,10 @@ class Registry:
         """Point `alias` back at the version it pointed to before; returns (from, to)."""
         history = self._history(name, alias)
         if len(history) < 2:
-            raise ConfigError(f"registry: `{name}@{alias}` has no earlier version to roll back to "
-                              f"(history: {', '.join(history) or 'none'}); set one with `tunesmith registry alias`")
+            raise ConfigError(
+                f"registry: `{name}@{alias}` has no earlier version to roll back to "
+                f"(history: {', '.join(history) or 'none'}); set one with `tunesmith registry alias`"
+            )
         current, previous = history.pop(), history[-1]
         self.client.set_registered_model_alias(name, alias, previous)
         self.client.set_registered_model_tag(name, HISTORY + alias, json.dumps(history))
@@ -148,12 +163,19 @@ class Registry:
 
     def describe(self, version) -> dict:
         run = self.client.get_run(version.run_id)
-        tags = {k[len("tunesmith."):]: v for k, v in version.tags.items() if k.startswith("tunesmith.")}
+        tags = {k[len("tunesmith.") :]: v for k, v in version.tags.items() if k.startswith("tunesmith.")}
         aliases = self.client.get_registered_model(version.name).aliases  # search results leave aliases out
-        return {"name": version.name, "version": str(version.version),
-                "aliases": sorted(a for a, v in aliases.items() if str(v) == str(version.version)),
-                "created": version.creation_timestamp, "description": version.description or "",
-                "source": version.source, "run_id": version.run_id, **tags, "metrics": dict(run.data.metrics)}
+        return {
+            "name": version.name,
+            "version": str(version.version),
+            "aliases": sorted(a for a, v in aliases.items() if str(v) == str(version.version)),
+            "created": version.creation_timestamp,
+            "description": version.description or "",
+            "source": version.source,
+            "run_id": version.run_id,
+            **tags,
+            "metrics": dict(run.data.metrics),
+        }
 
     def resolve(self, ref: str) -> Path:
         """A local folder holding the version's files, each checked against the sha256 registered."""

@@ -57,8 +57,13 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
     return tokenizer
 
 
-def load_causal_lm(path: str, dtype: torch.dtype = torch.float32, attn_implementation: str = "sdpa",
-                   trust_remote_code: bool = False, **options):
+def load_causal_lm(
+    path: str,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+    trust_remote_code: bool = False,
+    **options,
+):
     """`options` go to from_pretrained as they are (e.g. a method's quantization_config)."""
     from transformers import AutoModelForCausalLM
 

@@ -29,8 +29,14 @@ from pathlib import Path
 
 from tunesmith.errors import ConfigError, ModelError
 from tunesmith.layout import BOTTLENECK_CONFIG, MOE_CONFIG, RUN_MANIFEST, read_manifest, trained_part
-from tunesmith.models.loader import (LoadedModel, load_causal_lm, load_tokenizer, pick_device, pick_dtype,
-                                     resolve_model_path)
+from tunesmith.models.loader import (
+    LoadedModel,
+    load_causal_lm,
+    load_tokenizer,
+    pick_device,
+    pick_dtype,
+    resolve_model_path,
+)
 from tunesmith.models.reward import is_reward_model
 
 BASE = "base"  # the name under which LoraSet runs the base model itself
@@ -40,10 +46,10 @@ BASE = "base"  # the name under which LoraSet runs the base model itself
 class OutputInfo:
     name: str
     path: Path
-    kind: str            # lora | bottleneck | moe | prompt_tuning | p_tuning | prefix_tuning | full
+    kind: str  # lora | bottleneck | moe | prompt_tuning | p_tuning | prefix_tuning | full
     method: str
     stage: str
-    base: str            # the base model folder the adapter was trained on (resolved)
+    base: str  # the base model folder the adapter was trained on (resolved)
     rank: int | None
     dora: bool
     size_bytes: int
@@ -51,9 +57,18 @@ class OutputInfo:
     manifest: dict  # the run's tunesmith.json
 
     def row(self) -> dict:
-        return {"name": self.name, "path": str(self.path), "kind": self.kind, "method": self.method,
-                "stage": self.stage, "base": self.base, "rank": self.rank, "dora": self.dora,
-                "size_mb": round(self.size_bytes / 2**20, 2), "metrics": self.metrics}
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "kind": self.kind,
+            "method": self.method,
+            "stage": self.stage,
+            "base": self.base,
+            "rank": self.rank,
+            "dora": self.dora,
+            "size_mb": round(self.size_bytes / 2**20, 2),
+            "metrics": self.metrics,
+        }
 
 
 CONFIG_FILES = {"bottleneck": BOTTLENECK_CONFIG, "moe": MOE_CONFIG}  # any other adapter kind: PEFT's
@@ -77,11 +92,25 @@ def describe_output(path: str | Path) -> OutputInfo:
     metrics = {}
     if results.is_file():
         after = json.loads(results.read_text()).get("fine_tuned") or {}
-        metrics = {k: after[k] for k in ("qa_accuracy", "val_loss", "pref_accuracy", "pref_margin", "mean_reward")
-                   if isinstance(after.get(k), (int, float))}
+        metrics = {
+            k: after[k]
+            for k in ("qa_accuracy", "val_loss", "pref_accuracy", "pref_margin", "mean_reward")
+            if isinstance(after.get(k), (int, float))
+        }
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-    return OutputInfo(path.name, path.resolve(), kind, manifest.get("method", "?"), manifest.get("stage", "?"),
-                       base, rank, dora, size, metrics, manifest)
+    return OutputInfo(
+        path.name,
+        path.resolve(),
+        kind,
+        manifest.get("method", "?"),
+        manifest.get("stage", "?"),
+        base,
+        rank,
+        dora,
+        size,
+        metrics,
+        manifest,
+    )
 
 
 def find_outputs(roots: list[str]) -> list[OutputInfo]:
@@ -107,8 +136,10 @@ def outputs_table(adapters: list[OutputInfo]) -> str:
     for a in adapters:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in a.metrics.items()) or "-"
         rank = f"{a.rank}{' (DoRA)' if a.dora else ''}" if a.rank else "-"
-        lines.append(f"| {a.name} | {a.kind} | {a.method} | {a.stage} | {rank} | {a.size_bytes / 2**20:.1f} MB "
-                     f"| {metrics} | {a.base} |")
+        lines.append(
+            f"| {a.name} | {a.kind} | {a.method} | {a.stage} | {rank} | {a.size_bytes / 2**20:.1f} MB "
+            f"| {metrics} | {a.base} |"
+        )
     return "\n".join(lines)
 
 
@@ -145,20 +176,26 @@ def parse_weighted(specs: list[str]) -> list[tuple[str, float]]:
 
 def check_switchable(info: OutputInfo) -> None:
     if is_reward_model(info.path):
-        raise ModelError(f"{info.path}: a reward model (stage rm) scores text; use `tunesmith score`, not a chat adapter")
+        raise ModelError(
+            f"{info.path}: a reward model (stage rm) scores text; use `tunesmith score`, not a chat adapter"
+        )
     if info.kind == "full":
-        raise ModelError(f"{info.path}: a whole model ({info.method} fine-tuning), not an adapter; load it on its own "
-                         "with --model")
+        raise ModelError(
+            f"{info.path}: a whole model ({info.method} fine-tuning), not an adapter; load it on its own with --model"
+        )
     if info.kind != "lora":
-        raise ModelError(f"{info.path}: a {info.kind} output; only LoRA-family adapters (lora, rsLoRA, DoRA, PiSSA, "
-                         "qlora) share one base in memory and switch per request — load this one on its own with --model")
+        raise ModelError(
+            f"{info.path}: a {info.kind} output; only LoRA-family adapters (lora, rsLoRA, DoRA, PiSSA, "
+            "qlora) share one base in memory and switch per request — load this one on its own with --model"
+        )
 
 
 def common_base(infos: list[OutputInfo], cache_dir: str | None) -> str:
     bases = {}
     for info in infos:
-        bases.setdefault(str(Path(resolve_model_path(info.base, cache_dir)).resolve())
-                         if Path(info.base).exists() else info.base, []).append(info.name)
+        bases.setdefault(
+            str(Path(resolve_model_path(info.base, cache_dir)).resolve()) if Path(info.base).exists() else info.base, []
+        ).append(info.name)
     if len(bases) > 1:
         listing = "; ".join(f"{base}: {', '.join(names)}" for base, names in bases.items())
         raise ModelError(f"these adapters were trained on different base models and cannot share one: {listing}")
@@ -209,8 +246,10 @@ class LoraSet:
         if base != self.base_path:
             raise ModelError(f"{path}: trained on {base}, but this set's base is {self.base_path}")
         if info.dora and self.mixed_batches:
-            raise ModelError(f"{path}: a DoRA adapter cannot share a mixed batch with the loaded adapters; start the "
-                             f"server with it among its --adapter options instead")
+            raise ModelError(
+                f"{path}: a DoRA adapter cannot share a mixed batch with the loaded adapters; start the "
+                f"server with it among its --adapter options instead"
+            )
         return info, load_tokenizer(str(info.path))
 
     def attach(self, name: str, info: OutputInfo, tokenizer) -> None:
@@ -218,11 +257,12 @@ class LoraSet:
         fail to load (a damaged file) leave the model as it was and raise ModelError naming the folder."""
         try:
             self.model.load_adapter(str(info.path), adapter_name=name)
-        except Exception as exc:  # noqa: BLE001 - PEFT/safetensors raise many kinds for a damaged folder
+        except Exception as exc:
             if name in getattr(self.model, "peft_config", {}):  # injected before the weights failed
                 self.model.delete_adapter(name)
-            raise ModelError(f"{info.path}: the adapter's weights could not be loaded ({type(exc).__name__}: "
-                             f"{str(exc)[:300]})") from exc
+            raise ModelError(
+                f"{info.path}: the adapter's weights could not be loaded ({type(exc).__name__}: {str(exc)[:300]})"
+            ) from exc
         self.model.eval()
         self.infos[name], self.tokenizers[name], self.manifests[name] = info, tokenizer, info.manifest
 
@@ -243,8 +283,12 @@ class LoraSet:
         (a server passes the adapter per row: `adapter_name`, PEFT's mixed-adapter batches)."""
         if name not in self.names:
             raise ConfigError(f"unknown adapter `{name}`; loaded: {', '.join(self.names)}")
-        return LoadedModel(self.model, self.tokenizers[name], str(self.infos[name].path) if name != BASE
-                           else self.base_path, self.manifests[name])
+        return LoadedModel(
+            self.model,
+            self.tokenizers[name],
+            str(self.infos[name].path) if name != BASE else self.base_path,
+            self.manifests[name],
+        )
 
     def adapter_name(self, name: str) -> str | None:
         """PEFT's adapter name for NAME; None for the base."""

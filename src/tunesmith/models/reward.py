@@ -30,8 +30,13 @@ def task_head(model) -> str | None:
     return next((name for name in SCALAR_HEADS if isinstance(getattr(model, name, None), nn.Module)), None)
 
 
-def load_reward_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.float32,
-                      attn_implementation: str = "sdpa", trust_remote_code: bool = False):
+def load_reward_model(
+    path: str,
+    pad_token_id: int,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+    trust_remote_code: bool = False,
+):
     """A reward model from a causal-LM folder (new random head) or a saved reward model (trained head)."""
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -40,7 +45,11 @@ def load_reward_model(path: str, pad_token_id: int, dtype: torch.dtype = torch.f
     hf_logging.set_verbosity_error()  # "score.weight newly initialised / lm_head unused" is the point here
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+            path,
+            num_labels=1,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
         )
     except OSError as exc:
         raise ModelError(f"{path}: cannot load the model ({exc}); a hub id needs network access") from None

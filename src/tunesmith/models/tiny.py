@@ -12,10 +12,17 @@ from pathlib import Path
 import torch
 
 
-def build_tiny_model(tokenizer_dir: str | Path, out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2,
-                     num_heads: int = 4, intermediate_size: int | None = None, seed: int = 0,
-                     num_kv_heads: int | None = None,
-                     initializer_range: float = 0.02) -> Path:
+def build_tiny_model(
+    tokenizer_dir: str | Path,
+    out_dir: str | Path,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    intermediate_size: int | None = None,
+    seed: int = 0,
+    num_kv_heads: int | None = None,
+    initializer_range: float = 0.02,
+) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))

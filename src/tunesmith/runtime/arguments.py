@@ -19,9 +19,15 @@ from tunesmith.runtime.precision import resolve_precision
 log = logging.getLogger(__name__)
 
 
-def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, dtype: torch.dtype,
-                       has_eval: bool, args_class: type[TrainingArguments] = TrainingArguments,
-                       **stage_options) -> TrainingArguments:
+def training_arguments(
+    cfg: TunesmithConfig,
+    work: Path,
+    device: torch.device,
+    dtype: torch.dtype,
+    has_eval: bool,
+    args_class: type[TrainingArguments] = TrainingArguments,
+    **stage_options,
+) -> TrainingArguments:
     """The Trainer arguments of `cfg.training`; a stage passes its TRL config class and options."""
     t = cfg.training
     precision = resolve_precision(t.mixed_precision, dtype)
@@ -66,8 +72,12 @@ def training_arguments(cfg: TunesmithConfig, work: Path, device: torch.device, d
     requested = options["train_sampling_strategy"]
     options.update(stage_options)
     if t.group_by_length and options["train_sampling_strategy"] != requested:
-        log.info("training.group_by_length: stage `%s` orders its rows itself (%s sampling); length grouping "
-                 "does not apply to it", cfg.stage, options["train_sampling_strategy"])
+        log.info(
+            "training.group_by_length: stage `%s` orders its rows itself (%s sampling); length grouping "
+            "does not apply to it",
+            cfg.stage,
+            options["train_sampling_strategy"],
+        )
     try:
         return args_class(**options)
     except ValueError as exc:  # the libraries' own argument checks, e.g. fp16 on a CPU
@@ -80,8 +90,10 @@ def reporters(names: list[str]) -> list[str] | str:
 
     for name in names:
         if importlib.util.find_spec(name) is None:
-            raise ConfigError(f"training.report_to: `{name}` is not installed; pip install 'tunesmith[{name}]' "
-                              f"(or pip install {name})")
+            raise ConfigError(
+                f"training.report_to: `{name}` is not installed; pip install 'tunesmith[{name}]' "
+                f"(or pip install {name})"
+            )
     return list(names) or "none"
 
 

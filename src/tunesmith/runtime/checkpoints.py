@@ -40,8 +40,11 @@ def _sha256(path: Path) -> str:
 
 
 def write_manifest(folder: Path, step: int, identity: dict) -> None:
-    files = {str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    files = {
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
     manifest = {"step": step, **identity, "files": files}
     tmp = folder / (MANIFEST + ".tmp")
     with tmp.open("w") as handle:
@@ -67,7 +70,7 @@ def verify(folder: Path) -> dict | None:
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for path in Path(run_dir).glob(PREFIX + "*"):
-        suffix = path.name[len(PREFIX):]
+        suffix = path.name[len(PREFIX) :]
         if path.is_dir() and suffix.isdigit():
             found.append((int(suffix), path))
     return sorted(found)
@@ -75,7 +78,7 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def newest_valid(run_dir: Path) -> tuple[Path, dict] | None:
     """The newest checkpoint that verifies; broken or partial ones are skipped with a warning."""
-    for step, path in reversed(checkpoints(run_dir)):
+    for _, path in reversed(checkpoints(run_dir)):
         manifest = verify(path)
         if manifest is not None:
             return path, manifest
@@ -107,10 +110,12 @@ def choose_resume(resume: str | None, run_dir: Path, identity: dict, force: bool
     for key in ("config_hash", "data_fingerprint"):
         if manifest.get(key) != identity.get(key) and not force:
             what = "config" if key == "config_hash" else "training data"
-            raise ConfigError(f"training.resume: the {what} changed since {path} was saved; resuming would not be "
-                              f"the same run. To continue it anyway, run the same command with "
-                              f"training.resume_changed=true; to discard it and start over, with "
-                              f"training.resume=restart")
+            raise ConfigError(
+                f"training.resume: the {what} changed since {path} was saved; resuming would not be "
+                f"the same run. To continue it anyway, run the same command with "
+                f"training.resume_changed=true; to discard it and start over, with "
+                f"training.resume=restart"
+            )
     return path
 
 
@@ -130,7 +135,7 @@ class CheckpointGuard(TrainerCallback):
         log.info("checkpoint %s committed", folder)
         if self.keep:
             valid = [(s, p) for s, p in checkpoints(self.run_dir) if (p / MANIFEST).is_file()]
-            for step, path in valid[: -self.keep]:
+            for _, path in valid[: -self.keep]:
                 shutil.rmtree(path, ignore_errors=True)
             newest = valid[-1][0] if valid else -1
             for step, path in checkpoints(self.run_dir):  # leftovers of interrupted saves

@@ -63,8 +63,10 @@ def deepspeed_config(training) -> dict:
         if training.zero_stage == 3:
             zero["offload_param"] = {"device": "cpu", "pin_memory": True}
         # DeepSpeed's own CPU Adam steps the offloaded state; "auto" takes the values of `training:`
-        config["optimizer"] = {"type": "AdamW", "params": {"lr": "auto", "betas": "auto", "eps": "auto",
-                                                          "weight_decay": "auto"}}
+        config["optimizer"] = {
+            "type": "AdamW",
+            "params": {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"},
+        }
     return config
 
 
@@ -74,20 +76,31 @@ def check_engine(cfg, device: torch.device) -> None:
     if t.engine == "ddp":
         return
     if t.engine == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError("training.engine=deepspeed needs the deepspeed package, which is not installed: "
-                          "pip install deepspeed (it builds its kernels against the installed torch and CUDA); "
-                          "or use training.engine=fsdp")
+        raise ConfigError(
+            "training.engine=deepspeed needs the deepspeed package, which is not installed: "
+            "pip install deepspeed (it builds its kernels against the installed torch and CUDA); "
+            "or use training.engine=fsdp"
+        )
     if device.type != "cuda":
-        raise ConfigError(f"training.engine={t.engine} needs CUDA GPUs and none is visible here: accelerate enables "
-                          "FSDP/DeepSpeed only on accelerator devices (on CPU it would silently train plain DDP); "
-                          "use training.engine=ddp with training.nproc=N on CPU")
+        raise ConfigError(
+            f"training.engine={t.engine} needs CUDA GPUs and none is visible here: accelerate enables "
+            "FSDP/DeepSpeed only on accelerator devices (on CPU it would silently train plain DDP); "
+            "use training.engine=ddp with training.nproc=N on CPU"
+        )
     lora = cfg.lora
     if cfg.method not in SHARDABLE_METHODS or lora.init in ("pissa", "olora") or lora.loraplus_lr_ratio:
-        what = (f"method `{cfg.method}`" if cfg.method not in SHARDABLE_METHODS else
-                f"lora.init={lora.init}" if lora.init in ("pissa", "olora") else "lora.loraplus_lr_ratio")
-        raise ConfigError(f"training.engine={t.engine} does not support {what} (its saving or optimiser is its "
-                          f"own, not the Trainer's); use method {' | '.join(SHARDABLE_METHODS)} with the default "
-                          "LoRA options, or training.engine=ddp")
+        what = (
+            f"method `{cfg.method}`"
+            if cfg.method not in SHARDABLE_METHODS
+            else f"lora.init={lora.init}"
+            if lora.init in ("pissa", "olora")
+            else "lora.loraplus_lr_ratio"
+        )
+        raise ConfigError(
+            f"training.engine={t.engine} does not support {what} (its saving or optimiser is its "
+            f"own, not the Trainer's); use method {' | '.join(SHARDABLE_METHODS)} with the default "
+            "LoRA options, or training.engine=ddp"
+        )
 
 
 def engine_arguments(cfg, work: Path, device: torch.device, write: bool = True) -> dict:

@@ -40,5 +40,7 @@ class TrainingTimeEstimate(TrainerCallback):
         left = per_step * max(state.max_steps - state.global_step, 0)
         total = (now - self.started) + left
         # tqdm.write: on a line of its own above the Trainer's progress bar, not glued to it
-        tqdm.write(f"[tunesmith] ~{per_step:.1f} s/step (steps {self.first_step + 1}-{state.global_step}), estimated "
-                   f"training time {total / 60:.1f} min for {state.max_steps} steps ({left / 60:.1f} min left)")
+        tqdm.write(
+            f"[tunesmith] ~{per_step:.1f} s/step (steps {self.first_step + 1}-{state.global_step}), estimated "
+            f"training time {total / 60:.1f} min for {state.max_steps} steps ({left / 60:.1f} min left)"
+        )

@@ -75,8 +75,12 @@ def check_l2(cfg, args) -> None:
     if cfg.forgetting.l2 <= 0:
         return
     if args.fp16:
-        raise ConfigError("forgetting.l2 cannot be combined with fp16 mixed precision (its loss scaling is applied to "
-                          "the gradients the pull adds to); use training.mixed_precision=bf16 or no")
+        raise ConfigError(
+            "forgetting.l2 cannot be combined with fp16 mixed precision (its loss scaling is applied to "
+            "the gradients the pull adds to); use training.mixed_precision=bf16 or no"
+        )
     if cfg.training.engine != "ddp":
-        raise ConfigError(f"forgetting.l2 is not available with training.engine={cfg.training.engine} (its parameters are "
-                          "sharded); use training.engine=ddp or set forgetting.l2=0")
+        raise ConfigError(
+            f"forgetting.l2 is not available with training.engine={cfg.training.engine} (its parameters are "
+            "sharded); use training.engine=ddp or set forgetting.l2=0"
+        )

@@ -32,8 +32,22 @@ def rank() -> int:
 
 
 def launch_workers(nproc: int, config: str, overrides: list[str]) -> int:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-               "-m", "tunesmith", "train", config, *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "tunesmith",
+        "train",
+        config,
+        *overrides,
+    ]
     print(f"[tunesmith] launching {nproc} training processes: {' '.join(command)}", flush=True)
-    env = {**os.environ, WORKER_ENV: "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))}
+    env = {
+        **os.environ,
+        WORKER_ENV: "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc))),
+    }
     return subprocess.run(command, env=env).returncode

@@ -18,8 +18,14 @@ class MetricsLogger(TrainerCallback):
     NaN and inf are written as strings ("nan", "inf") so they are never hidden or dropped.
     """
 
-    def __init__(self, folder: Path, resume_step: int | None = None, write: bool = True,
-                 live_plot: float | None = None, title: str = ""):
+    def __init__(
+        self,
+        folder: Path,
+        resume_step: int | None = None,
+        write: bool = True,
+        live_plot: float | None = None,
+        title: str = "",
+    ):
         """With `resume_step`, records of an interrupted run up to that step are kept (later
         ones were not part of the checkpoint the run resumes from); otherwise the file starts empty.
         With `live_plot` (seconds), loss.png beside it is redrawn at most that often while training."""
@@ -45,8 +51,11 @@ class MetricsLogger(TrainerCallback):
         self.records.append(record)
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
-        if self.live_plot and ("loss" in logs or "eval_loss" in logs) and \
-                time.monotonic() - self._plotted_at >= self.live_plot:
+        if (
+            self.live_plot
+            and ("loss" in logs or "eval_loss" in logs)
+            and time.monotonic() - self._plotted_at >= self.live_plot
+        ):
             self.redraw()
 
     def redraw(self) -> Path | None:
@@ -84,16 +93,22 @@ def plot_metric(records: list[dict], key: str, path: Path, title: str = "", band
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [(r["step"], r[key], r.get(band, 0.0) if band else 0.0) for r in records
-              if isinstance(r.get(key), (int, float))]
+    points = [
+        (r["step"], r[key], r.get(band, 0.0) if band else 0.0) for r in records if isinstance(r.get(key), (int, float))
+    ]
     if not points:
         return None
     steps, values, spread = zip(*points)
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, values, label=key)
     if band:
-        ax.fill_between(steps, [v - s for v, s in zip(values, spread)], [v + s for v, s in zip(values, spread)],
-                        alpha=0.2, label=f"+- {band}")
+        ax.fill_between(
+            steps,
+            [v - s for v, s in zip(values, spread)],
+            [v + s for v, s in zip(values, spread)],
+            alpha=0.2,
+            label=f"+- {band}",
+        )
     return _save(fig, ax, key, title, path)
 
 

@@ -48,13 +48,16 @@ class NonFiniteGuard(TrainerCallback):
             raise NonFiniteLoss(
                 f"non-finite gradient at optimiser step {step} (epoch {state.epoch:.2f}), first in `{bad}`; "
                 "lower training.learning_rate, check the data around this step (tunesmith data stats), or set "
-                "training.nan=skip to drop such steps")
+                "training.nan=skip to drop such steps"
+            )
         for param in model.parameters():
             param.grad = None
         self._scheduler_state = lr_scheduler.state_dict() if lr_scheduler is not None else None
         self._scheduler = lr_scheduler
         self.skipped.append(step)
-        log.warning("step %d: non-finite gradient (first in %s); step skipped (%d so far)", step, bad, len(self.skipped))
+        log.warning(
+            "step %d: non-finite gradient (first in %s); step skipped (%d so far)", step, bad, len(self.skipped)
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._scheduler_state is not None:

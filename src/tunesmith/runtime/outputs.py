@@ -63,16 +63,20 @@ class OutputFolder:
         self.overwrite = overwrite
         for path in protect:
             if path and holds(self.final, path):
-                raise OutputError(f"{self.final}: the output folder holds `{path}`, which this run reads; a finished "
-                                  f"run replaces the folder. Move the file out or choose another output_dir")
+                raise OutputError(
+                    f"{self.final}: the output folder holds `{path}`, which this run reads; a finished "
+                    f"run replaces the folder. Move the file out or choose another output_dir"
+                )
         self._check_final()
 
     def _check_final(self) -> None:
         """Refuse an existing OUTPUT_DIR unless it is empty, or a tunesmith output and overwrite is on."""
         final = self.final
         if final.is_symlink():
-            raise OutputError(f"{final}: is a symbolic link; a run replaces its output folder, so give the real "
-                              f"folder's path (or another output_dir)")
+            raise OutputError(
+                f"{final}: is a symbolic link; a run replaces its output folder, so give the real "
+                f"folder's path (or another output_dir)"
+            )
         if not final.exists():
             return
         if not final.is_dir():
@@ -80,9 +84,7 @@ class OutputFolder:
         if not any(final.iterdir()):
             return
         if not self.overwrite:
-            raise OutputError(
-                f"{final}: output folder exists; choose another output_dir or set overwrite_output=true"
-            )
+            raise OutputError(f"{final}: output folder exists; choose another output_dir or set overwrite_output=true")
         if not is_output(final):
             raise OutputError(
                 f"{final}: exists and is not a tunesmith output (no {RUN_MANIFEST} manifest of a finished run), so "
@@ -96,23 +98,29 @@ class OutputFolder:
         partial = self.partial
         if (partial.exists() or partial.is_symlink()) and not resume:
             if partial.is_symlink() or not partial.is_dir():
-                raise OutputError(f"{partial}: exists and is not a run folder (a file or a link); move it away, "
-                                  f"nothing was changed")
+                raise OutputError(
+                    f"{partial}: exists and is not a run folder (a file or a link); move it away, nothing was changed"
+                )
             if not is_run_folder(partial):
-                raise OutputError(f"{partial}: holds files a tunesmith run did not write, so it is not cleared; move "
-                                  f"them away or choose another output_dir (nothing was changed)")
+                raise OutputError(
+                    f"{partial}: holds files a tunesmith run did not write, so it is not cleared; move "
+                    f"them away or choose another output_dir (nothing was changed)"
+                )
             from tunesmith.runtime.checkpoints import newest_valid
 
             found = newest_valid(partial)
             if found is not None and not discard:
-                raise OutputError(f"{partial}: holds the checkpoint {found[0].name} of an earlier run; continue it "
-                                  f"with training.resume=auto or discard it with training.resume=restart")
+                raise OutputError(
+                    f"{partial}: holds the checkpoint {found[0].name} of an earlier run; continue it "
+                    f"with training.resume=auto or discard it with training.resume=restart"
+                )
             what = f"its checkpoint {found[0].name} (training.resume=restart)" if found else "no complete checkpoint"
             log.warning("removing %s left by an earlier run: %s", partial, what)
             shutil.rmtree(partial)
         partial.mkdir(parents=True, exist_ok=True)
-        (partial / MARKER).write_text(json.dumps({"opened_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                                  "pid": os.getpid()}))
+        (partial / MARKER).write_text(
+            json.dumps({"opened_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "pid": os.getpid()})
+        )
         return partial
 
     def commit(self, manifest: dict) -> Path:

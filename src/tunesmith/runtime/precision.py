@@ -113,9 +113,9 @@ def resolve_precision(mixed_precision: str, dtype: torch.dtype) -> str:
 
 @dataclass(frozen=True)
 class PrecisionChoice:
-    precision: str          # "no" (fp32), "bf16" or "fp16": what training_arguments passes on
-    reason: str             # one line: device, CPU model, bf16 support, the choice and where it came from
-    warning: str | None     # set where the choice is emulated and slow on this CPU
+    precision: str  # "no" (fp32), "bf16" or "fp16": what training_arguments passes on
+    reason: str  # one line: device, CPU model, bf16 support, the choice and where it came from
+    warning: str | None  # set where the choice is emulated and slow on this CPU
 
 
 def choose_precision(mixed_precision: str, dtype: torch.dtype, device: torch.device) -> PrecisionChoice:
@@ -139,11 +139,14 @@ def choose_precision(mixed_precision: str, dtype: torch.dtype, device: torch.dev
     warning = None
     if device.type == "cpu" and not native_half:
         key = "training.mixed_precision" if mixed_precision != "auto" else "model.dtype"
-        warning = (f"{key}: {precision} on this CPU ({cpu_model_name()}, {cpu_isa()}) has no native {precision} "
-                   f"kernels, so autocast is emulated: a LoRA step of SmolLM2-135M took {EMULATED_SLOWDOWN[precision]} "
-                   f"the time of fp32 when measured ({EMULATED_MEASURED_ON}). Use training.mixed_precision=auto "
-                   f"(fp32 here, bf16 where it is native) or no"
-                   + (", and model.dtype=auto" if key == "model.dtype" else "") + ".")
+        warning = (
+            f"{key}: {precision} on this CPU ({cpu_model_name()}, {cpu_isa()}) has no native {precision} "
+            f"kernels, so autocast is emulated: a LoRA step of SmolLM2-135M took {EMULATED_SLOWDOWN[precision]} "
+            f"the time of fp32 when measured ({EMULATED_MEASURED_ON}). Use training.mixed_precision=auto "
+            f"(fp32 here, bf16 where it is native) or no"
+            + (", and model.dtype=auto" if key == "model.dtype" else "")
+            + "."
+        )
     return PrecisionChoice(precision, reason, warning)
 
 

@@ -54,7 +54,7 @@ def trained_token_loss_sum(model, inputs: dict) -> tuple[torch.Tensor, torch.Ten
     features = {k: v for k, v in inputs.items() if k != "labels"}
     outputs = model(**features, output_hidden_states=True, logits_to_keep=1, use_cache=False)
     # virtual tokens of prompt-learning methods come first: the inputs' own positions are the last ones
-    hidden = outputs.hidden_states[-1][:, -labels.shape[1]:]
+    hidden = outputs.hidden_states[-1][:, -labels.shape[1] :]
     targets = labels[:, 1:]
     trained = targets != IGNORE_INDEX
     head = _inner_model(model).get_output_embeddings()

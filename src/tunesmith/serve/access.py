@@ -42,8 +42,11 @@ def open_log(destination: str | None) -> logging.Logger | None:
     if destination is None or destination == "off":
         return None
     logger = logging.Logger(LOGGER, logging.INFO)  # not registered: one per server, no global state (tests run several)
-    handler = (logging.StreamHandler(sys.stderr) if destination == "-"
-               else logging.handlers.WatchedFileHandler(destination, encoding="utf-8"))
+    handler = (
+        logging.StreamHandler(sys.stderr)
+        if destination == "-"
+        else logging.handlers.WatchedFileHandler(destination, encoding="utf-8")
+    )
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     return logger
@@ -92,7 +95,7 @@ class AccessLog:
                 body = message.get("body", b"")
                 sent += len(body)
                 if status is not None and status >= 400 and len(error_body) < ERROR_BODY_LIMIT:
-                    error_body.extend(body[:ERROR_BODY_LIMIT - len(error_body)])
+                    error_body.extend(body[: ERROR_BODY_LIMIT - len(error_body)])
             await send(message)
 
         try:
@@ -108,10 +111,16 @@ class AccessLog:
         if path in QUIET and status is not None and status < 400:
             return
         client = scope.get("client")
-        line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "request_id": request_id, "client": f"{client[0]}:{client[1]}" if client else None,
-                "method": scope.get("method"), "path": path, "status": status, "seconds": round(seconds, 4),
-                "bytes": sent}
+        line = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "request_id": request_id,
+            "client": f"{client[0]}:{client[1]}" if client else None,
+            "method": scope.get("method"),
+            "path": path,
+            "status": status,
+            "seconds": round(seconds, 4),
+            "bytes": sent,
+        }
         done = record.pop("done", None)
         line.update(record)
         if status is None or status >= 400:
@@ -125,5 +134,5 @@ class AccessLog:
         line["outcome"] = outcome
         try:
             self.logger.info(json.dumps(line, ensure_ascii=False, default=str))
-        except Exception:  # noqa: BLE001 - a full disk must not fail the request that was already answered
+        except Exception:
             pass

@@ -32,14 +32,26 @@ def add_adapter_routes(app, state, cache_dir: str | None = None) -> None:
     def lora_set():
         host = state.host
         if host.adapters is None:
-            raise ApiError(400, "this server runs one model (--model); start it with --adapter NAME=PATH (one or "
-                                "more) to add and remove adapters at run time", code="no_adapter_set")
+            raise ApiError(
+                400,
+                "this server runs one model (--model); start it with --adapter NAME=PATH (one or "
+                "more) to add and remove adapters at run time",
+                code="no_adapter_set",
+            )
         return host, host.adapters
 
     def row(adapters, name: str) -> dict:
         info = adapters.infos[name]
-        return {"id": name, "object": "adapter", "path": str(info.path), "base": adapters.base_path,
-                "method": info.method, "stage": info.stage, "rank": info.rank, "dora": info.dora}
+        return {
+            "id": name,
+            "object": "adapter",
+            "path": str(info.path),
+            "base": adapters.base_path,
+            "method": info.method,
+            "stage": info.stage,
+            "rank": info.rank,
+            "dora": info.dora,
+        }
 
     @app.get(ROUTE)
     def list_adapters():
@@ -52,7 +64,7 @@ def add_adapter_routes(app, state, cache_dir: str | None = None) -> None:
         body = await read_json(request)
         for key in ("name", "path"):
             if not isinstance(body.get(key), str) or not body[key]:
-                raise ApiError(400, f"`{key}` is required (a string): {{\"name\": NAME, \"path\": OUTPUT_FOLDER}}", key)
+                raise ApiError(400, f'`{key}` is required (a string): {{"name": NAME, "path": OUTPUT_FOLDER}}', key)
         name, path = body["name"], body["path"]
         try:
             info, tokenizer = adapters.prepare(name, path, cache_dir)
@@ -73,14 +85,19 @@ def add_adapter_routes(app, state, cache_dir: str | None = None) -> None:
     def remove_adapter(name: str):
         host, adapters = lora_set()
         if name not in adapters.infos and name != "base":
-            raise ApiError(404, f"unknown adapter `{name}`; loaded: {', '.join(adapters.names)}", "name",
-                           "model_not_found")
+            raise ApiError(
+                404, f"unknown adapter `{name}`; loaded: {', '.join(adapters.names)}", "name", "model_not_found"
+            )
 
         def detach():  # on the generation thread: no request for it can join while this runs
             busy = host.batcher.uses(adapters.adapter_name(name))
             if busy:
-                raise ApiError(409, f"{busy} request(s) for `{name}` are waiting or running; retry when they end",
-                               "name", "adapter_busy")
+                raise ApiError(
+                    409,
+                    f"{busy} request(s) for `{name}` are waiting or running; retry when they end",
+                    "name",
+                    "adapter_busy",
+                )
             adapters.detach(name)
 
         try:
@@ -88,6 +105,8 @@ def add_adapter_routes(app, state, cache_dir: str | None = None) -> None:
         except ConfigError as exc:
             raise ApiError(400, str(exc), "name") from None
         except (TimeoutError, QueueFull) as exc:
-            raise ApiError(503, f"the adapter was not removed: {exc}", code="unavailable", kind="server_error") from None
+            raise ApiError(
+                503, f"the adapter was not removed: {exc}", code="unavailable", kind="server_error"
+            ) from None
         print(f"[tunesmith] adapter `{name}` removed", flush=True)
         return {"id": name, "object": "adapter", "deleted": True}

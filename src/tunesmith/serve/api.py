@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Callable
 
 from fastapi import Request  # at module level: FastAPI resolves the handlers' (string) annotations here
 
@@ -42,9 +42,16 @@ from tunesmith.serve.requests import ApiError
 __all__ = ["create_app", "serve"]
 
 
-def create_app(host: ModelHost | None = None, api_key: str | None = None, max_tokens_cap: int = 1024,
-               request_timeout: float | None = 600.0, state: ServerState | None = None, admin_key: str | None = None,
-               cache_dir: str | None = None, access_log: logging.Logger | None = None):
+def create_app(
+    host: ModelHost | None = None,
+    api_key: str | None = None,
+    max_tokens_cap: int = 1024,
+    request_timeout: float | None = 600.0,
+    state: ServerState | None = None,
+    admin_key: str | None = None,
+    cache_dir: str | None = None,
+    access_log: logging.Logger | None = None,
+):
     """The FastAPI app. Give `host`, or a `state` whose host a loader thread sets later (503 until then).
     `admin_key` enables /v1/adapters (serve.adapters: adapters added and removed at run time);
     `access_log` (serve.access.open_log) gets one JSON line per request."""
@@ -104,18 +111,36 @@ def _gate(state: ServerState, api_key: str | None, admin_key: str | None):
         admin = path == ADAPTERS_ROUTE or path.startswith(ADAPTERS_ROUTE + "/")
         key = admin_key if admin else api_key
         if admin and not admin_key:
-            response = _error_response(ApiError(403, "adapter management is off: start the server with --admin-key "
-                                                     "(or TUNESMITH_ADMIN_KEY)", kind="permission_error"))
+            response = _error_response(
+                ApiError(
+                    403,
+                    "adapter management is off: start the server with --admin-key (or TUNESMITH_ADMIN_KEY)",
+                    kind="permission_error",
+                )
+            )
         elif key and request.headers.get("authorization", "") != f"Bearer {key}":
-            response = _error_response(ApiError(401, "adapter management needs the admin key (send `Authorization: "
-                                                     "Bearer ADMIN_KEY`)" if admin else "missing or wrong API key "
-                                                "(send `Authorization: Bearer KEY`)", kind="authentication_error",
-                                                code="invalid_api_key"))
+            response = _error_response(
+                ApiError(
+                    401,
+                    "adapter management needs the admin key (send `Authorization: Bearer ADMIN_KEY`)"
+                    if admin
+                    else "missing or wrong API key (send `Authorization: Bearer KEY`)",
+                    kind="authentication_error",
+                    code="invalid_api_key",
+                )
+            )
         elif state.host is None:
-            response = _error_response(ApiError(503, "the model is still loading; retry shortly"
-                                                if state.load_error is None
-                                                else f"the model failed to load: {state.load_error}", code="loading",
-                                                kind="server_error", headers={"Retry-After": "5"}))
+            response = _error_response(
+                ApiError(
+                    503,
+                    "the model is still loading; retry shortly"
+                    if state.load_error is None
+                    else f"the model failed to load: {state.load_error}",
+                    code="loading",
+                    kind="server_error",
+                    headers={"Retry-After": "5"},
+                )
+            )
         else:
             response = await call_next(request)
         if path.startswith("/v1/") and request.method == "POST":
@@ -134,32 +159,53 @@ def _add_status_routes(app, state: ServerState) -> None:
         if state.host is None:
             status = "loading" if state.load_error is None else "failed"
             return JSONResponse({"status": status}, status_code=503)
-        return {"status": "ready", "models": state.host.names, "queued": state.host.batcher.queued,
-                "running": state.host.batcher.active}
+        return {
+            "status": "ready",
+            "models": state.host.names,
+            "queued": state.host.batcher.queued,
+            "running": state.host.batcher.active,
+        }
 
     @app.get("/metrics")
     def prometheus():
         host = state.host
         queued, running = (host.batcher.queued, host.batcher.active) if host else (0, 0)
-        return PlainTextResponse(state.metrics.text(queued, running, host is not None),
-                                 media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(
+            state.metrics.text(queued, running, host is not None), media_type="text/plain; version=0.0.4"
+        )
 
     @app.get("/v1/models")
     def models():
-        return {"object": "list", "data": [{"id": n, "object": "model", "created": state.host.created,
-                                            "owned_by": "tunesmith"} for n in state.host.names]}
+        return {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": state.host.created, "owned_by": "tunesmith"}
+                for n in state.host.names
+            ],
+        }
 
 
 def refuse_open_without_key(address: str, api_key: str | None) -> None:
     """A server on another address than loopback needs an API key (either engine)."""
     if address not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        raise ConfigError(f"serve: listening on {address} exposes the model to the network; set --api-key (or "
-                          "TUNESMITH_API_KEY), or keep the default 127.0.0.1")
+        raise ConfigError(
+            f"serve: listening on {address} exposes the model to the network; set --api-key (or "
+            "TUNESMITH_API_KEY), or keep the default 127.0.0.1"
+        )
 
 
-def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          max_tokens_cap: int = 1024, request_timeout: float | None = 600.0, grace: float = 30.0,
-          admin_key: str | None = None, cache_dir: str | None = None, access_log: str | None = "-") -> None:
+def serve(
+    load: Callable[[], ModelHost],
+    address: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    max_tokens_cap: int = 1024,
+    request_timeout: float | None = 600.0,
+    grace: float = 30.0,
+    admin_key: str | None = None,
+    cache_dir: str | None = None,
+    access_log: str | None = "-",
+) -> None:
     """Listen at once (503 while `load()` runs in a thread); SIGTERM stops accepting, lets running
     requests finish for `grace` seconds, then cancels what is left. `access_log`: `-` (stderr), a
     file, or `off` (serve.access)."""
@@ -172,19 +218,23 @@ def serve(load: Callable[[], ModelHost], address: str = "127.0.0.1", port: int =
         raise ConfigError(f"serve --access-log: cannot open {access_log}: {exc.strerror or exc}") from None
     state = ServerState()
     app = create_app(None, api_key, max_tokens_cap, request_timeout, state, admin_key, cache_dir, logger)
-    server = uvicorn.Server(uvicorn.Config(app, host=address, port=port, log_level="warning",
-                                           timeout_graceful_shutdown=grace))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=address, port=port, log_level="warning", timeout_graceful_shutdown=grace)
+    )
 
     def load_model():
         try:
             state.host = load()
-        except Exception as exc:  # noqa: BLE001 - said on /health and in the log, then the server stops
+        except Exception as exc:
             state.load_error = f"{type(exc).__name__}: {exc}"
             print(f"[tunesmith] the model failed to load: {state.load_error}", flush=True)
             server.should_exit = True
             return
-        print(f"[tunesmith] serving {', '.join(state.host.names)} at http://{address}:{port}/v1 "
-              f"({'API key required' if api_key else 'no API key'})", flush=True)
+        print(
+            f"[tunesmith] serving {', '.join(state.host.names)} at http://{address}:{port}/v1 "
+            f"({'API key required' if api_key else 'no API key'})",
+            flush=True,
+        )
 
     threading.Thread(target=load_model, daemon=True, name="tunesmith-load").start()
     print(f"[tunesmith] listening at http://{address}:{port} (GET /health says when the model is ready)", flush=True)

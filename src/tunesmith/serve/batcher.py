@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from transformers import DynamicCache
@@ -56,6 +57,7 @@ class Sampling:
 @dataclass
 class Token:
     """One generated token, as emitted to the job's reader."""
+
     id: int
     logprob: float | None = None
     top: list[tuple[int, float]] | None = None
@@ -66,11 +68,24 @@ class Job:
     then once with ("end", reason) -- reason "stop" (an end-of-sequence token), "length" or
     "cancelled" -- or ("error", exception)."""
 
-    def __init__(self, prompt_ids: list[int], sampling: Sampling, eos_ids: set[int], emit: Callable,
-                 adapter: str | None = None, allowed: Callable[[list[int]], list[int]] | None = None):
+    def __init__(
+        self,
+        prompt_ids: list[int],
+        sampling: Sampling,
+        eos_ids: set[int],
+        emit: Callable,
+        adapter: str | None = None,
+        allowed: Callable[[list[int]], list[int]] | None = None,
+    ):
         if not prompt_ids:
             raise ValueError("a job needs at least one prompt token")
-        self.prompt_ids, self.sampling, self.eos_ids, self.emit, self.adapter = prompt_ids, sampling, eos_ids, emit, adapter
+        self.prompt_ids, self.sampling, self.eos_ids, self.emit, self.adapter = (
+            prompt_ids,
+            sampling,
+            eos_ids,
+            emit,
+            adapter,
+        )
         self.allowed = allowed  # constrained decoding (serve.json_mode): the sequence so far -> the ids it may take
         self.tokens: list[int] = []
         self.counts: collections.Counter = collections.Counter()
@@ -96,9 +111,17 @@ class Batcher:
     an adapter is still loaded; a job for one that is not ends with AdapterGone instead of joining
     (and failing the whole step for the jobs beside it)."""
 
-    def __init__(self, model, pad_id: int, max_batch: int = 16, max_queue: int = 64, mixed_adapters: bool = False,
-                 activate: Callable[[str | None], None] | None = None, recompute: bool = False,
-                 known: Callable[[str], bool] | None = None):
+    def __init__(
+        self,
+        model,
+        pad_id: int,
+        max_batch: int = 16,
+        max_queue: int = 64,
+        mixed_adapters: bool = False,
+        activate: Callable[[str | None], None] | None = None,
+        recompute: bool = False,
+        known: Callable[[str], bool] | None = None,
+    ):
         if max_batch < 1 or max_queue < 0:
             raise ValueError("serve: --max-batch must be at least 1 and --max-queue at least 0")
         # recompute: a model whose forward owns the cache and positions (PEFT's virtual-token methods
@@ -148,7 +171,7 @@ class Batcher:
         def run():
             try:
                 box["value"] = task()
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+            except BaseException as exc:
                 box["error"] = exc
             finally:
                 done.set()
@@ -198,7 +221,7 @@ class Batcher:
                         self._prefill(joining)
                     elif self.running:
                         self._decode()
-            except Exception as exc:  # noqa: BLE001 - out of memory, a bad input: every job in the step learns it
+            except Exception as exc:
                 for job in self.running + joining:
                     job.emit(("error", exc))
                 self.running, self._cache, self._mask, self._last = [], None, None, None
@@ -231,25 +254,35 @@ class Batcher:
         return {"adapter_names": [job.adapter or BASE_ADAPTER for job in jobs]} if self.mixed_adapters else {}
 
     def _prefill(self, jobs: list[Job]) -> None:
-        if not self.mixed_adapters and self.activate is not None and jobs[0].adapter != self._active_adapter \
-                and not self.running:
+        if (
+            not self.mixed_adapters
+            and self.activate is not None
+            and jobs[0].adapter != self._active_adapter
+            and not self.running
+        ):
             self.activate(jobs[0].adapter)
             self._active_adapter = jobs[0].adapter
         width = max(len(job.prompt_ids) for job in jobs)
         ids = torch.full((len(jobs), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(jobs), width), dtype=torch.long)
         for row, job in enumerate(jobs):
-            ids[row, width - len(job.prompt_ids):] = torch.tensor(job.prompt_ids)
-            mask[row, width - len(job.prompt_ids):] = 1
+            ids[row, width - len(job.prompt_ids) :] = torch.tensor(job.prompt_ids)
+            mask[row, width - len(job.prompt_ids) :] = 1
         device = self._device()
         if self.recompute:
             out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=1)
             self._join(jobs, None, mask, self._sample(jobs, out.logits[:, -1, :]))
             return
         cache = DynamicCache()
-        out = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                         position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device), **cache_kwargs(cache),
-                         use_cache=True, logits_to_keep=1, **self._adapter_names(jobs))
+        out = self.model(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+            **cache_kwargs(cache),
+            use_cache=True,
+            logits_to_keep=1,
+            **self._adapter_names(jobs),
+        )
         last = self._sample(jobs, out.logits[:, -1, :])
         self._join(jobs, cache, mask, last)  # the model filled `cache` in place
 
@@ -263,9 +296,14 @@ class Batcher:
             self._mask, self._last = mask, self._sample(self.running, out.logits[:, -1, :])
             self.steps += 1
             return
-        out = self.model(input_ids=self._last[:, None].to(device), attention_mask=mask.to(device),
-                         position_ids=(mask.sum(-1, keepdim=True) - 1).to(device), **cache_kwargs(self._cache),
-                         use_cache=True, **self._adapter_names(self.running))
+        out = self.model(
+            input_ids=self._last[:, None].to(device),
+            attention_mask=mask.to(device),
+            position_ids=(mask.sum(-1, keepdim=True) - 1).to(device),
+            **cache_kwargs(self._cache),
+            use_cache=True,
+            **self._adapter_names(self.running),
+        )
         self._mask = mask  # the model appended this step's keys and values to self._cache
         self._last = self._sample(self.running, out.logits[:, -1, :])
         self.steps += 1
@@ -318,8 +356,12 @@ class Batcher:
         for (k0, v0, s0), (k1, v1, _) in zip(self._cache, cache):
             if s0 is not None:
                 raise RuntimeError("serve: joining a running batch is not supported for sliding-window caches")
-            layers.append((torch.cat([_pad_left(k0, width), _pad_left(k1, width)]),
-                           torch.cat([_pad_left(v0, width), _pad_left(v1, width)])))
+            layers.append(
+                (
+                    torch.cat([_pad_left(k0, width), _pad_left(k1, width)]),
+                    torch.cat([_pad_left(v0, width), _pad_left(v1, width)]),
+                )
+            )
         self._cache = DynamicCache(ddp_cache_data=layers)
         self._mask = torch.cat([_pad_left_mask(self._mask, width), _pad_left_mask(mask, width)])
         self._last = torch.cat([self._last, last])
@@ -346,8 +388,9 @@ class Batcher:
         mask = self._mask[index]
         first = int((mask.sum(0) > 0).nonzero()[0])  # columns left of this are padding in every kept row
         device_index = index.to(self._device())
-        self._cache = DynamicCache(ddp_cache_data=[(k[device_index, :, first:], v[device_index, :, first:])
-                                                   for k, v, _ in self._cache])
+        self._cache = DynamicCache(
+            ddp_cache_data=[(k[device_index, :, first:], v[device_index, :, first:]) for k, v, _ in self._cache]
+        )
         self._mask, self._last = mask[:, first:], self._last[index]
         self.running = [self.running[row] for row in keep]
 

@@ -30,8 +30,9 @@ def prompt_tokens(loaded: LoadedModel, messages: list[dict]) -> int:
     return len(ids["input_ids"])
 
 
-def fit_history(loaded: LoadedModel, head: list[dict], history: list[dict],
-                budget: int | None) -> tuple[list[dict], int, int]:
+def fit_history(
+    loaded: LoadedModel, head: list[dict], history: list[dict], budget: int | None
+) -> tuple[list[dict], int, int]:
     """The newest turns of `history` whose prompt (after `head`) fits `budget` tokens, how many
     turns were left out (whole user/assistant pairs), and the prompt's size in tokens. The last
     (user) turn is always kept, even when it alone is over the budget."""
@@ -52,8 +53,9 @@ def stream_reply(loaded: LoadedModel, messages: list[dict], max_new_tokens: int,
     inputs = {k: v.to(model.device) for k, v in inputs.items()}
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     pieces = []
-    for piece in Generation(model, tokenizer, inputs, max_new_tokens=max_new_tokens,
-                            pad_token_id=tokenizer.pad_token_id, **sampling):
+    for piece in Generation(
+        model, tokenizer, inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
+    ):
         pieces.append(piece)
         out.write(piece)
         out.flush()
@@ -61,8 +63,16 @@ def stream_reply(loaded: LoadedModel, messages: list[dict], max_new_tokens: int,
     return "".join(pieces).strip()
 
 
-def chat_loop(loaded: LoadedModel | None, system: str | None, max_new_tokens: int = 256, temperature: float = 0.0,
-              stdin=None, out=None, adapters=None, active: str | None = None) -> None:
+def chat_loop(
+    loaded: LoadedModel | None,
+    system: str | None,
+    max_new_tokens: int = 256,
+    temperature: float = 0.0,
+    stdin=None,
+    out=None,
+    adapters=None,
+    active: str | None = None,
+) -> None:
     """Chat with `loaded`, or with the adapter `active` of the LoraSet `adapters` (switchable).
     `system` None: each model's own training system prompt."""
     stdin, out = stdin or sys.stdin, out or sys.stdout
@@ -71,7 +81,9 @@ def chat_loop(loaded: LoadedModel | None, system: str | None, max_new_tokens: in
     if adapters is not None:
         active = active or adapters.names[1]
     if interactive:
-        what = f"adapter `{active}` of {', '.join(adapters.names)} (/adapter NAME switches)" if adapters else loaded.path
+        what = (
+            f"adapter `{active}` of {', '.join(adapters.names)} (/adapter NAME switches)" if adapters else loaded.path
+        )
         out.write(f"tunesmith chat with {what}  (/reset clears history, /exit quits)\n")
     while True:
         if interactive:
@@ -112,8 +124,15 @@ def chat_loop(loaded: LoadedModel | None, system: str | None, max_new_tokens: in
             history.append({"role": "assistant", "content": reply})
 
 
-def _turn(loaded: LoadedModel, system: str | None, history: list[dict], max_new_tokens: int, temperature: float,
-          out, speaker: str) -> tuple[str | None, list[dict]]:
+def _turn(
+    loaded: LoadedModel,
+    system: str | None,
+    history: list[dict],
+    max_new_tokens: int,
+    temperature: float,
+    out,
+    speaker: str,
+) -> tuple[str | None, list[dict]]:
     """One reply (None when it failed, with the reason written to `out`) and the history it was
     given, trimmed to the model's context (max_position_embeddings - max_new_tokens)."""
     system = system if system is not None else loaded.system
@@ -121,16 +140,22 @@ def _turn(loaded: LoadedModel, system: str | None, history: list[dict], max_new_
     budget = context_budget(loaded, max_new_tokens)
     history, dropped, size = fit_history(loaded, head, history, budget)
     if dropped:
-        out.write(f"(history trimmed: the {dropped} oldest turns were left out to fit the model's context of "
-                  f"{budget + max_new_tokens} tokens, {max_new_tokens} of them kept for the reply)\n")
+        out.write(
+            f"(history trimmed: the {dropped} oldest turns were left out to fit the model's context of "
+            f"{budget + max_new_tokens} tokens, {max_new_tokens} of them kept for the reply)\n"
+        )
     if budget is not None and size > budget:
-        out.write(f"(no reply: this message makes a prompt of {size} tokens, but the model reads {budget + max_new_tokens} "
-                  f"tokens with {max_new_tokens} kept for the reply; shorten it or lower --max-new-tokens)\n")
+        out.write(
+            f"(no reply: this message makes a prompt of {size} tokens, but the model reads {budget + max_new_tokens} "
+            f"tokens with {max_new_tokens} kept for the reply; shorten it or lower --max-new-tokens)\n"
+        )
         return None, history
     out.write(f"{speaker}> ")
     try:
         return stream_reply(loaded, head + history, max_new_tokens, temperature, out), history
-    except Exception as exc:  # noqa: BLE001 - out of memory, an input the model cannot take ...: said, not fatal
-        out.write(f"\n(no reply: generation failed: {type(exc).__name__}: {exc}; try a shorter message, /reset, "
-                  f"or a smaller --max-new-tokens)\n")
+    except Exception as exc:
+        out.write(
+            f"\n(no reply: generation failed: {type(exc).__name__}: {exc}; try a shorter message, /reset, "
+            f"or a smaller --max-new-tokens)\n"
+        )
         return None, history

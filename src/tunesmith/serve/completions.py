@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from fastapi import Request  # at module level: FastAPI resolves the handlers' (string) annotations here
 from starlette.responses import JSONResponse, StreamingResponse
@@ -48,8 +48,9 @@ def _route(state: ServerState, format_: type[Completion], max_tokens_cap: int, r
         prompt_ids = completion.prompt_ids(loaded)
         note(request, prompt_tokens=len(prompt_ids))
         check_context(loaded, prompt_ids, completion.options, completion.param)
-        return await respond(request, state.host, state.metrics, name, completion, prompt_ids, constraint,
-                             request_timeout)
+        return await respond(
+            request, state.host, state.metrics, name, completion, prompt_ids, constraint, request_timeout
+        )
 
     return completion_route
 
@@ -63,12 +64,21 @@ class Reply:
         self.tokens_text = ChoiceText(tokenizer, [])
 
     def body(self, object_: str, choices: list, **extra) -> dict:
-        return {"id": self.ident, "object": object_, "created": self.created, "model": self.name, "choices": choices,
-                **extra}
+        return {
+            "id": self.ident,
+            "object": object_,
+            "created": self.created,
+            "model": self.name,
+            "choices": choices,
+            **extra,
+        }
 
     def usage(self, completion_tokens: int) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion_tokens,
-                "total_tokens": self.prompt_tokens + completion_tokens}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": self.prompt_tokens + completion_tokens,
+        }
 
     def logprobs(self, tokens: list) -> dict | None:
         if self.completion.options.sampling.top_logprobs is None:
@@ -76,13 +86,32 @@ class Reply:
         return self.completion.logprobs(self.tokens_text, tokens)
 
 
-async def respond(request: Request, host: ModelHost, metrics: Metrics, name: str, completion: Completion,
-                  prompt_ids: list[int], constraint, request_timeout: float | None):
+async def respond(
+    request: Request,
+    host: ModelHost,
+    metrics: Metrics,
+    name: str,
+    completion: Completion,
+    prompt_ids: list[int],
+    constraint,
+    request_timeout: float | None,
+):
     """Submit the request's choices, then answer with the whole reply or a stream of server-sent events."""
     loaded, options = host.loaded_for(name), completion.options
     reply = Reply(completion, name, prompt_ids, loaded.tokenizer)
-    choices = Choices(host.batcher, loaded.tokenizer, prompt_ids, options.sampling, options.n, options.stop,
-                      eos_ids(loaded), host.adapter_for(name), request_timeout, metrics, constraint)
+    choices = Choices(
+        host.batcher,
+        loaded.tokenizer,
+        prompt_ids,
+        options.sampling,
+        options.n,
+        options.stop,
+        eos_ids(loaded),
+        host.adapter_for(name),
+        request_timeout,
+        metrics,
+        constraint,
+    )
     if not options.stream:
         return await _whole(request, reply, choices, metrics)
     return _Stream(_events(request, reply, choices, metrics), on_close=choices.cancel, media_type="text/event-stream")
@@ -97,12 +126,18 @@ async def _whole(request: Request, reply: Reply, choices: Choices, metrics: Metr
     if any(end is None for end in ends):  # the client left: nobody reads this answer
         note(request, completion_tokens=choices.generated(), ttft_seconds=_rounded(choices.ttft))
         return JSONResponse({}, status_code=499)
-    out = [completion.choice(index, "".join(texts[index]), finish, reply.logprobs(tokens))
-           for index, (finish, _, tokens) in enumerate(ends)]
+    out = [
+        completion.choice(index, "".join(texts[index]), finish, reply.logprobs(tokens))
+        for index, (finish, _, tokens) in enumerate(ends)
+    ]
     generated = sum(end[1] for end in ends)
     metrics.tokens(reply.prompt_tokens * n, generated)
-    note(request, completion_tokens=generated, ttft_seconds=_rounded(choices.ttft),
-         finish_reasons=[choice["finish_reason"] for choice in out])
+    note(
+        request,
+        completion_tokens=generated,
+        ttft_seconds=_rounded(choices.ttft),
+        finish_reasons=[choice["finish_reason"] for choice in out],
+    )
     return reply.body(completion.object, out, usage=reply.usage(generated))
 
 
@@ -136,11 +171,12 @@ async def _events(request: Request, reply: Reply, choices: Choices, metrics: Met
         metrics.tokens(reply.prompt_tokens * n, generated)
         note(request, finish_reasons=finishes, done=True)
         yield "data: [DONE]\n\n"
-    except Exception as exc:  # noqa: BLE001 - the stream has begun: the error goes in it, never a cut stream
+    except Exception as exc:
         if not isinstance(exc, ApiError):
             log.exception("a streamed reply failed")
-            exc = ApiError(500, f"the reply failed: {type(exc).__name__}: {exc}", kind="server_error",
-                           code="internal_error")
+            exc = ApiError(
+                500, f"the reply failed: {type(exc).__name__}: {exc}", kind="server_error", code="internal_error"
+            )
         note(request, **{k: v for k, v in exc.body()["error"].items() if k in ("message", "param", "code")})
         yield f"data: {json.dumps(exc.body(), ensure_ascii=False)}\n\n"
     finally:

@@ -88,8 +88,12 @@ class ChatCompletion(Completion):
 
     async def constraint(self, loaded: LoadedModel):
         if self.tools and self.body.get("response_format") not in (None, {"type": "text"}):
-            raise ApiError(400, "`response_format` JSON modes and `tools` cannot be combined: a JSON-constrained reply "
-                                "cannot carry a tool call", "response_format")
+            raise ApiError(
+                400,
+                "`response_format` JSON modes and `tools` cannot be combined: a JSON-constrained reply "
+                "cannot carry a tool call",
+                "response_format",
+            )
         # off the event loop: the first JSON request builds the vocabulary's table (seconds for a 49k vocabulary),
         # and /health, /v1/models and the running streams must not wait for it
         return await run_in_threadpool(response_constraint, self.body, loaded.tokenizer, eos_ids(loaded))
@@ -171,7 +175,7 @@ def templated_prompt_ids(loaded: LoadedModel, messages: list[dict], tools: list[
         # shows tools and calls, else the tools in the system turn and calls as <tool_call> text
         try:
             text = render(loaded.tokenizer, template_messages(messages), add_generation_prompt=True, tools=tools)
-        except Exception as exc:  # noqa: BLE001 - the template's own checks
+        except Exception as exc:
             raise ApiError(400, f"the model's chat template refused these messages: {exc}", "messages") from None
         return list(loaded.tokenizer(text, add_special_tokens=False)["input_ids"])
     try:

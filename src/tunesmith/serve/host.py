@@ -21,8 +21,14 @@ class ModelHost:
     """What the server answers with: one loaded model, or a LoraSet (one base, many adapters), and
     the batcher that generates for every request on it."""
 
-    def __init__(self, loaded: LoadedModel | None = None, name: str | None = None, adapters=None,
-                 max_batch: int = 16, max_queue: int = 64):
+    def __init__(
+        self,
+        loaded: LoadedModel | None = None,
+        name: str | None = None,
+        adapters=None,
+        max_batch: int = 16,
+        max_queue: int = 64,
+    ):
         from peft import PeftModel
 
         if (loaded is None) == (adapters is None):
@@ -33,10 +39,16 @@ class ModelHost:
         tokenizer = self.loaded_for(self.names[0]).tokenizer
         virtual_tokens = isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning
         mixed = adapters is not None and adapters.mixed_batches
-        self.batcher = Batcher(model, tokenizer.pad_token_id, max_batch, max_queue, mixed_adapters=mixed,
-                               activate=adapters.activate if adapters is not None and not mixed else None,
-                               recompute=virtual_tokens,
-                               known=(lambda adapter: adapter in adapters.infos) if adapters is not None else None)
+        self.batcher = Batcher(
+            model,
+            tokenizer.pad_token_id,
+            max_batch,
+            max_queue,
+            mixed_adapters=mixed,
+            activate=adapters.activate if adapters is not None and not mixed else None,
+            recompute=virtual_tokens,
+            known=(lambda adapter: adapter in adapters.infos) if adapters is not None else None,
+        )
 
     @property
     def names(self) -> list[str]:
@@ -60,9 +72,13 @@ def check_context(loaded: LoadedModel, prompt_ids: list[int], options: Options, 
     """ApiError 400 (`context_length_exceeded`, naming `param`) when prompt and reply overflow the model."""
     limit = getattr(getattr(loaded.model, "config", None), "max_position_embeddings", None)
     if isinstance(limit, int) and len(prompt_ids) + options.sampling.max_tokens > limit:
-        raise ApiError(400, f"the prompt is {len(prompt_ids)} tokens and asks for {options.sampling.max_tokens} more, "
-                       f"over the model's context of {limit} tokens; shorten it or lower `max_tokens`", param,
-                       "context_length_exceeded")
+        raise ApiError(
+            400,
+            f"the prompt is {len(prompt_ids)} tokens and asks for {options.sampling.max_tokens} more, "
+            f"over the model's context of {limit} tokens; shorten it or lower `max_tokens`",
+            param,
+            "context_length_exceeded",
+        )
 
 
 def eos_ids(loaded: LoadedModel) -> set[int]:

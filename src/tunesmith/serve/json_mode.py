@@ -18,7 +18,7 @@ is kept on the tokenizer object, which the server loads once per model.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from tunesmith.serve.requests import ApiError
 
@@ -37,16 +37,22 @@ def response_constraint(body: dict, tokenizer, eos_ids: set[int]) -> Callable[[]
     if fmt["type"] == "json_schema":
         spec = fmt.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
-            raise ApiError(400, "`response_format.json_schema` must be {\"name\": ..., \"schema\": {a JSON schema}}",
-                           "response_format.json_schema")
+            raise ApiError(
+                400,
+                '`response_format.json_schema` must be {"name": ..., "schema": {a JSON schema}}',
+                "response_format.json_schema",
+            )
         schema = spec["schema"]
     from lmformatenforcer import JsonSchemaParser, TokenEnforcer
 
     try:
         parser = JsonSchemaParser(schema)
-    except Exception as exc:  # noqa: BLE001 - the schema library's own validation
-        raise ApiError(400, f"`response_format.json_schema.schema` is not a schema this server can follow: {exc}",
-                       "response_format.json_schema.schema") from None
+    except Exception as exc:
+        raise ApiError(
+            400,
+            f"`response_format.json_schema.schema` is not a schema this server can follow: {exc}",
+            "response_format.json_schema.schema",
+        ) from None
     data = _tokenizer_data(tokenizer, eos_ids)
 
     def constraint() -> Constraint:

@@ -30,7 +30,11 @@ class Histogram:
 
     def lines(self, name: str) -> list[str]:
         out = [f'{name}_bucket{{le="{bound}"}} {count}' for bound, count in zip(self.buckets, self.counts)]
-        return out + [f'{name}_bucket{{le="+Inf"}} {self.count}', f"{name}_sum {self.sum:.6f}", f"{name}_count {self.count}"]
+        return out + [
+            f'{name}_bucket{{le="+Inf"}} {self.count}',
+            f"{name}_sum {self.sum:.6f}",
+            f"{name}_count {self.count}",
+        ]
 
 
 class Metrics:
@@ -62,33 +66,47 @@ class Metrics:
 
     def text(self, queued: int, running: int, ready: bool) -> str:
         with self._lock:
-            lines = ["# HELP tunesmith_requests_total HTTP requests answered, by endpoint and status.",
-                     "# TYPE tunesmith_requests_total counter"]
-            lines += [f'tunesmith_requests_total{{endpoint="{e}",status="{s}"}} {n}'
-                      for (e, s), n in sorted(self.requests.items())]
+            lines = [
+                "# HELP tunesmith_requests_total HTTP requests answered, by endpoint and status.",
+                "# TYPE tunesmith_requests_total counter",
+            ]
+            lines += [
+                f'tunesmith_requests_total{{endpoint="{e}",status="{s}"}} {n}'
+                for (e, s), n in sorted(self.requests.items())
+            ]
             errors = collections.Counter()
             for (_, status), n in self.requests.items():
                 if status >= 400:
                     errors[status] += n
-            lines += ["# HELP tunesmith_errors_total Requests answered with an error, by status.",
-                      "# TYPE tunesmith_errors_total counter"]
+            lines += [
+                "# HELP tunesmith_errors_total Requests answered with an error, by status.",
+                "# TYPE tunesmith_errors_total counter",
+            ]
             lines += [f'tunesmith_errors_total{{status="{s}"}} {n}' for s, n in sorted(errors.items())]
-            lines += ["# HELP tunesmith_queue_length Requests waiting for a place in the batch.",
-                      "# TYPE tunesmith_queue_length gauge", f"tunesmith_queue_length {queued}",
-                      "# HELP tunesmith_running Requests in the running batch.",
-                      "# TYPE tunesmith_running gauge", f"tunesmith_running {running}",
-                      "# HELP tunesmith_ready 1 once the model is loaded.",
-                      "# TYPE tunesmith_ready gauge", f"tunesmith_ready {int(ready)}",
-                      "# HELP tunesmith_prompt_tokens_total Prompt tokens read.",
-                      "# TYPE tunesmith_prompt_tokens_total counter", f"tunesmith_prompt_tokens_total {self.prompt_tokens}",
-                      "# HELP tunesmith_completion_tokens_total Tokens generated and returned.",
-                      "# TYPE tunesmith_completion_tokens_total counter",
-                      f"tunesmith_completion_tokens_total {self.completion_tokens}",
-                      "# HELP tunesmith_time_to_first_token_seconds From arrival to the first generated token.",
-                      "# TYPE tunesmith_time_to_first_token_seconds histogram", *self.ttft.lines(
-                          "tunesmith_time_to_first_token_seconds"),
-                      "# HELP tunesmith_request_seconds From arrival to the last token.",
-                      "# TYPE tunesmith_request_seconds histogram", *self.latency.lines("tunesmith_request_seconds"),
-                      "# HELP tunesmith_uptime_seconds Seconds since the server started.",
-                      "# TYPE tunesmith_uptime_seconds gauge", f"tunesmith_uptime_seconds {time.time() - self.started:.1f}"]
+            lines += [
+                "# HELP tunesmith_queue_length Requests waiting for a place in the batch.",
+                "# TYPE tunesmith_queue_length gauge",
+                f"tunesmith_queue_length {queued}",
+                "# HELP tunesmith_running Requests in the running batch.",
+                "# TYPE tunesmith_running gauge",
+                f"tunesmith_running {running}",
+                "# HELP tunesmith_ready 1 once the model is loaded.",
+                "# TYPE tunesmith_ready gauge",
+                f"tunesmith_ready {int(ready)}",
+                "# HELP tunesmith_prompt_tokens_total Prompt tokens read.",
+                "# TYPE tunesmith_prompt_tokens_total counter",
+                f"tunesmith_prompt_tokens_total {self.prompt_tokens}",
+                "# HELP tunesmith_completion_tokens_total Tokens generated and returned.",
+                "# TYPE tunesmith_completion_tokens_total counter",
+                f"tunesmith_completion_tokens_total {self.completion_tokens}",
+                "# HELP tunesmith_time_to_first_token_seconds From arrival to the first generated token.",
+                "# TYPE tunesmith_time_to_first_token_seconds histogram",
+                *self.ttft.lines("tunesmith_time_to_first_token_seconds"),
+                "# HELP tunesmith_request_seconds From arrival to the last token.",
+                "# TYPE tunesmith_request_seconds histogram",
+                *self.latency.lines("tunesmith_request_seconds"),
+                "# HELP tunesmith_uptime_seconds Seconds since the server started.",
+                "# TYPE tunesmith_uptime_seconds gauge",
+                f"tunesmith_uptime_seconds {time.time() - self.started:.1f}",
+            ]
         return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from tunesmith.serve.requests import ApiError
 class ChoiceText:
     """One choice's text as its tokens arrive: decoded as a whole (so multi-token characters come out
     right), shown up to a stop string, holding back a tail that could still become one."""
+
     tokenizer: object
     stop: list[str]
     tokens: list[Token] = field(default_factory=list)
@@ -38,14 +39,14 @@ class ChoiceText:
             safe = len(text) - hold
             if text.endswith("\ufffd"):  # a character split across tokens: wait for the rest
                 safe = min(safe, len(text) - 1)
-        piece = text[self.sent: safe] if safe > self.sent else ""
+        piece = text[self.sent : safe] if safe > self.sent else ""
         self.sent = max(self.sent, safe)
         return piece
 
     def rest(self) -> str:
         """What was held back, once generation has ended without a stop string."""
         text = self.tokenizer.decode([t.id for t in self.tokens], skip_special_tokens=True)
-        piece = "" if self.stopped else text[self.sent:]
+        piece = "" if self.stopped else text[self.sent :]
         self.sent = len(text)
         return piece
 
@@ -57,7 +58,9 @@ class ChoiceText:
             text = self.token_text(token_id)
             return {"token": text, "logprob": logprob, "bytes": list(text.encode())}
 
-        return {"content": [dict(entry(t.id, t.logprob), top_logprobs=[entry(i, lp) for i, lp in t.top]) for t in tokens]}
+        return {
+            "content": [dict(entry(t.id, t.logprob), top_logprobs=[entry(i, lp) for i, lp in t.top]) for t in tokens]
+        }
 
     def text_logprobs(self, tokens: list[Token], start: int = 0) -> dict:
         texts = [self.token_text(t.id) for t in tokens]
@@ -65,19 +68,32 @@ class ChoiceText:
         for text in texts:
             offsets.append(at)
             at += len(text)
-        return {"tokens": texts, "token_logprobs": [t.logprob for t in tokens],
-                "top_logprobs": [{self.token_text(i): lp for i, lp in t.top} for t in tokens], "text_offset": offsets}
+        return {
+            "tokens": texts,
+            "token_logprobs": [t.logprob for t in tokens],
+            "top_logprobs": [{self.token_text(i): lp for i, lp in t.top} for t in tokens],
+            "text_offset": offsets,
+        }
 
 
-def make_jobs(prompt_ids: list[int], sampling: Sampling, n: int, eos_ids: set[int], adapter: str | None,
-              emit_for, constraint=None) -> list[Job]:
+def make_jobs(
+    prompt_ids: list[int], sampling: Sampling, n: int, eos_ids: set[int], adapter: str | None, emit_for, constraint=None
+) -> list[Job]:
     """n jobs for one request; seeded choices get seed, seed+1, ... so they differ and repeat.
     `constraint()` makes each choice's own token constraint (serve.json_mode), or None."""
     jobs = []
     for index in range(n):
         own = Sampling(**{**sampling.__dict__, "seed": None if sampling.seed is None else sampling.seed + index})
-        jobs.append(Job(prompt_ids, own, eos_ids, emit_for(index), adapter,
-                        allowed=constraint() if constraint is not None else None))
+        jobs.append(
+            Job(
+                prompt_ids,
+                own,
+                eos_ids,
+                emit_for(index),
+                adapter,
+                allowed=constraint() if constraint is not None else None,
+            )
+        )
     return jobs
 
 
@@ -88,16 +104,30 @@ class Choices:
     ApiError 504 once `timeout` seconds have passed since submission. `cancel()` (idempotent, also
     run when `events()` is left early) frees the request's places in the batch."""
 
-    def __init__(self, batcher: Batcher, tokenizer, prompt_ids: list[int], sampling: Sampling, n: int, stop: list[str],
-                 eos_ids: set[int], adapter: str | None, timeout: float | None, metrics, constraint=None):
+    def __init__(
+        self,
+        batcher: Batcher,
+        tokenizer,
+        prompt_ids: list[int],
+        sampling: Sampling,
+        n: int,
+        stop: list[str],
+        eos_ids: set[int],
+        adapter: str | None,
+        timeout: float | None,
+        metrics,
+        constraint=None,
+    ):
         loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue = asyncio.Queue()
+
         def emitter(index: int):
             def emit(event):  # called from the scheduler thread
                 try:
                     loop.call_soon_threadsafe(self.queue.put_nowait, (index, event))
                 except RuntimeError:  # the event loop is closed (the server stopped): nobody reads this
                     pass
+
             return emit
 
         self.jobs = make_jobs(prompt_ids, sampling, n, eos_ids, adapter, emitter, constraint)
@@ -109,8 +139,13 @@ class Choices:
                 batcher.submit(job)
         except QueueFull as exc:
             self.cancel()
-            raise ApiError(429, f"the server is busy: {exc}; retry later", code="queue_full", kind="rate_limit_error",
-                           headers={"Retry-After": "1"}) from None
+            raise ApiError(
+                429,
+                f"the server is busy: {exc}; retry later",
+                code="queue_full",
+                kind="rate_limit_error",
+                headers={"Retry-After": "1"},
+            ) from None
 
     def generated(self) -> int:
         """Tokens generated so far over all choices (the whole count once every choice has ended)."""
@@ -128,8 +163,12 @@ class Choices:
             while open_choices:
                 wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
                 if wait <= 0:
-                    raise ApiError(504, f"the request took longer than the server's --request-timeout "
-                                   f"({self.timeout:g} s)", code="timeout", kind="server_error")
+                    raise ApiError(
+                        504,
+                        f"the request took longer than the server's --request-timeout ({self.timeout:g} s)",
+                        code="timeout",
+                        kind="server_error",
+                    )
                 try:
                     index, event = await asyncio.wait_for(self.queue.get(), wait)
                 except asyncio.TimeoutError:
@@ -154,8 +193,12 @@ class Choices:
                 if kind == "error" and isinstance(detail, AdapterGone):
                     raise ApiError(404, str(detail), "model", "model_not_found")
                 if kind == "error":
-                    raise ApiError(500, f"generation failed: {type(detail).__name__}: {detail}", kind="server_error",
-                                   code="generation_failed")
+                    raise ApiError(
+                        500,
+                        f"generation failed: {type(detail).__name__}: {detail}",
+                        kind="server_error",
+                        code="generation_failed",
+                    )
                 open_choices.discard(index)
                 piece = text.rest()
                 if piece:

@@ -17,10 +17,30 @@ from tunesmith.serve.batcher import Sampling
 
 ROLES = ("system", "user", "assistant", "tool")
 
-COMMON = {"model", "max_tokens", "temperature", "top_p", "stop", "seed", "stream", "stream_options", "n",
-          "presence_penalty", "frequency_penalty", "user"}  # `user`: an end-user id for the caller's logs; unused here
-CHAT = COMMON | {"messages", "max_completion_tokens", "logprobs", "top_logprobs", "response_format", "tools",
-                 "tool_choice", "parallel_tool_calls"}  # tools: serve.tools
+COMMON = {
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "seed",
+    "stream",
+    "stream_options",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+    "user",
+}  # `user`: an end-user id for the caller's logs; unused here
+CHAT = COMMON | {
+    "messages",
+    "max_completion_tokens",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+}  # tools: serve.tools
 TEXT = COMMON | {"prompt", "logprobs"}
 
 WHY_NOT = {  # what a refused parameter would need
@@ -39,8 +59,15 @@ WHY_NOT = {  # what a refused parameter would need
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 kind: str = "invalid_request_error", headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        kind: str = "invalid_request_error",
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
         self.headers = headers or {}
@@ -108,19 +135,22 @@ def _options(body: dict, max_cap: int, max_key: str, top_logprobs: int | None) -
         if not stream:
             raise ApiError(400, "`stream_options` is only allowed with `stream: true`", "stream_options")
         if not isinstance(stream_options, dict) or set(stream_options) - {"include_usage"}:
-            raise ApiError(400, "`stream_options` supports only {\"include_usage\": true|false}", "stream_options")
+            raise ApiError(400, '`stream_options` supports only {"include_usage": true|false}', "stream_options")
         include_usage = _flag(stream_options, "include_usage")
-    sampling = Sampling(max_tokens=_number(body, max_key, max_cap, 1, max_cap, integer=True),
-                        temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
-                        top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
-                        seed=_number(body, "seed", None, 0, 2**63 - 1, integer=True),
-                        presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
-                        frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
-                        top_logprobs=top_logprobs)
+    sampling = Sampling(
+        max_tokens=_number(body, max_key, max_cap, 1, max_cap, integer=True),
+        temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
+        top_p=_number(body, "top_p", 1.0, 0.0, 1.0),
+        seed=_number(body, "seed", None, 0, 2**63 - 1, integer=True),
+        presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
+        frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
+        top_logprobs=top_logprobs,
+    )
     n = _number(body, "n", 1, 1, 16, integer=True)
     if n > 1 and sampling.temperature == 0:
-        raise ApiError(400, "`n` > 1 with greedy decoding (temperature 0) gives n identical choices; set a temperature",
-                       "n")
+        raise ApiError(
+            400, "`n` > 1 with greedy decoding (temperature 0) gives n identical choices; set a temperature", "n"
+        )
     return Options(sampling, _stop(body), stream, include_usage, n)
 
 
@@ -144,8 +174,9 @@ def _content(value: Any, where: str) -> str:
     """Message content: a string, or OpenAI's list of `{"type": "text", "text": ...}` parts."""
     if isinstance(value, str):
         return unicode_text(value, where)
-    if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
-                                       for p in value):
+    if isinstance(value, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in value
+    ):
         return unicode_text("".join(p["text"] for p in value), where)
     raise ApiError(400, f"`{where}` must be a string or a list of text parts (this server handles text only)", where)
 
@@ -168,8 +199,12 @@ def unicode_text(text: str, where: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise ApiError(400, f"`{where}` holds an unpaired surrogate (U+{ord(text[exc.start]):04X}) at character "
-                            f"{exc.start}: not valid Unicode text", where) from None
+        raise ApiError(
+            400,
+            f"`{where}` holds an unpaired surrogate (U+{ord(text[exc.start]):04X}) at character "
+            f"{exc.start}: not valid Unicode text",
+            where,
+        ) from None
     return text
 
 
@@ -189,21 +224,31 @@ def chat_messages(body: dict) -> list[dict]:
             raise ApiError(400, f"`{where}.role` must be one of {', '.join(ROLES)} (got {role!r})", f"{where}.role")
         for key in ("function_call", "audio"):
             if message.get(key) is not None:
-                raise ApiError(400, f"`{where}.{key}` is not supported (send `tool_calls`)", f"{where}.{key}",
-                               "unsupported_parameter")
+                raise ApiError(
+                    400,
+                    f"`{where}.{key}` is not supported (send `tool_calls`)",
+                    f"{where}.{key}",
+                    "unsupported_parameter",
+                )
         calls = message.get("tool_calls")
         if calls is not None and (role != "assistant" or not isinstance(calls, list)):
             raise ApiError(400, f"`{where}.tool_calls` must be a list, on an assistant message", f"{where}.tool_calls")
         content = message.get("content")
-        entry = {"role": role, "content": "" if content is None and calls else _content(
-            "" if content is None else content, f"{where}.content")}
+        entry = {
+            "role": role,
+            "content": ""
+            if content is None and calls
+            else _content("" if content is None else content, f"{where}.content"),
+        }
         if calls:
             entry["tool_calls"] = calls  # checked and converted for the template by serve.tools
         if role == "tool" and isinstance(message.get("tool_call_id"), str):
             entry["tool_call_id"] = message["tool_call_id"]
         clean.append(entry)
     if clean[-1]["role"] == "assistant":
-        raise ApiError(400, "the last message is the assistant's: nothing to reply to", f"messages[{len(clean) - 1}].role")
+        raise ApiError(
+            400, "the last message is the assistant's: nothing to reply to", f"messages[{len(clean) - 1}].role"
+        )
     return clean
 
 
@@ -214,5 +259,7 @@ def model_name(body: dict, names: list[str]) -> str:
     if not isinstance(name, str) or not name:
         raise ApiError(400, f"`model` is required; served: {', '.join(names)}", "model")
     if name not in names:
-        raise ApiError(404, f"The model `{name}` does not exist; served: {', '.join(names)}", "model", "model_not_found")
+        raise ApiError(
+            404, f"The model `{name}` does not exist; served: {', '.join(names)}", "model", "model_not_found"
+        )
     return name

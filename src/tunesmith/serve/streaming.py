@@ -56,7 +56,7 @@ class Generation:
         try:
             with torch.no_grad():
                 self.ids = self._model.generate(**self._kwargs)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the reader's thread
+        except BaseException as exc:
             self.error = exc
             self.streamer.end()  # the end-of-stream mark generate did not send
 

@@ -38,21 +38,25 @@ def tool_request(body: dict) -> list[dict] | None:
             raise ApiError(400, "`tool_choice` needs `tools`", "tool_choice")
         return None
     if not isinstance(tools, list) or not tools:
-        raise ApiError(400, "`tools` must be a non-empty list of {\"type\": \"function\", \"function\": {...}}", "tools")
+        raise ApiError(400, '`tools` must be a non-empty list of {"type": "function", "function": {...}}', "tools")
     names = set()
     for i, tool in enumerate(tools):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict):
-            raise ApiError(400, f"`tools[{i}]` must be {{\"type\": \"function\", \"function\": {{\"name\", ...}}}}",
-                           f"tools[{i}]")
+            raise ApiError(
+                400, f'`tools[{i}]` must be {{"type": "function", "function": {{"name", ...}}}}', f"tools[{i}]"
+            )
         name = function.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
-            raise ApiError(400, f"`tools[{i}].function.name` must be 1-64 letters, digits, _ . or -", f"tools[{i}].function.name")
+            raise ApiError(
+                400, f"`tools[{i}].function.name` must be 1-64 letters, digits, _ . or -", f"tools[{i}].function.name"
+            )
         if name in names:
             raise ApiError(400, f"`tools[{i}].function.name`: `{name}` is offered twice", f"tools[{i}].function.name")
         if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
-            raise ApiError(400, f"`tools[{i}].function.parameters` must be a JSON schema object",
-                           f"tools[{i}].function.parameters")
+            raise ApiError(
+                400, f"`tools[{i}].function.parameters` must be a JSON schema object", f"tools[{i}].function.parameters"
+            )
         names.add(name)
     parallel = body.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
@@ -61,9 +65,13 @@ def tool_request(body: dict) -> list[dict] | None:
         return tools
     if choice == "none":
         return None
-    raise ApiError(400, "`tool_choice` supports \"auto\" and \"none\": forcing a call (\"required\" or a named "
-                        "function) needs constrained decoding, which this server does not do", "tool_choice",
-                   "unsupported_parameter")
+    raise ApiError(
+        400,
+        '`tool_choice` supports "auto" and "none": forcing a call ("required" or a named '
+        "function) needs constrained decoding, which this server does not do",
+        "tool_choice",
+        "unsupported_parameter",
+    )
 
 
 def template_messages(messages: list[dict]) -> list[dict]:
@@ -79,15 +87,23 @@ def template_messages(messages: list[dict]) -> list[dict]:
             where = f"messages[{i}].tool_calls[{j}]"
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise ApiError(400, f"`{where}` must be {{\"id\", \"type\": \"function\", \"function\": {{\"name\", "
-                                    f"\"arguments\"}}}}", where)
+                raise ApiError(
+                    400, f'`{where}` must be {{"id", "type": "function", "function": {{"name", "arguments"}}}}', where
+                )
             arguments = function.get("arguments", "{}")
             try:
                 arguments = json.loads(arguments) if isinstance(arguments, str) else arguments
             except json.JSONDecodeError:
-                raise ApiError(400, f"`{where}.function.arguments` is not valid JSON", f"{where}.function.arguments") from None
-            converted.append({"id": call.get("id"), "type": "function",
-                              "function": {"name": function["name"], "arguments": arguments}})
+                raise ApiError(
+                    400, f"`{where}.function.arguments` is not valid JSON", f"{where}.function.arguments"
+                ) from None
+            converted.append(
+                {
+                    "id": call.get("id"),
+                    "type": "function",
+                    "function": {"name": function["name"], "arguments": arguments},
+                }
+            )
         out.append({**message, "tool_calls": converted})
     return out
 
@@ -115,7 +131,7 @@ def parse_reply(tokenizer, prompt_text: str, text: str, tools: list[dict]) -> tu
             if not (isinstance(call, dict) and _offered(call, offered)):
                 continue
             calls.append(call)
-            kept.append(text[last:match.start()])
+            kept.append(text[last : match.start()])
             last = match.end()
         kept.append(text[last:])
         content = "".join(kept).strip() if calls else text
@@ -124,7 +140,14 @@ def parse_reply(tokenizer, prompt_text: str, text: str, tools: list[dict]) -> tu
         if not (isinstance(call, dict) and _offered(call, offered)):
             continue
         arguments = call.get("arguments", {})
-        out.append({"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                    "function": {"name": call["name"], "arguments": arguments if isinstance(arguments, str)
-                                 else json.dumps(arguments, ensure_ascii=False)}})
+        out.append(
+            {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {
+                    "name": call["name"],
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False),
+                },
+            }
+        )
     return (content or None) if out else content, out

@@ -39,11 +39,15 @@ def check_available() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise ConfigError("serve --engine vllm: vLLM serves on a CUDA GPU and this machine has none; "
-                          "--engine transformers (the default) serves here")
+        raise ConfigError(
+            "serve --engine vllm: vLLM serves on a CUDA GPU and this machine has none; "
+            "--engine transformers (the default) serves here"
+        )
     if importlib.util.find_spec("vllm") is None:
-        raise ConfigError("serve --engine vllm: needs the vllm package (pip install vllm, on the GPU machine); "
-                          "--engine transformers (the default) needs nothing more")
+        raise ConfigError(
+            "serve --engine vllm: needs the vllm package (pip install vllm, on the GPU machine); "
+            "--engine transformers (the default) needs nothing more"
+        )
 
 
 def _max_rank(ranks: list[int]) -> int:
@@ -51,8 +55,10 @@ def _max_rank(ranks: list[int]) -> int:
     for allowed in LORA_RANKS:
         if allowed >= top:
             return allowed
-    raise ConfigError(f"serve --engine vllm: an adapter of rank {top} is above vLLM's largest --max-lora-rank "
-                      f"({LORA_RANKS[-1]}); export a merged model and serve that")
+    raise ConfigError(
+        f"serve --engine vllm: an adapter of rank {top} is above vLLM's largest --max-lora-rank "
+        f"({LORA_RANKS[-1]}); export a merged model and serve that"
+    )
 
 
 def _lora_output(path: str):
@@ -61,36 +67,69 @@ def _lora_output(path: str):
 
     info = describe_output(path)
     if info.kind != "lora":
-        raise ConfigError(f"serve --engine vllm: {path} is a {info.kind} output; vLLM serves LoRA adapters and whole "
-                          "models only: `tunesmith export --merge` it, or serve it with --engine transformers")
+        raise ConfigError(
+            f"serve --engine vllm: {path} is a {info.kind} output; vLLM serves LoRA adapters and whole "
+            "models only: `tunesmith export --merge` it, or serve it with --engine transformers"
+        )
     if info.dora:
-        raise ConfigError(f"serve --engine vllm: {path} is a DoRA adapter, which vLLM does not serve; "
-                          f"`tunesmith export {path} --merge` writes a whole model it can serve")
+        raise ConfigError(
+            f"serve --engine vllm: {path} is a DoRA adapter, which vLLM does not serve; "
+            f"`tunesmith export {path} --merge` writes a whole model it can serve"
+        )
     return info
 
 
-def vllm_command(model: str, name: str, adapters: dict[str, str], host: str, port: int, api_key: str | None,
-                 max_batch: int, cache_dir: str | None = None, access_log: str = "-") -> list[str]:
+def vllm_command(
+    model: str,
+    name: str,
+    adapters: dict[str, str],
+    host: str,
+    port: int,
+    api_key: str | None,
+    max_batch: int,
+    cache_dir: str | None = None,
+    access_log: str = "-",
+) -> list[str]:
     """The vLLM server command for what `tunesmith serve` was asked to serve. `access_log`: `-` keeps
     vLLM's own (uvicorn's) access log on stderr, `off` turns it off; a file is refused (ours only)."""
     if access_log not in ("-", "off"):
-        raise ConfigError("serve --engine vllm: --access-log to a file is the transformers engine's; vLLM writes "
-                          "its own access log to stderr (--access-log -) or none (--access-log off)")
-    from tunesmith.models.lora_set import common_base
+        raise ConfigError(
+            "serve --engine vllm: --access-log to a file is the transformers engine's; vLLM writes "
+            "its own access log to stderr (--access-log -) or none (--access-log off)"
+        )
     from tunesmith.models.loader import resolve_model_path
+    from tunesmith.models.lora_set import common_base
 
     if not adapters and Path(model).is_dir() and (Path(model) / RUN_MANIFEST).is_file() and trained_part(Path(model)):
         adapters = {name: model}  # a LoRA output: a module of its base
     infos = {n: _lora_output(p) for n, p in adapters.items()}
     base = common_base(list(infos.values()), cache_dir) if infos else model
     base = resolve_model_path(base, cache_dir) if base == "default" or Path(base).exists() else base
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(base),
-               "--served-model-name", BASE_NAME if infos else name, "--host", host, "--port", str(port),
-               "--max-num-seqs", str(max_batch)]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(base),
+        "--served-model-name",
+        BASE_NAME if infos else name,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--max-num-seqs",
+        str(max_batch),
+    ]
     if infos:
-        command += ["--enable-lora", "--max-loras", str(len(infos)),
-                    "--max-lora-rank", str(_max_rank([i.rank or 8 for i in infos.values()])), "--lora-modules",
-                    *(f"{n}={i.path}" for n, i in infos.items())]
+        command += [
+            "--enable-lora",
+            "--max-loras",
+            str(len(infos)),
+            "--max-lora-rank",
+            str(_max_rank([i.rank or 8 for i in infos.values()])),
+            "--lora-modules",
+            *(f"{n}={i.path}" for n, i in infos.items()),
+        ]
     if api_key:
         command += ["--api-key", api_key]
     if access_log == "off":

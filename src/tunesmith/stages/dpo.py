@@ -21,11 +21,16 @@ from tunesmith.config import TunesmithConfig
 from tunesmith.data import options
 from tunesmith.data.rows import PAIRS, load_row_splits
 from tunesmith.eval.preference import preference_metrics
-from tunesmith.stages.base import Stage
 from tunesmith.runtime.arguments import training_arguments
+from tunesmith.stages.base import Stage
 from tunesmith.stages.held_out import held_out_rows
-from tunesmith.stages.lifecycle import (RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model,
-                                       train_and_save)
+from tunesmith.stages.lifecycle import (
+    RunResult,
+    begin_run,
+    load_run_tokenizer,
+    load_trainable_model,
+    train_and_save,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,13 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
     if cfg.dpo.loss == "simpo":
         options["simpo_gamma"] = cfg.dpo.simpo_gamma
     return training_arguments(
-        cfg, work, device, dtype, has_eval, args_class=args_class, beta=cfg.dpo.resolved_beta,
+        cfg,
+        work,
+        device,
+        dtype,
+        has_eval,
+        args_class=args_class,
+        beta=cfg.dpo.resolved_beta,
         max_length=cfg.dpo.max_length or cfg.data.max_length,
         train_sampling_strategy="random",  # TRL tokenises into its own columns; no input_ids to group by
         **options,
@@ -62,8 +73,8 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
 
 
 def build_trainer(cfg: TunesmithConfig, model, tokenizer, train_pairs, val_pairs, work, device, dtype, callbacks=()):
-    """The TRL trainer for `dpo.loss` on `data.rows.RowSet`s of pairs. No ref_model is passed: for sigmoid/ipo TRL uses the PEFT model
-    with its adapter disabled, or loads a frozen copy of the base for full/freeze."""
+    """The TRL trainer for `dpo.loss` on `data.rows.RowSet`s of pairs. No ref_model is passed: for sigmoid/ipo
+    TRL uses the PEFT model with its adapter disabled, or loads a frozen copy of the base for full/freeze."""
     _, trainer_class, _ = _trainer_classes(cfg.dpo.loss)
     return trainer_class(
         model=model,
@@ -78,17 +89,25 @@ def build_trainer(cfg: TunesmithConfig, model, tokenizer, train_pairs, val_pairs
 def run(cfg: TunesmithConfig) -> RunResult:
     # --- setup ------------------------------------------------------------------------------------------
     setup = begin_run(cfg)
-    train_pairs, val_pairs = load_row_splits(setup.tokenizer, cfg.data, PAIRS, cfg.training.seed, trainer_truncates=True)
-    log.info("dpo: %d training pairs, loss %s, beta %s%s", len(train_pairs.rows), cfg.dpo.loss, cfg.dpo.resolved_beta,
-             f"; {train_pairs.truncated} longer than data.max_length will be cut" if train_pairs.truncated else "")
+    train_pairs, val_pairs = load_row_splits(
+        setup.tokenizer, cfg.data, PAIRS, cfg.training.seed, trainer_truncates=True
+    )
+    log.info(
+        "dpo: %d training pairs, loss %s, beta %s%s",
+        len(train_pairs.rows),
+        cfg.dpo.loss,
+        cfg.dpo.resolved_beta,
+        f"; {train_pairs.truncated} longer than data.max_length will be cut" if train_pairs.truncated else "",
+    )
     model, trainable = load_trainable_model(cfg, setup)
 
     # --- train, then save --------------------------------------------------------------------------
     def make_trainer(work, callbacks):
-        return build_trainer(cfg, model, setup.tokenizer, train_pairs, val_pairs, work, setup.device, setup.dtype, callbacks)
+        return build_trainer(
+            cfg, model, setup.tokenizer, train_pairs, val_pairs, work, setup.device, setup.dtype, callbacks
+        )
 
-    data = data_record(train_pairs, val_pairs, train_rows_truncated=train_pairs.truncated)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, train_pairs, val_pairs, data)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, train_pairs, val_pairs)
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
@@ -96,5 +115,14 @@ def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
     return preference_metrics(loaded.model, loaded.tokenizer, pairs, cfg.data.max_length, cfg.eval.batch_size)
 
 
-STAGE = Stage("dpo", data_kind="rows", reads="preference pairs (prompt, chosen, rejected)", data_options=options.ROWS, run=run,
-              arguments=arguments, evaluate=evaluate, check=check, section="dpo")
+STAGE = Stage(
+    "dpo",
+    data_kind="rows",
+    reads="preference pairs (prompt, chosen, rejected)",
+    data_options=options.ROWS,
+    run=run,
+    arguments=arguments,
+    evaluate=evaluate,
+    check=check,
+    section="dpo",
+)

@@ -30,12 +30,16 @@ log = logging.getLogger(__name__)
 def check(cfg: TunesmithConfig) -> None:
     g, t = cfg.grpo, cfg.training
     if not g.rewards:
-        raise ConfigError("grpo.rewards: no reward function given; e.g. `grpo: {rewards: [{name: exact_answer}]}` "
-                          f"(available: {', '.join(FUNCTIONS)})")
+        raise ConfigError(
+            "grpo.rewards: no reward function given; e.g. `grpo: {rewards: [{name: exact_answer}]}` "
+            f"(available: {', '.join(FUNCTIONS)})"
+        )
     if (t.batch_size * t.gradient_accumulation) % g.num_generations:
-        raise ConfigError(f"training.batch_size: GRPO's batches count completions, so batch_size x gradient_accumulation "
-                          f"({t.batch_size} x {t.gradient_accumulation}) must be a multiple of grpo.num_generations "
-                          f"({g.num_generations}), e.g. training.batch_size={g.num_generations * 2}")
+        raise ConfigError(
+            f"training.batch_size: GRPO's batches count completions, so batch_size x gradient_accumulation "
+            f"({t.batch_size} x {t.gradient_accumulation}) must be a multiple of grpo.num_generations "
+            f"({g.num_generations}), e.g. training.batch_size={g.num_generations * 2}"
+        )
     prompt_splits(cfg, load_run_tokenizer(cfg)[1], cfg.grpo.rewards)
 
 
@@ -44,9 +48,17 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
 
     g = cfg.grpo
     return training_arguments(
-        cfg, work, device, dtype, has_eval=False,  # held-out reward is measured before/after by the CLI
-        args_class=GRPOConfig, num_generations=g.num_generations, max_completion_length=g.max_completion_length,
-        temperature=g.temperature, beta=g.beta, reward_weights=[r.weight for r in g.rewards],
+        cfg,
+        work,
+        device,
+        dtype,
+        has_eval=False,  # held-out reward is measured before/after by the CLI
+        args_class=GRPOConfig,
+        num_generations=g.num_generations,
+        max_completion_length=g.max_completion_length,
+        temperature=g.temperature,
+        beta=g.beta,
+        reward_weights=[r.weight for r in g.rewards],
         train_sampling_strategy="random",  # GRPO samples prompt groups with its own sampler
     )
 
@@ -57,8 +69,12 @@ def run(cfg: TunesmithConfig) -> RunResult:
     # --- setup ------------------------------------------------------------------------------------------
     setup = begin_run(cfg)
     train_rows, val_rows = prompt_splits(cfg, setup.tokenizer, cfg.grpo.rewards)
-    log.info("grpo: %d prompts x %d completions, rewards %s", len(train_rows.rows), cfg.grpo.num_generations,
-             ", ".join(r.name for r in cfg.grpo.rewards))
+    log.info(
+        "grpo: %d prompts x %d completions, rewards %s",
+        len(train_rows.rows),
+        cfg.grpo.num_generations,
+        ", ".join(r.name for r in cfg.grpo.rewards),
+    )
     model, trainable = load_trainable_model(cfg, setup)
 
     # --- train, then save --------------------------------------------------------------------------
@@ -81,9 +97,24 @@ def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
     rows = held_out_rows(cfg, loaded.tokenizer, system, PROMPTS, trainer_truncates=False).rows
     require_answers(rows, cfg.grpo.rewards)
     g = cfg.grpo
-    return reward_report(loaded.model, loaded.tokenizer, rows, g.rewards, g.eval_max_new_tokens or g.max_completion_length,
-                         cfg.eval.batch_size)
+    return reward_report(
+        loaded.model,
+        loaded.tokenizer,
+        rows,
+        g.rewards,
+        g.eval_max_new_tokens or g.max_completion_length,
+        cfg.eval.batch_size,
+    )
 
 
-STAGE = Stage("grpo", data_kind="rows", reads="prompts (prompt or messages, optional answer)", data_options=options.ROWS, run=run,
-              arguments=arguments, evaluate=evaluate, check=check, section="grpo")
+STAGE = Stage(
+    "grpo",
+    data_kind="rows",
+    reads="prompts (prompt or messages, optional answer)",
+    data_options=options.ROWS,
+    run=run,
+    arguments=arguments,
+    evaluate=evaluate,
+    check=check,
+    section="grpo",
+)

@@ -9,7 +9,6 @@ from tunesmith.data.rows import PROMPTS, load_row_splits, load_rows
 from tunesmith.eval.verifiers import require_answers
 from tunesmith.models.default import cache_root
 
-
 # --- held-out data for a stage's `evaluate` (validation files, or the val_split of training) ------
 
 

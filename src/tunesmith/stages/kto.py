@@ -20,15 +20,22 @@ from tunesmith.eval.preference import kto_metrics
 from tunesmith.runtime.arguments import training_arguments
 from tunesmith.stages.base import Stage
 from tunesmith.stages.held_out import held_out_rows
-from tunesmith.stages.lifecycle import (RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model,
-                                       train_and_save)
+from tunesmith.stages.lifecycle import (
+    RunResult,
+    begin_run,
+    load_run_tokenizer,
+    load_trainable_model,
+    train_and_save,
+)
 
 log = logging.getLogger(__name__)
 
 
 def check(cfg: TunesmithConfig) -> None:
     if cfg.training.batch_size < 2:
-        raise ConfigError("training.batch_size: KTO needs at least 2 rows per batch (its KL estimate pairs rows within a batch)")
+        raise ConfigError(
+            "training.batch_size: KTO needs at least 2 rows per batch (its KL estimate pairs rows within a batch)"
+        )
     load_row_splits(load_run_tokenizer(cfg)[1], cfg.data, KTO_ROWS, cfg.training.seed, trainer_truncates=True)
 
 
@@ -36,8 +43,15 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
     from trl import KTOConfig
 
     return training_arguments(
-        cfg, work, device, dtype, has_eval, args_class=KTOConfig, beta=cfg.kto.beta,
-        desirable_weight=cfg.kto.desirable_weight, undesirable_weight=cfg.kto.undesirable_weight,
+        cfg,
+        work,
+        device,
+        dtype,
+        has_eval,
+        args_class=KTOConfig,
+        beta=cfg.kto.beta,
+        desirable_weight=cfg.kto.desirable_weight,
+        undesirable_weight=cfg.kto.undesirable_weight,
         max_length=cfg.data.max_length,
         # TRL pairs each row with its neighbour for the KL estimate, so the order must stay fixed;
         # the rows are shuffled once by seed instead (run).
@@ -50,7 +64,9 @@ def run(cfg: TunesmithConfig) -> RunResult:
 
     # --- setup ------------------------------------------------------------------------------------------
     setup = begin_run(cfg)
-    train_rows, val_rows = load_row_splits(setup.tokenizer, cfg.data, KTO_ROWS, cfg.training.seed, trainer_truncates=True)
+    train_rows, val_rows = load_row_splits(
+        setup.tokenizer, cfg.data, KTO_ROWS, cfg.training.seed, trainer_truncates=True
+    )
     random.Random(cfg.training.seed).shuffle(train_rows.rows)
     log.info("kto: %d rows (%d desirable)", len(train_rows.rows), sum(r["label"] for r in train_rows.rows))
     model, trainable = load_trainable_model(cfg, setup)
@@ -66,8 +82,7 @@ def run(cfg: TunesmithConfig) -> RunResult:
             callbacks=callbacks,
         )
 
-    data = data_record(train_rows, val_rows, train_rows_truncated=train_rows.truncated)
-    return train_and_save(cfg, setup, model, trainable, make_trainer, train_rows, val_rows, data)
+    return train_and_save(cfg, setup, model, trainable, make_trainer, train_rows, val_rows)
 
 
 def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
@@ -75,5 +90,14 @@ def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
     return kto_metrics(loaded.model, loaded.tokenizer, rows, cfg.data.max_length, cfg.eval.batch_size)
 
 
-STAGE = Stage("kto", data_kind="rows", reads="completions labelled desirable/undesirable (prompt, completion, label)",
-              data_options=options.ROWS, run=run, arguments=arguments, evaluate=evaluate, check=check, section="kto")
+STAGE = Stage(
+    "kto",
+    data_kind="rows",
+    reads="completions labelled desirable/undesirable (prompt, completion, label)",
+    data_options=options.ROWS,
+    run=run,
+    arguments=arguments,
+    evaluate=evaluate,
+    check=check,
+    section="kto",
+)

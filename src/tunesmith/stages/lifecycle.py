@@ -13,6 +13,7 @@ import torch
 
 from tunesmith.config import TunesmithConfig, dump_config
 from tunesmith.data.dataset import TokenizedSet
+from tunesmith.data.rows import RowSet
 from tunesmith.errors import TrainingStopped
 from tunesmith.eval.chat_template import set_run_template
 from tunesmith.methods import apply_method, method_callbacks, method_load_options, method_optimizer, save_trained
@@ -61,7 +62,9 @@ def begin_run(cfg: TunesmithConfig, raw_text: bool = False) -> RunSetup:
     torch.manual_seed(cfg.training.seed)
     base_path, tokenizer = load_run_tokenizer(cfg, raw_text)
     device = pick_device()
-    return RunSetup(output, base_path, tokenizer, device, pick_dtype(cfg.model.dtype, device), cache_root(cfg.model.cache_dir))
+    return RunSetup(
+        output, base_path, tokenizer, device, pick_dtype(cfg.model.dtype, device), cache_root(cfg.model.cache_dir)
+    )
 
 
 def load_run_tokenizer(cfg: TunesmithConfig, raw_text: bool = False):
@@ -81,8 +84,13 @@ def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup, load=load_causal
 
     `load(path, dtype, attn_implementation, trust_remote_code, **method options)` builds the model
     class the stage trains (a causal LM by default; the rm stage passes a reward-model loader)."""
-    model = load(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code,
-                 **method_load_options(cfg))
+    model = load(
+        setup.base_path,
+        setup.dtype,
+        cfg.model.attn_implementation,
+        cfg.model.trust_remote_code,
+        **method_load_options(cfg),
+    )
     if cfg.training.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -91,8 +99,18 @@ def load_trainable_model(cfg: TunesmithConfig, setup: RunSetup, load=load_causal
     return model, trainable
 
 
-def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics: MetricsLogger,
-               train_metrics: dict, data: dict, trainable, peak_mb: float, weights_saved: bool = False) -> RunResult:
+def finish_run(
+    cfg: TunesmithConfig,
+    setup: RunSetup,
+    model,
+    work: Path,
+    metrics: MetricsLogger,
+    train_metrics: dict,
+    data: dict,
+    trainable,
+    peak_mb: float,
+    weights_saved: bool = False,
+) -> RunResult:
     """Save weights (unless a sharding engine's save_model already did), tokenizer (with its chat
     template), config and plot; manifest last; commit."""
     if not weights_saved:
@@ -104,8 +122,17 @@ def finish_run(cfg: TunesmithConfig, setup: RunSetup, model, work: Path, metrics
     return RunResult(output_dir=setup.output.commit(manifest), metrics=train_metrics, manifest=manifest)
 
 
-def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make_trainer, train, val,
-                   data: dict | None = None, trainer_evaluates: bool = True) -> RunResult:
+def train_and_save(
+    cfg: TunesmithConfig,
+    setup: RunSetup,
+    model,
+    trainable,
+    make_trainer,
+    train,
+    val,
+    data: dict | None = None,
+    trainer_evaluates: bool = True,
+) -> RunResult:
     """Open the output, train with `make_trainer(work, callbacks)`, evaluate, save and commit: the same
     tail for every stage.
 
@@ -121,29 +148,57 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     t = cfg.training
     configure_reporters(t.report_to, cfg.output_dir)
     main_process = launch.rank() == 0  # with several processes only rank 0 writes the output
-    identity = {"config_hash": resume_identity(cfg), "data_fingerprint": data.get("train_fingerprint"),
-                "versions": library_versions()}
+    identity = {
+        "config_hash": resume_identity(cfg),
+        "data_fingerprint": data.get("train_fingerprint"),
+        "versions": library_versions(),
+    }
     # a checkpoint left in OUTPUT.partial is continued (unset/auto) or refused (changed run), never deleted silently
     checkpoint = choose_resume(t.resume, setup.output.partial, identity, t.resume_changed)
-    work = (setup.output.open(resume=checkpoint is not None, discard=t.resume == "restart") if main_process
-            else setup.output.partial)
+    work = (
+        setup.output.open(resume=checkpoint is not None, discard=t.resume == "restart")
+        if main_process
+        else setup.output.partial
+    )
     if main_process and (rejects.entries or rejects.dropped):
         rejects.write(work / "rejects.jsonl")
     resume_step = int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None
     if checkpoint:
-        print(f"[tunesmith] resuming from {checkpoint}" + ("" if t.resume else " (left by an earlier run of this "
-              "config; training.resume=restart starts over instead)"), flush=True)
+        print(
+            f"[tunesmith] resuming from {checkpoint}"
+            + (
+                ""
+                if t.resume
+                else " (left by an earlier run of this config; training.resume=restart starts over instead)"
+            ),
+            flush=True,
+        )
     if main_process:
         announce_precision(t.mixed_precision, setup.dtype, setup.device)
-    metrics = MetricsLogger(work, resume_step if checkpoint else None, write=main_process,
-                            live_plot=t.live_plot_seconds or None, title=f"{cfg.stage}/{cfg.method}")
+    metrics = MetricsLogger(
+        work,
+        resume_step if checkpoint else None,
+        write=main_process,
+        live_plot=t.live_plot_seconds or None,
+        title=f"{cfg.stage}/{cfg.method}",
+    )
     stopper = StopOnSignal()
     guard = NonFiniteGuard(t.nan)
     # the guard, the method's and the forgetting callbacks (moe_balance_loss, l2_penalty) run before the
     # metrics logger, so what they add is logged
-    trainer = make_trainer(work, [guard, *method_callbacks(model, cfg), *forgetting_callbacks(cfg, model), metrics,
-                                  CheckpointGuard(work, identity, t.save_total_limit), stopper, TrainingTimeEstimate(),
-                                  *hooks.current()])
+    trainer = make_trainer(
+        work,
+        [
+            guard,
+            *method_callbacks(model, cfg),
+            *forgetting_callbacks(cfg, model),
+            metrics,
+            CheckpointGuard(work, identity, t.save_total_limit),
+            stopper,
+            TrainingTimeEstimate(),
+            *hooks.current(),
+        ],
+    )
     # A method may bring its own optimiser (LoRA+ parameter groups). It goes in through the Trainer's
     # documented `optimizer_cls_and_kwargs` option, read when train() builds the optimiser, so no
     # stage needs to know about it.
@@ -153,9 +208,11 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
     with PeakMemory() as memory:
         train_metrics = dict(trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics)
     if stopper.stopped_at is not None:
-        raise TrainingStopped(f"stopped by {stopper.received} at step {stopper.stopped_at}; checkpoint saved in "
-                              f"{work}/checkpoint-{stopper.stopped_at}. Continue with: tunesmith train CONFIG "
-                              f"training.resume=auto")
+        raise TrainingStopped(
+            f"stopped by {stopper.received} at step {stopper.stopped_at}; checkpoint saved in "
+            f"{work}/checkpoint-{stopper.stopped_at}. Continue with: tunesmith train CONFIG "
+            f"training.resume=auto"
+        )
     train_metrics["nan_skipped"] = len(guard.skipped)
     if has_eval:
         # the Trainer evaluates after every epoch; only evaluate again if the last step had none
@@ -169,8 +226,9 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
         trainer.save_model(str(work))
     if not main_process:
         return RunResult(output_dir=setup.output.final, metrics=train_metrics)
-    return finish_run(cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb,
-                      weights_saved=sharded)
+    return finish_run(
+        cfg, setup, model, work, metrics, train_metrics, data, trainable, memory.peak_mb, weights_saved=sharded
+    )
 
 
 # --- the manifest's data entry, the same for every stage -------------------------------------------
@@ -179,14 +237,26 @@ def train_and_save(cfg: TunesmithConfig, setup: RunSetup, model, trainable, make
 def data_record(train, val, **extra) -> dict:
     """Fingerprints and row counts of a training set and its validation set (a data.dataset.TokenizedSet
     or a data.rows.RowSet), plus what the stage adds (`extra`). A tokenised set adds its tokens, trained
-    tokens and the rows `overlength: truncate` cut (and how many lost their reply's end-of-turn token)."""
+    tokens and the rows `overlength: truncate` cut (and how many lost their reply's end-of-turn token); a
+    set of rows its trainer tokenises, the rows that trainer will cut."""
+    if isinstance(train, RowSet):
+        extra = {"train_rows_truncated": train.truncated, **extra}
     if isinstance(train, TokenizedSet):
-        extra = {"train_tokens": train.tokens, "train_trained_tokens": train.trained_tokens,
-                 "train_rows_truncated": train.truncated,
-                 "train_rows_truncated_without_end": train.truncated_without_end, **extra}
-    return {"train_fingerprint": train.fingerprint, "train_rows": len(train.rows),
-            "train_rows_rejected": len(train.rejects.entries), "train_rows_dropped": len(train.rejects.dropped),
-            **extra, "validation_fingerprint": val.fingerprint if val else None,
-            "validation_rows": len(val.rows) if val else None,
-            "validation_rows_rejected": len(val.rejects.entries) if val else None,
-            "validation_rows_dropped": len(val.rejects.dropped) if val else None}
+        extra = {
+            "train_tokens": train.tokens,
+            "train_trained_tokens": train.trained_tokens,
+            "train_rows_truncated": train.truncated,
+            "train_rows_truncated_without_end": train.truncated_without_end,
+            **extra,
+        }
+    return {
+        "train_fingerprint": train.fingerprint,
+        "train_rows": len(train.rows),
+        "train_rows_rejected": len(train.rejects.entries),
+        "train_rows_dropped": len(train.rejects.dropped),
+        **extra,
+        "validation_fingerprint": val.fingerprint if val else None,
+        "validation_rows": len(val.rows) if val else None,
+        "validation_rows_rejected": len(val.rejects.entries) if val else None,
+        "validation_rows_dropped": len(val.rejects.dropped) if val else None,
+    }

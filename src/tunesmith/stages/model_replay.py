@@ -29,7 +29,7 @@ from tunesmith.data.dataset import fingerprint
 from tunesmith.data.formats import load_conversations
 from tunesmith.data.sources import resolve_sources
 from tunesmith.errors import DataError
-from tunesmith.eval.generate import generate, render
+from tunesmith.eval.generate import generate, prompt_text
 from tunesmith.models.loader import load_causal_lm
 
 log = logging.getLogger(__name__)
@@ -63,10 +63,24 @@ def _system(cfg: TunesmithConfig, source) -> str | None:
 
 def _key(cfg: TunesmithConfig, setup, sources) -> str:
     folder = Path(setup.base_path)
-    files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()
-                   if p.is_file() and p.name.endswith(MODEL_FILES)) if folder.is_dir() else [str(folder)]
-    parts = [str(folder.resolve()), files, [(fingerprint(s.paths), s.format, s.columns, _system(cfg, s)) for s in sources],
-             setup.tokenizer.chat_template, cfg.data.format, cfg.data.columns, cfg.forgetting.replay_max_new_tokens]
+    files = (
+        sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns)
+            for p in folder.iterdir()
+            if p.is_file() and p.name.endswith(MODEL_FILES)
+        )
+        if folder.is_dir()
+        else [str(folder)]
+    )
+    parts = [
+        str(folder.resolve()),
+        files,
+        [(fingerprint(s.paths), s.format, s.columns, _system(cfg, s)) for s in sources],
+        setup.tokenizer.chat_template,
+        cfg.data.format,
+        cfg.data.columns,
+        cfg.forgetting.replay_max_new_tokens,
+    ]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -76,27 +90,41 @@ def _answer(cfg: TunesmithConfig, setup, sources) -> list[list[dict]]:
     prompts, kept = [], []
     for source in sources:
         system = _system(cfg, source)
-        for conversation in load_conversations(source.paths, source.format or cfg.data.format, system,
-                                               source.columns or cfg.data.columns):
+        for conversation in load_conversations(
+            source.paths, source.format or cfg.data.format, system, source.columns or cfg.data.columns
+        ):
             messages = conversation.messages
             last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
             kept.append([{"role": m["role"], "content": m["content"]} for m in messages[:last]])
-            prompts.append(render(setup.tokenizer, kept[-1]))
+            prompts.append(prompt_text(setup.tokenizer, kept[-1]))
     limit = cfg.forgetting.replay_max_new_tokens
     started = time.time()
-    print(f"[tunesmith] forgetting.replay_answers=model: the starting model answers {len(prompts)} replay prompts "
-          f"(greedy, <= {limit} tokens; cached for later runs)", flush=True)
+    print(
+        f"[tunesmith] forgetting.replay_answers=model: the starting model answers {len(prompts)} replay prompts "
+        f"(greedy, <= {limit} tokens; cached for later runs)",
+        flush=True,
+    )
     model = load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code)
     model.to(setup.device).eval()
     try:
         replies = generate(model, setup.tokenizer, prompts, limit, cfg.eval.batch_size, desc="replay answers")
     finally:
         del model
-    rows = [messages + [{"role": "assistant", "content": r.text}] for messages, r in zip(kept, replies)
-            if r.stopped and r.text]
-    log.info("forgetting.replay: %d of %d replies ended within %d tokens and are kept (%.0f s)", len(rows),
-             len(prompts), limit, time.time() - started)
+    rows = [
+        messages + [{"role": "assistant", "content": r.text}]
+        for messages, r in zip(kept, replies)
+        if r.stopped and r.text
+    ]
+    log.info(
+        "forgetting.replay: %d of %d replies ended within %d tokens and are kept (%.0f s)",
+        len(rows),
+        len(prompts),
+        limit,
+        time.time() - started,
+    )
     if not rows:
-        raise DataError(f"forgetting.replay_answers: model: none of the {len(prompts)} replies to the replay prompts "
-                        f"ended within forgetting.replay_max_new_tokens={limit}; raise it or use replay_answers: data")
+        raise DataError(
+            f"forgetting.replay_answers: model: none of the {len(prompts)} replies to the replay prompts "
+            f"ended within forgetting.replay_max_new_tokens={limit}; raise it or use replay_answers: data"
+        )
     return rows

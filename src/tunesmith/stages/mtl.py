@@ -32,8 +32,14 @@ from tunesmith.eval.perplexity import validation_loss_by_task
 from tunesmith.runtime.task_weights import make_weighting
 from tunesmith.stages.base import Stage
 from tunesmith.stages.held_out import held_out_tokens
-from tunesmith.stages.lifecycle import (RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model,
-                                       train_and_save)
+from tunesmith.stages.lifecycle import (
+    RunResult,
+    begin_run,
+    data_record,
+    load_run_tokenizer,
+    load_trainable_model,
+    train_and_save,
+)
 from tunesmith.stages.token_recipe import token_arguments, token_splits
 
 log = logging.getLogger(__name__)
@@ -45,31 +51,46 @@ WEIGHTING_STATE = "task_weighting.pt"
 
 def check_options(cfg: TunesmithConfig) -> None:
     if cfg.training.nproc > 1 and cfg.mtl.weighting != "fixed":
-        raise ConfigError(f"mtl.weighting: {cfg.mtl.weighting} keeps per-process task state that is not yet "
-                          "synchronised across training.nproc > 1 processes; use weighting: fixed or nproc: 1")
+        raise ConfigError(
+            f"mtl.weighting: {cfg.mtl.weighting} keeps per-process task state that is not yet "
+            "synchronised across training.nproc > 1 processes; use weighting: fixed or nproc: 1"
+        )
 
 
 def task_names(cfg: TunesmithConfig, train_set, val_set) -> list[str]:
     """The tasks of the training rows (sorted: task ids), after checking every row and `mtl.weights`."""
     counts = Counter(r.task for r in train_set.rows)
     if set(counts) == {None}:
-        raise ConfigError(f"stage mtl: no row of data.train ({', '.join(cfg.data.train)}) has a task; write "
-                          "{task, input, output} rows or add a `task` field to each row (or use stage: sft)")
+        raise ConfigError(
+            f"stage mtl: no row of data.train ({', '.join(cfg.data.train)}) has a task; write "
+            "{task, input, output} rows or add a `task` field to each row (or use stage: sft)"
+        )
     tasks = sorted(t for t in counts if t is not None)
-    errors = [f"{r.where}:task: missing required field (stage mtl needs a task on every row)"
-              for r in train_set.rows if r.task is None]
+    errors = [
+        f"{r.where}:task: missing required field (stage mtl needs a task on every row)"
+        for r in train_set.rows
+        if r.task is None
+    ]
     if val_set is not None:
-        errors += [f"{r.where}:task: task `{r.task}` does not occur in data.train (tasks: {', '.join(tasks)})"
-                   if r.task is not None else f"{r.where}:task: missing required field (stage mtl needs a task on every row)"
-                   for r in val_set.rows if r.task not in tasks]
+        errors += [
+            f"{r.where}:task: task `{r.task}` does not occur in data.train (tasks: {', '.join(tasks)})"
+            if r.task is not None
+            else f"{r.where}:task: missing required field (stage mtl needs a task on every row)"
+            for r in val_set.rows
+            if r.task not in tasks
+        ]
     raise_row_errors(errors, "row", cfg.data.train, found=True)
     if len(tasks) < 2:
-        raise ConfigError(f"stage mtl: data.train has one task only (`{tasks[0]}`); multi-task learning needs at "
-                          "least two (or use stage: sft)")
+        raise ConfigError(
+            f"stage mtl: data.train has one task only (`{tasks[0]}`); multi-task learning needs at "
+            "least two (or use stage: sft)"
+        )
     unknown = sorted(set(cfg.mtl.weights) - set(tasks))
     if unknown:
-        raise ConfigError(f"mtl.weights: unknown task(s) {', '.join(f'`{t}`' for t in unknown)}; the tasks in "
-                          f"data.train are {', '.join(tasks)}")
+        raise ConfigError(
+            f"mtl.weights: unknown task(s) {', '.join(f'`{t}`' for t in unknown)}; the tasks in "
+            f"data.train are {', '.join(tasks)}"
+        )
     return tasks
 
 
@@ -99,11 +120,14 @@ def task_features(token_set, task_ids: dict[str, int]) -> list[dict]:
 
 def task_token_losses(logits: torch.Tensor, labels: torch.Tensor, task_id: torch.Tensor, num_tasks: int):
     """(summed token loss, trained-token count) per task, fp32; the causal shift as in transformers."""
-    logits = logits[:, -labels.shape[1]:]  # prompt/P-tuning prepend virtual-token positions: keep the inputs' own
+    logits = logits[:, -labels.shape[1] :]  # prompt/P-tuning prepend virtual-token positions: keep the inputs' own
     targets = labels[:, 1:]
     token_loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX,
-        reduction="none").view(targets.shape)
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(targets.shape)
     mask = targets != IGNORE_INDEX
     zeros = torch.zeros(num_tasks, dtype=torch.float32, device=logits.device)
     sums = zeros.index_add(0, task_id, (token_loss * mask).sum(dim=1))
@@ -204,8 +228,13 @@ def run(cfg: TunesmithConfig) -> RunResult:
     tasks = task_names(cfg, train_set, val_set)
     task_ids = {task: k for k, task in enumerate(tasks)}
     counts = Counter(r.task for r in train_set.rows)
-    log.info("mtl: %d training rows in %d tasks (%s); weighting %s", len(train_set.rows), len(tasks),
-             ", ".join(f"{t}: {counts[t]}" for t in tasks), cfg.mtl.weighting)
+    log.info(
+        "mtl: %d training rows in %d tasks (%s); weighting %s",
+        len(train_set.rows),
+        len(tasks),
+        ", ".join(f"{t}: {counts[t]}" for t in tasks),
+        cfg.mtl.weighting,
+    )
     model, trainable = load_trainable_model(cfg, setup)
     weighting = make_weighting(cfg.mtl, tasks, setup.device)
 
@@ -233,8 +262,19 @@ def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
 
 
 # packing mixes rows of several tasks in one sequence and streaming has no task index yet: both refused
-STAGE = Stage("mtl", data_kind="chat", reads="chat rows with a task name ({task, input, output}, or any chat row with `task`)",
-              data_options=options.CHAT - {"packing", "streaming"}, run=run, arguments=token_arguments,
-              evaluate=evaluate, check=check, section="mtl", describe_data=describe_tasks,
-              why_not={"packing": "a pack mixes rows of several tasks, and mtl weighs each row's loss by its task",
-                       "streaming": "streamed rows keep no task index yet"})
+STAGE = Stage(
+    "mtl",
+    data_kind="chat",
+    reads="chat rows with a task name ({task, input, output}, or any chat row with `task`)",
+    data_options=options.CHAT - {"packing", "streaming"},
+    run=run,
+    arguments=token_arguments,
+    evaluate=evaluate,
+    check=check,
+    section="mtl",
+    describe_data=describe_tasks,
+    why_not={
+        "packing": "a pack mixes rows of several tasks, and mtl weighs each row's loss by its task",
+        "streaming": "streamed rows keep no task index yet",
+    },
+)

@@ -62,9 +62,11 @@ log = logging.getLogger(__name__)
 def check(cfg: TunesmithConfig) -> None:
     p = cfg.ppo
     if p.reward_model is None and not p.rewards:
-        raise ConfigError("ppo: no reward given; set ppo.reward_model to the output folder of a `stage: rm` run "
-                          "and/or ppo.rewards to reward functions, e.g. `ppo: {rewards: [{name: exact_answer}]}` "
-                          f"(available: {', '.join(FUNCTIONS)})")
+        raise ConfigError(
+            "ppo: no reward given; set ppo.reward_model to the output folder of a `stage: rm` run "
+            "and/or ppo.rewards to reward functions, e.g. `ppo: {rewards: [{name: exact_answer}]}` "
+            f"(available: {', '.join(FUNCTIONS)})"
+        )
     if p.reward_model is not None:
         check_reward_model(p.reward_model)
     if cfg.training.nproc > 1:
@@ -78,12 +80,16 @@ def check_reward_model(ref: str) -> None:
     if not path.is_dir():
         raise ConfigError(f"ppo.reward_model: {ref} is not a folder; give the output_dir of a `stage: rm` run")
     if not (path / RUN_MANIFEST).is_file():
-        raise ConfigError(f"ppo.reward_model: {ref} is not a finished tunesmith output (no {RUN_MANIFEST}); "
-                          "train a reward model with `stage: rm` and give its output_dir")
+        raise ConfigError(
+            f"ppo.reward_model: {ref} is not a finished tunesmith output (no {RUN_MANIFEST}); "
+            "train a reward model with `stage: rm` and give its output_dir"
+        )
     stage = read_manifest(path).get("stage")
     if stage != "rm" or not is_reward_model(path):
-        raise ConfigError(f"ppo.reward_model: {ref} is the output of stage `{stage}`, not a reward model; "
-                          "give the output_dir of a `stage: rm` run")
+        raise ConfigError(
+            f"ppo.reward_model: {ref} is the output of stage `{stage}`, not a reward model; "
+            "give the output_dir of a `stage: rm` run"
+        )
 
 
 def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
@@ -222,8 +228,12 @@ class PpoTrainer(Trainer):
         then restarts from ppo.kl_coef, with a warning)."""
         state_file = folder / PPO_STATE
         if not state_file.is_file():
-            log.warning("ppo: %s has no %s; the KL coefficient restarts from ppo.kl_coef=%s", folder, PPO_STATE,
-                        self.ppo.kl_coef)
+            log.warning(
+                "ppo: %s has no %s; the KL coefficient restarts from ppo.kl_coef=%s",
+                folder,
+                PPO_STATE,
+                self.ppo.kl_coef,
+            )
             return
         self.kl_control.value = json.loads(state_file.read_text())["kl_coef"]
         if (folder / PPO_ROLLOUT).is_file():
@@ -245,7 +255,9 @@ class PpoTrainer(Trainer):
             self.rollouts[key] = self.rollout(model, rows)
         r = self.rollouts[key]
         logp, entropy = token_logprobs(model, r["ids"], r["mask"], r["length"], self.ppo.temperature, entropy=True)
-        loss, clip_fraction = clipped_loss(logp, r["old_logp"], r["advantages"], r["completion_mask"], self.ppo.clip_range)
+        loss, clip_fraction = clipped_loss(
+            logp, r["old_logp"], r["advantages"], r["completion_mask"], self.ppo.clip_range
+        )
 
         m = r["completion_mask"]
         tokens = m.sum().clamp(min=1)
@@ -272,9 +284,15 @@ class PpoTrainer(Trainer):
         eos_ids = [tokenizer.eos_token_id] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
         # plain sampling at `temperature` (no top-k/top-p), so the sampled tokens follow the policy whose
         # log-probabilities the ratio uses
-        generation = GenerationConfig(do_sample=True, temperature=p.temperature, top_k=0, top_p=1.0,
-                                      max_new_tokens=p.max_completion_length, eos_token_id=eos_ids,
-                                      pad_token_id=tokenizer.pad_token_id)
+        generation = GenerationConfig(
+            do_sample=True,
+            temperature=p.temperature,
+            top_k=0,
+            top_p=1.0,
+            max_new_tokens=p.max_completion_length,
+            eos_token_id=eos_ids,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         was_training = policy.training
         policy.eval()
         sequences = policy.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=generation)
@@ -284,8 +302,12 @@ class PpoTrainer(Trainer):
         ids, mask = sequences, torch.cat([prompt_mask, cmask], 1)
         length = completion.shape[1]
 
-        texts = [t.strip() for t in tokenizer.batch_decode(completion * cmask + tokenizer.pad_token_id * (1 - cmask),
-                                                          skip_special_tokens=True)]
+        texts = [
+            t.strip()
+            for t in tokenizer.batch_decode(
+                completion * cmask + tokenizer.pad_token_id * (1 - cmask), skip_special_tokens=True
+            )
+        ]
         expanded = [row for row in rows for _ in range(k)]
         total, parts = self.scorer(expanded, texts)
         scores = torch.tensor(total, dtype=torch.float32, device=ids.device)
@@ -296,12 +318,25 @@ class PpoTrainer(Trainer):
         kl = (old_logp - ref_logp) * cmask
         adv = advantages(scores, kl, cmask.float(), self.kl_control.value, k)
         sequence_kl = kl.sum(1).mean().item()
-        stats = {"reward": scores.mean().item(), "reward_std": scores.std(unbiased=False).item(),
-                 "kl_coef": self.kl_control.value, "completion_length": cmask.sum(1).float().mean().item(),
-                 **{f"rewards/{name}": sum(v) / len(v) for name, v in parts.items()}}
+        stats = {
+            "reward": scores.mean().item(),
+            "reward_std": scores.std(unbiased=False).item(),
+            "kl_coef": self.kl_control.value,
+            "completion_length": cmask.sum(1).float().mean().item(),
+            **{f"rewards/{name}": sum(v) / len(v) for name, v in parts.items()},
+        }
         self.kl_control.update(sequence_kl, len(texts))
-        return {"ids": ids, "mask": mask, "length": length, "completion_mask": cmask.float(), "old_logp": old_logp,
-                "ref_logp": ref_logp, "advantages": adv, "stats": stats, "step": self.state.global_step}
+        return {
+            "ids": ids,
+            "mask": mask,
+            "length": length,
+            "completion_mask": cmask.float(),
+            "old_logp": old_logp,
+            "ref_logp": ref_logp,
+            "advantages": adv,
+            "stats": stats,
+            "step": self.state.global_step,
+        }
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if self.stats and "loss" in logs:  # a training log: add this window's PPO statistics
@@ -322,12 +357,20 @@ def run(cfg: TunesmithConfig) -> RunResult:
     train_set, val_set = prompt_splits(cfg, setup.tokenizer, cfg.ppo.rewards)
     train_rows = train_set.rows
     scorer = PolicyReward(p.reward_model, p.rewards, cfg.model.cache_dir)
-    log.info("ppo: %d prompts x %d completions, reward: %s", len(train_rows), p.num_generations,
-             ", ".join(([p.reward_model] if p.reward_model else []) + [r.name for r in p.rewards]))
+    log.info(
+        "ppo: %d prompts x %d completions, reward: %s",
+        len(train_rows),
+        p.num_generations,
+        ", ".join(([p.reward_model] if p.reward_model else []) + [r.name for r in p.rewards]),
+    )
     model, trainable = load_trainable_model(cfg, setup)
     disable_dropout_in_model(model)
-    reference = Reference(model, lambda: load_causal_lm(setup.base_path, setup.dtype, cfg.model.attn_implementation,
-                                                        cfg.model.trust_remote_code))
+    reference = Reference(
+        model,
+        lambda: load_causal_lm(
+            setup.base_path, setup.dtype, cfg.model.attn_implementation, cfg.model.trust_remote_code
+        ),
+    )
     order = rollout_order(train_rows, t.batch_size * t.gradient_accumulation, p.epochs_per_rollout, t.seed)
 
     # --- train, then save --------------------------------------------------------------------------
@@ -339,7 +382,9 @@ def run(cfg: TunesmithConfig) -> RunResult:
             data_collator=lambda rows: {"rows": rows},
             processing_class=setup.tokenizer,
             callbacks=[*callbacks, RewardPlot(work, f"ppo/{cfg.method}: mean reward")],
-            ppo=p, scorer=scorer, reference=reference,
+            ppo=p,
+            scorer=scorer,
+            reference=reference,
         )
 
     # the held-out prompts are scored by `evaluate` (mean reward), not by the trainer
@@ -352,9 +397,24 @@ def evaluate(cfg: TunesmithConfig, loaded, system: str | None) -> dict:
     rows = held_out_rows(cfg, loaded.tokenizer, system, PROMPTS, trainer_truncates=False).rows
     require_answers(rows, p.rewards)
     scorer = PolicyReward(p.reward_model, p.rewards, cfg.model.cache_dir, cfg.eval.batch_size)
-    return policy_reward_report(loaded.model, loaded.tokenizer, rows, scorer,
-                                p.eval_max_new_tokens or p.max_completion_length, cfg.eval.batch_size)
+    return policy_reward_report(
+        loaded.model,
+        loaded.tokenizer,
+        rows,
+        scorer,
+        p.eval_max_new_tokens or p.max_completion_length,
+        cfg.eval.batch_size,
+    )
 
 
-STAGE = Stage("ppo", data_kind="rows", reads="prompts (prompt or messages, optional answer)", data_options=options.ROWS, run=run,
-              arguments=arguments, evaluate=evaluate, check=check, section="ppo")
+STAGE = Stage(
+    "ppo",
+    data_kind="rows",
+    reads="prompts (prompt or messages, optional answer)",
+    data_options=options.ROWS,
+    run=run,
+    arguments=arguments,
+    evaluate=evaluate,
+    check=check,
+    section="ppo",
+)

@@ -15,6 +15,14 @@ from tunesmith.stages.token_recipe import TokenRecipe, token_arguments
 
 recipe = TokenRecipe("text")
 
-STAGE = Stage("pt", data_kind="text", reads="raw text (.txt files or rows with a `text` field)",
-              data_options=options.TEXT, run=recipe.run, arguments=token_arguments, evaluate=recipe.evaluate,
-              check=recipe.check, replay=True)
+STAGE = Stage(
+    "pt",
+    data_kind="text",
+    reads="raw text (.txt files or rows with a `text` field)",
+    data_options=options.TEXT,
+    run=recipe.run,
+    arguments=token_arguments,
+    evaluate=recipe.evaluate,
+    check=recipe.check,
+    replay=True,
+)

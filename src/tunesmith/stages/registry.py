@@ -25,9 +25,19 @@ from tunesmith.stages import dpo, grpo, kto, mtl, ppo, pt, rm, sft
 from tunesmith.stages.base import Stage
 from tunesmith.stages.lifecycle import RunResult, load_run_tokenizer
 
-STAGES: dict[str, Stage] = {s.name: s for s in (
-    pt.STAGE, sft.STAGE, rm.STAGE, dpo.STAGE, kto.STAGE, grpo.STAGE, ppo.STAGE, mtl.STAGE,
-)}
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        pt.STAGE,
+        sft.STAGE,
+        rm.STAGE,
+        dpo.STAGE,
+        kto.STAGE,
+        grpo.STAGE,
+        ppo.STAGE,
+        mtl.STAGE,
+    )
+}
 
 
 def get_stage(name: str) -> Stage:
@@ -41,16 +51,22 @@ def check_data_options(cfg: TunesmithConfig, stage: Stage) -> None:
     for key in refused_options(cfg.data, stage.data_options):
         reason = stage.why_not.get(key) or WHY.get(key)
         why = f" ({reason})" if reason else ""
-        raise ConfigError(f"data.{key}: stage `{stage.name}` does not support it{why}; it reads {stage.reads}. "
-                          f"Remove data.{key} (options this stage supports: "
-                          f"{', '.join(sorted(stage.data_options))})")
+        raise ConfigError(
+            f"data.{key}: stage `{stage.name}` does not support it{why}; it reads {stage.reads}. "
+            f"Remove data.{key} (options this stage supports: "
+            f"{', '.join(sorted(stage.data_options))})"
+        )
     if cfg.forgetting.replay and not stage.replay:
         able = " and ".join(s.name for s in STAGES.values() if s.replay)
-        raise ConfigError(f"forgetting.replay: stage `{stage.name}` cannot mix general rows into {stage.reads}; "
-                          f"replay applies to stages {able}")
+        raise ConfigError(
+            f"forgetting.replay: stage `{stage.name}` cannot mix general rows into {stage.reads}; "
+            f"replay applies to stages {able}"
+        )
     if cfg.forgetting.replay and cfg.forgetting.replay_answers == "model" and stage.data_kind != "chat":
-        raise ConfigError(f"forgetting.replay_answers: `model` answers the prompts of chat rows, but stage "
-                          f"`{stage.name}` replays {stage.reads}, which has no answers (set replay_answers: data)")
+        raise ConfigError(
+            f"forgetting.replay_answers: `model` answers the prompts of chat rows, but stage "
+            f"`{stage.name}` replays {stage.reads}, which has no answers (set replay_answers: data)"
+        )
 
 
 def check_stage(cfg: TunesmithConfig) -> None:
@@ -64,12 +80,17 @@ def check_stage(cfg: TunesmithConfig) -> None:
         raise ConfigError("data.train: no training files given; set data.train in the config or data.train=PATH")
     check_data_options(cfg, stage)
     if not stage.generates:
-        for key, value in (("eval.qa", cfg.eval.qa), ("forgetting.general_eval", cfg.forgetting.general_eval),
-                           ("forgetting.general_qa", cfg.forgetting.general_qa),
-                           *((f"eval.{suite.name}", True) for suite in configured(cfg))):
+        for key, value in (
+            ("eval.qa", cfg.eval.qa),
+            ("forgetting.general_eval", cfg.forgetting.general_eval),
+            ("forgetting.general_qa", cfg.forgetting.general_qa),
+            *((f"eval.{suite.name}", True) for suite in configured(cfg)),
+        ):
             if value:
-                raise ConfigError(f"{key}: stage `{stage.name}` trains a model that does not generate text (it "
-                                  f"reads {stage.reads} and scores them); remove {key}")
+                raise ConfigError(
+                    f"{key}: stage `{stage.name}` trains a model that does not generate text (it "
+                    f"reads {stage.reads} and scores them); remove {key}"
+                )
     if stage.new_task_head:
         check_task_head(cfg.method, f"{stage.new_task_head} (stage `{stage.name}`)")
     stage.check(cfg)

@@ -22,8 +22,14 @@ from tunesmith.models.reward import load_reward_model
 from tunesmith.runtime.arguments import training_arguments
 from tunesmith.stages.base import Stage
 from tunesmith.stages.held_out import held_out_rows
-from tunesmith.stages.lifecycle import (RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model,
-                                       train_and_save)
+from tunesmith.stages.lifecycle import (
+    RunResult,
+    begin_run,
+    data_record,
+    load_run_tokenizer,
+    load_trainable_model,
+    train_and_save,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +42,14 @@ def arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
     from trl import RewardConfig
 
     return training_arguments(
-        cfg, work, device, dtype, has_eval, args_class=RewardConfig,
-        max_length=cfg.data.max_length, center_rewards_coefficient=cfg.rm.center_rewards_coefficient,
+        cfg,
+        work,
+        device,
+        dtype,
+        has_eval,
+        args_class=RewardConfig,
+        max_length=cfg.data.max_length,
+        center_rewards_coefficient=cfg.rm.center_rewards_coefficient,
         train_sampling_strategy="random",  # TRL tokenises into chosen_ids/rejected_ids; no input_ids to group by
     )
 
@@ -47,10 +59,14 @@ def run(cfg: TunesmithConfig) -> RunResult:
 
     # --- setup ------------------------------------------------------------------------------------------
     setup = begin_run(cfg)
-    train_pairs, val_pairs = load_row_splits(setup.tokenizer, cfg.data, PAIRS, cfg.training.seed, trainer_truncates=False)
+    train_pairs, val_pairs = load_row_splits(
+        setup.tokenizer, cfg.data, PAIRS, cfg.training.seed, trainer_truncates=False
+    )
     log.info("rm: %d training pairs", len(train_pairs.rows))
     pad_id = setup.tokenizer.pad_token_id
-    model, trainable = load_trainable_model(cfg, setup, load=lambda path, *options: load_reward_model(path, pad_id, *options))
+    model, trainable = load_trainable_model(
+        cfg, setup, load=lambda path, *options: load_reward_model(path, pad_id, *options)
+    )
     data = data_record(train_pairs, val_pairs)
 
     # --- train, then save --------------------------------------------------------------------------
@@ -67,8 +83,11 @@ def run(cfg: TunesmithConfig) -> RunResult:
         # already, so this only counts a disagreement between the two tokenisations, and says so.
         data["train_pairs_dropped_by_trainer"] = len(train_pairs.rows) - len(trainer.train_dataset)
         if data["train_pairs_dropped_by_trainer"]:
-            log.warning("rm: %d training pair(s) longer than data.max_length=%d tokens were left out by the trainer",
-                        data["train_pairs_dropped_by_trainer"], cfg.data.max_length)
+            log.warning(
+                "rm: %d training pair(s) longer than data.max_length=%d tokens were left out by the trainer",
+                data["train_pairs_dropped_by_trainer"],
+                cfg.data.max_length,
+            )
         return trainer
 
     return train_and_save(cfg, setup, model, trainable, make_trainer, train_pairs, val_pairs, data)
@@ -84,7 +103,18 @@ def load_for_eval(cfg: TunesmithConfig, model_ref: str):
     return load_reward_for_inference(model_ref, cfg.model.cache_dir, new_head_seed=cfg.training.seed)
 
 
-STAGE = Stage("rm", data_kind="rows", reads="preference pairs (prompt, chosen, rejected)", data_options=options.ROWS, run=run,
-              arguments=arguments, evaluate=evaluate, check=check, load_for_eval=load_for_eval, section="rm",
-              new_task_head="the reward model's new scalar head", generates=False,
-              next_step=lambda out: f"score replies with: tunesmith score {out} --prompt ... --reply ...")
+STAGE = Stage(
+    "rm",
+    data_kind="rows",
+    reads="preference pairs (prompt, chosen, rejected)",
+    data_options=options.ROWS,
+    run=run,
+    arguments=arguments,
+    evaluate=evaluate,
+    check=check,
+    load_for_eval=load_for_eval,
+    section="rm",
+    new_task_head="the reward model's new scalar head",
+    generates=False,
+    next_step=lambda out: f"score replies with: tunesmith score {out} --prompt ... --reply ...",
+)

@@ -15,6 +15,14 @@ from tunesmith.stages.token_recipe import TokenRecipe, token_arguments
 
 recipe = TokenRecipe("chat")
 
-STAGE = Stage("sft", data_kind="chat", reads="chat rows (alpaca, messages, sharegpt, multitask)",
-              data_options=options.CHAT, run=recipe.run, arguments=token_arguments, evaluate=recipe.evaluate,
-              check=recipe.check, replay=True)
+STAGE = Stage(
+    "sft",
+    data_kind="chat",
+    reads="chat rows (alpaca, messages, sharegpt, multitask)",
+    data_options=options.CHAT,
+    run=recipe.run,
+    arguments=token_arguments,
+    evaluate=recipe.evaluate,
+    check=recipe.check,
+    replay=True,
+)

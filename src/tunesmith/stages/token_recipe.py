@@ -14,7 +14,14 @@ from tunesmith.models.default import cache_root
 from tunesmith.runtime.arguments import training_arguments
 from tunesmith.runtime.token_loss import TrainedTokenTrainer
 from tunesmith.stages.held_out import held_out_tokens
-from tunesmith.stages.lifecycle import RunResult, begin_run, data_record, load_run_tokenizer, load_trainable_model, train_and_save
+from tunesmith.stages.lifecycle import (
+    RunResult,
+    begin_run,
+    data_record,
+    load_run_tokenizer,
+    load_trainable_model,
+    train_and_save,
+)
 from tunesmith.stages.model_replay import replay_entries
 
 log = logging.getLogger(__name__)
@@ -28,9 +35,16 @@ def token_splits(cfg: TunesmithConfig, tokenizer, kind: str, replay: bool | list
     `replay`: True mixes in forgetting.replay as written; a list, those entries instead (the
     model's own answers, stages.model_replay)."""
     entries = replay if isinstance(replay, list) else (cfg.forgetting.replay if replay else None)
-    return build_splits(tokenizer, cfg.data, kind, cfg.training.seed, cache_root(cfg.model.cache_dir),
-                        entries or None, cfg.forgetting.replay_ratio,
-                        own_replay=isinstance(replay, list) and cfg.forgetting.replay_answers == "model")
+    return build_splits(
+        tokenizer,
+        cfg.data,
+        kind,
+        cfg.training.seed,
+        cache_root(cfg.model.cache_dir),
+        entries or None,
+        cfg.forgetting.replay_ratio,
+        own_replay=isinstance(replay, list) and cfg.forgetting.replay_answers == "model",
+    )
 
 
 def token_arguments(cfg: TunesmithConfig, work, device, dtype, has_eval: bool):
@@ -50,10 +64,17 @@ def run_token_recipe(cfg: TunesmithConfig, kind: str) -> RunResult:
     packing, capacity, seed = cfg.data.packing, cfg.data.max_length, cfg.training.seed
     train_features = train_set.as_features(packing, capacity, seed)
     val_features = val_set.as_features(packing, capacity, seed) if val_set else None
-    log.info("data: %d training rows (%d tokens, %d trained)%s%s", len(train_set.rows), train_set.tokens,
-             train_set.trained_tokens, f", {len(val_set.rows)} validation rows" if val_set else "",
-             f"; packed into {len(train_features)} sequences of <= {capacity} tokens "
-             f"({packing_efficiency(train_features, capacity):.0%} full)" if packing else "")
+    log.info(
+        "data: %d training rows (%d tokens, %d trained)%s%s",
+        len(train_set.rows),
+        train_set.tokens,
+        train_set.trained_tokens,
+        f", {len(val_set.rows)} validation rows" if val_set else "",
+        f"; packed into {len(train_features)} sequences of <= {capacity} tokens "
+        f"({packing_efficiency(train_features, capacity):.0%} full)"
+        if packing
+        else "",
+    )
     model, trainable = load_trainable_model(cfg, setup)
     collator = PackedCollator(tokenizer.pad_token_id) if packing else PaddingCollator(tokenizer.pad_token_id)
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from the page's server
 
-import gradio as gr  # noqa: E402
+import gradio as gr
 
-from tunesmith.ui.chat_models import ChatModels  # noqa: E402
-from tunesmith.ui.i18n import LANGUAGES, text  # noqa: E402
-from tunesmith.ui.jobs import finished_outputs  # noqa: E402
-from tunesmith.ui.runs import RunRegistry  # noqa: E402
-from tunesmith.ui.safety import PathGuard  # noqa: E402
+from tunesmith.ui.chat_models import ChatModels
+from tunesmith.ui.i18n import LANGUAGES, text
+from tunesmith.ui.jobs import finished_outputs
+from tunesmith.ui.runs import RunRegistry
+from tunesmith.ui.safety import PathGuard
 
 
 @dataclass
@@ -56,8 +56,10 @@ class Labels:
         return component
 
     def updates(self, lang: str) -> list:
-        return [type(c)(**{attr: text(key, lang)}) if isinstance(c, gr.Tab) else gr.update(**{attr: text(key, lang)})
-                for c, key, attr in self.items]
+        return [
+            type(c)(**{attr: text(key, lang)}) if isinstance(c, gr.Tab) else gr.update(**{attr: text(key, lang)})
+            for c, key, attr in self.items
+        ]
 
 
 def build_app(ctx: UiContext) -> gr.Blocks:
@@ -67,8 +69,16 @@ def build_app(ctx: UiContext) -> gr.Blocks:
     with gr.Blocks(title="tunesmith") as app:
         with gr.Row():
             labels(gr.Markdown(text("title", "en")), "title", "value")
-            language = labels(gr.Radio(list(LANGUAGES.values()), value=LANGUAGES["en"], label=text("language", "en"),
-                                       elem_id="language", scale=0), "language")
+            language = labels(
+                gr.Radio(
+                    list(LANGUAGES.values()),
+                    value=LANGUAGES["en"],
+                    label=text("language", "en"),
+                    elem_id="language",
+                    scale=0,
+                ),
+                "language",
+            )
         with gr.Tabs():
             with labels(gr.Tab(text("tab_data", "en"), elem_id="tab-data"), "tab_data"):
                 data_file = tabs_data.build(ctx, labels)
@@ -93,6 +103,14 @@ def build_app(ctx: UiContext) -> gr.Blocks:
 def launch(ctx: UiContext, host: str, port: int, auth: tuple[str, str] | None, block: bool = True):
     app = build_app(ctx)
     app.queue(default_concurrency_limit=4)
-    return app.launch(server_name=host, server_port=port, auth=auth, prevent_thread_lock=not block,
-                      allowed_paths=[str(ctx.home)], ssr_mode=False, quiet=False, show_error=True,
-                      css=".trained { background: #b7f0b1; }")
+    return app.launch(
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        prevent_thread_lock=not block,
+        allowed_paths=[str(ctx.home)],
+        ssr_mode=False,
+        quiet=False,
+        show_error=True,
+        css=".trained { background: #b7f0b1; }",
+    )

@@ -96,15 +96,17 @@ class ChatModels:
             return read_manifest(Path(ref)).get("base_model") or ref
         return ref
 
-    def stream(self, ref: str, messages: list[dict], max_new_tokens: int = 128,
-               temperature: float = 0.0) -> Iterator[str]:
+    def stream(
+        self, ref: str, messages: list[dict], max_new_tokens: int = 128, temperature: float = 0.0
+    ) -> Iterator[str]:
         """The reply so far, after each new piece; the output's training system prompt is put first
         when the conversation has none. The prompt is trimmed to the model's context as in `tunesmith chat`."""
         _check_tokens(max_new_tokens)
         yield from _reply(self.get(ref), messages, max_new_tokens, temperature)
 
-    def stream_adapter(self, refs: list[str], adapter: str, messages: list[dict], max_new_tokens: int = 128,
-                       temperature: float = 0.0) -> Iterator[str]:
+    def stream_adapter(
+        self, refs: list[str], adapter: str, messages: list[dict], max_new_tokens: int = 128, temperature: float = 0.0
+    ) -> Iterator[str]:
         """`stream` with adapter ADAPTER of the LoRA set of `refs` (`base`: the adapters disabled); the
         set stays on that adapter until the reply ends (another request for the set waits)."""
         _check_tokens(max_new_tokens)
@@ -122,15 +124,22 @@ def _reply(loaded, messages: list[dict], max_new_tokens: int, temperature: float
     from tunesmith.serve.streaming import Generation
 
     full = with_system(messages, loaded.system)
-    head, messages = full[: len(full) - len(messages)], full[len(full) - len(messages):]
+    head, messages = full[: len(full) - len(messages)], full[len(full) - len(messages) :]
     history, _, _ = fit_history(loaded, head, messages, context_budget(loaded, max_new_tokens))
-    inputs = loaded.tokenizer.apply_chat_template(head + history, add_generation_prompt=True,
-                                                  return_tensors="pt", return_dict=True)
+    inputs = loaded.tokenizer.apply_chat_template(
+        head + history, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     inputs = {k: v.to(loaded.model.device) for k, v in inputs.items()}
     sampling = {"do_sample": True, "temperature": temperature} if temperature > 0 else {"do_sample": False}
     reply = ""
-    for piece in Generation(loaded.model, loaded.tokenizer, inputs, max_new_tokens=max_new_tokens,
-                            pad_token_id=loaded.tokenizer.pad_token_id, **sampling):
+    for piece in Generation(
+        loaded.model,
+        loaded.tokenizer,
+        inputs,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=loaded.tokenizer.pad_token_id,
+        **sampling,
+    ):
         reply += piece
         yield reply
     if not reply:

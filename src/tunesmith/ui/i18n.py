@@ -17,22 +17,33 @@ LABELS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "tab_export": ("Export", "导出"),
     # data
     "upload": ("Upload a data file (.json, .jsonl, .csv, .parquet)", "上传数据文件（.json、.jsonl、.csv、.parquet）"),
-    "data_path": ("Data file (a path inside the UI's folders, or the uploaded file)", "数据文件（UI 允许目录内的路径，或已上传的文件）"),
+    "data_path": (
+        "Data file (a path inside the UI's folders, or the uploaded file)",
+        "数据文件（UI 允许目录内的路径，或已上传的文件）",
+    ),
     "tokenizer_model": ("Model whose tokenizer and chat template render the rows", "用于分词和聊天模板的模型"),
     "data_stage": ("Stage the data is for", "数据所用的训练阶段"),
     "check": ("Check data", "检查数据"),
-    "check_result": ("`tunesmith data check` (errors name file:line:field)", "`tunesmith data check` 结果（错误给出 文件:行:字段）"),
+    "check_result": (
+        "`tunesmith data check` (errors name file:line:field)",
+        "`tunesmith data check` 结果（错误给出 文件:行:字段）",
+    ),
     "stats_plot": ("Token lengths", "词元长度分布"),
     "preview": ("Rendered rows (trained tokens highlighted)", "渲染后的样本（高亮部分参与训练）"),
     # train
-    "form_help": ("Every option comes from the config schema; hover a field for its description. Only values that "
-                  "differ from the defaults are written.",
-                  "所有选项均由配置模式生成，字段说明即帮助文字。只写出与默认值不同的值。"),
+    "form_help": (
+        "Every option comes from the config schema; hover a field for its description. Only values that "
+        "differ from the defaults are written.",
+        "所有选项均由配置模式生成，字段说明即帮助文字。只写出与默认值不同的值。",
+    ),
     "load_yaml": ("Load a YAML config into the form", "把 YAML 配置载入表单"),
     "yaml_preview": ("The YAML this run will use", "本次运行将使用的 YAML"),
     "download_yaml": ("Download YAML", "下载 YAML"),
     "start": ("Start training", "开始训练"),
-    "runs": ("Runs (they keep going when the page or the UI server restarts)", "运行列表（页面或 UI 服务重启后仍继续）"),
+    "runs": (
+        "Runs (they keep going when the page or the UI server restarts)",
+        "运行列表（页面或 UI 服务重启后仍继续）",
+    ),
     "run_pick": ("Run", "运行"),
     "stop": ("Stop (saves a checkpoint)", "停止（保存检查点）"),
     "resume": ("Resume", "继续训练"),
@@ -57,8 +68,10 @@ LABELS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "clear": ("Clear", "清空"),
     "max_new_tokens": ("Max new tokens", "最大生成词元数"),
     "temperature": ("Temperature (0 = greedy)", "温度（0 = 贪心）"),
-    "lora_set": ("LoRA set: LoRA outputs of one base, loaded together (leave empty to chat with the model above)",
-                 "LoRA 集合：同一基座的多个 LoRA 产出，一起加载（留空则与上方模型对话）"),
+    "lora_set": (
+        "LoRA set: LoRA outputs of one base, loaded together (leave empty to chat with the model above)",
+        "LoRA 集合：同一基座的多个 LoRA 产出，一起加载（留空则与上方模型对话）",
+    ),
     "load_set": ("Load the set", "加载集合"),
     "adapter": ("Active adapter (`base`: adapters off)", "当前适配器（`base`：关闭适配器）"),
     # export
@@ -66,8 +79,12 @@ LABELS: dict[str, tuple[str, str]] = {  # key: (English, Chinese)
     "export_out": ("Folder to write", "写入目录"),
     "merge": ("Merge adapters into the base weights", "把适配器合并进基座权重"),
     "format": ("Format", "格式"),
-    "quant": ("Quantisation (GGUF: f16 ... q4_1; ONNX: f32, int8, q8_0, q4_0; transformers: bnb4, bnb8 on a GPU; gptq4, gptq8, awq4 with llm-compressor)",
-              "量化类型（GGUF：f16 … q4_1；ONNX：f32、int8、q8_0、q4_0；transformers：bnb4、bnb8，需 GPU；gptq4、gptq8、awq4，需 llm-compressor）"),
+    "quant": (
+        "Quantisation (GGUF: f16 ... q4_1; ONNX: f32, int8, q8_0, q4_0; transformers: bnb4, bnb8 on a GPU; "
+        "gptq4, gptq8, awq4 with llm-compressor)",
+        "量化类型（GGUF：f16 … q4_1；ONNX：f32、int8、q8_0、q4_0；transformers：bnb4、bnb8，需 GPU；"
+        "gptq4、gptq8、awq4，需 llm-compressor）",
+    ),
     "overwrite": ("Replace an existing export", "覆盖已有导出"),
     "export": ("Export", "导出"),
     "export_log": ("`tunesmith export` output", "`tunesmith export` 输出"),

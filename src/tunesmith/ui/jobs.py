@@ -21,9 +21,16 @@ def run_cli(args: list[str], workdir: Path, timeout: float = JOB_TIMEOUT) -> tup
     """(exit status, stdout + stderr) of `tunesmith ARGS`."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
     try:
-        done = subprocess.run([sys.executable, "-m", "tunesmith", *args], cwd=workdir, env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "tunesmith", *args],
+            cwd=workdir,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
         return 124, f"{exc.output or ''}\n(tunesmith {' '.join(args[:2])}: stopped after {timeout:.0f} s)"
     return done.returncode, done.stdout
@@ -51,8 +58,9 @@ def data_report(path: Path, model: str, stage: str, workdir: Path, scratch: Path
         preview = pool.submit(run_cli, ["data", "preview", *common, "-n", "3", "--no-color"], workdir)
         (stats_code, _), (preview_code, preview_text) = stats.result(), preview.result()
     report["stats_png"] = str(png) if stats_code == 0 and png.is_file() else None
-    report["preview"] = preview_html(preview_text) if preview_code == 0 else \
-        f"<pre>{html.escape(preview_text)}</pre>"  # e.g. a stage whose trainer tokenises: said so
+    report["preview"] = (
+        preview_html(preview_text) if preview_code == 0 else f"<pre>{html.escape(preview_text)}</pre>"
+    )  # e.g. a stage whose trainer tokenises: said so
     return report
 
 
@@ -61,8 +69,11 @@ def export_options() -> dict[str, tuple[str, ...]]:
     export records' own (export.formats.EXPORTERS), so a new format appears in the page without UI code."""
     from tunesmith.export.formats import EXPORTERS, all_quants
 
-    return {"format": tuple(EXPORTERS), "quant": all_quants(),
-            "quants": {name: exporter.quants for name, exporter in EXPORTERS.items()}}
+    return {
+        "format": tuple(EXPORTERS),
+        "quant": all_quants(),
+        "quants": {name: exporter.quants for name, exporter in EXPORTERS.items()},
+    }
 
 
 def finished_outputs(folders: list[Path]) -> list[Path]:

@@ -122,10 +122,14 @@ class RunRegistry:
         output = (self.workdir / raw["output_dir"]).resolve()
         busy = [r for r in self.runs() if r.output == output and self.alive(r)]
         if busy:
-            raise ConfigError(f"output_dir {output} is being written by run `{busy[0].id}`; stop it or choose "
-                              "another output_dir")
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + "".join(c if c.isalnum() or c in "-_" else "-"
-                                                                   for c in (name or output.name))[:40]
+            raise ConfigError(
+                f"output_dir {output} is being written by run `{busy[0].id}`; stop it or choose another output_dir"
+            )
+        run_id = (
+            time.strftime("%Y%m%d-%H%M%S")
+            + "-"
+            + "".join(c if c.isalnum() or c in "-_" else "-" for c in (name or output.name))[:40]
+        )
         while (self.folder / run_id).exists():
             run_id += "x"
         (self.folder / run_id).mkdir(parents=True)
@@ -140,21 +144,32 @@ class RunRegistry:
         if self.alive(run):
             raise ConfigError(f"run `{run_id}` is still running; stop it first")
         if self.status(run) == "finished":
-            raise ConfigError(f"run `{run_id}` finished; its model is in {run.output_dir} (start a new run to train "
-                              "again)")
-        run.history.append({"pid": run.pid, "started_at": run.started_at, "returncode": run.returncode,
-                            "stopped": run.stop_requested})
+            raise ConfigError(
+                f"run `{run_id}` finished; its model is in {run.output_dir} (start a new run to train again)"
+            )
+        run.history.append(
+            {"pid": run.pid, "started_at": run.started_at, "returncode": run.returncode, "stopped": run.stop_requested}
+        )
         run.stop_requested, run.returncode = False, None
         return self._launch(run, ["training.resume=auto"])
 
     def _launch(self, run: Run, overrides: list[str]) -> Run:
         env = dict(os.environ, PYTHONUNBUFFERED="1", TOKENIZERS_PARALLELISM="false")
         with self.log_path(run).open("a", encoding="utf-8") as log:
-            log.write(f"\n[tunesmith ui] {time.strftime('%Y-%m-%d %H:%M:%S')} starting: "
-                      f"{' '.join(run.command[1:] + overrides)}\n")
+            log.write(
+                f"\n[tunesmith ui] {time.strftime('%Y-%m-%d %H:%M:%S')} starting: "
+                f"{' '.join(run.command[1:] + overrides)}\n"
+            )
             log.flush()
-            child = subprocess.Popen(run.command + overrides, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            child = subprocess.Popen(
+                run.command + overrides,
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         self._children[run.id] = child
         run.pid, run.pid_started, run.started_at = child.pid, _process_start(child.pid), time.time()
         run.attempts += 1
@@ -213,7 +228,9 @@ class RunRegistry:
         """Not running, not finished, and a committed checkpoint waits in OUTPUT.partial/."""
         if self.status(run) not in ("stopped", "failed"):
             return False
-        return any((p / CHECKPOINT_MANIFEST).is_file() for p in partial_folder(run.output).glob(CHECKPOINT_PREFIX + "*"))
+        return any(
+            (p / CHECKPOINT_MANIFEST).is_file() for p in partial_folder(run.output).glob(CHECKPOINT_PREFIX + "*")
+        )
 
     def run_folder(self, run: Run) -> Path:
         """Where the run writes now: OUTPUT.partial/ while it trains (or was cut short), OUTPUT/ when done."""
@@ -251,8 +268,13 @@ class RunRegistry:
         if self.status(run) == "finished":
             fraction = 1.0
         losses = [r["loss"] for r in records if isinstance(r.get("loss"), (int, float))]
-        return {"step": step, "epoch": epoch, "max_steps": max_steps if isinstance(max_steps, int) else -1,
-                "fraction": min(max(fraction, 0.0), 1.0), "loss": losses[-1] if losses else None}
+        return {
+            "step": step,
+            "epoch": epoch,
+            "max_steps": max_steps if isinstance(max_steps, int) else -1,
+            "fraction": min(max(fraction, 0.0), 1.0),
+            "loss": losses[-1] if losses else None,
+        }
 
     def loss_points(self, run: Run) -> list[dict]:
         """Rows {step, loss, series} for a plot: the training loss and the validation loss."""

@@ -40,8 +40,10 @@ def is_loopback(host: str) -> bool:
 
 def bind_check(host: str, auth: tuple[str, str] | None) -> None:
     if not is_loopback(host) and auth is None:
-        raise ConfigError(f"ui --host {host}: the page starts trainings and reads files, so an address other than "
-                          "loopback needs a password: add --auth USER:PASSWORD (or leave out --host for 127.0.0.1)")
+        raise ConfigError(
+            f"ui --host {host}: the page starts trainings and reads files, so an address other than "
+            "loopback needs a password: add --auth USER:PASSWORD (or leave out --host for 127.0.0.1)"
+        )
 
 
 class PathGuard:
@@ -58,8 +60,10 @@ class PathGuard:
             raise ConfigError(f"{what}: no path given")
         path = (self.roots[0] / Path(text).expanduser()).resolve()
         if not any(path == root or path.is_relative_to(root) for root in self.roots):
-            raise ConfigError(f"{what}: {text} is outside the folders this page may use "
-                              f"({', '.join(map(str, self.roots))}); start `tunesmith ui --root DIR` to allow another")
+            raise ConfigError(
+                f"{what}: {text} is outside the folders this page may use "
+                f"({', '.join(map(str, self.roots))}); start `tunesmith ui --root DIR` to allow another"
+            )
         if must_exist and not path.exists():
             raise ConfigError(f"{what}: {text} does not exist (looked for {path})")
         if must_exist and kind == "file" and not path.is_file():

@@ -60,7 +60,7 @@ def _strip_optional(annotation: Any) -> tuple[Any, bool]:
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) < len(typing.get_args(annotation)):
-            return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True
+            return (args[0] if len(args) == 1 else typing.Union[tuple(args)]), True  # noqa: UP007 (built from a tuple)
     return annotation, False
 
 
@@ -84,8 +84,13 @@ def _spec(key: str, section: str, field) -> FieldSpec:
     default = field.default_factory() if field.default_factory is not None else field.default
     if field.is_required():
         default = None
-    common = {"key": key, "section": section, "default": default, "description": field.description or "",
-              "optional": optional}
+    common = {
+        "key": key,
+        "section": section,
+        "default": default,
+        "description": field.description or "",
+        "optional": optional,
+    }
     if annotation is bool:
         return FieldSpec(widget="checkbox", parse="bool", **common)
     if typing.get_origin(annotation) is typing.Literal:
@@ -123,8 +128,11 @@ def section_applies(section: str, stage: str, method: str) -> bool:
 
 
 def section_descriptions() -> dict[str, str]:
-    return {name: field.description or "" for name, field in TunesmithConfig.model_fields.items()
-            if _is_section(field.annotation)}
+    return {
+        name: field.description or ""
+        for name, field in TunesmithConfig.model_fields.items()
+        if _is_section(field.annotation)
+    }
 
 
 def parse_value(spec: FieldSpec, value: Any) -> Any:
@@ -157,8 +165,9 @@ def parse_value(spec: FieldSpec, value: Any) -> Any:
         return yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         kind = {"int": "a whole number", "float": "a number", "yaml": "YAML", "list": "a comma-separated list"}
-        raise ConfigError(f"{spec.key}: `{text}` is not {kind.get(spec.parse, spec.parse)} "
-                          f"({str(exc).splitlines()[0]})") from None
+        raise ConfigError(
+            f"{spec.key}: `{text}` is not {kind.get(spec.parse, spec.parse)} ({str(exc).splitlines()[0]})"
+        ) from None
 
 
 def form_to_config(specs: list[FieldSpec], values: list[Any]) -> dict:

@@ -14,14 +14,26 @@ NO_SET = "No LoRA set loaded: replies come from the model above."
 
 def build(ctx, labels) -> None:
     with gr.Row():
-        model = labels(gr.Dropdown(["default"], value="default", allow_custom_value=True,
-                                   label=text("chat_model", "en"), elem_id="chat-model"), "chat_model")
+        model = labels(
+            gr.Dropdown(
+                ["default"],
+                value="default",
+                allow_custom_value=True,
+                label=text("chat_model", "en"),
+                elem_id="chat-model",
+            ),
+            "chat_model",
+        )
         side = labels(gr.Checkbox(True, label=text("side_by_side", "en"), elem_id="chat-side"), "side_by_side")
         tokens = labels(gr.Slider(1, 1024, value=64, step=1, label=text("max_new_tokens", "en")), "max_new_tokens")
         temperature = labels(gr.Slider(0, 2, value=0, step=0.05, label=text("temperature", "en")), "temperature")
     with gr.Row():
-        chosen = labels(gr.Dropdown([], multiselect=True, allow_custom_value=True, label=text("lora_set", "en"),
-                                    elem_id="chat-set", scale=3), "lora_set")
+        chosen = labels(
+            gr.Dropdown(
+                [], multiselect=True, allow_custom_value=True, label=text("lora_set", "en"), elem_id="chat-set", scale=3
+            ),
+            "lora_set",
+        )
         load = labels(gr.Button(text("load_set", "en"), elem_id="chat-set-load", scale=0), "load_set", "value")
         adapter = labels(gr.Dropdown([], label=text("adapter", "en"), elem_id="chat-adapter", scale=1), "adapter")
     status = gr.Markdown(NO_SET, elem_id="chat-set-status")
@@ -48,14 +60,24 @@ def build(ctx, labels) -> None:
             refs = set_refs(ctx.guard, selected)
             adapters = ctx.chat.lora_set(refs)
         except TunesmithError as exc:
-            return [], gr.update(choices=[], value=None), (
-                f"**LoRA set refused:** {exc}\n\nA LoRA set takes LoRA outputs trained on one base; chat with any "
-                f"other output as the model above. {NO_SET}")
+            return (
+                [],
+                gr.update(choices=[], value=None),
+                (
+                    f"**LoRA set refused:** {exc}\n\nA LoRA set takes LoRA outputs trained on one base; chat with any "
+                    f"other output as the model above. {NO_SET}"
+                ),
+            )
         names = adapters.names
         rows = "\n".join(f"- `{name}`: {path}" for name, path in zip(names[1:], refs))
-        return refs, gr.update(choices=names, value=names[1]), (
-            f"**LoRA set loaded:** base `{adapters.base_path}` (loaded once) with\n{rows}\n\n"
-            "Replies come from the active adapter; the Base pane is the same model with the adapters off.")
+        return (
+            refs,
+            gr.update(choices=names, value=names[1]),
+            (
+                f"**LoRA set loaded:** base `{adapters.base_path}` (loaded once) with\n{rows}\n\n"
+                "Replies come from the active adapter; the Base pane is the same model with the adapters off."
+            ),
+        )
 
     def reply(ref, with_base, max_new, temp, msg, refs, active, tuned_history, base_history):
         tuned_history, base_history = list(tuned_history or []), list(base_history or [])
@@ -64,8 +86,10 @@ def build(ctx, labels) -> None:
             return
         n, t = int(max_new), float(temp)
         if refs:  # the LoRA set: the active adapter, and beside it the same base with the adapters off
-            panes = [(lambda h: ctx.chat.stream_adapter(refs, active or "base", h, n, t), tuned_history),
-                     (lambda h: ctx.chat.stream_adapter(refs, "base", h, n, t), base_history)]
+            panes = [
+                (lambda h: ctx.chat.stream_adapter(refs, active or "base", h, n, t), tuned_history),
+                (lambda h: ctx.chat.stream_adapter(refs, "base", h, n, t), base_history),
+            ]
         else:
             try:
                 ref = ctx.guard.model_ref(ref or "default", "chat model")
@@ -73,8 +97,10 @@ def build(ctx, labels) -> None:
                 gr.Warning(str(exc))
                 yield tuned_history, base_history, msg
                 return
-            panes = [(lambda h: ctx.chat.stream(ref, h, n, t), tuned_history),
-                     (lambda h: ctx.chat.stream(ctx.chat.base_of(ref), h, n, t), base_history)]
+            panes = [
+                (lambda h: ctx.chat.stream(ref, h, n, t), tuned_history),
+                (lambda h: ctx.chat.stream(ctx.chat.base_of(ref), h, n, t), base_history),
+            ]
         if not with_base:
             panes = panes[:1]
         for stream, history in panes:
@@ -84,7 +110,7 @@ def build(ctx, labels) -> None:
                 for so_far in stream(history[:-1]):
                     history[-1] = {"role": "assistant", "content": so_far}
                     yield tuned_history, base_history, ""
-            except Exception as exc:  # noqa: BLE001 - a model that will not load or generate: said in the pane
+            except Exception as exc:
                 history[-1] = {"role": "assistant", "content": f"(no reply: {type(exc).__name__}: {exc})"}
                 yield tuned_history, base_history, ""
 

@@ -15,19 +15,26 @@ from tunesmith.ui.safety import store_upload
 def build(ctx, labels) -> gr.Textbox:
     """Returns the data-path box (the Train tab offers its file)."""
     with gr.Row():
-        upload = labels(gr.File(label=text("upload", "en"), file_types=[".json", ".jsonl", ".csv", ".parquet", ".gz"],
-                                elem_id="data-upload"), "upload")
+        upload = labels(
+            gr.File(
+                label=text("upload", "en"),
+                file_types=[".json", ".jsonl", ".csv", ".parquet", ".gz"],
+                elem_id="data-upload",
+            ),
+            "upload",
+        )
         with gr.Column():
             path = labels(gr.Textbox(label=text("data_path", "en"), elem_id="data-path"), "data_path")
-            model = labels(gr.Textbox("default", label=text("tokenizer_model", "en"), elem_id="data-model"),
-                           "tokenizer_model")
+            model = labels(
+                gr.Textbox("default", label=text("tokenizer_model", "en"), elem_id="data-model"), "tokenizer_model"
+            )
             stage = labels(gr.Dropdown(list(STAGE_NAMES), value="sft", label=text("data_stage", "en")), "data_stage")
             check = labels(gr.Button(text("check", "en"), variant="primary", elem_id="data-check"), "check", "value")
     result = labels(gr.Textbox(label=text("check_result", "en"), lines=8, elem_id="data-result"), "check_result")
     with gr.Row():
         stats = labels(gr.Image(label=text("stats_plot", "en"), type="filepath", elem_id="data-stats"), "stats_plot")
         with gr.Column():
-            labels(gr.Markdown(text('preview', 'en')), 'preview', 'value')
+            labels(gr.Markdown(text("preview", "en")), "preview", "value")
             preview = gr.HTML(elem_id="data-preview")
 
     def uploaded(file):

@@ -21,7 +21,10 @@ def base_vs_tuned(output: Path) -> str:
 
     path = output / "eval_results.json"
     if not path.is_file():
-        return f"{output.name}: no eval_results.json (the run measured nothing, or its config set eval.compare_base: false)"
+        return (
+            f"{output.name}: no eval_results.json (the run measured nothing, or its config set "
+            "eval.compare_base: false)"
+        )
     results = json.loads(path.read_text())
     if not results.get("base"):
         return f"{output.name}: measured after training only; run the evaluation for a table"
@@ -37,8 +40,9 @@ def report_frame(path: Path) -> str:
 
 def build(ctx, labels) -> None:
     with gr.Row():
-        outputs = labels(gr.Dropdown([], multiselect=True, label=text("outputs", "en"), elem_id="eval-outputs"),
-                         "outputs")
+        outputs = labels(
+            gr.Dropdown([], multiselect=True, label=text("outputs", "en"), elem_id="eval-outputs"), "outputs"
+        )
         refresh = labels(gr.Button(text("refresh", "en"), scale=0), "refresh", "value")
         show = labels(gr.Button(text("show_report", "en"), elem_id="eval-show"), "show_report", "value")
         run = labels(gr.Button(text("run_eval", "en"), variant="primary", elem_id="eval-run"), "run_eval", "value")
@@ -74,7 +78,9 @@ def build(ctx, labels) -> None:
         logs = []
         for folder in folders:
             config = folder / "config.yaml"
-            args = ["eval", str(config), "--model", str(folder)] if config.is_file() else ["eval", "--model", str(folder)]
+            args = (
+                ["eval", str(config), "--model", str(folder)] if config.is_file() else ["eval", "--model", str(folder)]
+            )
             code, output = run_cli(args, ctx.workdir)
             logs.append(f"$ tunesmith {' '.join(args)}\n{output.strip()}\n(exit status {code})")
         tables = "\n\n".join(base_vs_tuned(f) for f in folders)

@@ -21,11 +21,13 @@ def build(ctx, labels) -> None:
         out = labels(gr.Textbox(label=text("export_out", "en"), elem_id="export-out"), "export_out")
     with gr.Row():
         merge = labels(gr.Checkbox(True, label=text("merge", "en")), "merge")
-        fmt = labels(gr.Dropdown(list(options["format"]), value=options["format"][0], label=text("format", "en")),
-                     "format")
+        fmt = labels(
+            gr.Dropdown(list(options["format"]), value=options["format"][0], label=text("format", "en")), "format"
+        )
         first = options["format"][0]
-        quant = labels(gr.Dropdown([DEFAULT, *options["quants"][first]], value=DEFAULT, label=text("quant", "en")),
-                       "quant")
+        quant = labels(
+            gr.Dropdown([DEFAULT, *options["quants"][first]], value=DEFAULT, label=text("quant", "en")), "quant"
+        )
         overwrite = labels(gr.Checkbox(False, label=text("overwrite", "en")), "overwrite")
         go = labels(gr.Button(text("export", "en"), variant="primary", elem_id="export-go"), "export", "value")
     log = labels(gr.Textbox(lines=8, label=text("export_log", "en"), elem_id="export-log"), "export_log")

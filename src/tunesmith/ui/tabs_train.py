@@ -11,8 +11,14 @@ import yaml
 
 from tunesmith.errors import TunesmithError
 from tunesmith.ui.i18n import text
-from tunesmith.ui.schema_form import (NONE_CHOICE, config_from_form, field_specs, form_values,
-                                      section_applies, section_descriptions)
+from tunesmith.ui.schema_form import (
+    NONE_CHOICE,
+    config_from_form,
+    field_specs,
+    form_values,
+    section_applies,
+    section_descriptions,
+)
 
 POLL_SECONDS = 2.0
 RUN_COLUMNS = ["run", "status", "progress", "step", "loss", "output"]
@@ -23,8 +29,9 @@ def _widget(spec):
     if spec.widget == "checkbox":
         return gr.Checkbox(spec.shown(spec.default), **common)
     if spec.widget == "choice":
-        return gr.Dropdown([NONE_CHOICE if c is None else str(c) for c in spec.choices],
-                           value=spec.shown(spec.default), **common)
+        return gr.Dropdown(
+            [NONE_CHOICE if c is None else str(c) for c in spec.choices], value=spec.shown(spec.default), **common
+        )
     if spec.widget == "yaml":
         return gr.Textbox(spec.shown(spec.default), lines=3, **common)
     return gr.Textbox(spec.shown(spec.default), max_lines=1, **common)
@@ -53,18 +60,31 @@ def build(ctx, labels, data_file):
             sections = list(dict.fromkeys(s.section for s in specs if s.section))
             for section in sections:
                 shown = section_applies(section, "sft", "lora")
-                with gr.Accordion(f"{section}: {descriptions.get(section, '')}", open=section in ("model", "data"),
-                                  visible=shown, elem_id=f"section-{section}") as accordion:
+                with gr.Accordion(
+                    f"{section}: {descriptions.get(section, '')}",
+                    open=section in ("model", "data"),
+                    visible=shown,
+                    elem_id=f"section-{section}",
+                ) as accordion:
                     for spec in specs:
                         if spec.section == section:
                             widgets[spec.key] = _widget(spec)
                 accordions[section] = accordion
         with gr.Column(scale=1):
             load = labels(gr.File(label=text("load_yaml", "en"), file_types=[".yaml", ".yml"], height=90), "load_yaml")
-            preview = labels(gr.Code(label=text("yaml_preview", "en"), language="yaml", interactive=False,
-                                     elem_id="yaml-preview", max_lines=16), "yaml_preview")
-            download = labels(gr.DownloadButton(text("download_yaml", "en"), elem_id="yaml-download"),
-                              "download_yaml", "label")
+            preview = labels(
+                gr.Code(
+                    label=text("yaml_preview", "en"),
+                    language="yaml",
+                    interactive=False,
+                    elem_id="yaml-preview",
+                    max_lines=16,
+                ),
+                "yaml_preview",
+            )
+            download = labels(
+                gr.DownloadButton(text("download_yaml", "en"), elem_id="yaml-download"), "download_yaml", "label"
+            )
             start = labels(gr.Button(text("start", "en"), variant="primary", elem_id="train-start"), "start", "value")
             message = gr.Markdown(elem_id="train-message")
             labels(gr.Markdown("### " + text("runs", "en")), "runs", "value")
@@ -74,11 +94,16 @@ def build(ctx, labels, data_file):
                 stop = labels(gr.Button(text("stop", "en"), variant="stop", elem_id="run-stop"), "stop", "value")
                 resume = labels(gr.Button(text("resume", "en"), elem_id="run-resume"), "resume", "value")
                 refresh = labels(gr.Button(text("refresh", "en")), "refresh", "value")
-            plot = labels(gr.LinePlot(x="step", y="loss", color="series", label=text("loss_plot", "en"),
-                                      elem_id="run-plot", height=260), "loss_plot")
+            plot = labels(
+                gr.LinePlot(
+                    x="step", y="loss", color="series", label=text("loss_plot", "en"), elem_id="run-plot", height=260
+                ),
+                "loss_plot",
+            )
             table = gr.Dataframe(headers=RUN_COLUMNS, interactive=False, elem_id="runs-table")
-            log = labels(gr.Textbox(label=text("log", "en"), lines=10, max_lines=10, autoscroll=True,
-                                    elem_id="run-log"), "log")
+            log = labels(
+                gr.Textbox(label=text("log", "en"), lines=10, max_lines=10, autoscroll=True, elem_id="run-log"), "log"
+            )
     inputs = [widgets[s.key] for s in specs]
 
     # --- the form -> YAML ------------------------------------------------------------------------
@@ -106,8 +131,12 @@ def build(ctx, labels, data_file):
         return form_values(specs, raw if isinstance(raw, dict) else {})
 
     gr.on([w.change for w in inputs], render, inputs, [preview, download], trigger_mode="always_last")
-    gr.on([widgets["stage"].change, widgets["method"].change], sections_shown,
-          [widgets["stage"], widgets["method"]], list(accordions.values()))
+    gr.on(
+        [widgets["stage"].change, widgets["method"].change],
+        sections_shown,
+        [widgets["stage"], widgets["method"]],
+        list(accordions.values()),
+    )
     load.upload(loaded_yaml, load, inputs)
     data_file.change(lambda p: p, data_file, widgets["data.train"])
 
@@ -119,8 +148,16 @@ def build(ctx, labels, data_file):
         rows = []
         for run in runs:
             p = ctx.registry.progress(run)
-            rows.append([run.id, ctx.registry.status(run), f"{p['fraction']:.0%}", p["step"],
-                         "" if p["loss"] is None else f"{p['loss']:.4f}", run.output_dir])
+            rows.append(
+                [
+                    run.id,
+                    ctx.registry.status(run),
+                    f"{p['fraction']:.0%}",
+                    p["step"],
+                    "" if p["loss"] is None else f"{p['loss']:.4f}",
+                    run.output_dir,
+                ]
+            )
         ids = [r.id for r in runs]
         if selected not in ids:
             selected, choose = (ids[0] if ids else None), True
@@ -132,9 +169,12 @@ def build(ctx, labels, data_file):
         total = f" / {p['max_steps']}" if p["max_steps"] > 0 else f" (epoch {p['epoch']:.2f})"
         loss = "" if p["loss"] is None else f", loss {p['loss']:.4f}"
         resumable = " (resumable)" if ctx.registry.resumable(run) else ""
-        bar = (f'<div id="run-status" data-status="{status}" data-step="{p["step"]}"><b>{run.id}</b>: {status}{resumable}, '
-               f'step {p["step"]}{total}{loss}<br><progress value="{p["fraction"]:.3f}" max="1" '
-               f'style="width:100%"></progress></div>')
+        bar = (
+            f'<div id="run-status" data-status="{status}" data-step="{p["step"]}">'
+            f"<b>{run.id}</b>: {status}{resumable}, "
+            f'step {p["step"]}{total}{loss}<br><progress value="{p["fraction"]:.3f}" max="1" '
+            f'style="width:100%"></progress></div>'
+        )
         points = pd.DataFrame(ctx.registry.loss_points(run), columns=["step", "loss", "series"])
         return pd.DataFrame(rows, columns=RUN_COLUMNS), choice, bar, points, ctx.registry.log_tail(run)
 
@@ -147,7 +187,10 @@ def build(ctx, labels, data_file):
             run = ctx.registry.start(body)
         except TunesmithError as exc:
             return (f"**error:** {exc}", *refresh_runs(None))
-        return (f"started `{run.id}` (pid {run.pid}); config {ctx.registry.config_path(run)}", *refresh_runs(run.id, True))
+        return (
+            f"started `{run.id}` (pid {run.pid}); config {ctx.registry.config_path(run)}",
+            *refresh_runs(run.id, True),
+        )
 
     def act(action, selected):
         try:
