@@ -23,7 +23,8 @@ def cmd_ui(args) -> int:
     except ImportError as exc:
         raise ConfigError(f"tunesmith ui needs Gradio ({exc}); install it with: pip install 'tunesmith[ui]'") from None
     home = Path(args.home or os.environ.get("TUNESMITH_UI_HOME") or "tunesmith-ui")
-    ctx = UiContext(home=home, workdir=Path.cwd(), roots=roots)
+    ctx = UiContext(home=home, workdir=Path.cwd(), roots=roots, endpoints=tuple(args.allow_endpoint),
+                    key_env=args.endpoint_key_env)  # fmt: skip
     print(f"[tunesmith] ui: http://{args.host}:{args.port} (runs, uploads and configs in {ctx.home})", flush=True)
     launch(ctx, args.host, args.port, auth)
     return 0
@@ -50,5 +51,20 @@ def register(verbs) -> None:
         default=[],
         metavar="DIR",
         help="Another folder whose files the page may name (besides the working folder and --home); repeatable.",
+    )
+    ui.add_argument(
+        "--allow-endpoint",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="A judge endpoint (OpenAI-compatible, http://HOST:PORT/v1) that configs written in the page may "
+        "send prompts to; repeatable. Without it the page refuses endpoint judges (docs/ui.md).",
+    )
+    ui.add_argument(
+        "--endpoint-key-env",
+        default="OPENAI_API_KEY",
+        metavar="NAME",
+        help="The environment variable whose value is sent as the key to an allowed endpoint; a config "
+        "written in the page cannot name another.",
     )
     ui.set_defaults(func=cmd_ui)

@@ -19,6 +19,7 @@ import gradio as gr
 from tunesmith.ui.chat_models import ChatModels
 from tunesmith.ui.i18n import LANGUAGES, text
 from tunesmith.ui.jobs import finished_outputs
+from tunesmith.ui.page_config import PagePolicy
 from tunesmith.ui.runs import RunRegistry
 from tunesmith.ui.safety import PathGuard
 
@@ -28,8 +29,11 @@ class UiContext:
     home: Path  # the UI's own folder: runs/, uploads/, configs/, data/
     workdir: Path  # where commands run and relative paths start
     roots: list[Path] = field(default_factory=list)  # extra folders typed paths may name
+    endpoints: tuple[str, ...] = ()  # judge endpoints the operator allows (--allow-endpoint)
+    key_env: str = "OPENAI_API_KEY"  # the variable whose key may go to them (--endpoint-key-env)
     registry: RunRegistry = None  # type: ignore[assignment]
     guard: PathGuard = None  # type: ignore[assignment]
+    policy: PagePolicy = None  # type: ignore[assignment]  # what a config written in the page may reach
     chat: ChatModels = None  # type: ignore[assignment]
 
     def __post_init__(self):
@@ -37,6 +41,7 @@ class UiContext:
         self.home.mkdir(parents=True, exist_ok=True)
         self.registry = RunRegistry(self.home, self.workdir)
         self.guard = PathGuard([self.workdir, self.home, *self.roots])
+        self.policy = PagePolicy(self.guard, self.home, tuple(self.endpoints), self.key_env)
         self.chat = ChatModels()
 
     def outputs(self) -> list[str]:

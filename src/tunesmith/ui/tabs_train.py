@@ -11,6 +11,7 @@ import yaml
 
 from tunesmith.errors import TunesmithError
 from tunesmith.ui.i18n import text
+from tunesmith.ui.page_config import check_page_config
 from tunesmith.ui.schema_form import (
     NONE_CHOICE,
     config_from_form,
@@ -35,16 +36,6 @@ def _widget(spec):
     if spec.widget == "yaml":
         return gr.Textbox(spec.shown(spec.default), lines=3, **common)
     return gr.Textbox(spec.shown(spec.default), max_lines=1, **common)
-
-
-def _check_paths(ctx, raw: dict) -> None:
-    """Typed paths: the base model and the data files must lie inside the UI's folders."""
-    ctx.guard.model_ref((raw.get("model") or {}).get("name_or_path", "default"))
-    data = raw.get("data") or {}
-    for key in ("train", "validation"):
-        for item in data.get(key) or []:
-            ctx.guard.resolve(item, f"data.{key}")
-    ctx.guard.resolve(raw["output_dir"], "output_dir", must_exist=False)
 
 
 def build(ctx, labels, data_file):
@@ -183,7 +174,7 @@ def build(ctx, labels, data_file):
     def start_run(*values):
         try:
             raw, body = config_from_form(specs, list(values))
-            _check_paths(ctx, raw)
+            check_page_config(raw, ctx.policy)  # every path key inside the page's folders; no code, no secrets
             run = ctx.registry.start(body)
         except TunesmithError as exc:
             return (f"**error:** {exc}", *refresh_runs(None))
