@@ -182,5 +182,11 @@ def test_http_api_answers_a_failed_generation_with_an_error(tokenizer):
         )
         events = within_deadline(lambda: urllib.request.urlopen(request, timeout=DEADLINE).read().decode())
         assert '"generation failed: RuntimeError: boom"' in events and "[DONE]" not in events
+        # /metrics counts the stream by its error, though its HTTP status was 200
+        metrics = within_deadline(
+            lambda: urllib.request.urlopen(server.url[: -len("/v1")] + "/metrics").read().decode()
+        )
+        assert 'tunesmith_stream_errors_total{endpoint="/v1/chat/completions",status="500"} 1' in metrics
+        assert 'tunesmith_errors_total{status="500"} 2' in metrics
     finally:
         server.stop()

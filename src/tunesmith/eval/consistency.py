@@ -26,7 +26,7 @@ import torch
 
 from tunesmith.data.rejects import parse_rows
 from tunesmith.eval.generate import generate, prompt_messages, prompt_text, valid_unicode
-from tunesmith.eval.qa import normalise
+from tunesmith.eval.qa import contains_key, normalise
 
 
 @dataclass
@@ -63,7 +63,7 @@ def load_consistency(path: str) -> list[Phrasing]:
 
 def label(reply: str, keys: list[str] | None, index: int) -> str:
     if keys:
-        found = next((k for k in keys if normalise(k) in normalise(reply)), None)
+        found = next((k for k in keys if contains_key(reply, k)), None)
         return f"key:{normalise(found)}" if found else f"none:{index}"
     text = unicodedata.normalize("NFKC", reply).lower()
     return "text:" + re.sub(r"[\W_]+", "", text)

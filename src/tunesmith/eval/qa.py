@@ -22,6 +22,8 @@ from tunesmith.data.row_errors import RowError
 from tunesmith.eval.generate import generate, question_prompt
 
 log = logging.getLogger(__name__)
+# scripts written without spaces between words: a key in them is matched as a substring
+NO_SPACES = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff]")
 
 
 @dataclass
@@ -36,9 +38,45 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().lower()
 
 
+def _spaced_letter(char: str) -> bool:
+    """A letter of a script that separates words with spaces (not Chinese, Japanese kana, Thai ...)."""
+    return char.isalpha() and not NO_SPACES.match(char)
+
+
+def _joins(left: str, right: str, beyond: str) -> bool:
+    """Whether `left` and `right`, side by side, belong to one number or one word: digits with digits
+    (also across a decimal point or thousands separator: `beyond` is the character past it), letters
+    of a spaced script with such letters. Chinese characters join nothing: they have no spaces."""
+    if left.isdigit() and right.isdigit():
+        return True
+    if right in ".," and left.isdigit() and beyond.isdigit():  # 3 | .5
+        return True
+    return _spaced_letter(left) and _spaced_letter(right)
+
+
+def contains_key(text: str, key: str) -> bool:
+    """`key` occurs in `text` as a whole number or word, both normalised: "3" is not found in "13" or
+    "3.5", "Paris" not in "Parisian", while "北京" is found in "答案是北京" and "30" in "30GB"."""
+    text, key = normalise(text), normalise(key)
+    if not key:
+        return False
+    start = text.find(key)
+    while start != -1:
+        end = start + len(key)
+        before, after = text[start - 1 : start], text[end : end + 1]
+        before_far, after_far = text[start - 2 : start - 1], text[end + 1 : end + 2]
+        joined_left = bool(before) and (
+            _joins(before, key[0], "") or (before in ".," and _joins(before_far, key[0], ""))
+        )
+        joined_right = bool(after) and _joins(key[-1], after, after_far)
+        if not (joined_left or joined_right):
+            return True
+        start = text.find(key, start + 1)
+    return False
+
+
 def is_correct(reply: str, answers: list[str]) -> bool:
-    reply = normalise(reply)
-    return any(normalise(a) in reply for a in answers)
+    return any(contains_key(reply, a) for a in answers)
 
 
 def to_qa_item(raw: RawRow) -> QAItem:

@@ -28,11 +28,12 @@ All scores are on a 0-100 scale except the matches (shares, 0-1).
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from tunesmith.data.rejects import parse_rows
 from tunesmith.eval.generate import generate, prompt_text, valid_unicode
-from tunesmith.eval.qa import normalise
+from tunesmith.eval.qa import NO_SPACES, contains_key, normalise
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -121,6 +122,22 @@ class _Whitespace:
         return text.lower().split()
 
 
+# one character of a script without spaces, or a run of other word characters
+_PIECES = re.compile(rf"{NO_SPACES.pattern}|(?:(?!{NO_SPACES.pattern}).)+")
+
+
+class _Words:
+    """A rouge-score tokenizer for any script: words of letters and digits in every script (rouge-score's
+    own keeps a-z and 0-9 only, so Russian, Korean or Arabic text scored 0 even against itself), each
+    character a token in scripts written without spaces (Japanese kana, Thai ...)."""
+
+    def tokenize(self, text: str) -> list[str]:
+        tokens = []
+        for word in re.findall(r"[^\W_]+", unicodedata.normalize("NFKC", text).lower()):
+            tokens += _PIECES.findall(word)
+        return tokens
+
+
 def segment(text: str) -> str:
     import jieba
 
@@ -129,14 +146,17 @@ def segment(text: str) -> str:
 
 
 def rouge_scores(prediction: str, references: list[str]) -> dict[str, float]:
-    """ROUGE-1/2/L F x100 of one prediction against its best reference (jieba words for Chinese)."""
+    """ROUGE-1/2/L F x100 of one prediction against its best reference: jieba words for Chinese,
+    rouge-score's own tokens for ASCII text, words of any script otherwise (`_Words`)."""
     from rouge_score import rouge_scorer
 
     if is_chinese(references + [prediction]):
         scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_Whitespace())
         prediction, references = segment(prediction), [segment(r) for r in references]
+    elif all(t.isascii() for t in references + [prediction]):
+        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])  # its own tokenizer, as published
     else:
-        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"])
+        scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], tokenizer=_Words())
     scores = scorer.score_multi(references, prediction)
     return {name: scores[name].fmeasure * 100 for name in ("rouge1", "rouge2", "rougeL")}
 
@@ -173,7 +193,7 @@ def generation_scores(
                 "chrf": sacrebleu.sentence_chrf(prediction, refs).score,
                 **rouge_scores(prediction, refs),
                 "exact_match": normalise(prediction) in {normalise(r) for r in refs},
-                "key_match": any(normalise(k) in normalise(prediction) for k in row_keys),
+                "key_match": any(contains_key(prediction, k) for k in row_keys),
                 "bleu4_char_llamafactory": bleu4_char_llamafactory(prediction, refs),
             }
         )

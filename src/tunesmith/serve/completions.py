@@ -178,6 +178,7 @@ async def _events(request: Request, reply: Reply, choices: Choices, metrics: Met
                 500, f"the reply failed: {type(exc).__name__}: {exc}", kind="server_error", code="internal_error"
             )
         note(request, **{k: v for k, v in exc.body()["error"].items() if k in ("message", "param", "code")})
+        metrics.stream_failed(request.url.path, exc.status)
         yield f"data: {json.dumps(exc.body(), ensure_ascii=False)}\n\n"
     finally:
         choices.cancel()

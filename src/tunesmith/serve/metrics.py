@@ -41,6 +41,8 @@ class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
         self.requests: collections.Counter = collections.Counter()  # (endpoint, status) -> count
+        # streams that began as HTTP 200 and ended with an error chunk: (endpoint, the error's status) -> count
+        self.stream_errors: collections.Counter = collections.Counter()
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.ttft = Histogram(TTFT_BUCKETS)
@@ -50,6 +52,11 @@ class Metrics:
     def request_done(self, endpoint: str, status: int) -> None:
         with self._lock:
             self.requests[(endpoint, status)] += 1
+
+    def stream_failed(self, endpoint: str, status: int) -> None:
+        """A stream already answered 200 that ended with an error chunk: counted as that error."""
+        with self._lock:
+            self.stream_errors[(endpoint, status)] += 1
 
     def tokens(self, prompt: int, completion: int) -> None:
         with self._lock:
@@ -74,12 +81,22 @@ class Metrics:
                 f'tunesmith_requests_total{{endpoint="{e}",status="{s}"}} {n}'
                 for (e, s), n in sorted(self.requests.items())
             ]
+            lines += [
+                "# HELP tunesmith_stream_errors_total Streams that answered 200 and then ended with an error "
+                "chunk, by endpoint and the error's status.",
+                "# TYPE tunesmith_stream_errors_total counter",
+            ]
+            lines += [
+                f'tunesmith_stream_errors_total{{endpoint="{e}",status="{s}"}} {n}'
+                for (e, s), n in sorted(self.stream_errors.items())
+            ]
             errors = collections.Counter()
-            for (_, status), n in self.requests.items():
+            for (_, status), n in [*self.requests.items(), *self.stream_errors.items()]:
                 if status >= 400:
                     errors[status] += n
             lines += [
-                "# HELP tunesmith_errors_total Requests answered with an error, by status.",
+                "# HELP tunesmith_errors_total Requests answered with an error (a failed stream by its error), "
+                "by status.",
                 "# TYPE tunesmith_errors_total counter",
             ]
             lines += [f'tunesmith_errors_total{{status="{s}"}} {n}' for s, n in sorted(errors.items())]
