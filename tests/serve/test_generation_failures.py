@@ -190,3 +190,62 @@ def test_http_api_answers_a_failed_generation_with_an_error(tokenizer):
         assert 'tunesmith_errors_total{status="500"} 2' in metrics
     finally:
         server.stop()
+
+
+class SlowForward(torch.nn.Module):
+    """A model for the server's batcher that always answers the same ordinary token, one decode step
+    every `delay` seconds, counting its forwards."""
+
+    def __init__(self, tokenizer, delay=0.02):
+        super().__init__()
+        self.tokenizer, self.delay, self.steps = tokenizer, delay, 0
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.config = SimpleNamespace(max_position_embeddings=4096)
+
+    def forward(self, input_ids, cache=None, **kwargs):
+        self.steps += 1
+        time.sleep(self.delay)
+        logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], 512)
+        logits[..., 300] = 10.0  # an ordinary token, never an end of sequence
+        return SimpleNamespace(logits=logits, cache=cache)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_stops_within_a_step_of_its_client_leaving(tokenizer, stream):
+    """Streamed or not, generation stops when the client goes (checked between decode steps, not on
+    a timer), the access log says client_closed with the tokens generated, and the batch is free."""
+    import logging
+    import socket
+
+    from helpers.serving import Server, post, wait_until
+
+    lines = []
+    access = logging.Logger("access-test", logging.INFO)
+    access.addHandler(type("Keep", (logging.Handler,), {"emit": lambda self, record: lines.append(record.msg)})())
+    model = SlowForward(tokenizer)
+    server = Server(create_app(ModelHost(_loaded(model), name="fake"), access_log=access))
+    try:
+        body = json.dumps(
+            {"model": "fake", "max_tokens": 1000, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+        )
+        client = socket.create_connection(("127.0.0.1", server.port))
+        client.sendall(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        wait_until(lambda: model.steps >= 10)
+        client.close()
+        left_at = model.steps
+        wait_until(lambda: any('"client_closed"' in line for line in lines))
+        time.sleep(0.3)  # 15 more steps would run in this time if generation went on
+        assert model.steps - left_at <= 3, (left_at, model.steps)  # the step running, the one that noticed
+        record = json.loads(next(line for line in lines if '"client_closed"' in line))
+        assert record["outcome"] == "client_closed" and 9 <= record["completion_tokens"] < 20
+        # the batch has room again: a new request is answered at once
+        status, answer = post(
+            server.url + "/chat/completions",
+            {"model": "fake", "max_tokens": 2, "messages": [{"role": "user", "content": "again"}]},
+        )
+        assert status == 200 and answer["usage"]["completion_tokens"] == 2
+    finally:
+        server.stop()

@@ -68,7 +68,7 @@ def create_app(
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.tunesmith = state
     _answer_errors_as_openai(app)
-    app.middleware("http")(_gate(state, api_key, admin_key))
+    app.add_middleware(_Gate, state=state, api_key=api_key, admin_key=admin_key)
     _add_status_routes(app, state)
     add_completion_routes(app, state, max_tokens_cap, request_timeout)
     add_adapter_routes(app, state, cache_dir)
@@ -100,26 +100,32 @@ def _answer_errors_as_openai(app) -> None:
         return _error_response(ApiError(400, str(exc)))
 
 
-def _gate(state: ServerState, api_key: str | None, admin_key: str | None):
+class _Gate:
     """The middleware every request passes: the API or admin key, then 503 while the model loads;
-    /health and /metrics are open. Counts the POSTs to /v1/ by status."""
+    /health and /metrics are open. Counts the POSTs to /v1/ by status. Plain ASGI: Starlette's
+    BaseHTTPMiddleware (`app.middleware("http")`) hides the client's disconnect from the endpoints,
+    so a reply whose client left would run to its end."""
 
-    async def gate(request: Request, call_next):
+    def __init__(self, app, state: ServerState, api_key: str | None, admin_key: str | None):
+        self.app, self.state, self.api_key, self.admin_key = app, state, api_key, admin_key
+
+    def refusal(self, request: Request):
+        """The error response for a request that may not pass, or None."""
         path = request.url.path
         if path in ("/health", "/metrics"):
-            return await call_next(request)
+            return None
         admin = path == ADAPTERS_ROUTE or path.startswith(ADAPTERS_ROUTE + "/")
-        key = admin_key if admin else api_key
-        if admin and not admin_key:
-            response = _error_response(
+        key = self.admin_key if admin else self.api_key
+        if admin and not self.admin_key:
+            return _error_response(
                 ApiError(
                     403,
                     "adapter management is off: start the server with --admin-key (or TUNESMITH_ADMIN_KEY)",
                     kind="permission_error",
                 )
             )
-        elif key and request.headers.get("authorization", "") != f"Bearer {key}":
-            response = _error_response(
+        if key and request.headers.get("authorization", "") != f"Bearer {key}":
+            return _error_response(
                 ApiError(
                     401,
                     "adapter management needs the admin key (send `Authorization: Bearer ADMIN_KEY`)"
@@ -129,25 +135,40 @@ def _gate(state: ServerState, api_key: str | None, admin_key: str | None):
                     code="invalid_api_key",
                 )
             )
-        elif state.host is None:
-            response = _error_response(
+        if self.state.host is None:
+            return _error_response(
                 ApiError(
                     503,
                     "the model is still loading; retry shortly"
-                    if state.load_error is None
-                    else f"the model failed to load: {state.load_error}",
+                    if self.state.load_error is None
+                    else f"the model failed to load: {self.state.load_error}",
                     code="loading",
                     kind="server_error",
                     headers={"Retry-After": "5"},
                 )
             )
-        else:
-            response = await call_next(request)
-        if path.startswith("/v1/") and request.method == "POST":
-            state.metrics.request_done(path, response.status_code)
-        return response
+        return None
 
-    return gate
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        status = None
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        refusal = self.refusal(request)
+        if refusal is not None:
+            await refusal(scope, receive, send_status)
+        else:
+            await self.app(scope, receive, send_status)
+        if request.url.path.startswith("/v1/") and request.method == "POST" and status is not None:
+            self.state.metrics.request_done(request.url.path, status)
 
 
 def _add_status_routes(app, state: ServerState) -> None:

@@ -156,7 +156,8 @@ class Choices:
             job.cancel()  # a no-op for finished jobs
 
     async def events(self, disconnected=None):
-        """`disconnected`: an async check (the HTTP request's), polled every second while waiting."""
+        """`disconnected`: an async check (the HTTP request's), asked after every token (so a request
+        whose client left stops within one decode step) and every second while no token comes."""
         deadline = None if self.timeout is None else self.started + self.timeout
         open_choices, first = set(range(len(self.jobs))), True
         try:
@@ -176,6 +177,8 @@ class Choices:
                         return
                     continue
                 text = self.texts[index]
+                if isinstance(event, Token) and disconnected is not None and await disconnected():
+                    return  # the client left: `finally` frees the batch places before the next step
                 if isinstance(event, Token):
                     if first:
                         self.ttft = time.monotonic() - self.started
