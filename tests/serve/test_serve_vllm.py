@@ -77,3 +77,34 @@ def test_the_cli_refuses_vllm_without_a_gpu_an_admin_key_or_an_open_address_with
     assert "--admin-key (adapters added at run time) is the transformers engine's" in capsys.readouterr().err
     assert main(["serve", "--engine", "vllm", "--model", str(tiny_model_dir), "--host", "0.0.0.0"]) == 2
     assert "exposes the model to the network; set --api-key" in capsys.readouterr().err
+
+
+def test_vllm_renders_an_output_as_the_default_engine_does(tmp_path, tiny_model_dir, tokenizer):
+    """The output's own template (its base has another) and its run's system prompt reach vLLM as
+    --chat-template; rendered, it gives the default engine's prompt text, with and without a system turn."""
+    from tunesmith.data.templates import apply_template
+    from tunesmith.data.turns import with_system
+
+    system = "You are {{ the }} Veltrano help desk."  # Jinja syntax: the template must not run it
+    out = _lora_output(tmp_path / "veltrano", tiny_model_dir)
+    trained = type(tokenizer).from_pretrained(str(tiny_model_dir))
+    apply_template(trained, "chatml")  # the run's own template
+    trained.save_pretrained(out)
+    manifest = json.loads((out / "tunesmith.json").read_text())
+    (out / "tunesmith.json").write_text(json.dumps({**manifest, "system": system}))
+    command = vllm_command(str(out), "veltrano", {}, "127.0.0.1", 8000, None, 4)
+    served = type(tokenizer).from_pretrained(str(out))
+    served.chat_template = open(_option(command, "--chat-template"), encoding="utf-8").read()
+    asks = [
+        [{"role": "user", "content": "Where is lunch?"}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+    ]
+    for messages in asks:
+        default = trained.apply_chat_template(with_system(messages, system), tokenize=False, add_generation_prompt=True)
+        assert served.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == default
+    # adapters trained with different system prompts cannot share vLLM's one template
+    other = _lora_output(tmp_path / "other", tiny_model_dir)
+    trained.save_pretrained(other)
+    (other / "tunesmith.json").write_text(json.dumps({**manifest, "system": "Another."}))
+    with pytest.raises(ConfigError, match="different chat templates or system prompts"):
+        vllm_command("default", "default", {"a": str(out), "b": str(other)}, "127.0.0.1", 8000, None, 4)

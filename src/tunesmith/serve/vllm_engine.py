@@ -11,7 +11,10 @@ such as SIGTERM reach vLLM directly):
   folder) is served as it is, under `--name`;
 - `--adapter NAME=PATH ...`: their shared base with one LoRA module each (`--max-loras` their count);
 - `--max-lora-rank`: the largest adapter rank, rounded up to a size vLLM accepts;
-- `--host`, `--port`, `--api-key` (or `$TUNESMITH_API_KEY`), `--max-batch` (`--max-num-seqs`).
+- `--host`, `--port`, `--api-key` (or `$TUNESMITH_API_KEY`), `--max-batch` (`--max-num-seqs`);
+- `--chat-template`: for a tunesmith output, the template and system prompt the default engine
+  renders with (the output's own template, which a LoRA module's base does not have, and the run's
+  `data.system` put first when a request has no system turn); outputs served together must agree.
 
 What vLLM cannot serve is refused before anything starts, with the reason: DoRA adapters, virtual-
 token (prompt/prefix) outputs, bottleneck adapters and LoRA experts (export a merged model, or use
@@ -79,6 +82,45 @@ def _lora_output(path: str):
     return info
 
 
+def served_prompt(outputs: list[str]) -> tuple[str | None, str | None]:
+    """(chat template, system prompt) the default engine renders these tunesmith outputs' requests
+    with: each output's own tokenizer template and its run's `data.system`. vLLM takes one template
+    for the whole server, so outputs that differ are refused."""
+    from transformers import AutoTokenizer
+
+    from tunesmith.layout import read_manifest
+
+    def template(path: str) -> str | None:
+        has_tokenizer = (Path(path) / "tokenizer_config.json").is_file()
+        return AutoTokenizer.from_pretrained(path).chat_template if has_tokenizer else None
+
+    found = {(template(path), read_manifest(path).get("system") or None): path for path in outputs}
+    if len(found) > 1:
+        raise ConfigError(
+            "serve --engine vllm: these outputs were trained with different chat templates or system prompts "
+            f"({', '.join(found.values())}); vLLM renders every request with one, so serve them with "
+            "--engine transformers, or one at a time"
+        )
+    return next(iter(found)) if found else (None, None)
+
+
+def template_with_system(template: str, system: str | None) -> str:
+    """`template` that first puts `system` as the system turn when the messages have none (as the
+    default engine's `with_system` does), for vLLM's --chat-template."""
+    if not system:
+        return template
+    if "{% endraw %}" in system or "{%- endraw" in system:
+        raise ConfigError(
+            "serve --engine vllm: the run's system prompt contains `{% endraw %}`; serve it with --engine transformers"
+        )
+    return (
+        "{%- set tunesmith_system %}{% raw %}" + system + "{% endraw %}{% endset -%}\n"
+        "{%- if not messages or messages[0]['role'] != 'system' -%}\n"
+        "{%- set messages = [{'role': 'system', 'content': tunesmith_system}] + messages -%}\n"
+        "{%- endif -%}\n" + template
+    )
+
+
 def vllm_command(
     model: str,
     name: str,
@@ -130,6 +172,15 @@ def vllm_command(
             "--lora-modules",
             *(f"{n}={i.path}" for n, i in infos.items()),
         ]
+    outputs = [i.path for i in infos.values()] or ([model] if (Path(model) / RUN_MANIFEST).is_file() else [])
+    template, system = served_prompt([str(p) for p in outputs])
+    if template and (infos or system):  # the adapters' own template, and the run's system prompt, as served here
+        import tempfile
+
+        handle, path = tempfile.mkstemp(prefix="tunesmith-vllm-", suffix=".jinja")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(template_with_system(template, system))
+        command += ["--chat-template", path]
     if api_key:
         command += ["--api-key", api_key]
     if access_log == "off":
