@@ -154,17 +154,19 @@ def test_a_job_for_a_removed_adapter_ends_alone_and_the_batch_goes_on(tiny):
         batcher.stop()
 
 
-def test_a_tiny_temperature_samples_the_best_token_and_fails_no_one(tiny):
+@pytest.mark.parametrize("temperature", [1e-40, 1e-213])
+def test_a_tiny_temperature_samples_the_best_token_and_fails_no_one(tiny, temperature):
     """Any temperature in (0, 2] is valid: at 1e-40, scores / temperature overflowed to inf and softmax
-    to NaN, and the failed step ended every request in the batch. Now it picks the best token (as greedy
-    does), and a request beside it runs to its end."""
+    to NaN; at 1e-213 (found by tests/serve/test_serve_fuzz.py) float32 rounds the temperature to 0 and
+    the best score became 0 / 0. The failed step ended every request in the batch. Now it picks the best
+    token (as greedy does), and a request beside it runs to its end."""
     model, tokenizer = tiny
     prompt = tokenizer("The archive is in")["input_ids"]
     batcher = Batcher(model, tokenizer.pad_token_id, max_batch=4, max_queue=8)
     try:
         beside, tiny_t = Collect(), Collect()
         batcher.submit(Job(prompt, Sampling(max_tokens=12), set(), beside))
-        batcher.submit(Job(prompt, Sampling(max_tokens=8, temperature=1e-40, seed=1), set(), tiny_t))
+        batcher.submit(Job(prompt, Sampling(max_tokens=8, temperature=temperature, seed=1), set(), tiny_t))
         tokens, end = tiny_t.result()
         assert end == ("end", "length") and tokens == alone(model, tokenizer, prompt, 8)
         tokens, end = beside.result()

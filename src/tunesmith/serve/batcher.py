@@ -329,7 +329,9 @@ class Batcher:
                 masked = torch.full_like(scores, float("-inf"))
                 masked[allowed] = scores[allowed]
                 scores = masked
-            if s.temperature == 0:
+            if s.temperature < torch.finfo(scores.dtype).tiny:
+                # 0 is greedy, and so is the limit: a temperature the scores' dtype rounds to 0 would divide
+                # the best score by 0 (NaN), failing the step of every request in the batch
                 token = int(scores.argmax())
             else:
                 # shifted so that the best score is 0: a tiny temperature (1e-40) overflows scores / t to inf and
