@@ -99,7 +99,7 @@ def test_qa_counts_and_names_wrong_replies_cut_at_the_token_budget(tmp_path, mon
         Generated("It is Ledgerleaf, and", "", 8, False),
     ]
     monkeypatch.setattr(qa, "generate", lambda model, tokenizer, prompts, n, b: replies[: len(prompts)])
-    monkeypatch.setattr(qa, "chat_prompt", lambda tokenizer, question, system: question)
+    monkeypatch.setattr(qa, "question_prompt", lambda tokenizer, question, system: question)
     with caplog.at_level("WARNING", logger="tunesmith.eval.qa"):
         result = qa.qa_accuracy(None, None, str(path), None, max_new_tokens=8, batch_size=4)
     assert result["qa_correct"] == 2 and result["qa_cut_wrong"] == 1  # a cut reply that holds its answer counts
