@@ -20,6 +20,7 @@ from pathlib import Path
 from tunesmith.config.loader import validate_config
 from tunesmith.config.paths import INPUT_KEYS, key_values
 from tunesmith.errors import ConfigError
+from tunesmith.eval.judge import is_endpoint
 from tunesmith.ui.safety import PathGuard
 
 MODEL_KEYS = ("model.name_or_path", "eval.judge.model", "eval.judge.baseline")  # 'default', a hub id or a folder
@@ -35,13 +36,9 @@ class PagePolicy:
     key_env: str = "OPENAI_API_KEY"  # the one variable whose value may go to an allowed endpoint
 
 
-def _is_endpoint(ref: str) -> bool:
-    return ref.startswith(("http://", "https://"))
-
-
 def _check_judge(cfg, policy: PagePolicy) -> None:
     judge = cfg.eval.judge
-    if judge is None or not _is_endpoint(judge.model):
+    if judge is None or not is_endpoint(judge.model):
         return
     if judge.model.rstrip("/") not in {e.rstrip("/") for e in policy.endpoints}:
         allowed = ", ".join(policy.endpoints) or "none"
@@ -75,7 +72,7 @@ def check_page_config(raw: dict, policy: PagePolicy) -> None:
         for value in key_values(cfg, key):
             value = str(value)
             if key in MODEL_KEYS:
-                if not _is_endpoint(value):
+                if not is_endpoint(value):
                     guard.model_ref(value, key)
             elif key in ("data.train", "data.validation") and value in registry:
                 for path in registry[value].paths:
