@@ -7,37 +7,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers.files import write_config
+from helpers.configs import method_config
 from tunesmith.cli import main
 
 pytestmark = pytest.mark.trains  # trains or samples: scripts/test.sh runs it again with the CPU restricted to AVX2
 
 
 def _config(tmp_path, tiny_model_dir, data, method, extra=""):
-    out = tmp_path / f"out_{method}"
-    text = f"""\
-stage: sft
-method: {method}
-output_dir: {out}
-model:
-  name_or_path: {tiny_model_dir}
-data:
-  train: {data["train"]}
-  validation: {data["validation"]}
-  system: You are a test assistant.
-  max_length: 128
-training:
-  epochs: 10
-  learning_rate: 0.01
-  batch_size: 4
-  logging_steps: 1
-  warmup: 0
-  scheduler: constant
-eval:
-  qa: {data["qa"]}
-  max_new_tokens: 8
-{extra}"""
-    return write_config(tmp_path / f"{method}.yaml", text), out
+    """The shared small SFT config, 10 epochs, measured on the facts' QA file."""
+    qa = f"eval:\n  qa: {data['qa']}\n  max_new_tokens: 8\n"
+    return method_config(tmp_path, tiny_model_dir, data, method, qa + extra, epochs=10)
 
 
 def _losses(out: Path) -> list[float]:
