@@ -127,21 +127,9 @@ def test_modelfile_has_the_chatml_template_system_and_stop(tmp_path, gqa_model):
 
 
 def test_unsupported_models_and_unknown_tokenizers_are_refused(tmp_path, default_model_dir, gqa_model, monkeypatch):
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from helpers.models import tiny_qwen2
 
-    tok = AutoTokenizer.from_pretrained(default_model_dir)
-    qwen = tmp_path / "qwen"
-    Qwen2ForCausalLM(
-        Qwen2Config(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        )
-    ).save_pretrained(qwen)
-    tok.save_pretrained(qwen)
+    qwen = tiny_qwen2(tmp_path / "qwen", default_model_dir)
     with pytest.raises(ModelError, match="model_type `llama`.*this model is `qwen2`"):
         export_model(str(qwen), str(tmp_path / "q"), format="gguf")
     assert not (tmp_path / "q").exists() and not (tmp_path / "q.partial").exists()

@@ -154,21 +154,9 @@ def test_weight_only_blocks_keep_the_logits_closer_than_dynamic_int8(exported, g
 
 
 def test_unsupported_models_and_quants_are_refused_before_writing(tmp_path, default_model_dir, gqa_model):
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+    from helpers.models import tiny_qwen2
 
-    tok = AutoTokenizer.from_pretrained(default_model_dir)
-    qwen = tmp_path / "qwen"
-    Qwen2ForCausalLM(
-        Qwen2Config(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        )
-    ).save_pretrained(qwen)
-    tok.save_pretrained(qwen)
+    qwen = tiny_qwen2(tmp_path / "qwen", default_model_dir)
     with pytest.raises(ModelError, match="this model is `qwen2`"):
         export_model(str(qwen), str(tmp_path / "q"), format="onnx")
     with pytest.raises(ModelError, match="--quant q4_1: --format onnx takes f32, int8, q8_0, q4_0"):
